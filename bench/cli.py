@@ -1,0 +1,115 @@
+"""``snnbench`` command line.
+
+Subcommands live in ``bench/commands/<name>.py``; each module defines
+``register(subparsers, parent)`` and its handlers return a dict, which the CLI prints as
+exactly one JSON object with ``--json`` or as a short human summary otherwise.
+
+Errors: any exception with an ``exit_code`` attribute (bench, driver and config errors)
+becomes a one-line message on stderr and that exit code (2 usage/config/input, 1 runtime);
+``--debug`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from bench import __version__
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors exit 2 with one line (argparse's own convention)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"snnbench: error: {message}\n")
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if hasattr(obj, "__fspath__"):
+        return str(obj)
+    return obj
+
+
+def _human(result: dict[str, Any]) -> str:
+    if "summary" in result and isinstance(result["summary"], str):
+        return result["summary"]
+    width = max((len(k) for k in result), default=0)
+    lines = []
+    for k, v in result.items():
+        if isinstance(v, float):
+            v = f"{v:.6g}"
+        elif isinstance(v, (dict, list)):
+            v = json.dumps(_jsonable(v))
+        lines.append(f"{k:<{width}}  {v}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    def options(default: Any) -> argparse.ArgumentParser:
+        # Subparsers get SUPPRESS defaults so a flag given before the command survives.
+        p = argparse.ArgumentParser(add_help=False)
+        p.add_argument("--json", action="store_true", default=default(False),
+                       help="print exactly one JSON object on stdout")
+        p.add_argument("--debug", action="store_true", default=default(False), help="show tracebacks")
+        p.add_argument("--station", metavar="FILE", default=default(None),
+                       help="station TOML (default: the built-in simulated bench)")
+        return p
+
+    common = options(lambda _v: argparse.SUPPRESS)
+    parser = _Parser(prog="snnbench", description=__doc__.splitlines()[0], parents=[options(lambda v: v)])
+    parser.add_argument("--version", action="version", version=f"snnbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    import bench.commands as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"bench.commands.{info.name}")
+        if hasattr(module, "register"):
+            module.register(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return 2
+        result = args.func(args)
+    except KeyboardInterrupt:
+        print("snnbench: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI boundary turns every error into one line
+        code = getattr(exc, "exit_code", None)
+        if debug or code is None and not isinstance(exc, (OSError, ValueError)):
+            raise
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"snnbench: error: {msg}", file=sys.stderr)
+        return int(code) if code is not None else (2 if isinstance(exc, ValueError) else 1)
+    if result is None:
+        result = {}
+    if getattr(args, "json", False):
+        print(json.dumps(_jsonable(result), allow_nan=False))
+    else:
+        print(_human(result))
+    return int(result.get("exit_code", 0)) if isinstance(result, dict) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""HDF5 run files: one file per run, append-only, flushed after every completed unit.
+
+Layout conventions (DESIGN.md section 5):
+- root attributes: provenance (``snnbench_version``, ``git_revision``, ``kind``,
+  ``utc_start``, ``utc_end``, ``station`` as JSON, ``chip_info`` as JSON, ``seeds`` as JSON,
+  ``complete`` = False until the run closes normally);
+- datasets carry a ``units`` attribute;
+- extendable datasets grow along axis 0 in batches (``append``), and ``flush`` after each
+  completed unit of work means a killed process loses at most the unit in flight.
+
+Files are written with HDF5's default (earliest) format on purpose: the newer format sets
+"file open for write" flags that make a file from a killed process unreadable without
+``h5clear``.  Readers open files read-only and without locking (:func:`open_run`), so a
+live dashboard can follow a run that is still being written.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import h5py
+import numpy as np
+
+from bench import __version__
+from bench.errors import RunStoreError
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def git_revision() -> str:
+    """The source tree's git revision, or "" when not in a checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def check_writable(path: str | Path) -> Path:
+    """Fail early (before any work) if a run file cannot be created at ``path``."""
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.exists() and p.is_dir():
+        raise RunStoreError(f"{p}: is a directory, not a run file path")
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunStoreError(f"{p}: cannot create directory {parent} ({exc.strerror})") from None
+    if not os.access(parent, os.W_OK):
+        raise RunStoreError(f"{p}: directory {parent} is not writable")
+    return p
+
+
+def _attr(value: Any) -> Any:
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    if value is None:
+        return ""
+    return value
+
+
+class RunFile:
+    """A run file being written.  Use as a context manager; see module docstring."""
+
+    def __init__(self, path: str | Path, kind: str, *, mode: str = "w",
+                 station: Mapping[str, Any] | None = None, seeds: Mapping[str, Any] | None = None,
+                 **attrs: Any) -> None:
+        self.path = check_writable(path)
+        try:
+            self.h5 = h5py.File(self.path, mode)
+        except OSError as exc:
+            raise RunStoreError(f"{self.path}: cannot open run file ({exc})") from None
+        if mode == "w" or "kind" not in self.h5.attrs:
+            self.h5.attrs.update({
+                "kind": kind,
+                "snnbench_version": __version__,
+                "git_revision": git_revision(),
+                "utc_start": utc_now(),
+                "utc_end": "",
+                "complete": False,
+            })
+        else:
+            if self.h5.attrs.get("kind") != kind:
+                raise RunStoreError(f"{self.path}: is a {self.h5.attrs.get('kind')!r} run, not {kind!r}")
+            self.h5.attrs["complete"] = False
+            self.h5.attrs["resumed_utc"] = utc_now()
+        if station is not None:
+            self.h5.attrs["station"] = _attr(dict(station))
+        if seeds is not None:
+            self.h5.attrs["seeds"] = _attr(dict(seeds))
+        self.set_attrs("/", **attrs)
+        self.h5.flush()
+
+    # --- writing -----------------------------------------------------------------------
+    def set_attrs(self, group: str = "/", **attrs: Any) -> None:
+        g = self.h5.require_group(group)
+        for k, v in attrs.items():
+            g.attrs[k] = _attr(v)
+
+    def write(self, name: str, data: Any, units: str = "", **attrs: Any) -> h5py.Dataset:
+        """Write (or replace) a fixed-size dataset."""
+        if name in self.h5:
+            del self.h5[name]
+        ds = self.h5.create_dataset(name, data=np.asarray(data))
+        ds.attrs["units"] = units
+        for k, v in attrs.items():
+            ds.attrs[k] = _attr(v)
+        return ds
+
+    def append(self, name: str, batch: Any, units: str = "", **attrs: Any) -> h5py.Dataset:
+        """Append a batch of rows (axis 0) to an extendable, chunked dataset."""
+        batch = np.asarray(batch)
+        if name not in self.h5:
+            chunk_rows = max(1, min(4096, (1 << 16) // max(1, batch[0:1].nbytes)))
+            ds = self.h5.create_dataset(name, shape=(0,) + batch.shape[1:], dtype=batch.dtype,
+                                        maxshape=(None,) + batch.shape[1:],
+                                        chunks=(chunk_rows,) + batch.shape[1:])
+            ds.attrs["units"] = units
+            for k, v in attrs.items():
+                ds.attrs[k] = _attr(v)
+        ds = self.h5[name]
+        if ds.shape[1:] != batch.shape[1:]:
+            raise RunStoreError(f"{self.path}: cannot append rows of shape {batch.shape[1:]} "
+                                f"to {name} with rows of shape {ds.shape[1:]}")
+        n = ds.shape[0]
+        ds.resize(n + batch.shape[0], axis=0)
+        ds[n:] = batch
+        return ds
+
+    def flush(self) -> None:
+        """Make everything written so far durable (call after each completed unit)."""
+        self.h5.flush()
+
+    def close(self, complete: bool = True) -> None:
+        if not self.h5.id.valid:
+            return
+        self.h5.attrs["utc_end"] = utc_now()
+        self.h5.attrs["complete"] = bool(complete)
+        self.h5.flush()
+        self.h5.close()
+
+    def __enter__(self) -> "RunFile":
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if et is not None and self.h5.id.valid:
+            self.h5.attrs["error"] = f"{et.__name__}: {ev}"
+        self.close(complete=et is None)
+
+
+def open_run(path: str | Path) -> h5py.File:
+    """Open a run file read-only (SWMR when another process may still be writing)."""
+    p = Path(path)
+    if not p.exists():
+        raise RunStoreError(f"{p}: no such run file")
+    try:
+        return h5py.File(p, "r", locking=False)
+    except OSError as exc:
+        raise RunStoreError(f"{p}: not a readable HDF5 run file ({exc})") from None
