@@ -34,28 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Safety limits for everything that can reach the chip (SI units)."""
-
-    v_set_max_v: float = 4.0
-    """Largest SET bit-line voltage."""
-    v_reset_max_v: float = 4.0
-    """Largest RESET source-line voltage."""
-    v_wl_max_v: float = 3.3
-    """Largest word-line (gate) voltage."""
-    v_read_max_v: float = 0.5
-    """Largest read voltage (reads must not disturb the cells)."""
-    v_spike_max_v: float = 0.5
-    """Largest input-spike (inference) voltage."""
-    pulse_width_min_s: float = 10e-9
-    pulse_width_max_s: float = 100e-6
-    dt_min_s: float = 10e-9
-    """Smallest chip time step."""
-    dt_max_s: float = 10e-3
-    max_pulses_per_cell: int = 1000
+from drivers.limits import ChipLimits as Limits
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,53 @@
+"""Pack and unpack the fixed records of ``firmware_iface.spec`` (no I/O)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from firmware_iface.spec import RECORDS
+
+
+class PayloadError(ValueError):
+    """A payload does not have the layout its opcode requires."""
+
+
+def pack(name: str, **fields: Any) -> bytes:
+    """One record as bytes; fields not given are zero."""
+    rec = np.zeros(1, dtype=RECORDS[name])
+    for k, v in fields.items():
+        rec[k] = v
+    return rec.tobytes()
+
+
+def unpack(name: str, payload: bytes | memoryview, offset: int = 0) -> tuple[np.void, int]:
+    """Read one record at ``offset``; returns it and the offset after it."""
+    dt = RECORDS[name]
+    if len(payload) - offset < dt.itemsize:
+        raise PayloadError(f"{name} record needs {dt.itemsize} bytes at offset {offset}, "
+                           f"payload has {len(payload) - offset}")
+    return np.frombuffer(payload, dtype=dt, count=1, offset=offset)[0], offset + dt.itemsize
+
+
+def pack_array(name: str, arr: np.ndarray) -> bytes:
+    """An array of records (already of or convertible to the record dtype) as bytes."""
+    return np.ascontiguousarray(arr, dtype=RECORDS[name]).tobytes()
+
+
+def unpack_array(name: str, payload: bytes | memoryview, count: int, offset: int = 0) -> tuple[np.ndarray, int]:
+    dt = RECORDS[name]
+    need = dt.itemsize * count
+    if count < 0 or len(payload) - offset < need:
+        raise PayloadError(f"{count} {name} records need {need} bytes at offset {offset}, "
+                           f"payload has {len(payload) - offset}")
+    return np.frombuffer(payload, dtype=dt, count=count, offset=offset), offset + need
+
+
+def records(name: str, n: int) -> np.ndarray:
+    """A zeroed array of ``n`` records to fill field by field."""
+    return np.zeros(n, dtype=RECORDS[name])
+
+
+def expect_end(payload: bytes | memoryview, offset: int, what: str) -> None:
+    if offset != len(payload):
+        raise PayloadError(f"{what}: {len(payload) - offset} unexpected trailing bytes")

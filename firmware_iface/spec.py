@@ -1,0 +1,210 @@
+"""Single source of truth for the host<->FPGA protocol: opcodes, status codes, registers
+and the binary layout of every payload record.
+
+Everything here is data: ``firmware_iface.messages`` encodes/decodes with it,
+``firmware_iface.gendoc`` generates ``docs/protocol.md`` and ``include/pe_protocol.h``
+from it.  All multi-byte fields are little-endian; records are packed (no padding other
+than the explicit ``_pad`` fields).  Conductances travel as float32 siemens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum, IntFlag
+
+import numpy as np
+
+
+class Opcode(IntEnum):
+    """Command opcodes (request and its reply share the opcode)."""
+
+    PING = 0x01
+    GET_INFO = 0x02
+    REG_READ = 0x03
+    REG_WRITE = 0x04
+    READ_CELLS = 0x10
+    PULSE = 0x11
+    WRITE_VERIFY = 0x12
+    UPLOAD_SPIKES = 0x20
+    RUN = 0x21
+    READ_OUTPUT = 0x22
+    STATUS = 0x30
+    RESET = 0x31
+    WAIT = 0x32
+    SIM_QUERY = 0xF0
+
+
+OPCODE_DOC: dict[Opcode, tuple[str, str, str]] = {
+    Opcode.PING: ("Liveness check; echoes the payload.", "any bytes (<= 256)", "the same bytes"),
+    Opcode.GET_INFO: ("Chip and firmware identity and limits.", "empty", "INFO record, then `levels` x f32 conductance levels (S)"),
+    Opcode.REG_READ: ("Read one bias/DAC register.", "REG record (code ignored)", "REG record"),
+    Opcode.REG_WRITE: ("Write one bias/DAC register (checked against its range).", "REG record", "REG record (value now in force)"),
+    Opcode.READ_CELLS: ("Read conductances: a list of cells, one row, or the whole array.", "READ_REQ record, then `count` x CELL records (mode LIST)", "`n` x f32 conductance (S), in request order / row-major"),
+    Opcode.PULSE: ("Apply programming pulses in order (one cell or a batch).", "COUNT record, then `count` x PULSE records", "DONE record"),
+    Opcode.WRITE_VERIFY: ("On-board incremental-step write-verify of a batch of cells.", "SCHEDULE record, COUNT record, then `count` x TARGET records", "DONE record, then `count` x CELL_RESULT records"),
+    Opcode.UPLOAD_SPIKES: ("Store input spike trains in board memory, per sample dense bitmap or AER.", "UPLOAD record, then `n` x (SAMPLE record + data)", "COUNT record (samples stored)"),
+    Opcode.RUN: ("Run `n` stored samples back to back through the PE macro.", "RUN record", "DONE record"),
+    Opcode.READ_OUTPUT: ("Read per-neuron output spikes of stored results.", "RUN record", "OUTPUT record, then n x neurons x u16 counts, then events x u32 (step << 8 | neuron)"),
+    Opcode.STATUS: ("Board state and counters.", "empty", "STATUS record"),
+    Opcode.RESET: ("Soft reset: registers to defaults, sample memory cleared (array contents are non-volatile).", "empty", "empty"),
+    Opcode.WAIT: ("Let chip time pass on the board (retention experiments).", "WAIT record", "DONE record"),
+    Opcode.SIM_QUERY: ("Simulator introspection (virtual firmware only; real boards answer UNSUPPORTED).", "UTF-8 query name", "UTF-8 JSON"),
+}
+
+
+class Status(IntEnum):
+    """Reply status codes."""
+
+    OK = 0
+    BAD_FRAME = 1
+    UNKNOWN_OPCODE = 2
+    BAD_PAYLOAD = 3
+    OUT_OF_RANGE = 4
+    BUSY = 5
+    NO_MEMORY = 6
+    NOT_READY = 7
+    UNSUPPORTED = 8
+    INTERNAL = 9
+
+
+STATUS_DOC: dict[Status, str] = {
+    Status.OK: "command executed",
+    Status.BAD_FRAME: "frame failed CRC/COBS/length checks; host should resend (seq unchanged)",
+    Status.UNKNOWN_OPCODE: "opcode not implemented by this firmware",
+    Status.BAD_PAYLOAD: "payload size or field layout wrong",
+    Status.OUT_OF_RANGE: "a field is outside the firmware's range (register, voltage, width, address)",
+    Status.BUSY: "a job is still running",
+    Status.NO_MEMORY: "sample memory or buffer exhausted",
+    Status.NOT_READY: "requested results do not exist (e.g. READ_OUTPUT before RUN)",
+    Status.UNSUPPORTED: "valid request this board cannot serve",
+    Status.INTERNAL: "firmware fault",
+}
+
+
+class Capability(IntFlag):
+    """Bits of INFO.capabilities."""
+
+    WRITE_VERIFY = 0x01
+    DENSE_UPLOAD = 0x02
+    AER_UPLOAD = 0x04
+    PARTIAL_SUM = 0x08
+    SIMULATED = 0x80
+
+
+class PulseKind(IntEnum):
+    SET = 1
+    RESET = 2
+
+
+class ReadMode(IntEnum):
+    LIST = 0
+    ROW = 1
+    ARRAY = 2
+
+
+class Encoding(IntEnum):
+    DENSE = 0
+    AER = 1
+
+
+class CellFlag(IntFlag):
+    SUCCESS = 0x01
+    STUCK = 0x02
+    CONFIRM_FAILED = 0x04
+
+
+class ScheduleFlag(IntFlag):
+    CONFIRM_READ = 0x01
+
+
+@dataclass(frozen=True)
+class Register:
+    """A bias/DAC register: value_SI = code * scale."""
+
+    id: int
+    name: str
+    unit: str
+    scale: float
+    min_code: int
+    max_code: int
+    default_code: int
+    doc: str
+    writable: bool = True
+
+    def to_si(self, code: int) -> float:
+        return code * self.scale
+
+    def to_code(self, value: float) -> int:
+        return int(round(value / self.scale))
+
+
+REGISTERS: tuple[Register, ...] = (
+    Register(0x01, "V_READ", "V", 1e-6, 50_000, 1_000_000, 200_000, "read voltage (uV code)"),
+    Register(0x02, "V_SPIKE", "V", 1e-6, 50_000, 1_000_000, 200_000, "input spike (inference) voltage (uV code)"),
+    Register(0x03, "TIME_STEP", "s", 1e-9, 10, 10_000_000, 100, "chip time step dt (ns code)"),
+    Register(0x04, "THRESHOLD", "1", 1e-3, 100, 10_000, 1_000, "neuron threshold bias, normalised (milli code)"),
+    Register(0x05, "TAU", "steps", 1e-3, 1_000, 100_000, 10_000, "PSP time constant in steps (milli code)"),
+    Register(0x06, "REFRACTORY", "1", 1e-3, 0, 50_000, 10_000, "refractory kernel amplitude / threshold (milli code)"),
+    Register(0x07, "G_UNIT", "S", 1e-9, 1_000, 150_000, 50_000, "TIA gain: differential conductance per normalised input unit (nS code)"),
+    Register(0x08, "N_STEPS", "steps", 1.0, 1, 4_096, 300, "steps per sample"),
+    Register(0x09, "PE_SELECT", "1", 1.0, 0, 0, 0, "PE macro addressed by array commands"),
+    Register(0x0A, "LATENCY", "s", 1e-9, 0, 1_000_000, 14_310, "circuit latency per sample (ns code)", writable=False),
+)
+REGISTER_BY_NAME = {r.name: r for r in REGISTERS}
+REGISTER_BY_ID = {r.id: r for r in REGISTERS}
+
+# --- payload records -------------------------------------------------------------------
+RECORDS: dict[str, np.dtype] = {
+    "INFO": np.dtype([
+        ("chip_id", "<u8"), ("fw_major", "u1"), ("fw_minor", "u1"), ("fw_patch", "u1"),
+        ("protocol", "u1"), ("rows", "<u2"), ("columns", "<u2"), ("neurons", "<u2"), ("pes", "<u2"),
+        ("levels", "<u2"), ("max_steps", "<u2"), ("dt_min_ns", "<u4"), ("dt_max_ns", "<u4"),
+        ("latency_ns", "<u4"), ("sample_slots", "<u4"), ("max_payload", "<u4"), ("capabilities", "<u4"),
+    ]),
+    "REG": np.dtype([("reg", "<u2"), ("_pad", "<u2"), ("code", "<u4")]),
+    "READ_REQ": np.dtype([("v_read_uv", "<u4"), ("averages", "<u2"), ("mode", "u1"), ("row", "u1"),
+                          ("count", "<u4")]),
+    "CELL": np.dtype([("row", "u1"), ("col", "u1")]),
+    "COUNT": np.dtype([("count", "<u4")]),
+    "PULSE": np.dtype([("kind", "u1"), ("row", "u1"), ("col", "u1"), ("_pad", "u1"),
+                       ("v_bl_mv", "<u2"), ("v_wl_mv", "<u2"), ("v_sl_mv", "<u2"), ("_pad2", "<u2"),
+                       ("width_ns", "<u4")]),
+    "DONE": np.dtype([("count", "<u4"), ("_pad", "<u4"), ("chip_ns", "<u8")]),
+    "SCHEDULE": np.dtype([
+        ("set_start_mv", "<u2"), ("set_step_mv", "<u2"), ("set_max_mv", "<u2"), ("set_wl_mv", "<u2"),
+        ("reset_start_mv", "<u2"), ("reset_step_mv", "<u2"), ("reset_max_mv", "<u2"), ("reset_wl_mv", "<u2"),
+        ("width_ns", "<u4"), ("v_read_uv", "<u4"), ("tolerance_s", "<f4"), ("max_pulses", "<u2"),
+        ("read_averages", "<u2"), ("flags", "<u2"), ("_pad", "<u2"),
+    ]),
+    "TARGET": np.dtype([("row", "u1"), ("col", "u1"), ("_pad", "<u2"), ("target_s", "<f4")]),
+    "CELL_RESULT": np.dtype([("row", "u1"), ("col", "u1"), ("flags", "u1"), ("_pad", "u1"),
+                             ("pulses", "<u2"), ("_pad2", "<u2"), ("g_s", "<f4")]),
+    "UPLOAD": np.dtype([("slot", "<u4"), ("n", "<u4"), ("steps", "<u2"), ("rows", "<u2")]),
+    "SAMPLE": np.dtype([("encoding", "u1"), ("_pad", "u1", (3,)), ("nbytes", "<u4")]),
+    "RUN": np.dtype([("slot", "<u4"), ("n", "<u4")]),
+    "OUTPUT": np.dtype([("n", "<u4"), ("neurons", "<u2"), ("steps", "<u2"), ("events", "<u4")]),
+    "STATUS": np.dtype([("state", "u1"), ("last_error", "u1"), ("_pad", "<u2"), ("chip_ns", "<u8"),
+                        ("frames_rx", "<u4"), ("bad_frames", "<u4"), ("duplicates", "<u4"),
+                        ("samples_stored", "<u4"), ("outputs_ready", "<u4"), ("_pad2", "<u4")]),
+    "WAIT": np.dtype([("duration_ns", "<u8")]),
+}
+RECORD_DOC: dict[str, str] = {
+    "INFO": "GET_INFO reply header; followed by `levels` x f32 conductance levels in siemens",
+    "REG": "register id and raw code (value = code x scale, see the register table)",
+    "READ_REQ": "read request; mode 0 = LIST (then `count` CELL records), 1 = ROW (`row`), 2 = ARRAY",
+    "CELL": "cell address",
+    "COUNT": "a count of the records that follow (or were processed)",
+    "PULSE": "one programming pulse; kind 1 = SET (BL driven), 2 = RESET (SL driven)",
+    "DONE": "completion: items processed and chip time the command took (ns)",
+    "SCHEDULE": "incremental-step pulse schedule shared by host- and board-side write-verify",
+    "TARGET": "write-verify target conductance (S)",
+    "CELL_RESULT": "write-verify per-cell result; flags bit0 success, bit1 stuck, bit2 confirm failed",
+    "UPLOAD": "spike upload header: first slot, number of samples, steps and rows per sample",
+    "SAMPLE": "per-sample header: encoding 0 = dense bitmap (steps x rows bits, LSB first), 1 = AER (u32 step << 8 | row)",
+    "RUN": "first slot and number of samples",
+    "OUTPUT": "output readout header",
+    "STATUS": "board state (0 idle, 1 busy, 2 error) and counters",
+    "WAIT": "duration to wait in chip time (ns)",
+}
+
+FW_VERSION = (1, 0, 0)
+MAX_PING = 256

@@ -1,0 +1,138 @@
+"""Spike-train payload encodings: dense bitmap and sparse AER (address-event), and the
+output-spike readout encoding.  No I/O; vectorised with numpy.
+
+Upload payload (UPLOAD_SPIKES) = UPLOAD record, then per sample a SAMPLE record followed by
+its data:
+- dense: ``steps x rows`` bits, row-major by step, least-significant bit first
+  (``numpy.packbits(bitorder="little")``), padded to whole bytes;
+- AER: u32 words ``step << 8 | row`` sorted by step then row.
+``choose="auto"`` picks, per sample, whichever is smaller (ties: dense).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from firmware_iface.records import PayloadError, pack, unpack
+from firmware_iface.spec import RECORDS, Encoding
+
+_SAMPLE = RECORDS["SAMPLE"]
+MAX_ROWS_AER = 256
+
+
+def dense_nbytes(steps: int, rows: int) -> int:
+    return (steps * rows + 7) // 8
+
+
+def encode_upload(spikes: np.ndarray, slot: int = 0, choose: str = "auto") -> bytes:
+    """Encode spike trains ``spikes`` (n, steps, rows) bool for UPLOAD_SPIKES."""
+    spikes = np.asarray(spikes)
+    if spikes.ndim != 3:
+        raise ValueError(f"spikes must have shape (n, steps, rows), got {spikes.shape}")
+    n, steps, rows = spikes.shape
+    if rows > MAX_ROWS_AER or steps > 0xFFFF:
+        raise ValueError(f"spike trains of {steps} steps x {rows} rows exceed the encoding limits")
+    flat = spikes.reshape(n, steps * rows).astype(bool, copy=False)
+    counts = np.count_nonzero(flat, axis=1)
+    dn = dense_nbytes(steps, rows)
+    if choose == "auto":
+        use_aer = counts * 4 < dn
+    elif choose in ("dense", "aer"):
+        use_aer = np.full(n, choose == "aer")
+    else:
+        raise ValueError(f"unknown encoding choice {choose!r} (auto, dense, aer)")
+    parts = [pack("UPLOAD", slot=slot, n=n, steps=steps, rows=rows)]
+    dense_idx = np.flatnonzero(~use_aer)
+    dense_bits = np.packbits(flat[dense_idx], axis=1, bitorder="little") if dense_idx.size else None
+    aer_words = {}
+    aer_idx = np.flatnonzero(use_aer)
+    if aer_idx.size:
+        s_i, pos = np.nonzero(flat[aer_idx])
+        words = ((pos // rows).astype(np.uint32) << 8) | (pos % rows).astype(np.uint32)
+        splits = np.searchsorted(s_i, np.arange(1, aer_idx.size))
+        for k, w in zip(aer_idx, np.split(words, splits)):
+            aer_words[int(k)] = w
+    d = 0
+    hdr = np.zeros(1, dtype=_SAMPLE)
+    for i in range(n):
+        if use_aer[i]:
+            data = aer_words[i].astype("<u4").tobytes()
+            hdr["encoding"] = Encoding.AER
+        else:
+            data = dense_bits[d].tobytes()
+            d += 1
+            hdr["encoding"] = Encoding.DENSE
+        hdr["nbytes"] = len(data)
+        parts.append(hdr.tobytes())
+        parts.append(data)
+    return b"".join(parts)
+
+
+def decode_upload(payload: bytes) -> tuple[int, np.ndarray, np.ndarray]:
+    """Inverse of :func:`encode_upload`: (slot, spikes (n, steps, rows) bool, encodings (n,))."""
+    up, off = unpack("UPLOAD", payload)
+    n, steps, rows = int(up["n"]), int(up["steps"]), int(up["rows"])
+    if rows == 0 or steps == 0 or rows > MAX_ROWS_AER:
+        raise PayloadError(f"upload of {steps} steps x {rows} rows is not valid")
+    out = np.zeros((n, steps * rows), dtype=bool)
+    encs = np.zeros(n, dtype=np.uint8)
+    dn = dense_nbytes(steps, rows)
+    mv = memoryview(payload)
+    for i in range(n):
+        hdr, off = unpack("SAMPLE", mv, off)
+        nb = int(hdr["nbytes"])
+        if off + nb > len(payload):
+            raise PayloadError(f"sample {i}: {nb} data bytes announced, {len(payload) - off} left")
+        enc = int(hdr["encoding"])
+        encs[i] = enc
+        if enc == Encoding.DENSE:
+            if nb != dn:
+                raise PayloadError(f"sample {i}: dense bitmap of {nb} bytes, expected {dn}")
+            bits = np.frombuffer(mv, dtype=np.uint8, count=nb, offset=off)
+            out[i] = np.unpackbits(bits, bitorder="little", count=steps * rows).astype(bool)
+        elif enc == Encoding.AER:
+            if nb % 4:
+                raise PayloadError(f"sample {i}: AER data of {nb} bytes is not a multiple of 4")
+            w = np.frombuffer(mv, dtype="<u4", count=nb // 4, offset=off)
+            step, row = w >> 8, w & 0xFF
+            if w.size and (step.max() >= steps or row.max() >= rows):
+                raise PayloadError(f"sample {i}: AER event outside {steps} steps x {rows} rows")
+            out[i, step * rows + row] = True
+        else:
+            raise PayloadError(f"sample {i}: unknown encoding {enc}")
+        off += nb
+    if off != len(payload):
+        raise PayloadError(f"{len(payload) - off} unexpected trailing bytes after {n} samples")
+    return int(up["slot"]), out.reshape(n, steps, rows), encs
+
+
+def encode_output(spikes: np.ndarray) -> bytes:
+    """Output readout payload for spikes (n, steps, neurons) bool."""
+    spikes = np.asarray(spikes, dtype=bool)
+    n, steps, neurons = spikes.shape
+    counts = spikes.sum(axis=1).astype("<u2")
+    s_i, t_i, k_i = np.nonzero(spikes)
+    words = (t_i.astype(np.uint32) << 8) | k_i.astype(np.uint32)
+    return (pack("OUTPUT", n=n, neurons=neurons, steps=steps, events=words.size)
+            + counts.tobytes() + words.astype("<u4").tobytes())
+
+
+def decode_output(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`encode_output`: (counts (n, neurons), spikes (n, steps, neurons))."""
+    hdr, off = unpack("OUTPUT", payload)
+    n, neurons, steps, events = (int(hdr[k]) for k in ("n", "neurons", "steps", "events"))
+    need = off + 2 * n * neurons + 4 * events
+    if len(payload) != need:
+        raise PayloadError(f"output payload of {len(payload)} bytes, expected {need}")
+    counts = np.frombuffer(payload, dtype="<u2", count=n * neurons, offset=off).reshape(n, neurons)
+    off += 2 * n * neurons
+    words = np.frombuffer(payload, dtype="<u4", count=events, offset=off)
+    step, neuron = words >> 8, words & 0xFF
+    sample = np.repeat(np.arange(n), counts.sum(axis=1).astype(np.int64))
+    if sample.size != events:
+        raise PayloadError(f"output counts sum to {sample.size}, header says {events} events")
+    spikes = np.zeros((n, steps, neurons), dtype=bool)
+    if events:
+        if step.max() >= steps or neuron.max() >= neurons:
+            raise PayloadError("output event outside steps x neurons")
+        spikes[sample, step, neuron] = True
+    return counts.astype(np.int64), spikes

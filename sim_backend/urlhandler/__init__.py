@@ -1,0 +1,1 @@
+"""pyserial URL handlers provided by the simulator (``pesim://``)."""

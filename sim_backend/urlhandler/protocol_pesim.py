@@ -1,0 +1,119 @@
+"""``pesim://`` — the virtual board in-process, behind pyserial's URL mechanism.
+
+``serial.serial_for_url("pesim://?seed=1&fidelity=typical&ber=1e-5&drop=0.005")`` gives a
+port whose far side is a :class:`~sim_backend.firmware.VirtualFirmware`.  Query fields:
+``seed`` (chip seed), ``run_seed``, ``fidelity`` (ideal/typical/worst) and the link-model
+faults of :class:`~sim_backend.link.LinkModel` (``ber``, ``drop``, ``dup``, ``stall``,
+``board_reset``, ``link_seed``).
+
+The board answers synchronously inside ``write``; a ``read`` that finds nothing buffered
+returns at once, as a port whose timeout has elapsed would (nothing more can arrive).
+"""
+from __future__ import annotations
+
+import urllib.parse
+
+from serial.serialutil import PortNotOpenError, SerialBase, SerialException
+
+from sim_backend.board import make_board
+from sim_backend.link import LinkModel
+
+_KNOWN = {"seed", "run_seed", "fidelity", "ber", "drop", "dup", "stall", "board_reset",
+          "link_seed", "baud", "latency_s", "latency_ms"}
+
+
+class Serial(SerialBase):
+    """A serial port whose far side is the virtual board."""
+
+    synchronous = True
+    """Replies are complete when write() returns: an empty read means nothing will come."""
+
+    def open(self) -> None:
+        if self.is_open:
+            raise SerialException("Port is already open.")
+        if self._port is None:
+            raise SerialException("Port must be configured before it can be used.")
+        parts = urllib.parse.urlsplit(self._port)
+        if parts.scheme != "pesim":
+            raise SerialException(f"expected a pesim:// URL, got {self._port!r}")
+        q = {k: v[-1] for k, v in urllib.parse.parse_qs(parts.query).items()}
+        unknown = sorted(set(q) - _KNOWN)
+        if unknown:
+            raise SerialException(f"pesim:// unknown option(s) {', '.join(unknown)} "
+                                  f"(known: {', '.join(sorted(_KNOWN))})")
+        try:
+            seed, run_seed = int(q.get("seed", 1)), int(q.get("run_seed", 0))
+            self.link = LinkModel.from_query(parts.query, seed=run_seed + 7919)
+            self.firmware = make_board(seed, run_seed, q.get("fidelity", "typical"))
+        except ValueError as exc:
+            raise SerialException(f"pesim:// bad option: {exc}") from None
+        self._rx = bytearray()
+        self.is_open = True
+
+    def close(self) -> None:
+        self.is_open = False
+
+    def _reconfigure_port(self) -> None:
+        pass
+
+    @property
+    def in_waiting(self) -> int:
+        if not self.is_open:
+            raise PortNotOpenError()
+        return len(self._rx)
+
+    def read(self, size: int = 1) -> bytes:
+        if not self.is_open:
+            raise PortNotOpenError()
+        data = bytes(self._rx[:size])
+        del self._rx[:size]
+        return data
+
+    def write(self, data: bytes) -> int:
+        if not self.is_open:
+            raise PortNotOpenError()
+        data = bytes(data)
+        if self.link.want_board_reset():
+            self.firmware.feed(b"")
+            self.firmware._reset(b"")  # the board rebooted: memory and registers gone
+        reply = self.firmware.feed(self.link.corrupt(data))
+        self._rx += self.link.corrupt(reply)
+        return len(data)
+
+    def reset_input_buffer(self) -> None:
+        if not self.is_open:
+            raise PortNotOpenError()
+        self._rx.clear()
+
+    def reset_output_buffer(self) -> None:
+        if not self.is_open:
+            raise PortNotOpenError()
+
+    @property
+    def out_waiting(self) -> int:
+        return 0
+
+    def _update_break_state(self) -> None:
+        pass
+
+    def _update_rts_state(self) -> None:
+        pass
+
+    def _update_dtr_state(self) -> None:
+        pass
+
+    @property
+    def cts(self) -> bool:
+        return True
+
+    @property
+    def dsr(self) -> bool:
+        return True
+
+    @property
+    def ri(self) -> bool:
+        return False
+
+    @property
+    def cd(self) -> bool:
+        return True
