@@ -12,6 +12,12 @@ class LinkError(DriverError):
     """The transport could not be opened or failed (unknown URL scheme, port unreachable)."""
 
 
+class BadURLError(LinkError):
+    """The link URL is not usable (unknown scheme, bad option): a usage error."""
+
+    exit_code = 2
+
+
 class ProtocolError(DriverError):
     """Bytes on the link do not form the expected reply (after retries were exhausted)."""
 

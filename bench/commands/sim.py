@@ -1,0 +1,23 @@
+"""``snnbench sim serve``: run the simulated bench (virtual chip + instruments) as a server."""
+from __future__ import annotations
+
+import argparse
+
+from bench.commands._groups import group
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    sim = group(subparsers, "sim", "the simulated bench")
+    p = sim.add_parser("serve", parents=[common],
+                       help="serve the virtual chip (socket:// or pty) and virtual SMUs until SIGINT/SIGTERM")
+    from sim_backend.server import add_serve_arguments
+
+    add_serve_arguments(p)
+    p.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> dict:
+    from sim_backend.server import run_serve
+
+    run_serve(args)
+    return {"summary": "simulated bench stopped"} if not args.json else {"stopped": True}

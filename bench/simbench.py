@@ -1,0 +1,67 @@
+"""The built-in simulated bench: a ``snnbench sim serve`` subprocess on 127.0.0.1.
+
+The bench talks to it exactly as to the lab: the chip through pyserial's ``socket://``
+handler, the SMUs through pyvisa with pyvisa-py.  It is a separate process (its own core,
+its own GIL), started on demand and stopped on close.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+from types import TracebackType
+
+from bench.errors import BenchError
+
+
+class SimBenchError(BenchError):
+    exit_code = 1
+
+
+class SimBench:
+    """Start the simulator process; ``.chip_url`` and ``.smu`` name what it serves."""
+
+    def __init__(self, seed: int = 1, run_seed: int = 0, fidelity: str = "typical",
+                 instruments: bool = True, extra: list[str] | None = None,
+                 startup_timeout_s: float = 30.0) -> None:
+        cmd = [sys.executable, "-m", "sim_backend", "serve", "--port", "0", "--seed", str(seed),
+               "--run-seed", str(run_seed), "--fidelity", fidelity]
+        if not instruments:
+            cmd.append("--no-instruments")
+        cmd += extra or []
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, env=env, text=True)
+        ready, _, _ = select.select([self.proc.stdout], [], [], startup_timeout_s)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            err = ""
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().strip().splitlines()[-1:] or [""]
+                err = err[0]
+            self.close()
+            raise SimBenchError(f"simulated bench did not start within {startup_timeout_s:g} s {err}".strip())
+        self.served = json.loads(line)
+        self.chip_url: str = self.served["chip"]
+        self.smu: list[dict] = list(self.served.get("smu", []))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for f in (self.proc.stdout, self.proc.stderr):
+            if f:
+                f.close()
+
+    def __enter__(self) -> "SimBench":
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,174 @@
+"""``sim serve``: the simulated bench as a separate process, reached only through real
+transports — TCP for pyserial's ``socket://`` handler, or a pseudo-terminal — plus the
+instrument simulators (SCPI over TCP on 127.0.0.1) that share the chip's world.
+
+The first line on stdout is one JSON object naming what is served, e.g.
+``{"chip": "socket://127.0.0.1:40123", "smu": [...], "pid": 1234}``; then it serves until
+SIGINT/SIGTERM and exits 0.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import tty
+from collections.abc import Callable
+
+from sim_backend.board import make_board
+from sim_backend.firmware import VirtualFirmware
+from sim_backend.link import LinkModel
+
+
+class _Pump:
+    """Moves bytes between one transport and the firmware through the link model."""
+
+    def __init__(self, fw: VirtualFirmware, link: LinkModel) -> None:
+        self.fw, self.link = fw, link
+        self.guard = threading.Lock()
+
+    def exchange(self, data: bytes) -> bytes:
+        with self.guard:
+            if self.link.want_board_reset():
+                self.fw._reset(b"")
+            return self.link.corrupt(self.fw.feed(self.link.corrupt(data)))
+
+
+def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple[str, threading.Thread]:
+    """Serve the board on TCP; one client at a time (one owner per link)."""
+    srv = socket.create_server((host, port))
+    srv.settimeout(0.2)
+
+    def loop() -> None:
+        with srv:
+            while not stop.is_set():
+                try:
+                    conn, _ = srv.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conn.settimeout(0.2)
+                with conn:
+                    while not stop.is_set():
+                        try:
+                            data = conn.recv(1 << 20)
+                        except TimeoutError:
+                            continue
+                        except OSError:
+                            break
+                        if not data:
+                            break
+                        out = pump.exchange(data)
+                        if out:
+                            try:
+                                conn.sendall(out)
+                            except OSError:
+                                break
+
+    t = threading.Thread(target=loop, name="sim-tcp", daemon=True)
+    t.start()
+    return f"socket://{host}:{srv.getsockname()[1]}", t
+
+
+def serve_pty(pump: _Pump, stop: threading.Event) -> tuple[str, threading.Thread]:
+    """Serve the board on a pseudo-terminal; returns the slave device path."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+
+    def loop() -> None:
+        import select
+
+        while not stop.is_set():
+            r, _, _ = select.select([master], [], [], 0.2)
+            if not r:
+                continue
+            try:
+                data = os.read(master, 1 << 16)
+            except OSError:
+                return
+            out = pump.exchange(data)
+            view = memoryview(out)
+            while view:
+                n = os.write(master, view)
+                view = view[n:]
+
+    t = threading.Thread(target=loop, name="sim-pty", daemon=True)
+    t.start()
+    t.fds = (master, slave)  # type: ignore[attr-defined]  # kept open while serving
+    return path, t
+
+
+def _start_instruments(fw: VirtualFirmware, host: str) -> tuple[list[dict], Callable[[], None]]:
+    try:
+        from sim_backend.instruments import serve_instruments
+        from sim_backend.world import SimWorld
+    except ImportError:
+        return [], lambda: None
+    world = getattr(fw, "world", None)
+    if world is None:
+        return [], lambda: None
+    return serve_instruments(world, host=host)
+
+
+def serve(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="snnbench sim serve", description=__doc__.splitlines()[0])
+    add_serve_arguments(p)
+    return run_serve(p.parse_args(argv))
+
+
+def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, default=0, help="TCP port for the chip link (0: any free port)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--pty", action="store_true", help="serve the chip on a pseudo-terminal instead of TCP")
+    p.add_argument("--seed", type=int, default=1, help="chip seed (device-to-device map)")
+    p.add_argument("--run-seed", type=int, default=0, help="run seed (cycle-to-cycle noise)")
+    p.add_argument("--fidelity", default="typical", choices=["ideal", "typical", "worst"])
+    p.add_argument("--no-instruments", action="store_true", help="serve the chip only")
+    for name, help_ in (("ber", "bit-error rate per bit"), ("drop", "probability a chunk is dropped"),
+                        ("dup", "probability a chunk is duplicated"), ("stall", "probability a chunk is held back"),
+                        ("board-reset", "probability the board resets per chunk")):
+        p.add_argument(f"--{name}", type=float, default=0.0, help=f"link fault: {help_}")
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port {args.port} is outside 0..65535")
+    link = LinkModel(ber=args.ber, drop=args.drop, dup=args.dup, stall=args.stall,
+                     board_reset=args.board_reset, seed=args.run_seed + 7919)
+    fw = make_board(args.seed, args.run_seed, args.fidelity)
+    pump = _Pump(fw, link)
+    stop = threading.Event()
+    if args.pty:
+        url, _thread = serve_pty(pump, stop)
+    else:
+        try:
+            url, _thread = serve_tcp(pump, args.host, args.port, stop)
+        except OSError as exc:
+            raise OSError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    smus, stop_instruments = ([], lambda: None) if args.no_instruments else _start_instruments(fw, args.host)
+    done = threading.Event()
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        done.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print(json.dumps({"chip": url, "smu": smus, "fidelity": args.fidelity, "seed": args.seed,
+                      "run_seed": args.run_seed, "pid": os.getpid()}), flush=True)
+    try:
+        while not done.wait(0.5):
+            pass
+    finally:
+        stop.set()
+        stop_instruments()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(serve())
