@@ -1,0 +1,353 @@
+"""AEDAT 3.1 reader and writer (the DVS128 Gesture release format).
+
+File layout (iniVation AEDAT 3.1, libcaer ``events/common.h`` and ``events/polarity.h``):
+
+* A text header: lines starting with ``#``, the first ``#!AER-DAT3.1``, the last
+  ``#!END-HEADER`` (lines end in ``\\r\\n``).
+* Then event packets back to back, each a 28-byte little-endian header::
+
+      int16 eventType, int16 eventSource, int32 eventSize, int32 eventTSOffset,
+      int32 eventTSOverflow, int32 eventCapacity, int32 eventNumber, int32 eventValid
+
+  followed by ``eventCapacity * eventSize`` bytes of events (in files written by libcaer
+  ``eventCapacity == eventNumber``; the first ``eventNumber`` events are read).
+* Polarity events (``eventType == 1``, ``eventSize == 8``): ``uint32 data`` then
+  ``int32 timestamp`` (at ``eventTSOffset``). ``data`` bit 0 = valid mark, bit 1 = polarity,
+  bits 2..16 = y, bits 17..31 = x (libcaer masks 15 bits; for in-range DVS128 addresses this
+  equals the ``& 0x1FFF`` of the dataset's reference loader). Invalid events (valid bit 0)
+  are dropped.
+* Timestamps are 31-bit microseconds; the full timestamp is
+  ``(eventTSOverflow << 31) | timestamp``.
+* Every other event type (special events incl. timestamp wraps, frames, IMU...) is skipped.
+
+Events are returned as a numpy structured array of :data:`EVENT_DTYPE` with ``t`` in
+microseconds of dataset time (int64).
+"""
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from bench.errors import DataFormatError
+
+EVENT_DTYPE = np.dtype([("x", "<u2"), ("y", "<u2"), ("p", "u1"), ("t", "<i8")])
+
+#: (width, height) of the DVS128 sensor
+DVS128_SENSOR = (128, 128)
+
+PACKET_HEADER = struct.Struct("<hhiiiiii")
+PACKET_HEADER_SIZE = PACKET_HEADER.size  # 28
+SPECIAL_EVENT = 0
+POLARITY_EVENT = 1
+POLARITY_EVENT_SIZE = 8
+TS_OVERFLOW_SHIFT = 31
+TS_MASK = (1 << TS_OVERFLOW_SHIFT) - 1
+_ADDR_MASK = 0x7FFF
+_X_SHIFT = 17
+_Y_SHIFT = 2
+_P_SHIFT = 1
+_SPECIAL_TIMESTAMP_WRAP = 0
+_MAX_HEADER_BYTES = 1 << 20
+_END_HEADER = b"#!END-HEADER"
+_MAGIC = b"#!AER-DAT3"
+
+
+def empty_events(n: int = 0) -> np.ndarray:
+    return np.zeros(n, dtype=EVENT_DTYPE)
+
+
+# --------------------------------------------------------------------------- header
+
+
+def parse_header(buf: bytes | memoryview, path: str | os.PathLike = "<bytes>") -> tuple[list[str], int]:
+    """Parse the text header; return (lines without line ends, byte offset of the first packet)."""
+    mv = memoryview(buf)
+    if bytes(mv[: len(_MAGIC)]) != _MAGIC:
+        head = bytes(mv[:16])
+        raise DataFormatError(
+            f"{path}: corrupted header at byte 0: expected '#!AER-DAT3.1', found {head!r}"
+        )
+    lines: list[str] = []
+    off = 0
+    n = len(mv)
+    limit = min(n, _MAX_HEADER_BYTES)
+    raw = bytes(mv[:limit])
+    while True:
+        if off >= limit:
+            raise DataFormatError(
+                f"{path}: corrupted header: no '#!END-HEADER' line within the first {limit} bytes"
+            )
+        if raw[off : off + 1] != b"#":
+            raise DataFormatError(
+                f"{path}: corrupted header at byte {off}: header line does not start with '#' "
+                f"(found {raw[off:off + 16]!r}) before '#!END-HEADER'"
+            )
+        nl = raw.find(b"\n", off)
+        if nl < 0:
+            raise DataFormatError(
+                f"{path}: corrupted header at byte {off}: unterminated header line, "
+                "no '#!END-HEADER'"
+            )
+        line = raw[off:nl].rstrip(b"\r")
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataFormatError(f"{path}: corrupted header at byte {off}: line is not text") from None
+        lines.append(text)
+        off = nl + 1
+        if line == _END_HEADER:
+            break
+    version = lines[0][2:].strip()
+    if version not in ("AER-DAT3.1", "AER-DAT3.0"):
+        raise DataFormatError(f"{path}: corrupted header at byte 0: unsupported format version {version!r}")
+    return lines, off
+
+
+def read_header(path: str | os.PathLike) -> list[str]:
+    """The header lines of an AEDAT 3.1 file (reads at most 1 MiB)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_MAX_HEADER_BYTES)
+    except FileNotFoundError:
+        raise DataFormatError(f"{path}: event file not found") from None
+    return parse_header(head, path)[0]
+
+
+# --------------------------------------------------------------------------- reader
+
+
+def read_aedat(
+    path: str | os.PathLike,
+    *,
+    sensor: tuple[int, int] | None = DVS128_SENSOR,
+) -> np.ndarray:
+    """Read all valid polarity events of an AEDAT 3.1 file.
+
+    ``sensor`` is (width, height); an event outside it is an error naming the file and the
+    byte offset of that event (``None`` disables the check). A packet that runs past the end
+    of the file (truncated recording) is an error naming the file and the packet's offset.
+    """
+    path = Path(path)
+    try:
+        buf = path.read_bytes()
+    except FileNotFoundError:
+        raise DataFormatError(f"{path}: event file not found") from None
+    except IsADirectoryError:
+        raise DataFormatError(f"{path}: is a directory, not an AEDAT file") from None
+    return decode_aedat(buf, path=path, sensor=sensor)
+
+
+def decode_aedat(
+    buf: bytes,
+    *,
+    path: str | os.PathLike = "<bytes>",
+    sensor: tuple[int, int] | None = DVS128_SENSOR,
+) -> np.ndarray:
+    """Decode the bytes of an AEDAT 3.1 file (see :func:`read_aedat`)."""
+    _, off = parse_header(buf, path)
+    n = len(buf)
+    unpack = PACKET_HEADER.unpack_from
+    # Pass 1: walk the packet headers (cheap), remember polarity packet bodies.
+    starts: list[int] = []
+    counts: list[int] = []
+    overflows: list[int] = []
+    layout: tuple[int, int] | None = None  # (eventSize, eventTSOffset) if uniform
+    uniform = True
+    layouts: list[tuple[int, int]] = []
+    while off < n:
+        if off + PACKET_HEADER_SIZE > n:
+            raise DataFormatError(
+                f"{path}: truncated packet header at byte {off}: {n - off} of "
+                f"{PACKET_HEADER_SIZE} bytes present (file ends at byte {n})"
+            )
+        etype, _src, esize, tsoff, tsovf, cap, num, _valid = unpack(buf, off)
+        if esize <= 0 or cap < 0 or num < 0 or num > cap or tsovf < 0 or not (0 <= tsoff <= esize - 4):
+            raise DataFormatError(
+                f"{path}: corrupted packet header at byte {off}: eventType={etype} eventSize={esize} "
+                f"eventTSOffset={tsoff} eventTSOverflow={tsovf} eventCapacity={cap} eventNumber={num}"
+            )
+        body = off + PACKET_HEADER_SIZE
+        end = body + cap * esize
+        if end > n:
+            raise DataFormatError(
+                f"{path}: truncated packet at byte {off} (eventType={etype}, {cap} events of "
+                f"{esize} bytes): needs {end - body} body bytes, only {n - body} present "
+                f"(file ends at byte {n})"
+            )
+        if etype == POLARITY_EVENT and num > 0:
+            if esize < POLARITY_EVENT_SIZE:
+                raise DataFormatError(
+                    f"{path}: corrupted packet header at byte {off}: polarity eventSize={esize} < 8"
+                )
+            starts.append(body)
+            counts.append(num)
+            overflows.append(tsovf)
+            lay = (esize, tsoff)
+            layouts.append(lay)
+            if layout is None:
+                layout = lay
+            elif lay != layout:
+                uniform = False
+        off = end
+    if not starts:
+        return empty_events()
+    # Pass 2: gather the event words into one array (one copy), decode vectorised.
+    if uniform and layout == (POLARITY_EVENT_SIZE, 4):
+        raw_dt = np.dtype([("d", "<u4"), ("ts", "<i4")])
+        parts = [np.frombuffer(buf, dtype=raw_dt, count=c, offset=s) for s, c in zip(starts, counts)]
+        raw = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        data = raw["d"]
+        ts = raw["ts"]
+    else:
+        data_parts, ts_parts = [], []
+        for s, c, (esize, tsoff) in zip(starts, counts, layouts):
+            dt = np.dtype({"names": ["d", "ts"], "formats": ["<u4", "<i4"], "offsets": [0, tsoff],
+                           "itemsize": esize})
+            a = np.frombuffer(buf, dtype=dt, count=c, offset=s)
+            data_parts.append(a["d"])
+            ts_parts.append(a["ts"])
+        data = np.concatenate(data_parts)
+        ts = np.concatenate(ts_parts)
+    counts_a = np.asarray(counts, dtype=np.int64)
+    ovf = np.asarray(overflows, dtype=np.int64)
+    if np.any(ts < 0):
+        bad = int(np.flatnonzero(ts < 0)[0])
+        raise DataFormatError(
+            f"{path}: corrupted event at byte {_event_offset(bad, starts, counts_a, layouts)}: "
+            f"negative 32-bit timestamp {int(ts[bad])}"
+        )
+    if np.any(ovf):
+        t = (np.repeat(ovf, counts_a) << TS_OVERFLOW_SHIFT) | ts.astype(np.int64)
+    else:
+        t = ts.astype(np.int64)
+    x = (data >> _X_SHIFT) & _ADDR_MASK
+    y = (data >> _Y_SHIFT) & _ADDR_MASK
+    valid = (data & 1).astype(bool)
+    if sensor is not None:
+        w, h = sensor
+        out_of_range = valid & ((x >= w) | (y >= h))
+        if out_of_range.any():
+            bad = int(np.flatnonzero(out_of_range)[0])
+            raise DataFormatError(
+                f"{path}: wrong sensor size: event at byte "
+                f"{_event_offset(bad, starts, counts_a, layouts)} has x={int(x[bad])} y={int(y[bad])}, "
+                f"outside the {w}x{h} sensor"
+            )
+    all_valid = bool(valid.all())
+    m = int(valid.sum()) if not all_valid else len(data)
+    ev = np.empty(m, dtype=EVENT_DTYPE)
+    if all_valid:
+        ev["x"] = x
+        ev["y"] = y
+        ev["p"] = (data >> _P_SHIFT) & 1
+        ev["t"] = t
+    else:
+        ev["x"] = x[valid]
+        ev["y"] = y[valid]
+        ev["p"] = ((data >> _P_SHIFT) & 1)[valid]
+        ev["t"] = t[valid]
+    return ev
+
+
+def _event_offset(index: int, starts: list[int], counts: np.ndarray, layouts: list[tuple[int, int]]) -> int:
+    cum = np.cumsum(counts)
+    k = int(np.searchsorted(cum, index, side="right"))
+    first = int(cum[k - 1]) if k else 0
+    return starts[k] + (index - first) * layouts[k][0]
+
+
+# --------------------------------------------------------------------------- writer
+
+
+def default_header(source: str = "DVS128", extra: list[str] | None = None) -> list[str]:
+    lines = [
+        "#!AER-DAT3.1",
+        "#Format: RAW",
+        f"#Source 0: {source}",
+        "#Start-Time: 1970-01-01 00:00:00 (TZ+0000)",
+    ]
+    for e in extra or []:
+        lines.append(e if e.startswith("#") else "#" + e)
+    lines.append("#!END-HEADER")
+    return lines
+
+
+def encode_aedat(
+    events: np.ndarray,
+    *,
+    source: str = "DVS128",
+    packet_events: int = 8192,
+    header_extra: list[str] | None = None,
+    source_id: int = 0,
+) -> bytes:
+    """Encode events (EVENT_DTYPE, t >= 0, sorted or not) as AEDAT 3.1 bytes.
+
+    Polarity packets (type 1, 8-byte events, timestamp offset 4) of at most ``packet_events``
+    events, each with the ``eventTSOverflow`` of its events (``t >> 31``); when the overflow
+    counter changes a special-event packet (type 0) with a TIMESTAMP_WRAP event is inserted,
+    as libcaer does.
+    """
+    events = np.asarray(events)
+    if events.dtype != EVENT_DTYPE:
+        events = events.astype(EVENT_DTYPE)
+    if packet_events <= 0:
+        raise ValueError("packet_events must be > 0")
+    t = events["t"].astype(np.int64)
+    if len(t) and int(t.min()) < 0:
+        raise ValueError("event timestamps must be >= 0")
+    if len(events) and (int(events["x"].max()) > _ADDR_MASK or int(events["y"].max()) > _ADDR_MASK):
+        raise ValueError("event address does not fit in 15 bits")
+    data = (
+        (events["x"].astype(np.uint32) << _X_SHIFT)
+        | (events["y"].astype(np.uint32) << _Y_SHIFT)
+        | ((events["p"].astype(np.uint32) & 1) << _P_SHIFT)
+        | np.uint32(1)
+    )
+    raw = np.empty(len(events), dtype=[("d", "<u4"), ("ts", "<i4")])
+    raw["d"] = data
+    raw["ts"] = (t & TS_MASK).astype(np.int32)
+    ovf = t >> TS_OVERFLOW_SHIFT
+    header = "\r\n".join(default_header(source, header_extra)) + "\r\n"
+    chunks: list[bytes] = [header.encode("ascii")]
+    # Split into runs of equal overflow, then into packets.
+    if len(t):
+        change = np.flatnonzero(np.diff(ovf)) + 1
+        bounds = np.concatenate([[0], change, [len(t)]])
+    else:
+        bounds = np.array([0])
+    prev_ovf = 0
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        a, b = int(a), int(b)
+        o = int(ovf[a])
+        if o > 0x7FFFFFFF:
+            raise ValueError("timestamp too large for AEDAT 3.1")
+        if o != prev_ovf:
+            wrap = np.array([(np.uint32(_SPECIAL_TIMESTAMP_WRAP << 1 | 1), 0)], dtype=raw.dtype)
+            chunks.append(PACKET_HEADER.pack(SPECIAL_EVENT, source_id, 8, 4, o, 1, 1, 1))
+            chunks.append(wrap.tobytes())
+            prev_ovf = o
+        for s in range(a, b, packet_events):
+            e = min(b, s + packet_events)
+            n = e - s
+            chunks.append(PACKET_HEADER.pack(POLARITY_EVENT, source_id, POLARITY_EVENT_SIZE, 4, o, n, n, n))
+            chunks.append(raw[s:e].tobytes())
+    return b"".join(chunks)
+
+
+def write_aedat(
+    path: str | os.PathLike,
+    events: np.ndarray,
+    *,
+    source: str = "DVS128",
+    packet_events: int = 8192,
+    header_extra: list[str] | None = None,
+) -> Path:
+    """Write events as an AEDAT 3.1 file (see :func:`encode_aedat`). Returns the path."""
+    path = Path(path)
+    path.write_bytes(encode_aedat(events, source=source, packet_events=packet_events,
+                                  header_extra=header_extra))
+    return path

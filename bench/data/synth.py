@@ -1,0 +1,336 @@
+"""Seeded synthetic DVS128-Gesture-like event set (no download needed).
+
+Written in the release's layout (AEDAT 3.1 recordings + ``_labels.csv`` + trial lists), so
+one reader serves both. Each recording is one subject under one lighting condition and holds
+one labelled sample of each of the 11 classes, in a random order, separated by pauses.
+
+Model (stylised, documented in docs/data.md): a hand is a Gaussian blob of events, the
+forearm a line of events from the shoulder to the hand; hands emit events at a constant
+rate while they move, with random polarity (a textured hand has edges of both contrasts in
+every direction of motion); sensor noise is uniform background activity plus a few hot
+pixels. Per-subject variation: position offset, scale, speed, hand size, event rate;
+per-lighting: noise rate. Coordinates: image x to the right, y down; the subject faces the
+camera, so the subject's right hand appears on the image's left.
+
+Classes are built so that pairs share their time-collapsed picture and differ only in
+temporal order or phase:
+
+* right arm clockwise / counter-clockwise: a hand circling at constant speed, both ways;
+* left arm clockwise / counter-clockwise: the same on the other side;
+* hand clap / arm roll: two hands sweeping along the same two horizontal strokes, mirrored
+  (they meet and part) or in phase (both move the same way);
+* air drums / air guitar: two hands sweeping along the same two vertical strokes, drums
+  alternating at one tempo, guitar one hand strumming twice as fast and the other sliding
+  at half speed;
+* right / left hand wave and "other" (random smooth motion of one hand in front of the
+  face) stand alone.
+
+A classifier on time-collapsed event counts therefore cannot beat ~7/11 on this set, while
+direction, phase and tempo remain in the spike timing.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.data.aedat import EVENT_DTYPE, encode_aedat
+from bench.data.labels import CLASS_NAMES, write_labels, write_trial_list
+from bench.errors import UsageError
+
+SENSOR = (128, 128)
+LIGHTINGS = ("fluorescent", "fluorescent_led", "lab", "led", "natural")
+LIGHTING_NOISE = {"fluorescent": 1.0, "fluorescent_led": 1.4, "lab": 0.7, "led": 1.2, "natural": 1.8}
+DEFAULT_PER_CLASS = 32
+LIGHTINGS_PER_SUBJECT = 4
+TEST_FRACTION = 288 / (1176 + 288)  # the release's subject split
+GENERATOR_VERSION = 1
+
+# Event rates (events per millisecond) and geometry (pixels, before per-subject transform).
+HAND_RATE = 6.0
+ARM_RATE = 1.5
+NOISE_RATE = 0.8  # whole sensor
+HOT_PIXEL_HZ = (20.0, 60.0)
+CENTER = np.array([64.0, 64.0])
+SHOULDER_R = np.array([44.0, 104.0])  # subject's right shoulder (image left)
+SHOULDER_L = np.array([84.0, 104.0])
+
+
+def _tri(phase: np.ndarray) -> np.ndarray:
+    """Triangle wave in [0, 1] with period 1 (constant speed back and forth)."""
+    f = np.mod(phase, 1.0)
+    return 1.0 - np.abs(2.0 * f - 1.0)
+
+
+def _trajectories(cls: int, t_s: np.ndarray, speed: float, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Hand paths of class ``cls`` (0..10) at times ``t_s`` (seconds): [(xy (K,2), shoulder)]."""
+    K = len(t_s)
+    ph0 = rng.uniform(0.0, 1.0)
+    out = []
+
+    def line(x, y):
+        return np.stack([np.broadcast_to(x, (K,)), np.broadcast_to(y, (K,))], axis=1).astype(float)
+
+    if cls in (0, 7):  # hand clap (mirrored) / arm roll (in phase) on the same strokes
+        period = 0.55 / speed
+        ph = t_s / period + ph0
+        gap, amp, yy = 5.0, 22.0, 66.0
+        xr = 64.0 - gap - amp * _tri(ph)  # subject's right hand, image left
+        if cls == 0:
+            xl = 64.0 + gap + amp * _tri(ph)
+        else:
+            xl = 64.0 + gap + amp * (1.0 - _tri(ph))
+        out.append((line(xr, yy), SHOULDER_R))
+        out.append((line(xl, yy), SHOULDER_L))
+    elif cls in (1, 2):  # right / left hand wave: fast side-to-side arc, one hand
+        cx = 40.0 if cls == 1 else 88.0
+        f = 2.4 * speed
+        a = 2 * np.pi * (f * t_s + ph0)
+        out.append((line(cx + 10.0 * np.sin(a), 32.0 + 3.0 * np.cos(2 * a)),
+                    SHOULDER_R if cls == 1 else SHOULDER_L))
+    elif cls in (3, 4, 5, 6):  # arm circles: right CW, right CCW, left CW, left CCW
+        cx = 40.0 if cls in (3, 4) else 88.0
+        direction = 1.0 if cls in (3, 5) else -1.0  # y points down: +theta is clockwise on screen
+        w = 2 * np.pi * 1.3 * speed
+        th = 2 * np.pi * ph0 + direction * w * t_s
+        r = 20.0
+        out.append((line(cx + r * np.cos(th), 56.0 + r * np.sin(th)),
+                    SHOULDER_R if cls in (3, 4) else SHOULDER_L))
+    elif cls in (8, 9):  # air drums (alternating) / air guitar (strum 2x, slide 1/2x)
+        period = 0.5 / speed
+        ph = t_s / period + ph0
+        top, amp = 66.0, 30.0
+        if cls == 8:
+            yr, yl = top + amp * _tri(ph), top + amp * _tri(ph + 0.5)
+        else:
+            yr, yl = top + amp * _tri(2.0 * ph), top + amp * _tri(0.5 * ph + rng.uniform())
+        out.append((line(46.0, yr), SHOULDER_R))
+        out.append((line(82.0, yl), SHOULDER_L))
+    elif cls == 10:  # other gestures: random smooth motion of one hand in front of the face
+        c = np.array([64.0, 36.0]) + rng.uniform(-6, 6, size=2)
+        xy = np.tile(c, (K, 1))
+        for _ in range(3):
+            f = rng.uniform(0.4, 1.8) * speed
+            a = rng.uniform(3.0, 9.0, size=2)
+            p = rng.uniform(0, 2 * np.pi, size=2)
+            xy[:, 0] += a[0] * np.sin(2 * np.pi * f * t_s + p[0])
+            xy[:, 1] += a[1] * np.sin(2 * np.pi * f * t_s + p[1])
+        out.append((xy, SHOULDER_R if rng.uniform() < 0.5 else SHOULDER_L))
+    else:  # pragma: no cover
+        raise ValueError(cls)
+    return out
+
+
+class _Subject:
+    def __init__(self, seed: int, subject: int):
+        r = np.random.default_rng([seed, subject, 7919])
+        self.offset = r.uniform(-6.0, 6.0, size=2)
+        self.scale = r.uniform(0.85, 1.15)
+        self.speed = r.uniform(0.8, 1.2)
+        self.hand_sigma = r.uniform(3.0, 4.5)
+        self.rate = r.uniform(0.8, 1.25)
+
+    def place(self, xy: np.ndarray) -> np.ndarray:
+        return CENTER + (xy - CENTER) * self.scale + self.offset
+
+
+def _gesture_events(cls: int, t0_us: int, dur_us: int, subj: _Subject, rng: np.random.Generator):
+    """(t, x, y) float/int arrays of one gesture's hand + arm events (unsorted)."""
+    K = int(math.ceil(dur_us / 1000))
+    t_s = (np.arange(K) + 0.5) * 1e-3
+    speed = subj.speed * rng.uniform(0.9, 1.1)
+    ts, xs, ys = [], [], []
+    for xy, shoulder in _trajectories(cls, t_s, speed, rng):
+        hand = subj.place(xy)
+        sh = subj.place(np.asarray(shoulder, float)[None, :])[0]
+        # hand blob
+        n = rng.poisson(HAND_RATE * subj.rate, size=K)
+        idx = np.repeat(np.arange(K), n)
+        pos = hand[idx] + rng.normal(0.0, subj.hand_sigma, size=(len(idx), 2))
+        ts.append(idx)
+        xs.append(pos[:, 0])
+        ys.append(pos[:, 1])
+        # forearm: a line from the shoulder to the hand
+        n = rng.poisson(ARM_RATE * subj.rate, size=K)
+        idx = np.repeat(np.arange(K), n)
+        u = rng.uniform(0.15, 0.9, size=len(idx))[:, None]
+        pos = sh + u * (hand[idx] - sh) + rng.normal(0.0, 1.5, size=(len(idx), 2))
+        ts.append(idx)
+        xs.append(pos[:, 0])
+        ys.append(pos[:, 1])
+    idx = np.concatenate(ts)
+    t = t0_us + idx.astype(np.int64) * 1000 + rng.integers(0, 1000, size=len(idx))
+    t = np.minimum(t, t0_us + dur_us - 1)
+    return t, np.concatenate(xs), np.concatenate(ys)
+
+
+def _recording(seed: int, subject: int, lighting: str, rng_key: int):
+    """Events (EVENT_DTYPE, sorted) and labels [(class 1..11, start, end)] of one recording."""
+    rng = np.random.default_rng([seed, subject, rng_key, 104729])
+    subj = _Subject(seed, subject)
+    order = rng.permutation(len(CLASS_NAMES))
+    t_cur = int(rng.integers(2_000_000, 20_000_000))  # dataset time does not start at 0
+    rec_start = t_cur
+    t_cur += int(rng.integers(300_000, 600_000))
+    parts_t, parts_x, parts_y, labels = [], [], [], []
+    for cls in order:
+        dur = int(rng.integers(1_600_000, 1_900_000))
+        t, x, y = _gesture_events(int(cls), t_cur, dur, subj, rng)
+        parts_t.append(t)
+        parts_x.append(x)
+        parts_y.append(y)
+        labels.append((int(cls) + 1, t_cur, t_cur + dur))
+        t_cur += dur + int(rng.integers(250_000, 600_000))
+    rec_end = t_cur
+    span = rec_end - rec_start
+    # sensor noise: uniform background activity + hot pixels
+    w, h = SENSOR
+    n_noise = rng.poisson(NOISE_RATE * LIGHTING_NOISE.get(lighting, 1.0) * span / 1000)
+    parts_t.append(rng.integers(rec_start, rec_end, size=n_noise))
+    parts_x.append(rng.uniform(0, w, size=n_noise))
+    parts_y.append(rng.uniform(0, h, size=n_noise))
+    for _ in range(int(rng.integers(2, 7))):
+        n_hot = rng.poisson(rng.uniform(*HOT_PIXEL_HZ) * span / 1e6)
+        parts_t.append(rng.integers(rec_start, rec_end, size=n_hot))
+        parts_x.append(np.full(n_hot, rng.integers(0, w) + 0.5))
+        parts_y.append(np.full(n_hot, rng.integers(0, h) + 0.5))
+    t = np.concatenate(parts_t)
+    x = np.floor(np.concatenate(parts_x))
+    y = np.floor(np.concatenate(parts_y))
+    keep = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    t, x, y = t[keep], x[keep], y[keep]
+    order_t = np.argsort(t, kind="stable")
+    ev = np.empty(len(t), dtype=EVENT_DTYPE)
+    ev["t"] = t[order_t]
+    ev["x"] = x[order_t]
+    ev["y"] = y[order_t]
+    ev["p"] = rng.integers(0, 2, size=len(t), dtype=np.uint8)
+    # make sure every label lies inside [first event, last event]
+    if ev["t"][0] > labels[0][1] or ev["t"][-1] < labels[-1][2]:  # pragma: no cover - vanishingly rare
+        raise RuntimeError("synthetic recording does not cover its labels")
+    return ev, labels
+
+
+def plan(per_class: int | None = None, subjects: int | None = None) -> dict:
+    """Which (subject, lighting) recordings make up the set, and the train/test subjects."""
+    per_class = DEFAULT_PER_CLASS if per_class is None else int(per_class)
+    if per_class < 2:
+        raise UsageError(f"--per-class {per_class}: need at least 2 (one train and one test recording)")
+    n_subj = max(2, math.ceil(per_class / LIGHTINGS_PER_SUBJECT)) if subjects is None else int(subjects)
+    if n_subj < 2:
+        raise UsageError(f"subjects={n_subj}: need at least 2 (train and test subjects are disjoint)")
+    if n_subj > per_class:
+        raise UsageError(f"subjects={n_subj} > per-class {per_class}: every subject needs a recording")
+    base, rem = divmod(per_class, n_subj)
+    if base + (1 if rem else 0) > len(LIGHTINGS):
+        raise UsageError(
+            f"per-class {per_class} with {n_subj} subjects needs more than {len(LIGHTINGS)} lightings per subject"
+        )
+    n_test = min(n_subj - 1, max(1, round(n_subj * TEST_FRACTION)))
+    recs = []
+    for s in range(1, n_subj + 1):
+        k = base + (1 if s - 1 < rem else 0)
+        for j in range(k):
+            recs.append((s, LIGHTINGS[j], j))
+    test_subjects = list(range(n_subj - n_test + 1, n_subj + 1))
+    return {
+        "per_class": per_class,
+        "subjects": n_subj,
+        "train_subjects": list(range(1, n_subj - n_test + 1)),
+        "test_subjects": test_subjects,
+        "recordings": recs,
+    }
+
+
+def check_out_dir(out_dir: str | os.PathLike) -> Path:
+    """Refuse an output directory we must not or cannot write, before writing anything."""
+    out = Path(out_dir)
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise UsageError(f"--out {out}: exists and is not a directory")
+        if any(out.iterdir()):
+            raise UsageError(f"--out {out}: directory exists and is not empty; refusing to overwrite")
+    anc = out.parent
+    while not anc.exists():
+        anc = anc.parent
+    if not anc.is_dir() or not os.access(anc, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: cannot create files under {anc} (not writable)")
+    return out
+
+
+def generate(
+    out_dir: str | os.PathLike,
+    *,
+    seed: int = 0,
+    per_class: int | None = None,
+    subjects: int | None = None,
+) -> Path:
+    """Write a synthetic DVS128 Gesture style set to ``out_dir`` and return its path.
+
+    ``per_class``: samples per class in total (= recordings; default 32 -> 24 train + 8 test),
+    ``subjects``: number of subjects (default: 4 lighting conditions per subject); the last
+    ~20% of subjects (the release's 288/1464) form the test split. Deterministic in ``seed``.
+    The directory is built under a temporary name and renamed into place when complete.
+    """
+    out = check_out_dir(out_dir)
+    p = plan(per_class, subjects)
+    t_start = time.perf_counter()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot create it: {exc.strerror or exc}") from None
+    try:
+        os.chmod(tmp, 0o755)
+        train, test, recs = [], [], []
+        n_events = 0
+        for subject, lighting, j in p["recordings"]:
+            ev, labels = _recording(seed, subject, lighting, j)
+            name = f"user{subject:02d}_{lighting}"
+            (tmp / f"{name}.aedat").write_bytes(
+                encode_aedat(ev, header_extra=[f"#Generator: snnbench synth v{GENERATOR_VERSION} seed={seed}"])
+            )
+            write_labels(tmp / f"{name}_labels.csv", labels)
+            (test if subject in p["test_subjects"] else train).append(f"{name}.aedat")
+            recs.append({"file": f"{name}.aedat", "subject": subject, "lighting": lighting,
+                         "events": int(len(ev)), "samples": len(labels)})
+            n_events += len(ev)
+        write_trial_list(tmp / "trials_to_train.txt", train)
+        write_trial_list(tmp / "trials_to_test.txt", test)
+        n_cls = len(CLASS_NAMES)
+        manifest = {
+            "generator": "bench.data.synth",
+            "version": GENERATOR_VERSION,
+            "seed": int(seed),
+            "per_class": p["per_class"],
+            "subjects": p["subjects"],
+            "train_subjects": p["train_subjects"],
+            "test_subjects": p["test_subjects"],
+            "classes": list(CLASS_NAMES),
+            "sensor": list(SENSOR),
+            "samples": n_cls * len(recs),
+            "train": n_cls * len(train),
+            "test": n_cls * len(test),
+            "events": int(n_events),
+            "recordings": recs,
+            "parameters": {
+                "hand_rate_per_ms": HAND_RATE, "arm_rate_per_ms": ARM_RATE, "noise_rate_per_ms": NOISE_RATE,
+                "lighting_noise": LIGHTING_NOISE, "gesture_us": [1_600_000, 1_900_000],
+                "lightings_per_subject": LIGHTINGS_PER_SUBJECT,
+            },
+            "seconds": round(time.perf_counter() - t_start, 3),
+        }
+        (tmp / "synth.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
