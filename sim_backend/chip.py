@@ -2,15 +2,24 @@
 
 This is the interface between the virtual firmware (protocol side) and the physics models.
 All quantities are SI (seconds, volts, siemens, amperes, joules).  The firmware only calls
-the methods below; everything about *how* the chip behaves lives in ``sim_backend.physics``.
+the methods below; everything about *how* the chip behaves lives in ``sim_backend.physics``
+(parameters: ``sim_backend.physics.params.ChipParams``, documented in docs/chip_model.md).
+
+A chip instance = chip seed (device-to-device map, stuck cells, neuron mismatch) + run seed
+(cycle-to-cycle pulse response, read noise, inference noise).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
+from sim_backend.physics import energy as _energy
+from sim_backend.physics.fastpath import layer_forward, noise_key, srm_spikes
 from sim_backend.physics.neuron import NeuronParams, srm_forward
+from sim_backend.physics.params import COMPONENT_RAIL, COMPONENTS, RAILS, ChipParams
+from sim_backend.physics.rram import RRAMArray
 
 ROWS = 128
 COLUMNS = 24
@@ -33,59 +42,207 @@ class ChipRegisters:
     latency_s: float = 14.31e-6
     g_unit_s: float = 50e-6
     """Differential conductance that produces one normalised input unit per spike."""
+    tau_ref_steps: float = 1.0
+    """Refractory time constant in steps."""
 
 
 class VirtualChip:
-    """Ideal placeholder chip: exact conductances, noiseless neurons (replaced by the physics model)."""
+    """Physics-backed PE macro (RRAM array + crossbar + 12 SRM neurons + energy counters).
+
+    Public attributes: ``rows``, ``columns``, ``neurons``, ``pes``, ``levels_s``, ``regs``,
+    ``clock_s``, ``params`` (ChipParams), ``fidelity`` (preset name), ``energy_j`` (dict
+    component -> J), ``rail_energy_j`` (dict rail -> J), ``activity_listeners`` (callables
+    ``f(t0_s, t1_s, {rail: joules})`` told about every interval of chip time, incl. idle).
+    """
 
     rows = ROWS
     columns = COLUMNS
     neurons = NEURONS
     pes = PES
 
-    def __init__(self, chip_seed: int = 0, run_seed: int = 0, fidelity: str = "ideal") -> None:
+    def __init__(self, chip_seed: int = 0, run_seed: int = 0,
+                 fidelity: str | ChipParams = "ideal", **overrides) -> None:
         self.chip_seed = chip_seed
         self.run_seed = run_seed
-        self.fidelity = fidelity
-        self.levels_s = LEVELS_S.copy()
+        self.params = self._resolve(fidelity, overrides)
+        self.fidelity = self.params.name
+        self.levels_s = self.params.levels_s.copy()
         self.regs = ChipRegisters()
         self.clock_s = 0.0
-        self.g = np.zeros((ROWS, COLUMNS))
+        self.rng = np.random.default_rng([run_seed, 0x52554E])
+        self._build(keep_state=None)
+        self.energy_j = {c: 0.0 for c in COMPONENTS}
+        self.rail_energy_j = {r: 0.0 for r in RAILS}
+        self.activity_listeners: list[Callable[[float, float, dict], None]] = []
+        self.counters = {"runs": 0, "samples": 0, "in_spikes": 0, "out_spikes": 0,
+                         "pulses": 0, "reads": 0}
+        self.last_run: dict = {}
+
+    # --- configuration --------------------------------------------------------------------
+    @staticmethod
+    def _resolve(fidelity, overrides) -> ChipParams:
+        if isinstance(fidelity, ChipParams):
+            return fidelity.replace(**overrides) if overrides else fidelity
+        return ChipParams.preset(str(fidelity), **overrides)
+
+    def _build(self, keep_state) -> None:
+        chip_rng = np.random.default_rng([self.chip_seed, 0xC417])
+        self.array = RRAMArray(self.params, chip_rng, ROWS, COLUMNS)
+        z_th = chip_rng.standard_normal(NEURONS)
+        z_tau = chip_rng.standard_normal(NEURONS)
+        self.theta_mismatch = 1.0 + self.params.theta_mismatch_rel * z_th
+        self.tau_mismatch = 1.0 + self.params.tau_mismatch_rel * z_tau
+        if keep_state is not None:
+            self.array.g_prog, self.array.t_prog, self.array.xi, self.array.pulse_count = keep_state
+
+    def set_fidelity(self, fidelity: str | ChipParams, **overrides) -> None:
+        """Switch preset / overrides; array contents (programmed state) are kept."""
+        a = self.array
+        state = (a.g_prog.copy(), a.t_prog.copy(), a.xi.copy(), a.pulse_count.copy())
+        self.params = self._resolve(fidelity, overrides)
+        self.fidelity = self.params.name
+        self.levels_s = self.params.levels_s.copy()
+        self._build(keep_state=state)
+
+    # --- energy bookkeeping ---------------------------------------------------------------
+    def _account(self, duration_s: float, comp_j: dict) -> None:
+        """Add ``comp_j`` (component -> J) plus leakage for ``duration_s`` and advance the clock."""
+        t0 = self.clock_s
+        rails = {r: 0.0 for r in RAILS}
+        for c, e in comp_j.items():
+            self.energy_j[c] += e
+            rails[COMPONENT_RAIL[c]] += e
+        leak = dict(self.params.idle_current_a)
+        for r, v in RAILS.items():
+            e_leak = leak.get(r, 0.0) * v * duration_s
+            rails[r] += e_leak
+        for r in RAILS:
+            self.rail_energy_j[r] += rails[r]
+        self.clock_s = t0 + duration_s
+        for f in self.activity_listeners:
+            f(t0, self.clock_s, rails)
+
+    def idle_current_a(self) -> dict:
+        """Leakage current per rail while nothing runs (neurons bias-gated off)."""
+        leak = dict(self.params.idle_current_a)
+        return {r: leak.get(r, 0.0) for r in RAILS}
 
     # --- array access -------------------------------------------------------------------
     def read(self, rows: np.ndarray, cols: np.ndarray, v_read_v: float, averages: int = 1) -> np.ndarray:
-        """Conductance (S) of cells (rows[i], cols[i]) measured at ``v_read_v`` volts."""
-        self.clock_s += 1e-6 * averages * np.size(rows)
-        return self.g[np.asarray(rows), np.asarray(cols)].astype(np.float64)
+        """Conductance (S) of cells (rows[i], cols[i]) measured at ``v_read_v`` volts (averaged)."""
+        rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        cols = np.atleast_1d(np.asarray(cols, dtype=np.int64))
+        averages = max(int(averages), 1)
+        g = self.array.read(rows, cols, float(v_read_v), averages, self.clock_s, self.rng)
+        n = rows.size
+        dur = self.params.read_time_s * averages * n
+        g_true = self.array.conductance(self.clock_s, rows, cols)
+        p = self.params
+        st = dict(_energy.CAL.p_static_w)
+        # one TIA + the read current for the read time; WL/BL drivers per read
+        e = {
+            "array": float(np.sum(v_read_v ** 2 * g_true)) * p.read_time_s * averages,
+            "tia": st["tia"] / NEURONS * dur,
+            "wl": _energy.CAL.wl_j_per_event * n * averages,
+            "bl": _energy.CAL.bl_j_per_event * n * averages * (v_read_v / 0.2) ** 2,
+            "controller": 0.0,
+        }
+        self.counters["reads"] += n * averages
+        self._account(dur, {k: v * p.e_scale for k, v in e.items()})
+        return g.astype(np.float64)
 
     def pulse(self, kind: np.ndarray, rows: np.ndarray, cols: np.ndarray, v_bl_v: np.ndarray,
               v_wl_v: np.ndarray, v_sl_v: np.ndarray, width_s: np.ndarray) -> None:
         """Apply SET (kind=+1) / RESET (kind=-1) pulses in order."""
-        kind = np.asarray(kind)
-        step = G_MAX_S / 15
-        for k, r, c in zip(kind, np.asarray(rows), np.asarray(cols)):
-            self.g[r, c] = np.clip(self.g[r, c] + (step if k > 0 else -step), 0.0, G_MAX_S)
-        self.clock_s += float(np.sum(width_s))
+        kind = np.atleast_1d(np.asarray(kind))
+        n = kind.size
+        if n == 0:
+            return
+        width = np.broadcast_to(np.asarray(width_s, dtype=np.float64), (n,))
+        step = width + self.params.pulse_overhead_s
+        t_each = self.clock_s + np.cumsum(step) - step + width   # end of each pulse
+        i_cell = self.array.pulse(kind, rows, cols, v_bl_v, v_wl_v, v_sl_v, width, t_each, self.rng)
+        v_bl = np.broadcast_to(np.asarray(v_bl_v, dtype=np.float64), (n,))
+        v_sl = np.broadcast_to(np.asarray(v_sl_v, dtype=np.float64), (n,))
+        v_wl = np.broadcast_to(np.asarray(v_wl_v, dtype=np.float64), (n,))
+        v_cell = np.abs(v_bl - v_sl)
+        e_cell = float(np.sum(v_cell * i_cell * width))
+        c_line = 0.5e-12   # [model] line capacitance charged per pulse
+        e = {
+            "bl": float(np.sum(c_line * v_bl ** 2)) + 0.5 * e_cell,
+            "sl": float(np.sum(c_line * v_sl ** 2)) + 0.5 * e_cell,
+            "wl": float(np.sum(c_line * v_wl ** 2)),
+        }
+        self.counters["pulses"] += n
+        self._account(float(np.sum(step)), {k: v * self.params.e_scale for k, v in e.items()})
+
+    def conductances(self) -> np.ndarray:
+        """Current noise-free conductance of every cell (ROWS, COLUMNS), siemens."""
+        return self.array.conductance(self.clock_s)
+
+    def set_conductances(self, g_s: np.ndarray) -> None:
+        """Back door: force the programmed state (tests, fast setup); stuck cells stay stuck."""
+        self.array.set_conductance(g_s, self.clock_s)
 
     # --- inference ----------------------------------------------------------------------
     def weights(self) -> np.ndarray:
         """Normalised weight matrix (ROWS, NEURONS) = (G+ - G-) / g_unit."""
-        return (self.g[:, 0::2] - self.g[:, 1::2]) / self.regs.g_unit_s
+        g = self.conductances()
+        return (g[:, 0::2] - g[:, 1::2]) / self.regs.g_unit_s
+
+    def neuron_params(self) -> NeuronParams:
+        return NeuronParams(tau_steps=self.regs.tau_steps, theta=self.regs.theta,
+                            ref_scale=self.regs.ref_scale, tau_ref_steps=self.regs.tau_ref_steps)
 
     def run(self, spikes: np.ndarray) -> np.ndarray:
         """Run samples back to back.  spikes: bool (n, T, ROWS) -> output bool (n, T, NEURONS)."""
-        spikes = np.asarray(spikes, dtype=np.float64)
-        z = spikes @ self.weights()
-        params = NeuronParams(tau_steps=self.regs.tau_steps, theta=self.regs.theta,
-                              ref_scale=self.regs.ref_scale)
-        out = srm_forward(z, params)
+        spikes = np.asarray(spikes)
+        if spikes.ndim == 2:
+            spikes = spikes[None]
+        if spikes.ndim != 3 or spikes.shape[2] != ROWS:
+            raise ValueError(f"run expects spikes of shape (n, T, {ROWS}), got {spikes.shape}")
         n, t = spikes.shape[:2]
-        self.clock_s += n * (t * self.regs.dt_s + self.regs.latency_s)
-        return out.astype(bool)
+        p = self.params
+        regs = self.regs
+        nparams = self.neuron_params()
+        g = self.conductances()
+        if not p.noisy:
+            w = (g[:, 0::2] - g[:, 1::2]) / regs.g_unit_s
+            out = srm_spikes(spikes @ w, nparams)
+            row_counts = spikes.reshape(-1, ROWS).sum(axis=0, dtype=np.int64) if n * t else np.zeros(ROWS)
+            n_out = int(out.sum())
+        else:
+            if p.ir_drop_rel:
+                g = g * (1.0 - p.ir_drop_rel * (np.arange(ROWS) / (ROWS - 1)))[:, None]
+            gu = regs.g_unit_s
+            wd = (g[:, 0::2] - g[:, 1::2]) / gu
+            # per-cell read noise during a spike: sigma_I = rel * V * G  ->  normalised rel * G / g_unit
+            var = ((p.read_noise_rel * g[:, 0::2]) ** 2 + (p.read_noise_rel * g[:, 1::2]) ** 2) / gu ** 2
+            var0 = np.full(NEURONS, p.neuron_noise_sigma ** 2)
+            key = noise_key(self.rng) if (p.column_noise or p.neuron_noise_sigma > 0) else None
+            if not p.column_noise:
+                var = np.zeros_like(var)
+            out, row_counts, n_out = layer_forward(
+                spikes, wd, var, key, var0, nparams, theta=regs.theta * self.theta_mismatch,
+                tau_steps=regs.tau_steps * self.tau_mismatch)
+        act = _energy.activity_from_counts(n, t, row_counts, n_out, g, regs.v_spike_v, regs.dt_s,
+                                           regs.latency_s)
+        comp = _energy.inference_energy(act, _energy.CAL, p.e_scale, regs.v_spike_v)
+        self.counters["runs"] += 1
+        self.counters["samples"] += n
+        self.counters["in_spikes"] += int(act.in_events)
+        self.counters["out_spikes"] += int(n_out)
+        self.last_run = {"n": n, "steps": t, "activity": act, "energy_j": comp,
+                         "t_start_s": self.clock_s}
+        self._account(act.t_enabled_s, comp)
+        return np.asarray(out, dtype=bool)
 
     def advance(self, seconds: float) -> None:
-        """Let ``seconds`` of chip time pass (retention, waits)."""
-        self.clock_s += seconds
+        """Let ``seconds`` of chip time pass (retention, waits): idle leakage only."""
+        if seconds < 0:
+            raise ValueError("cannot advance chip time by a negative amount")
+        if seconds > 0:
+            self._account(float(seconds), {})
 
     def reset(self) -> None:
         """Board reset: registers to defaults (array contents are non-volatile)."""
