@@ -1,0 +1,331 @@
+"""Simulated SCPI SMUs: Keithley 2450 and Keysight B2900 series (B2901A / B2902A).
+
+Implements the subset the drivers in ``drivers/instruments`` use, with real state
+machines: output state, source level, current limit with compliance, integration time,
+error queue (unknown header -113, out-of-range -222, bad data -104/-224, suffix -114),
+trigger model and reading buffer in chip time.  See ``channel.py`` for the physics.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from sim_backend.instruments.channel import SimChannel
+from sim_backend.instruments.server import (InstrumentServer, channel_list, parse_number, parse_onoff,
+                                            parse_scpi, scpi_args, split_commands)
+
+E_UNDEFINED = (-113, "Undefined header")
+E_RANGE = (-222, "Parameter data out of range")
+E_DATATYPE = (-104, "Data type error")
+E_ILLEGAL = (-224, "Illegal parameter value")
+E_SUFFIX = (-114, "Header suffix out of range")
+E_MISSING = (-109, "Missing parameter")
+
+
+class _Err(Exception):
+    def __init__(self, err: tuple[int, str]) -> None:
+        super().__init__(err[1])
+        self.err = err
+
+
+def _num(args: list[str], i: int = 0) -> float:
+    if len(args) <= i:
+        raise _Err(E_MISSING)
+    try:
+        return parse_number(args[i])
+    except ValueError:
+        raise _Err(E_DATATYPE) from None
+
+
+def _fmt(v: float) -> str:
+    return f"{v:+.6E}"
+
+
+class ScpiSmuServer(InstrumentServer):
+    """Common SCPI behaviour; subclasses fill ``self.table`` with header -> handler."""
+
+    idn = ""
+    vmax = 210.0
+    imax = 1.05
+    nplc_range = (0.01, 10.0)
+
+    def __init__(self, world: Any, rails: dict[int, str], host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
+        self.world = world
+        self.channels = {ch: SimChannel(world, rail, max_voltage_v=self.vmax, max_current_a=self.imax,
+                                        nplc_range=self.nplc_range) for ch, rail in rails.items()}
+        self.table: dict[str, Callable[[SimChannel, list[str], str], str | None]] = {}
+        self._common()
+
+    # ---- dispatch -------------------------------------------------------------------------
+    def handle(self, line: str) -> str | None:
+        replies = []
+        for cmd in split_commands(line):
+            r = self._one(cmd)
+            if r is not None:
+                replies.append(r)
+        return ";".join(replies) if replies else None
+
+    def _one(self, cmd: str) -> str | None:
+        key, suffix, raw = parse_scpi(cmd)
+        fn = self.table.get(key)
+        if fn is None:
+            self.errors.push(*E_UNDEFINED)
+            return None
+        chans = channel_list(raw)
+        ch = suffix if suffix is not None else (chans[0] if chans else 1)
+        if key.startswith("*"):
+            ch = 1
+        if ch not in self.channels:
+            self.errors.push(*E_SUFFIX)
+            return None
+        try:
+            return fn(self.channels[ch], scpi_args(raw.split("(@")[0].strip().rstrip(",")), raw)
+        except _Err as e:
+            self.errors.push(*e.err)
+            return None
+
+    # ---- common commands ------------------------------------------------------------------
+    def _common(self) -> None:
+        t = self.table
+        t["*IDN?"] = lambda c, a, r: self.idn
+        t["*RST"] = lambda c, a, r: self._reset()
+        t["*CLS"] = lambda c, a, r: self.errors.clear()
+        t["*WAI"] = lambda c, a, r: self._complete_all()
+        t["*OPC?"] = lambda c, a, r: (self._complete_all(), "1")[1]
+        t["*OPC"] = lambda c, a, r: None
+        t["SYST:ERR?"] = lambda c, a, r: self._error()
+        t["SYST:LFR?"] = lambda c, a, r: self._lfr(c)
+
+    def _lfr(self, c: SimChannel) -> str:
+        return f"{c.line_frequency_hz:g}"
+
+    def _error(self) -> str:
+        code, msg = self.errors.pop()
+        return f'{code},"{msg}"'
+
+    def _reset(self) -> None:
+        for c in self.channels.values():
+            c.reset()
+
+    def _complete_all(self) -> None:
+        for c in self.channels.values():
+            c.complete()
+
+    # ---- helpers for subclasses --------------------------------------------------------------
+    def _set_level(self, c: SimChannel, a: list[str]) -> None:
+        v = _num(a)
+        if abs(v) > self.vmax:
+            raise _Err(E_RANGE)
+        c.level_v = v
+
+    def _set_limit(self, c: SimChannel, a: list[str]) -> None:
+        v = _num(a)
+        if not c.min_current_limit_a <= v <= self.imax:
+            raise _Err(E_RANGE)
+        c.limit_a = v
+
+    def _set_nplc(self, c: SimChannel, a: list[str]) -> None:
+        v = _num(a)
+        if not self.nplc_range[0] <= v <= self.nplc_range[1]:
+            raise _Err(E_RANGE)
+        c.nplc = v
+
+    def _set_output(self, c: SimChannel, a: list[str]) -> None:
+        if not a:
+            raise _Err(E_MISSING)
+        try:
+            c.set_output(parse_onoff(a[0]))
+        except ValueError:
+            raise _Err(E_ILLEGAL) from None
+
+    def _func(self, a: list[str], allowed: tuple[str, ...]) -> str:
+        if not a:
+            raise _Err(E_MISSING)
+        f = a[0].strip('"').upper()
+        f = {"VOLTAGE": "VOLT", "CURRENT": "CURR", "CURR:DC": "CURR", "VOLT:DC": "VOLT"}.get(f, f)
+        if f not in allowed:
+            raise _Err(E_ILLEGAL)
+        return f
+
+    def state(self, channel: int = 1) -> dict[str, Any]:
+        c = self.channels[channel]
+        return {"output": c.output, "level_v": c.level_v, "limit_a": c.limit_a, "nplc": c.nplc,
+                "rail": c.rail, "errors": list(self.errors.q)}
+
+
+class Keithley2450Server(ScpiSmuServer):
+    model = "2450"
+    idn = "KEITHLEY INSTRUMENTS,MODEL 2450,04412345,1.7.12b"
+    vmax, imax, nplc_range = 210.0, 1.05, (0.01, 10.0)
+
+    def __init__(self, world: Any, rail: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(world, {1: rail}, host, port)
+        self._trigger: tuple[int, float] | None = None
+        self.sense_func = "CURR"
+        t = self.table
+        t["SOUR:FUNC"] = lambda c, a, r: setattr(c, "source_func", self._func(a, ("VOLT", "CURR")))
+        t["SOUR:FUNC?"] = lambda c, a, r: c.source_func
+        t["SENS:FUNC"] = lambda c, a, r: setattr(self, "sense_func", self._func(a, ("VOLT", "CURR")))
+        t["SENS:FUNC?"] = lambda c, a, r: f'"{self.sense_func}:DC"'
+        t["SOUR:VOLT"] = lambda c, a, r: self._set_level(c, a)
+        t["SOUR:VOLT?"] = lambda c, a, r: _fmt(c.level_v)
+        t["SOUR:VOLT:ILIM"] = lambda c, a, r: self._set_limit(c, a)
+        t["SOUR:VOLT:ILIM?"] = lambda c, a, r: _fmt(c.limit_a)
+        t["SENS:CURR:NPLC"] = lambda c, a, r: self._set_nplc(c, a)
+        t["SENS:CURR:NPLC?"] = lambda c, a, r: _fmt(c.nplc)
+        t["OUTP"] = lambda c, a, r: self._set_output(c, a)
+        t["OUTP?"] = lambda c, a, r: "1" if c.output else "0"
+        t["MEAS:CURR?"] = lambda c, a, r: _fmt(c.read()[0])
+        t["MEAS:VOLT?"] = lambda c, a, r: _fmt(c.read()[1])
+        t["READ?"] = lambda c, a, r: _fmt(c.read()[0 if self.sense_func == "CURR" else 1])
+        t["TRAC:CLE"] = lambda c, a, r: self._trace_clear(c, a)
+        t["TRAC:ACT?"] = lambda c, a, r: str(c.completed())
+        t["TRIG:LOAD"] = lambda c, a, r: self._trig_load(a)
+        t["INIT"] = lambda c, a, r: self._init(c)
+        t["ABOR"] = lambda c, a, r: setattr(c, "acq", None)
+        t["TRAC:DATA?"] = lambda c, a, r: self._trace_data(c, a)
+
+    def _buffer_name(self, text: str) -> None:
+        if text.strip('"') not in ("defbuffer1", "defbuffer2"):
+            raise _Err(E_ILLEGAL)
+
+    def _trace_clear(self, c: SimChannel, a: list[str]) -> None:
+        if a:
+            self._buffer_name(a[0])
+        c.acq = None
+
+    def _trig_load(self, a: list[str]) -> None:
+        if not a or a[0].strip('"') != "SimpleLoop":
+            raise _Err(E_ILLEGAL)
+        n = _num(a, 1)
+        delay = _num(a, 2) if len(a) > 2 else 0.0
+        if len(a) > 3:
+            self._buffer_name(a[3])
+        if not (1 <= n <= 100_000 and float(n).is_integer()) or not 0 <= delay <= 1e4:
+            raise _Err(E_RANGE)
+        self._trigger = (int(n), delay)
+
+    def _init(self, c: SimChannel) -> None:
+        if self._trigger is None:
+            c.arm(1, c.aperture_s)
+            return
+        n, delay = self._trigger
+        c.arm(n, c.aperture_s + delay)
+
+    def _trace_data(self, c: SimChannel, a: list[str]) -> str | None:
+        start, end = int(_num(a, 0)), int(_num(a, 1))
+        if len(a) > 2:
+            self._buffer_name(a[2])
+        elems = [e.upper() for e in a[3:]] or ["READ"]
+        vals, times = c.buffer()
+        if not 1 <= start <= end <= len(vals):
+            raise _Err(E_RANGE)
+        cols = []
+        for e in elems:
+            if e in ("READ", "READING"):
+                cols.append(vals[start - 1:end])
+            elif e in ("REL", "RELATIVE"):
+                cols.append(times[start - 1:end])
+            elif e in ("SOUR", "SOURCE"):
+                cols.append(np.full(end - start + 1, c.acq.level_v if c.acq else 0.0))
+            else:
+                raise _Err(E_ILLEGAL)
+        flat = np.column_stack(cols).ravel()
+        return ",".join(f"{v:.9E}" for v in flat)
+
+
+class KeysightB2900Server(ScpiSmuServer):
+    model = "B2901A"
+    vmax, imax, nplc_range = 210.0, 1.515, (4e-4, 100.0)
+
+    def __init__(self, world: Any, rails: dict[int, str] | str, model: str = "B2901A",
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        if isinstance(rails, str):
+            rails = {1: rails}
+        self.model = model
+        self.idn = f"Keysight Technologies,{model},MY51140111,3.4.2011.5100"
+        super().__init__(world, rails, host, port)
+        self._trig: dict[int, dict[str, Any]] = {ch: {"src": "AINT", "tim": 1e-3, "count": 1}
+                                                 for ch in self.channels}
+        t = self.table
+        t["SOUR:FUNC:MODE"] = lambda c, a, r: setattr(c, "source_func", self._func(a, ("VOLT", "CURR")))
+        t["SOUR:FUNC:MODE?"] = lambda c, a, r: c.source_func
+        t["SENS:FUNC"] = lambda c, a, r: self._func(a, ("VOLT", "CURR")) and None
+        t["SOUR:VOLT"] = lambda c, a, r: self._set_level(c, a)
+        t["SOUR:VOLT?"] = lambda c, a, r: _fmt(c.level_v)
+        t["SENS:CURR:PROT"] = lambda c, a, r: self._set_limit(c, a)
+        t["SENS:CURR:PROT?"] = lambda c, a, r: _fmt(c.limit_a)
+        t["SENS:CURR:NPLC"] = lambda c, a, r: self._set_nplc(c, a)
+        t["SENS:CURR:NPLC?"] = lambda c, a, r: _fmt(c.nplc)
+        t["SENS:CURR:APER"] = lambda c, a, r: self._set_aperture(c, a)
+        t["SENS:CURR:APER?"] = lambda c, a, r: _fmt(c.aperture_s)
+        t["OUTP"] = lambda c, a, r: self._set_output(c, a)
+        t["OUTP?"] = lambda c, a, r: "1" if c.output else "0"
+        t["MEAS:CURR?"] = lambda c, a, r: _fmt(c.read()[0])
+        t["MEAS:VOLT?"] = lambda c, a, r: _fmt(c.read()[1])
+        for prefix in ("TRIG:ACQ", "TRIG"):
+            t[f"{prefix}:SOUR"] = lambda c, a, r: self._trig_set(c, "src", a)
+            t[f"{prefix}:TIM"] = lambda c, a, r: self._trig_set(c, "tim", a)
+            t[f"{prefix}:COUN"] = lambda c, a, r: self._trig_set(c, "count", a)
+            t[f"{prefix}:TIM?"] = lambda c, a, r: _fmt(self._trig[self._ch(c)]["tim"])
+            t[f"{prefix}:COUN?"] = lambda c, a, r: f"+{self._trig[self._ch(c)]['count']}"
+        t["INIT:ACQ"] = lambda c, a, r: self._init(r)
+        t["INIT"] = lambda c, a, r: self._init(r)
+        t["ABOR"] = lambda c, a, r: setattr(c, "acq", None)
+        t["FETC:ARR:CURR?"] = lambda c, a, r: self._fetch(c, "CURR")
+        t["FETC:ARR:TIME?"] = lambda c, a, r: self._fetch(c, "TIME")
+
+    def _lfr(self, c: SimChannel) -> str:
+        return f"+{c.line_frequency_hz:g}"
+
+    def _error(self) -> str:
+        code, msg = self.errors.pop()
+        return f'{code:+d},"{msg}"'
+
+    def _ch(self, c: SimChannel) -> int:
+        return next(k for k, v in self.channels.items() if v is c)
+
+    def _set_aperture(self, c: SimChannel, a: list[str]) -> None:
+        v = _num(a)
+        if not 8e-6 <= v <= 2.0:
+            raise _Err(E_RANGE)
+        c.nplc = v * c.line_frequency_hz
+
+    def _trig_set(self, c: SimChannel, what: str, a: list[str]) -> None:
+        trig = self._trig[self._ch(c)]
+        if what == "src":
+            if not a or a[0].upper() not in ("AINT", "TIM", "BUS", "TIMER", "AUTO"):
+                raise _Err(E_ILLEGAL)
+            trig["src"] = "TIM" if a[0].upper().startswith("TIM") else a[0].upper()
+        elif what == "tim":
+            v = _num(a)
+            if not 1e-5 <= v <= 1e5:
+                raise _Err(E_RANGE)
+            trig["tim"] = v
+        else:
+            v = _num(a)
+            if not (1 <= v <= 100_000 and float(v).is_integer()):
+                raise _Err(E_RANGE)
+            trig["count"] = int(v)
+
+    def _init(self, raw: str) -> None:
+        chans = channel_list(raw) or [1]
+        for ch in chans:
+            if ch not in self.channels:
+                raise _Err(E_SUFFIX)
+        for ch in chans:
+            trig, c = self._trig[ch], self.channels[ch]
+            period = trig["tim"] if trig["src"] == "TIM" else c.aperture_s
+            if trig["src"] == "TIM" and c.aperture_s > period:
+                raise _Err((-221, "Settings conflict"))
+            c.arm(trig["count"], period)
+
+    def _fetch(self, c: SimChannel, what: str) -> str | None:
+        vals, times = c.buffer()
+        if c.acq is None or len(vals) == 0:
+            raise _Err((-230, "Data corrupt or stale"))
+        data = vals if what == "CURR" else times
+        return ",".join(f"{v:+.9E}" for v in data)
