@@ -294,6 +294,10 @@ _DEFAULT_QUERIES: dict[str, Callable[[VirtualFirmware], object]] = {
     "clock_s": lambda fw: fw.chip.clock_s,
     "executed": lambda fw: fw.executed,
     "duplicates": lambda fw: fw.duplicates,
-    "conductances": lambda fw: np.asarray(fw.chip.g).tolist(),
+    "conductances": lambda fw: np.asarray(fw.chip.conductances() if hasattr(fw.chip, "conductances")
+                                          else fw.chip.g).tolist(),
     "seeds": lambda fw: {"chip_seed": fw.chip.chip_seed, "run_seed": fw.chip.run_seed},
+    # ground truth of the stuck-cell map (issue 4 tests): bool (rows, columns)
+    "stuck": lambda fw: np.asarray(fw.chip.array.stuck).tolist(),
+    "stuck_conductances": lambda fw: np.where(fw.chip.array.stuck, fw.chip.array.g_stuck, np.nan).tolist(),
 }
