@@ -1,0 +1,402 @@
+"""Hybrid network execution: some layers in software (the chip's neuron model), some on PEs.
+
+Mapper (:func:`plan_network`): a layer asked for the chip is placed on PE macros when it fits
+
+- fan-in <= rows per PE (128) and <= 12 differential neurons per PE -> one PE;
+- more neurons -> split by neurons across PEs (each PE sees the whole input);
+- fan-in > 128 -> split by rows only when the chip declares ``Capability.PARTIAL_SUM``;
+- the layer's neuron model must be one the chip implements (refractory time constant 1
+  step, input clamp [0, 5]: the chip's registers set threshold, PSP tau and refractory
+  amplitude only);
+- and the chip must have enough PEs;
+
+otherwise the layer runs in software.  The :class:`Plan` says what was chosen and why; it
+prints as a table and is stored (JSON) in run files.  Default for 800-480-120-11: the
+hidden layers in software, 120->11 on one PE (120 rows, 11 of 12 neurons).
+
+Runner (:class:`HybridRunner`): software layers run ``spikes @ W.T`` followed by the shared
+SRM neuron (``sim_backend.physics``: the compiled ``srm_spikes`` where available, bit-identical
+to ``srm_forward``), vectorised over the batch; chip layers are mapped to conductances
+(``bench.mapping``), programmed by write-verify (``bench.programming``), their G_UNIT /
+neuron / time-step registers set, and their input spike trains streamed through the board
+(:class:`bench.streaming.ChipStreamer`).  The software-only reference of the same network
+shares the layers before the first chip layer, so it costs only the remaining layers.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bench.errors import MeasurementError
+from bench.streaming import ChipStreamer, StreamResult, TimeBase
+from firmware_iface.spec import Capability
+from sim_backend.physics.fastpath import srm_spikes
+from sim_backend.physics.neuron import NeuronParams
+
+CHIP_TAU_REF_STEPS = 1.0
+CHIP_CLAMP = (0.0, 5.0)
+
+
+# --- geometry ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChipGeometry:
+    """What the mapper needs to know about the chip (from GET_INFO)."""
+
+    rows: int = 128
+    neurons: int = 12
+    pes: int = 1
+    partial_sum: bool = False
+
+    @classmethod
+    def from_info(cls, info) -> "ChipGeometry":
+        return cls(rows=int(info.rows), neurons=int(info.neurons), pes=int(info.pes),
+                   partial_sum=bool(int(info.capabilities) & int(Capability.PARTIAL_SUM)))
+
+
+@dataclass(frozen=True)
+class PEBlock:
+    """One PE's share of a layer: input rows [in_start, in_stop) x neurons [out_start, out_stop)."""
+
+    pe: int
+    in_start: int
+    in_stop: int
+    out_start: int
+    out_stop: int
+
+
+@dataclass
+class LayerPlacement:
+    index: int
+    name: str
+    n_in: int
+    n_out: int
+    where: str
+    """"chip" or "software"."""
+    reason: str
+    blocks: list[PEBlock] = field(default_factory=list)
+    partial_sum: bool = False
+
+    @property
+    def pes_used(self) -> int:
+        return len(self.blocks)
+
+
+@dataclass
+class Plan:
+    """Where each layer runs, and why."""
+
+    layers: list[LayerPlacement]
+    geometry: ChipGeometry
+
+    @property
+    def chip_layers(self) -> list[int]:
+        return [p.index for p in self.layers if p.where == "chip"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"geometry": asdict(self.geometry),
+                "layers": [{**{k: v for k, v in asdict(p).items() if k != "blocks"},
+                            "blocks": [asdict(b) for b in p.blocks]} for p in self.layers]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict())
+
+    def __str__(self) -> str:
+        g = self.geometry
+        lines = [f"chip: {g.pes} PE x {g.rows} rows x {g.neurons} neurons"
+                 f"{', partial sums' if g.partial_sum else ''}",
+                 f"{'layer':<10} {'size':>10}  {'runs on':<9} {'PEs':>3}  why"]
+        for p in self.layers:
+            where = "chip" if p.where == "chip" else "software"
+            lines.append(f"{p.index}:{p.name:<8} {f'{p.n_in}->{p.n_out}':>10}  {where:<9} "
+                         f"{p.pes_used:>3}  {p.reason}")
+        return "\n".join(lines)
+
+
+def _neuron_issue(neuron: NeuronParams) -> str | None:
+    if not np.isclose(neuron.tau_ref_steps, CHIP_TAU_REF_STEPS):
+        return f"refractory tau {neuron.tau_ref_steps:g} steps (chip: fixed {CHIP_TAU_REF_STEPS:g})"
+    if (neuron.clamp_low, neuron.clamp_high) != CHIP_CLAMP:
+        return f"input clamp [{neuron.clamp_low:g}, {neuron.clamp_high:g}] (chip: [0, 5])"
+    return None
+
+
+def place_layer(index: int, layer, geometry: ChipGeometry, first_pe: int = 0,
+                name: str = "") -> LayerPlacement:
+    """Place one layer on PEs starting at ``first_pe``, or say why it runs in software."""
+    n_in, n_out = layer.n_in, layer.n_out
+    g = geometry
+    mk = lambda where, why, blocks=(), ps=False: LayerPlacement(  # noqa: E731
+        index, name or layer.name or f"fc{index + 1}", n_in, n_out, where, why, list(blocks), ps)
+    issue = _neuron_issue(layer.neuron)
+    if issue:
+        return mk("software", f"neuron model not on chip: {issue}")
+    row_parts = -(-n_in // g.rows)
+    col_parts = -(-n_out // g.neurons)
+    if row_parts > 1 and not g.partial_sum:
+        return mk("software", f"fan-in {n_in} > {g.rows} rows and the chip has no partial-sum support")
+    need = row_parts * col_parts
+    free = g.pes - first_pe
+    if need > free:
+        return mk("software", f"needs {need} PE(s) ({row_parts} row x {col_parts} neuron blocks), "
+                              f"{max(free, 0)} free")
+    blocks = []
+    pe = first_pe
+    for c in range(col_parts):
+        for r in range(row_parts):
+            blocks.append(PEBlock(pe, r * g.rows, min(n_in, (r + 1) * g.rows),
+                                  c * g.neurons, min(n_out, (c + 1) * g.neurons)))
+            pe += 1
+    how = []
+    if col_parts > 1:
+        how.append(f"split by neurons into {col_parts}")
+    if row_parts > 1:
+        how.append(f"fan-in split into {row_parts} with partial sums")
+    why = (f"fits: {n_in} <= {g.rows} rows, {n_out} <= {g.neurons} neurons" if need == 1
+           else "; ".join(how))
+    return mk("chip", why, blocks, row_parts > 1)
+
+
+def plan_network(net, geometry: ChipGeometry | Any | None = None, *,
+                 chip_layers: list[int] | None = None) -> Plan:
+    """The placement of every layer of ``net``.
+
+    ``geometry``: a :class:`ChipGeometry`, a chip ``info()`` record, or None (one default
+    PE).  ``chip_layers``: layers to try on the chip (default ``[net.chip_layer]``; ``[]``
+    = software only).  Layers are placed in order on the next free PEs.
+    """
+    if geometry is None:
+        geometry = ChipGeometry()
+    elif not isinstance(geometry, ChipGeometry):
+        geometry = ChipGeometry.from_info(geometry)
+    n = len(net.layers)
+    wanted = {net.chip_layer} if chip_layers is None else {int(i) % n for i in chip_layers}
+    out, pe = [], 0
+    for i, layer in enumerate(net.layers):
+        name = layer.name or f"fc{i + 1}"
+        if i not in wanted:
+            out.append(LayerPlacement(i, name, layer.n_in, layer.n_out, "software", "not asked for the chip"))
+            continue
+        p = place_layer(i, layer, geometry, pe, name)
+        pe += p.pes_used
+        out.append(p)
+    return Plan(out, geometry)
+
+
+# --- software execution ----------------------------------------------------------------
+def software_layer(layer, spikes: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """One layer in software: bool (B, T, n_in) -> bool (B, T, n_out).
+
+    Same arithmetic as :meth:`bench.network.model.Dense.forward` (``s @ W.T`` in float64,
+    then the shared SRM neuron; compiled per 64-neuron block where available).
+    """
+    w = layer.weight if weight is None else weight
+    z = np.asarray(spikes, dtype=np.float64) @ w.T
+    n_out = z.shape[-1]
+    if n_out <= 64:
+        return srm_spikes(z, layer.neuron)
+    out = np.empty(z.shape, dtype=bool)
+    for j in range(0, n_out, 64):
+        out[..., j:j + 64] = srm_spikes(np.ascontiguousarray(z[..., j:j + 64]), layer.neuron)
+    return out
+
+
+# --- runner ------------------------------------------------------------------------------
+@dataclass
+class ChipLayerState:
+    """A chip layer after programming."""
+
+    index: int
+    g_unit_s: float
+    weights_target: np.ndarray
+    """Quantised weights of the conductance targets (n_out, n_in)."""
+    weights_realised: np.ndarray
+    """Weights read back from the array after programming (n_out, n_in)."""
+    mapping: dict[str, Any]
+    programming: dict[str, Any]
+    registers: dict[str, Any]
+
+
+@dataclass
+class HybridResult:
+    """Outputs of one batch through the hybrid network."""
+
+    outputs: np.ndarray
+    """(n, T, n_classes) bool: output spikes of the hybrid (chip) execution."""
+    software_outputs: np.ndarray | None
+    """(n, T, n_classes) bool: the same network entirely in software (original weights)."""
+    chip_raw: dict[int, np.ndarray] = field(default_factory=dict)
+    """Per chip layer: the board's output spikes (n, T, neurons of the PE)."""
+    model_check: dict[int, np.ndarray] = field(default_factory=dict)
+    """Per chip layer: per sample, does the chip output equal the software model run with
+    the realised (read-back) weights?  All True at ideal fidelity."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    streams: list[StreamResult] = field(default_factory=list)
+
+
+class HybridRunner:
+    """Runs a :class:`bench.network.model.Network` with its plan's chip layers on ``chip``.
+
+    ``chip`` may be None only for an all-software plan.  Call :meth:`prepare` once (maps and
+    programs the chip layers), then :meth:`run` on batches of input spikes.
+    """
+
+    def __init__(self, net, chip=None, *, plan: Plan | None = None, timebase: TimeBase | None = None,
+                 schedule=None, chunk: int | None = None, batch_size: int = 64,
+                 baud: float = 3_000_000.0, latency_s: float = 1e-3, read_averages: int = 8) -> None:
+        self.net = net
+        self.chip = chip
+        self.plan = plan or plan_network(net, chip.info() if chip is not None else None)
+        if self.plan.chip_layers and chip is None:
+            raise ValueError("the plan puts layers on the chip but no chip was given")
+        for p in self.plan.layers:
+            if p.where == "chip" and (p.pes_used != 1 or p.partial_sum):
+                raise MeasurementError(
+                    f"layer {p.index} needs {p.pes_used} PEs: multi-PE execution is not in protocol "
+                    f"v1 (one PE is addressed); run it in software (chip_layers=[])")
+        self.timebase = timebase or TimeBase.for_network(net)
+        self.schedule = schedule
+        self.chunk = chunk
+        self.batch_size = max(1, int(batch_size))
+        self.read_averages = read_averages
+        self.streamer = (ChipStreamer(chip, self.timebase, chunk=chunk, baud=baud, latency_s=latency_s)
+                         if chip is not None else None)
+        self.layers: dict[int, ChipLayerState] = {}
+        self.program_seconds = 0.0
+
+    # --- preparation ----------------------------------------------------------------
+    def prepare(self) -> dict[int, ChipLayerState]:
+        """Map, program and configure every chip layer (one PE: one chip layer)."""
+        t0 = time.perf_counter()
+        for idx in self.plan.chip_layers:
+            self.layers[idx] = self._program(idx)
+        self.program_seconds = time.perf_counter() - t0
+        return self.layers
+
+    def _program(self, idx: int) -> ChipLayerState:
+        chip, layer = self.chip, self.net.layers[idx]
+        info = chip.info()
+        wt = layer.weight.T  # (n_in rows, n_out neurons)
+        m = _map(wt, info, layer.clamp)
+        g_unit = chip.write_register("G_UNIT", m["scale_s"])
+        regs = self.streamer.configure(layer.neuron)
+        registers = {"G_UNIT": {"requested": m["scale_s"], "in_force": g_unit},
+                     **{r.name: {"requested": r.requested, "in_force": r.in_force} for r in regs}}
+        targets = m["targets_s"]
+        prog = _program(chip, targets, self.schedule)
+        g = chip.read_array(averages=self.read_averages)
+        w_real = ((g[:, 0::2] - g[:, 1::2]) / g_unit)[:layer.n_in, :layer.n_out].T.copy()
+        w_target = ((targets[:, 0::2] - targets[:, 1::2]) / m["scale_s"])[:layer.n_in, :layer.n_out].T.copy()
+        mapping = {k: v for k, v in m.items() if k != "targets_s"}
+        mapping["realised_rms"] = float(np.sqrt(np.mean((w_real - np.clip(layer.weight, -layer.clamp, layer.clamp)) ** 2)))
+        return ChipLayerState(idx, g_unit, w_target, w_real, mapping, prog, registers)
+
+    # --- execution --------------------------------------------------------------------
+    def run(self, x: np.ndarray, *, software_reference: bool = True) -> HybridResult:
+        """Input spikes (n, T, n_inputs) -> :class:`HybridResult` (hybrid and software outputs)."""
+        if self.plan.chip_layers and not self.layers:
+            self.prepare()
+        x = np.asarray(x, dtype=bool)
+        if x.ndim != 3 or x.shape[2] != self.net.layers[0].n_in:
+            raise ValueError(f"inputs must be (n, T, {self.net.layers[0].n_in}), got {x.shape}")
+        sec = {"software": 0.0, "chip_wall": 0.0, "upload": 0.0, "run": 0.0, "readout": 0.0,
+               "chip_seconds": 0.0, "link_modelled": 0.0, "software_reference": 0.0}
+        res = HybridResult(outputs=np.zeros(0), software_outputs=None, seconds=sec)
+        first_chip = min(self.plan.chip_layers, default=len(self.net.layers))
+        # layers before the first chip layer: shared by both executions
+        h = x
+        t0 = time.perf_counter()
+        for i in range(first_chip):
+            h = self._sw_batched(self.net.layers[i], h)
+        sec["software"] += time.perf_counter() - t0
+        sw = h
+        for i in range(first_chip, len(self.net.layers)):
+            layer = self.net.layers[i]
+            if self.plan.layers[i].where == "chip":
+                st = self.layers[i]
+                s = self.streamer.stream(h)
+                res.streams.append(s)
+                sec["chip_wall"] += s.wall_seconds
+                sec["upload"] += s.upload_seconds
+                sec["run"] += s.run_seconds
+                sec["readout"] += s.readout_seconds
+                sec["chip_seconds"] += s.chip_seconds
+                sec["link_modelled"] += s.link_modelled_seconds
+                res.chip_raw[i] = s.spikes
+                out = s.spikes[:, :, :layer.n_out]
+                t0 = time.perf_counter()
+                model = self._sw_batched(layer, h, st.weights_realised)
+                res.model_check[i] = np.all(model == out, axis=(1, 2))
+                sec["software_reference"] += time.perf_counter() - t0
+                h = out
+            else:
+                t0 = time.perf_counter()
+                h = self._sw_batched(layer, h)
+                sec["software"] += time.perf_counter() - t0
+        if software_reference:
+            t0 = time.perf_counter()
+            for i in range(first_chip, len(self.net.layers)):
+                sw = self._sw_batched(self.net.layers[i], sw)
+            sec["software_reference"] += time.perf_counter() - t0
+        res.outputs = np.asarray(h, dtype=bool)
+        res.software_outputs = np.asarray(sw, dtype=bool) if software_reference else None
+        return res
+
+    def _sw_batched(self, layer, x: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+        if x.shape[0] <= self.batch_size:
+            return software_layer(layer, x, weight)
+        return np.concatenate([software_layer(layer, x[i:i + self.batch_size], weight)
+                               for i in range(0, x.shape[0], self.batch_size)])
+
+    def software_forward(self, x: np.ndarray) -> np.ndarray:
+        """Output spikes of the network entirely in software (original weights)."""
+        h = np.asarray(x, dtype=bool)
+        for layer in self.net.layers:
+            h = self._sw_batched(layer, h)
+        return h
+
+    def describe(self) -> dict[str, Any]:
+        """Plan plus the chip layers' mapping / programming / registers (for run files)."""
+        return {"plan": self.plan.as_dict(), "timebase": self.timebase.as_dict(),
+                "program_seconds": self.program_seconds,
+                "chip_layers": {str(i): {"g_unit_s": s.g_unit_s, "mapping": s.mapping,
+                                         "programming": s.programming, "registers": s.registers}
+                                for i, s in self.layers.items()}}
+
+
+# --- mapping / programming adapters (bench.mapping / bench.programming, issue 4) -------------
+def _map(wt: np.ndarray, info, clamp: float) -> dict[str, Any]:
+    """Weights (rows, neurons) -> whole-array targets (S) and scale (S per weight unit)."""
+    levels = np.asarray(info.levels_s, dtype=np.float64)
+    try:
+        from bench.mapping import map_weights
+    except ImportError:  # pragma: no cover - issue 4 not installed: nearest level, top = clamp
+        scale = float(levels[-1]) / clamp
+        w = np.clip(wt, -clamp, clamp)
+        k = np.abs(np.abs(w)[..., None] * scale - levels).argmin(axis=-1)
+        t = np.zeros((info.rows, info.columns))
+        r, n = w.shape
+        t[:r, 0:2 * n:2] = np.where(w > 0, levels[k], 0.0)
+        t[:r, 1:2 * n:2] = np.where(w < 0, levels[k], 0.0)
+        return {"targets_s": t, "scale_s": scale, "clamp": float(clamp), "mapper": "fallback-nearest"}
+    m = map_weights(wt, levels_s=levels, rows=info.rows, columns=info.columns, clamp=clamp)
+    return {"targets_s": m.targets_s, **m.as_attrs(), "mapper": "bench.mapping"}
+
+
+def _program(chip, targets: np.ndarray, schedule) -> dict[str, Any]:
+    try:
+        from bench.programming import default_schedule, program_array
+    except ImportError:  # pragma: no cover - issue 4 not installed: plain board write-verify
+        from firmware_iface.write_verify import PulseSchedule
+
+        rr, cc = np.indices(targets.shape)
+        r = chip.write_verify(rr.ravel(), cc.ravel(), targets.ravel(), schedule or PulseSchedule())
+        return {"cells": int(r.success.size), "success": int(r.success.sum()), "stuck": int(r.stuck.sum()),
+                "chip_seconds": r.chip_seconds, "programmer": "PEChip.write_verify"}
+    res = program_array(chip, targets, schedule or default_schedule())
+    return {"cells": int(res.rows.size), "success": int(res.success.sum()), "stuck": int(res.stuck.sum()),
+            "pulses": int(res.pulses.sum()), "wall_seconds": res.wall_seconds,
+            "chip_seconds": float(res.link.chip_seconds), "programmer": "bench.programming"}
