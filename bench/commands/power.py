@@ -1,0 +1,162 @@
+"""``snnbench power``: average power, energy and latency per sample, SOPs and TSOPS/W.
+
+    snnbench power --out run.h5 --json                       # built-in simulated bench
+    snnbench power --station lab.toml --samples 256 --out run.h5
+    snnbench power --chip socket://127.0.0.1:5555 \\
+        --smu VDDA=2450@TCPIP0::10.0.0.5::5025::SOCKET --smu ... --out run.h5
+
+SMUs come from the station file (resource, model, rail, voltage, compliance, per-rail
+limits); ``--smu`` overrides them: ``RAIL=MODEL@RESOURCE``, or a bare ``RESOURCE`` that
+replaces the station's entries in order (or, with none in the station, is identified by
+``*IDN?`` and assigned to VDDA, VDDD, VDDIO in order).  With no workload options the chip
+model's reference workload is run (the one its energy model is calibrated on).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from typing import Any
+
+from bench.errors import UsageError
+
+DEFAULT_RAILS = ("VDDA", "VDDD", "VDDIO")
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser("power", parents=[common],
+                              help="measure power / energy per sample with the SMUs on the supply rails")
+    p.add_argument("--chip", metavar="URL", help="pyserial URL of the board (default: the station's)")
+    p.add_argument("--smu", metavar="RESOURCE", action="append", default=[],
+                   help="SMU resource (repeatable): RAIL=MODEL@RESOURCE or a bare VISA resource")
+    p.add_argument("--samples", type=int, default=64, help="samples to run back to back (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="reference-workload seed (default 0)")
+    p.add_argument("--model", metavar="MODEL", help="network model file (workload from a dataset)")
+    p.add_argument("--data", metavar="DIR", help="event dataset directory (with --model)")
+    p.add_argument("--idle-points", type=int, default=100, help="points of the idle baseline trace")
+    p.add_argument("--interval-us", type=float, default=None,
+                   help="SMU sample interval in us (default: the integration aperture)")
+    p.add_argument("--margin", type=float, default=0.25, help="trace length margin over the expected run")
+    p.add_argument("--no-program", action="store_true", help="do not write-verify the workload's conductances")
+    p.add_argument("--out", metavar="RUN.h5", required=True, help="run file (HDF5) for traces and results")
+    p.set_defaults(func=_power)
+
+
+_SPEC = re.compile(r"^(?P<rail>[A-Za-z0-9_]+)=(?P<model>[A-Za-z0-9]+)@(?P<res>.+)$")
+
+
+def _smu_configs(args: argparse.Namespace, station: Any, served: list[dict]) -> list[Any]:
+    from bench.station import SmuConfig
+    from sim_backend.physics.params import RAILS
+
+    base = list(station.smu)
+
+    def default(rail: str, model: str, resource: str, channel: int = 1) -> SmuConfig:
+        v = float(RAILS.get(rail, 1.8))
+        return SmuConfig(resource=resource, model=model, rail=rail, voltage_v=v, current_limit_a=0.1,
+                         channel=channel, max_voltage_v=max(3.6, v), max_current_a=0.2, nplc=0.01)
+
+    if not args.smu:
+        if base:
+            return base
+        return [default(d["rail"], d["model"], d["resource"], int(d.get("channel", 1))) for d in served]
+    out = []
+    for i, spec in enumerate(args.smu):
+        m = _SPEC.match(spec)
+        if m:
+            rail, model, res = m.group("rail"), m.group("model"), m.group("res")
+            st = next((s for s in base if s.rail == rail), None)
+            out.append(dataclasses.replace(st, resource=res, model=model) if st else default(rail, model, res))
+        elif i < len(base):
+            out.append(dataclasses.replace(base[i], resource=spec))
+        else:
+            if i >= len(DEFAULT_RAILS):
+                raise UsageError(f"--smu {spec}: no rail for a {i + 1}th bare resource; use RAIL=MODEL@RESOURCE")
+            out.append(default(DEFAULT_RAILS[i], _identify(spec), spec))
+    rails = [c.rail for c in out]
+    if len(set(rails)) != len(rails):
+        raise UsageError(f"--smu: a rail is named twice ({', '.join(rails)})")
+    return out
+
+
+def _identify(resource: str) -> str:
+    from drivers.errors import InstrumentError
+    from drivers.instruments import Keithley2450, Keithley2600, KeysightB2900, VisaAdapter
+
+    ad = VisaAdapter(resource)
+    try:
+        idn = ad.query("*IDN?")
+    finally:
+        ad.close()
+    for cls in (Keithley2450, KeysightB2900, Keithley2600):
+        try:
+            model = cls.normalise_model(cls.model_from_idn(idn))
+        except (ValueError, IndexError):
+            continue
+        if model in cls.ranges:
+            return model
+    raise InstrumentError(f"{resource}: *IDN? reply {idn!r} is not a supported SMU")
+
+
+def _power(args: argparse.Namespace) -> dict:
+    from bench.power import PowerOptions, RailSetup, measure_power
+    from bench.runstore import RunFile, check_writable
+    from bench.session import open_bench
+    from drivers.instruments import open_smus, safety
+
+    if args.samples < 1:
+        raise UsageError(f"--samples must be >= 1, got {args.samples}")
+    if args.idle_points < 1:
+        raise UsageError(f"--idle-points must be >= 1, got {args.idle_points}")
+    if args.margin < 0:
+        raise UsageError(f"--margin must be >= 0, got {args.margin}")
+    if args.interval_us is not None and not args.interval_us > 0:
+        raise UsageError(f"--interval-us must be > 0, got {args.interval_us}")
+    if (args.model is None) != (args.data is None):
+        raise UsageError("--model and --data go together")
+    if args.model is not None:
+        raise UsageError("--model/--data workloads are not supported by 'power' yet; "
+                         "omit them to run the chip model's reference workload")
+    check_writable(args.out)
+    from sim_backend.physics.energy import reference_workload
+
+    spikes, g = reference_workload(args.samples, args.seed)
+    opts = PowerOptions(samples=args.samples, seed=args.seed, idle_points=args.idle_points,
+                        margin=args.margin, program=not args.no_program,
+                        interval_s=None if args.interval_us is None else args.interval_us * 1e-6)
+    with safety.guard(), open_bench(args.station, args.chip, smu=True) as b:
+        cfgs = _smu_configs(args, b.station, b.smu)
+        if not cfgs:
+            if b.sim is not None:
+                raise UsageError("the simulated bench serves no SMUs ('snnbench sim serve' listed none: "
+                                 "its board has no SimWorld attached); name SMUs with --smu")
+            raise UsageError("no SMUs: name them in the station file ([[smu]]) or with --smu")
+        setups = [RailSetup(c.rail, c.voltage_v, c.current_limit_a, c.nplc) for c in cfgs]
+        with RunFile(args.out, "power", station=b.station.as_dict(),
+                     seeds={"workload_seed": args.seed, "chip_seed": b.station.chip.seed,
+                            "run_seed": b.station.chip.run_seed},
+                     chip_info=b.chip.info().as_dict(), workload="reference") as run:
+            smus = open_smus(cfgs)
+            try:
+                run.set_attrs("/", instruments=[{"rail": s.rail, "identity": s.identity,
+                                                 "resource": s.adapter.resource_name} for s in smus])
+                result = measure_power(b.chip, smus, setups, spikes=spikes, conductances_s=g,
+                                       options=opts, run=run)
+            finally:
+                errors = []
+                for s in smus:
+                    try:
+                        s.close()
+                    except Exception as exc:  # noqa: BLE001 - every rail must still be tried
+                        errors.append(str(exc))
+            if errors:
+                run.set_attrs("/", shutdown_errors=errors)
+    result["out"] = str(args.out)
+    result["chip_url"] = b.chip_url
+    result["simulated"] = b.simulated
+    result["summary"] = (f"{result['average_power_w'] * 1e3:.3f} mW average, "
+                         f"{result['energy_per_sample_j'] * 1e6:.4f} uJ/sample, "
+                         f"{result['latency_s'] * 1e6:.2f} us/sample over {result['samples']} samples; "
+                         f"TSOPS/W dense {result['tsops_per_w']['dense']:.4g}, "
+                         f"event {result['tsops_per_w']['event']:.4g} -> {args.out}")
+    return result
