@@ -139,6 +139,19 @@ class _DeferSigint:
                 raise KeyboardInterrupt
 
 
+def _out_path(path: str) -> Path:
+    """The run file path, checked before any work (a bad path is an input error: exit 2)."""
+    parent = Path(path).parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{path}: {parent} is not a directory; cannot create the run file")
+    try:
+        return check_writable(path)
+    except RunStoreError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _previous(path: Path, targets: np.ndarray) -> np.ndarray | None:
     """Stored cell records of a run to resume (checked against the new targets)."""
     if not path.exists():
@@ -165,7 +178,7 @@ def program_command(args: argparse.Namespace) -> dict[str, Any]:
     mapping = _mapping(args)
     if args.batch < 1:
         raise UsageError("--batch must be >= 1")
-    out = check_writable(args.out)
+    out = _out_path(args.out)
     previous = _previous(out, mapping.targets_s.ravel()) if args.resume else None
     tol_s = args.tolerance_us * 1e-6
 
@@ -253,7 +266,7 @@ def read_command(args: argparse.Namespace) -> dict[str, Any]:
     waits = list(args.wait_s or [])
     if any(not np.isfinite(w) or w < 0 for w in waits):
         raise UsageError("--wait-s values must be finite durations >= 0 s")
-    out = check_writable(args.out)
+    out = _out_path(args.out)
     t0 = time.process_time()
     with open_bench(args.station, args.chip) as b:
         chip = b.chip
