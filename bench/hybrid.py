@@ -15,8 +15,8 @@ prints as a table and is stored (JSON) in run files.  Default for 800-480-120-11
 hidden layers in software, 120->11 on one PE (120 rows, 11 of 12 neurons).
 
 Runner (:class:`HybridRunner`): software layers run ``spikes @ W.T`` followed by the shared
-SRM neuron (``sim_backend.physics``: the compiled ``srm_spikes`` where available, bit-identical
-to ``srm_forward``), vectorised over the batch; chip layers are mapped to conductances
+SRM neuron (``sim_backend.physics``: the compiled event-driven ``layer_forward`` where
+available, the same spikes as ``srm_forward``), vectorised over the batch; chip layers are mapped to conductances
 (``bench.mapping``), programmed by write-verify (``bench.programming``), their G_UNIT /
 neuron / time-step registers set, and their input spike trains streamed through the board
 (:class:`bench.streaming.ChipStreamer`).  The software-only reference of the same network
@@ -25,7 +25,9 @@ shares the layers before the first chip layer, so it costs only the remaining la
 from __future__ import annotations
 
 import json
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,8 +35,8 @@ import numpy as np
 
 from bench.errors import MeasurementError
 from bench.streaming import ChipStreamer, StreamResult, TimeBase
-from firmware_iface.spec import Capability
-from sim_backend.physics.fastpath import srm_spikes
+from firmware_iface.spec import REGISTER_BY_NAME, Capability
+from sim_backend.physics.fastpath import layer_forward
 from sim_backend.physics.neuron import NeuronParams
 
 CHIP_TAU_REF_STEPS = 1.0
@@ -187,21 +189,50 @@ def plan_network(net, geometry: ChipGeometry | Any | None = None, *,
 
 
 # --- software execution ----------------------------------------------------------------
-def software_layer(layer, spikes: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+def software_layer(layer, spikes: np.ndarray, weight: np.ndarray | None = None, *,
+                   threads: int | None = None) -> np.ndarray:
     """One layer in software: bool (B, T, n_in) -> bool (B, T, n_out).
 
-    Same arithmetic as :meth:`bench.network.model.Dense.forward` (``s @ W.T`` in float64,
-    then the shared SRM neuron; compiled per 64-neuron block where available).
+    Event-driven: per step, the weights of the active inputs are summed in ascending input
+    order (the compiled ``sim_backend.physics.fastpath.layer_forward``, noiseless, with the
+    shared SRM neuron), in blocks of 64 neurons run on ``threads`` threads (the kernel
+    releases the GIL).  Same spikes as :meth:`bench.network.model.Dense.forward` (tested);
+    without a C compiler the same arithmetic runs in numpy.
     """
-    w = layer.weight if weight is None else weight
-    z = np.asarray(spikes, dtype=np.float64) @ w.T
-    n_out = z.shape[-1]
-    if n_out <= 64:
-        return srm_spikes(z, layer.neuron)
-    out = np.empty(z.shape, dtype=bool)
-    for j in range(0, n_out, 64):
-        out[..., j:j + 64] = srm_spikes(np.ascontiguousarray(z[..., j:j + 64]), layer.neuron)
+    w = np.asarray(layer.weight if weight is None else weight, dtype=np.float64).T  # (n_in, n_out)
+    x = np.asarray(spikes)
+    if x.dtype != bool:
+        x = x != 0
+    if x.ndim != 3 or x.shape[2] != w.shape[0]:
+        raise ValueError(f"layer {layer.name!r}: expected (B, T, {w.shape[0]}) spikes, got {x.shape}")
+    pad = (-w.shape[0]) % 8
+    if pad:  # the kernel wants whole bytes of rows; zero rows never spike
+        x = np.concatenate([x, np.zeros(x.shape[:2] + (pad,), bool)], axis=2)
+        w = np.concatenate([w, np.zeros((pad, w.shape[1]))], axis=0)
+    x = np.ascontiguousarray(x)
+    n_out = w.shape[1]
+    blocks = [(j, min(n_out, j + 64)) for j in range(0, n_out, 64)]
+    out = np.empty(x.shape[:2] + (n_out,), dtype=bool)
+
+    def one(b):
+        j0, j1 = b
+        s, _, _ = layer_forward(x, np.ascontiguousarray(w[:, j0:j1]), None, None, None, layer.neuron)
+        out[:, :, j0:j1] = s
+
+    threads = _threads(threads)
+    if threads > 1 and len(blocks) > 1:
+        with ThreadPoolExecutor(min(threads, len(blocks))) as ex:
+            list(ex.map(one, blocks))
+    else:
+        for b in blocks:
+            one(b)
     return out
+
+
+def _threads(threads: int | None) -> int:
+    if threads is not None:
+        return max(1, int(threads))
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 # --- runner ------------------------------------------------------------------------------
@@ -246,7 +277,8 @@ class HybridRunner:
 
     def __init__(self, net, chip=None, *, plan: Plan | None = None, timebase: TimeBase | None = None,
                  schedule=None, chunk: int | None = None, batch_size: int = 64,
-                 baud: float = 3_000_000.0, latency_s: float = 1e-3, read_averages: int = 8) -> None:
+                 baud: float = 3_000_000.0, latency_s: float = 1e-3, read_averages: int = 8,
+                 threads: int | None = None) -> None:
         self.net = net
         self.chip = chip
         self.plan = plan or plan_network(net, chip.info() if chip is not None else None)
@@ -262,6 +294,7 @@ class HybridRunner:
         self.chunk = chunk
         self.batch_size = max(1, int(batch_size))
         self.read_averages = read_averages
+        self.threads = threads
         self.streamer = (ChipStreamer(chip, self.timebase, chunk=chunk, baud=baud, latency_s=latency_s)
                          if chip is not None else None)
         self.layers: dict[int, ChipLayerState] = {}
@@ -347,8 +380,8 @@ class HybridRunner:
 
     def _sw_batched(self, layer, x: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
         if x.shape[0] <= self.batch_size:
-            return software_layer(layer, x, weight)
-        return np.concatenate([software_layer(layer, x[i:i + self.batch_size], weight)
+            return software_layer(layer, x, weight, threads=self.threads)
+        return np.concatenate([software_layer(layer, x[i:i + self.batch_size], weight, threads=self.threads)
                                for i in range(0, x.shape[0], self.batch_size)])
 
     def software_forward(self, x: np.ndarray) -> np.ndarray:
@@ -374,7 +407,7 @@ def _map(wt: np.ndarray, info, clamp: float) -> dict[str, Any]:
     try:
         from bench.mapping import map_weights
     except ImportError:  # pragma: no cover - issue 4 not installed: nearest level, top = clamp
-        scale = float(levels[-1]) / clamp
+        scale = _g_unit_code(float(levels[-1]) / clamp)
         w = np.clip(wt, -clamp, clamp)
         k = np.abs(np.abs(w)[..., None] * scale - levels).argmin(axis=-1)
         t = np.zeros((info.rows, info.columns))
@@ -383,7 +416,19 @@ def _map(wt: np.ndarray, info, clamp: float) -> dict[str, Any]:
         t[:r, 1:2 * n:2] = np.where(w < 0, levels[k], 0.0)
         return {"targets_s": t, "scale_s": scale, "clamp": float(clamp), "mapper": "fallback-nearest"}
     m = map_weights(wt, levels_s=levels, rows=info.rows, columns=info.columns, clamp=clamp)
-    return {"targets_s": m.targets_s, **m.as_attrs(), "mapper": "bench.mapping"}
+    scale = _g_unit_code(m.scale_s)
+    note = ""
+    if scale != m.scale_s:  # the G_UNIT register must realise the scale: clip to its range, round to its code
+        note = f"scale {m.scale_s:.6g} S -> {scale:.6g} S (G_UNIT register range/resolution)"
+        m = map_weights(wt, levels_s=levels, rows=info.rows, columns=info.columns, clamp=clamp, scale_s=scale)
+    return {"targets_s": m.targets_s, **m.as_attrs(), "mapper": "bench.mapping", "scale_note": note}
+
+
+def _g_unit_code(scale_s: float) -> float:
+    """The nearest scale the G_UNIT register can hold (its range and resolution)."""
+    reg = REGISTER_BY_NAME["G_UNIT"]
+    code = min(max(reg.to_code(scale_s), reg.min_code), reg.max_code)
+    return reg.to_si(code)
 
 
 def _program(chip, targets: np.ndarray, schedule) -> dict[str, Any]:

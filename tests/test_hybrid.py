@@ -67,9 +67,12 @@ def test_software_only_plan_and_layer_choice():
 
 def test_software_layer_matches_model_forward_bit_for_bit():
     rng = np.random.default_rng(2)
-    layer = Dense(rng.normal(0, 0.6, (150, 40)))  # > 64 neurons: blockwise compiled path
-    x = rng.random((6, 120, 40)) < 0.15
-    np.testing.assert_array_equal(software_layer(layer, x), layer.forward(x).astype(bool))
+    layer = Dense(rng.normal(0, 0.6, (150, 42)))  # > 64 neurons, rows not a multiple of 8
+    x = rng.random((6, 120, 42)) < 0.15
+    ref = layer.forward(x).astype(bool)
+    assert 0.01 < ref.mean() < 0.5
+    np.testing.assert_array_equal(software_layer(layer, x, threads=1), ref)
+    np.testing.assert_array_equal(software_layer(layer, x, threads=2), ref)
 
 
 @pytest.mark.parametrize("chip_layer", [1, 0])
