@@ -12,7 +12,7 @@ void srm_kernel(const double *z, int64_t B, int64_t T, int64_t N,
                 const double *th, const double *a, const double *inv_tau, double bref,
                 const double *jump, double clo, double chi, uint8_t *s)
 {
-    double p[64], r[64];
+    double p[N], r[N];
     for (int64_t b = 0; b < B; b++) {
         for (int64_t j = 0; j < N; j++) { p[j] = 0.0; r[j] = 0.0; }
         for (int64_t t = 0; t < T; t++) {
@@ -45,64 +45,57 @@ static inline uint64_t mix64(uint64_t z)
 }
 #define GOLDEN 0x9E3779B97F4A7C15ULL
 
-static uint8_t POS[256][8];
-static uint8_t CNT[256];
-static int POS_READY = 0;
-static void init_pos(void)
-{
-    for (int m = 0; m < 256; m++) {
-        int c = 0;
-        for (int k = 0; k < 8; k++) if (m & (1 << k)) POS[m][c++] = (uint8_t)k;
-        CNT[m] = (uint8_t)c;
-    }
-    POS_READY = 1;
-}
-
 /* Fused layer: event-driven crossbar accumulation (active rows in ascending order), column-
- * aggregated noise z += sqrt(var + var0) * table[idx], then the SRM neurons.
+ * aggregated noise z += sqrt(var + var0) * table[idx >> 4] (4096-entry table), then the SRM neurons.
  * spikes (B, T, R) uint8 0/1 with R a multiple of 8; wv (R, 2N) = [wd | var]; noisy: draw indices
  * from ``key`` (else no noise).  Returns the number of output spikes; per-row input counts
  * are added to row_counts (R). */
-int64_t layer_kernel(const uint8_t *spikes, int64_t B, int64_t T, int64_t R, int64_t N,
-                     const double *wv, int noisy, uint64_t key,
-                     const double *table, const double *var0,
-                     const double *th, const double *a, const double *inv_tau, double bref,
-                     const double *jump, double clo, double chi,
-                     uint8_t *s, int64_t *row_counts)
+static inline __attribute__((always_inline)) int64_t
+layer_impl(const uint8_t *restrict spikes, int64_t B, int64_t T, int64_t R, const int64_t N,
+           const double *restrict wv, int noisy, uint64_t key,
+           const double *restrict table, const double *restrict var0,
+           const double *restrict th, const double *restrict a, const double *restrict inv_tau,
+           double bref, const double *restrict jump, double clo, double chi,
+           uint8_t *restrict s, int64_t *restrict row_counts)
 {
-    double p[64], r[64], acc[128], nz[64];
+    double p[N], r[N], acc[2 * N], nz[N];
     const int64_t M = 2 * N;
-    int32_t act[1024 + 8];
     int64_t nout = 0;
-    if (!POS_READY) init_pos();
     for (int64_t b = 0; b < B; b++) {
         for (int64_t j = 0; j < N; j++) { p[j] = 0.0; r[j] = 0.0; }
         for (int64_t t = 0; t < T; t++) {
             const uint8_t *in = spikes + (b * T + t) * R;
-            int na = 0;
-            for (int64_t i = 0; i < R; i += 8) {
-                uint64_t w8;
-                memcpy(&w8, in + i, 8);
-                unsigned m = (unsigned)((w8 * 0x0102040810204080ULL) >> 56);
-                const uint8_t *ps = POS[m];
-                for (int k = 0; k < 8; k++) act[na + k] = (int32_t)(i + ps[k]);
-                na += CNT[m];
-            }
             /* z (first N) and variance (next N) of the active rows, ascending order */
-            for (int64_t j = 0; j < M; j++) acc[j] = 0.0;
-            for (int q = 0; q < na; q++) {
-                int64_t i = act[q];
-                const double *wr = wv + i * M;
-                row_counts[i]++;
-                for (int64_t j = 0; j < M; j++) acc[j] = acc[j] + wr[j];
+            const int64_t Mu = noisy ? M : N;
+            for (int64_t j = 0; j < Mu; j++) acc[j] = 0.0;
+            for (int64_t i0 = 0; i0 < R; i0 += 64) {
+                uint64_t mask = 0;
+                int64_t lim = (R - i0) < 64 ? (R - i0) : 64;
+                for (int64_t k = 0; k < lim; k += 8) {
+                    uint64_t w8;
+                    memcpy(&w8, in + i0 + k, 8);
+                    mask |= ((w8 * 0x0102040810204080ULL) >> 56) << k;
+                }
+                while (mask) {
+                    int64_t i = i0 + __builtin_ctzll(mask);
+                    mask &= mask - 1;
+                    const double *wr = wv + i * M;
+                    row_counts[i]++;
+                    if (noisy) {
+                        for (int64_t j = 0; j < M; j++) acc[j] = acc[j] + wr[j];
+                    } else {
+                        for (int64_t j = 0; j < N; j++) acc[j] = acc[j] + wr[j];
+                    }
+                }
             }
             uint8_t *st = s + (b * T + t) * N;
             if (noisy) {
                 uint64_t e0 = (uint64_t)((b * T + t) * N);
+                uint64_t h = 0;
                 for (int64_t j = 0; j < N; j++) {
                     uint64_t e = e0 + (uint64_t)j;
-                    uint64_t h = mix64(key + (e >> 2) * GOLDEN);
-                    nz[j] = table[(h >> (16 * (e & 3))) & 0xFFFF];
+                    if (j == 0 || (e & 3) == 0) h = mix64(key + (e >> 2) * GOLDEN);
+                    nz[j] = table[((h >> (16 * (e & 3))) & 0xFFFF) >> 4];
                 }
                 for (int64_t j = 0; j < N; j++) {
                     double sd = sqrt(acc[N + j] + var0[j]);
@@ -126,4 +119,22 @@ int64_t layer_kernel(const uint8_t *spikes, int64_t B, int64_t T, int64_t R, int
         }
     }
     return nout;
+}
+
+int64_t layer_kernel(const uint8_t *spikes, int64_t B, int64_t T, int64_t R, int64_t N,
+                     const double *wv, int noisy, uint64_t key,
+                     const double *table, const double *var0,
+                     const double *th, const double *a, const double *inv_tau, double bref,
+                     const double *jump, double clo, double chi,
+                     uint8_t *s, int64_t *row_counts)
+{
+    /* constant-N specialisations let the compiler unroll the short per-row loops */
+    if (N == 12)
+        return layer_impl(spikes, B, T, R, 12, wv, noisy, key, table, var0, th, a, inv_tau,
+                          bref, jump, clo, chi, s, row_counts);
+    if (N == 11)
+        return layer_impl(spikes, B, T, R, 11, wv, noisy, key, table, var0, th, a, inv_tau,
+                          bref, jump, clo, chi, s, row_counts);
+    return layer_impl(spikes, B, T, R, N, wv, noisy, key, table, var0, th, a, inv_tau,
+                      bref, jump, clo, chi, s, row_counts);
 }
