@@ -44,6 +44,19 @@ CELL_DTYPE = np.dtype([("index", "<i4"), ("row", "<i2"), ("col", "<i2"), ("targe
 TRACE_DTYPE = np.dtype([("iteration", "<i4"), ("index", "<i4"), ("g_read_s", "<f8"),
                         ("kind", "u1"), ("v_bl_v", "<f4"), ("v_wl_v", "<f4"), ("v_sl_v", "<f4")])
 """One host-mode verify step of one cell: the read, then the pulse applied (kind 0: none)."""
+READ_TIME_S = 1e-6
+"""Chip time of one single-cell read (settle + integrate), used for modelled time of host reads."""
+
+
+class _ReadCounter:
+    """Counts cell reads x averages issued through READ_CELLS."""
+
+    def __init__(self, chip: PEChip) -> None:
+        self.chip, self.n = chip, 0
+
+    def __call__(self, rows, cols, v_read_v, averages):
+        self.n += int(np.size(rows)) * int(averages)
+        return self.chip.read_cells(rows, cols, v_read_v, averages)
 
 
 def default_schedule(tolerance_s: float = 5e-6, **overrides: Any) -> PulseSchedule:
@@ -84,7 +97,15 @@ class ProgramResult:
     link: LinkStats = field(default_factory=LinkStats)
     host_seconds: float = 0.0
     """Host CPU time spent (process time)."""
+    host_reads: int = 0
+    """Single-cell reads (x averages) issued by the host with READ_CELLS; the board reports no
+    chip time for those, so :meth:`modelled_seconds` adds ``READ_TIME_S`` per read."""
     wall_seconds: float = 0.0
+
+    def modelled_seconds(self, baud: float, latency_s: float) -> float:
+        """Wall time of this programming on a link of ``baud`` / ``latency_s``: link traffic,
+        chip busy time reported by the board, and the host-issued reads."""
+        return self.link.modelled_seconds(baud, latency_s) + self.host_reads * READ_TIME_S
 
     @property
     def flags(self) -> np.ndarray:
@@ -160,7 +181,7 @@ def _validate_targets(chip: PEChip, rows, cols, targets_s) -> tuple[np.ndarray, 
 
 
 def _host_job(chip: PEChip, rows, cols, targets, schedule: PulseSchedule,
-              traces: list | None, it0: int = 0) -> WriteVerifyJob:
+              traces: list | None, it0: int = 0, reader=None) -> WriteVerifyJob:
     """Run one WriteVerifyJob on the host: one READ_CELLS + one PULSE command per iteration."""
     # Not schedule.quantised(): its mV -> V conversion can land a hair above a station limit
     # (3300 * 1e-3 > 3.3); the PULSE encoder rounds to the same mV anyway.
@@ -168,7 +189,7 @@ def _host_job(chip: PEChip, rows, cols, targets, schedule: PulseSchedule,
     s = job.s
     while not job.finished:
         idx = job.to_read()
-        g = chip.read_cells(rows[idx], cols[idx], s.v_read_v, s.read_averages)
+        g = (reader or chip.read_cells)(rows[idx], cols[idx], s.v_read_v, s.read_averages)
         batch = job.step(idx, g)
         if traces is not None:
             tr = np.zeros(idx.size, dtype=TRACE_DTYPE)
@@ -183,12 +204,12 @@ def _host_job(chip: PEChip, rows, cols, targets, schedule: PulseSchedule,
     return job
 
 
-def _run(chip: PEChip, mode: str, rows, cols, targets, schedule, traces, batch_cells: int):
+def _run(chip: PEChip, mode: str, rows, cols, targets, schedule, traces, batch_cells: int, reader=None):
     """(g, pulses, success, stuck, confirm_failed) for the listed cells."""
     if mode == "board":
         r = chip.write_verify(rows, cols, targets, schedule, batch=batch_cells)
         return r.g_s, r.pulses, r.success, r.stuck, r.confirm_failed
-    job = _host_job(chip, rows, cols, targets, schedule, traces)
+    job = _host_job(chip, rows, cols, targets, schedule, traces, reader=reader)
     return job.g, job.pulses, job.success, job.stuck, job.confirm_failed
 
 
@@ -235,6 +256,7 @@ def program_cells(chip: PEChip, rows, cols, targets_s, schedule: PulseSchedule |
     before = chip.stats.snapshot()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     todo = np.flatnonzero(~res.done)
+    reader = _ReadCounter(chip)
     try:
         for start in range(0, todo.size, batch_cells):
             sel = todo[start:start + batch_cells]
@@ -244,11 +266,12 @@ def program_cells(chip: PEChip, rows, cols, targets_s, schedule: PulseSchedule |
             stuck = np.zeros(sel.size, bool)
             active = np.ones(sel.size, bool)
             if probe:
-                g0 = chip.read_cells(r, c, schedule.v_read_v, schedule.read_averages)
+                g0 = reader(r, c, schedule.v_read_v, schedule.read_averages)
                 pr = np.flatnonzero(np.abs(g0 - t) <= schedule.tolerance_s)
                 if pr.size:
                     pt = probe_targets(t[pr], info.levels_s, probe_offset_s)
-                    _, pp, _, ps, _ = _run(chip, mode, r[pr], c[pr], pt, schedule, trace_list, batch_cells)
+                    _, pp, _, ps, _ = _run(chip, mode, r[pr], c[pr], pt, schedule, trace_list, batch_cells,
+                                            reader)
                     pulses[pr] += pp
                     stuck[pr] = ps
                     active[pr[ps]] = False
@@ -257,9 +280,10 @@ def program_cells(chip: PEChip, rows, cols, targets_s, schedule: PulseSchedule |
             success = np.zeros(sel.size, bool)
             cfail = np.zeros(sel.size, bool)
             if probe and (~active).any():
-                g[~active] = chip.read_cells(r[~active], c[~active], schedule.v_read_v, schedule.read_averages)
+                g[~active] = reader(r[~active], c[~active], schedule.v_read_v, schedule.read_averages)
             if a.size:
-                ga, pa, sa, sta, ca = _run(chip, mode, r[a], c[a], t[a], schedule, trace_list, batch_cells)
+                ga, pa, sa, sta, ca = _run(chip, mode, r[a], c[a], t[a], schedule, trace_list, batch_cells,
+                                                 reader)
                 g[a], success[a], cfail[a] = ga, sa, ca
                 pulses[a] += pa
                 stuck[a] |= sta
@@ -271,6 +295,7 @@ def program_cells(chip: PEChip, rows, cols, targets_s, schedule: PulseSchedule |
                 on_batch(sel, res, np.concatenate(trace_list) if trace_list else None)
     finally:
         res.link = chip.stats.since(before)
+        res.host_reads = reader.n
         res.host_seconds = time.process_time() - cpu0
         res.wall_seconds = time.perf_counter() - wall0
     return res
@@ -299,11 +324,13 @@ def program_baseline_per_cell(chip: PEChip, rows, cols, targets_s, schedule: Pul
                         schedule=schedule)
     before = chip.stats.snapshot()
     cpu0, wall0 = time.process_time(), time.perf_counter()
+    reader = _ReadCounter(chip)
     for i in range(n):
-        job = _host_job(chip, rows[i:i + 1], cols[i:i + 1], targets[i:i + 1], schedule, None)
+        job = _host_job(chip, rows[i:i + 1], cols[i:i + 1], targets[i:i + 1], schedule, None, reader=reader)
         res.g_s[i], res.pulses[i] = job.g[0], job.pulses[0]
         res.success[i], res.stuck[i] = job.success[0], job.stuck[0]
     res.link = chip.stats.since(before)
+    res.host_reads = reader.n
     res.host_seconds = time.process_time() - cpu0
     res.wall_seconds = time.perf_counter() - wall0
     return res

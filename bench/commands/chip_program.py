@@ -244,7 +244,7 @@ def program_command(args: argparse.Namespace) -> dict[str, Any]:
             link = res.link
             summary.update({
                 "round_trips": int(link.round_trips), "bytes": int(link.bytes_tx + link.bytes_rx),
-                "modelled_seconds": float(link.modelled_seconds(station.link.baud, station.link.latency_s)),
+                "modelled_seconds": float(res.modelled_seconds(station.link.baud, station.link.latency_s)),
                 "chip_seconds": float(link.chip_seconds), "host_seconds": float(res.host_seconds),
                 "wall_seconds": float(res.wall_seconds), "mode": args.mode, "resumed_cells": resumed,
                 "scale_s": float(mapping.scale_s), "out": str(out),
