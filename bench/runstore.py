@@ -57,6 +57,8 @@ def check_writable(path: str | Path) -> Path:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RunStoreError(f"{p}: cannot create directory {parent} ({exc.strerror})") from None
+    if not parent.is_dir():
+        raise RunStoreError(f"{p}: {parent} is not a directory")
     if not os.access(parent, os.W_OK):
         raise RunStoreError(f"{p}: directory {parent} is not writable")
     return p

@@ -112,14 +112,14 @@ class PEChip:
             if data:
                 self.stats.bytes_rx += len(data)
                 bad_before = self._decoder.errors
-                for f in self._decoder.feed(data):
-                    if not f.is_response:
-                        continue
+                frames = [f for f in self._decoder.feed(data) if f.is_response]
+                self.stats.bad_frames += self._decoder.errors - bad_before
+                for f in frames:
+                    if f.seq == seq and f.opcode == opcode and f.status != Status.BAD_FRAME:
+                        return f
+                for f in frames:
                     if f.status == Status.BAD_FRAME:
                         return f
-                    if f.seq == seq and f.opcode == opcode:
-                        return f
-                self.stats.bad_frames += self._decoder.errors - bad_before
                 continue
             if time.monotonic() >= deadline or not port.in_waiting and _synchronous(port):
                 return None

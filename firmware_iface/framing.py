@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cobs import cobs
@@ -88,18 +87,19 @@ class FrameDecoder:
         """Number of malformed frames (or garbage runs) discarded so far."""
         self.last_error = ""
 
-    def feed(self, data: bytes) -> Iterator[Frame]:
-        """Add received bytes; yield every complete valid frame they finish."""
+    def feed(self, data: bytes) -> list[Frame]:
+        """Add received bytes; return every complete valid frame they finish, in order."""
         self._buf += data
         start = 0
         buf = self._buf
+        frames: list[Frame] = []
         while True:
             end = buf.find(0, start)
             if end < 0:
                 break
             if end > start:
                 try:
-                    yield decode_body(bytes(buf[start:end]))
+                    frames.append(decode_body(bytes(buf[start:end])))
                 except FrameError as exc:
                     self.errors += 1
                     self.last_error = str(exc)
@@ -109,6 +109,7 @@ class FrameDecoder:
             self.errors += 1
             self.last_error = "oversized frame discarded"
             buf.clear()
+        return frames
 
     def pending(self) -> int:
         """Bytes buffered while waiting for a delimiter."""
