@@ -248,6 +248,12 @@ class ChipStreamer:
         c = self.chunk if self.chunk is not None else min(4096, info.sample_slots)
         return max(1, min(int(c), int(info.sample_slots)))
 
+    def _read_chunk(self, steps: int) -> int:
+        """Samples per READ_OUTPUT such that even all-spiking outputs fit one reply."""
+        info = self.chip.info()
+        worst = 2 * info.neurons + 4 * steps * info.neurons
+        return max(1, (int(info.max_payload) - 64) // worst)
+
     def stream(self, spikes: np.ndarray) -> StreamResult:
         """Run spike trains (n, steps, rows<=chip rows) bool; rows are zero-padded to the array."""
         info = self.chip.info()
@@ -275,10 +281,13 @@ class ChipStreamer:
             t1 = time.perf_counter()
             res.chip_seconds += self.chip.run(part.shape[0], slot=0)
             t2 = time.perf_counter()
-            counts, sp = self.chip.read_outputs(part.shape[0], slot=0)
+            rc = self._read_chunk(steps)
+            for j in range(0, part.shape[0], rc):
+                m = min(rc, part.shape[0] - j)
+                counts, sp = self.chip.read_outputs(m, slot=j)
+                out[i + j:i + j + m] = sp
+                res.counts[i + j:i + j + m] = counts
             t3 = time.perf_counter()
-            out[i:i + part.shape[0]] = sp
-            res.counts[i:i + part.shape[0]] = counts
             res.upload_seconds += t1 - t0
             res.run_seconds += t2 - t1
             res.readout_seconds += t3 - t2

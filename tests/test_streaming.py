@@ -126,3 +126,20 @@ def test_stream_refuses_step_outside_chip_range():
         s = ChipStreamer(chip, TimeBase(acceleration=10**9))  # 5 ps step
         with pytest.raises(UsageError, match="chip step"):
             s.configure()
+
+
+def test_readout_stays_within_reply_limit_when_everything_spikes():
+    """Output replies are bounded: 300 samples x 300 steps x 12 neurons all spiking > 4 MiB."""
+    from bench.programming import program_array
+
+    with _chip() as chip:
+        info = chip.info()
+        t = np.zeros((128, 24))
+        t[:, 0::2] = info.levels_s[-1]  # every neuron: strongly positive weights
+        program_array(chip, t)
+        s = ChipStreamer(chip, TimeBase(), chunk=1000)
+        s.configure(NeuronParams(ref_scale=0.0))  # no refractory kick: fire every step
+        x = np.ones((300, 300, 128), bool)
+        assert s._read_chunk(300) < 300
+        res = s.stream(x)
+        assert res.spikes[:, 10:].all() and res.counts.sum() * 4 > info.max_payload
