@@ -120,6 +120,23 @@ class SimChannel:
         with self.world.lock:
             return self.acq.completed(self._now())
 
+    def _window_means(self, a: Acquisition, n: int) -> np.ndarray:
+        """Mean chip current of the first ``n`` windows (world lock held by the caller)."""
+        if not a.output:
+            return np.zeros(n)
+        starts = a.t0_s + np.arange(n) * a.period_s
+        vec = getattr(self.world, "mean_currents_a", None)
+        if vec is not None:       # optional vectorised form of mean_current_a
+            return np.asarray(vec(self.rail, starts, starts + a.aperture_s), dtype=np.float64)
+        return np.array([float(self.world.mean_current_a(self.rail, s, s + a.aperture_s)) for s in starts])
+
+    def _load_vec(self, raw: np.ndarray, a: Acquisition) -> tuple[np.ndarray, np.ndarray]:
+        if not a.output or a.level_v <= 0.0:
+            return np.zeros_like(raw), np.zeros(raw.shape, dtype=bool)
+        i = raw * (a.level_v / self.nominal_v)
+        comp = i > a.limit_a
+        return np.where(comp, a.limit_a, i), comp
+
     def complete(self) -> None:
         """Block-until-done (``*WAI``/``*OPC?``/``waitcomplete()``): advance the world to the end."""
         a = self.acq
@@ -128,15 +145,9 @@ class SimChannel:
         with self.world.lock:
             if self._now() < a.end_s:
                 self.world.advance_to(a.end_s)
-            starts = a.t0_s + np.arange(a.n) * a.period_s
-            raw = np.array([float(self.world.mean_current_a(self.rail, s, s + a.aperture_s))
-                            for s in starts]) if a.output else np.zeros(a.n)
-        out = np.zeros(a.n)
-        comp = np.zeros(a.n, dtype=bool)
-        for k in range(a.n):
-            out[k], _, comp[k] = self._load(raw[k], a.level_v, a.limit_a, a.output)
-        a.values_a, a.compliance = out, comp
-        self.compliance_events += int(comp.sum())
+            raw = self._window_means(a, a.n)
+        a.values_a, a.compliance = self._load_vec(raw, a)
+        self.compliance_events += int(a.compliance.sum())
 
     def buffer(self) -> tuple[np.ndarray, np.ndarray]:
         """(currents, relative times) of the points the chip clock has reached."""
@@ -151,9 +162,6 @@ class SimChannel:
         if a.values_a is None:
             # partial read: compute the reached points without advancing the world
             with self.world.lock:
-                starts = a.t0_s + np.arange(n) * a.period_s
-                raw = np.array([float(self.world.mean_current_a(self.rail, s, s + a.aperture_s))
-                                for s in starts]) if a.output else np.zeros(n)
-            vals = np.array([self._load(r, a.level_v, a.limit_a, a.output)[0] for r in raw])
-            return vals, a.times_s()[:n]
+                raw = self._window_means(a, n)
+            return self._load_vec(raw, a)[0], a.times_s()[:n]
         return a.values_a[:n], a.times_s()[:n]

@@ -234,7 +234,7 @@ class Keithley2450Server(ScpiSmuServer):
             else:
                 raise _Err(E_ILLEGAL)
         flat = np.column_stack(cols).ravel()
-        return ",".join(f"{v:.9E}" for v in flat)
+        return ",".join(map(repr, flat.tolist()))
 
 
 class KeysightB2900Server(ScpiSmuServer):
@@ -328,4 +328,4 @@ class KeysightB2900Server(ScpiSmuServer):
         if c.acq is None or len(vals) == 0:
             raise _Err((-230, "Data corrupt or stale"))
         data = vals if what == "CURR" else times
-        return ",".join(f"{v:+.9E}" for v in data)
+        return ",".join(map(repr, np.asarray(data, dtype=np.float64).tolist()))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
+
 
 class StubWorld:
     def __init__(self, rails: dict[str, float] | None = None, idle_a: dict[str, float] | None = None) -> None:
@@ -46,6 +48,16 @@ class StubWorld:
             if t1_s <= t0_s:
                 return self._charge(rail, t0_s, t0_s + 1e-15) / 1e-15
             return self._charge(rail, t0_s, t1_s) / (t1_s - t0_s)
+
+    def mean_currents_a(self, rail: str, t0_s: np.ndarray, t1_s: np.ndarray) -> np.ndarray:
+        """Vectorised :meth:`mean_current_a` over windows ``[t0_s[k], t1_s[k])``."""
+        t0 = np.asarray(t0_s, dtype=np.float64)
+        t1 = np.asarray(t1_s, dtype=np.float64)
+        with self.lock:
+            q = self.idle_a.get(rail, 0.0) * (t1 - t0)
+            for b0, b1, extra in self.bursts:
+                q = q + extra.get(rail, 0.0) * np.clip(np.minimum(t1, b1) - np.maximum(t0, b0), 0.0, None)
+        return q / np.maximum(t1 - t0, 1e-300)
 
     def energy_j(self, rail: str | None = None, t0: float | None = None, t1: float | None = None) -> float:
         t0 = 0.0 if t0 is None else t0

@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
+
 from sim_backend.instruments.channel import SimChannel
 from sim_backend.instruments.server import InstrumentServer, parse_number
 
@@ -215,7 +217,7 @@ class Keithley2600Server(InstrumentServer):
         if not 1 <= a <= b <= len(vals):
             raise _Err(-286, "TSP Runtime error at line 1: index out of range")
         data = vals[a - 1:b] if what == "readings" else times[a - 1:b]
-        return ", ".join(f"{v:.9e}" for v in data)
+        return ", ".join(map(repr, np.asarray(data, dtype=float).tolist()))
 
     def state(self, channel: int = 1) -> dict[str, Any]:
         c = self.channels[channel]
