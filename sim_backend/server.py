@@ -105,15 +105,9 @@ def serve_pty(pump: _Pump, stop: threading.Event) -> tuple[str, threading.Thread
 
 
 def _start_instruments(fw: VirtualFirmware, host: str) -> tuple[list[dict], Callable[[], None]]:
-    try:
-        from sim_backend.instruments import serve_instruments
-        from sim_backend.world import SimWorld
-    except ImportError:
-        return [], lambda: None
-    world = getattr(fw, "world", None)
-    if world is None:
-        return [], lambda: None
-    return serve_instruments(world, host=host)
+    from sim_backend.instruments import serve_instruments
+
+    return serve_instruments(fw.world, host=host)
 
 
 def serve(argv: list[str] | None = None) -> int:
