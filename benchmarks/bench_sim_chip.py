@@ -97,6 +97,20 @@ def network_forward(spikes800: np.ndarray, w1, w2, chip: VirtualChip, chunk: int
     return np.concatenate(outs)
 
 
+def network_forward_events(spikes800: np.ndarray, w1, w2, chip: VirtualChip, chunk: int = 64) -> np.ndarray:
+    """Same network, software layers event-driven (fastpath.layer_forward without noise:
+    z summed over active inputs in ascending order, then the shared SRM neuron)."""
+    outs = []
+    for i in range(0, spikes800.shape[0], chunk):
+        x = spikes800[i:i + chunk]
+        h1, _, _ = fastpath.layer_forward(x, w1, None, None, None)
+        h2, _, _ = fastpath.layer_forward(h1, w2, None, None, None)
+        pad = np.zeros(h2.shape[:2] + (128,), bool)
+        pad[:, :, :120] = h2
+        outs.append(chip.run(pad))
+    return np.concatenate(outs)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller batches (CI smoke)")
@@ -140,6 +154,13 @@ def main(argv=None) -> dict:
     t_net = best_time(lambda: network_forward(x800, w1, w2, net_chip), 1 if args.quick else 2, "net")
     res["network_sps"] = n_net / t_net
     res["network_sps_cpu"] = n_net / CPU_TIMES["net"]
+    t_ev = best_time(lambda: network_forward_events(x800, w1, w2, net_chip), 1 if args.quick else 2, "net_ev")
+    res["network_event_sps"] = n_net / t_ev
+    res["network_event_sps_cpu"] = n_net / CPU_TIMES["net_ev"]
+    # event path == its numpy reference, spike for spike (first 4 samples)
+    a, _, _ = fastpath.layer_forward(x800[:4], w1, None, None, None)
+    b, _, _ = fastpath.layer_forward(x800[:4], w1, None, None, None, use_kernel=False)
+    assert np.array_equal(a, b)
     # reference spikes of the software layers: srm_forward itself (first chunk)
     h1 = srm_forward(x800[:8] @ w1).astype(bool)
     assert np.array_equal(h1, fastpath.srm_spikes(x800[:8] @ w1))
@@ -185,6 +206,8 @@ def main(argv=None) -> dict:
         print(f"800-480-120-11 network (software SRM layers + chip): {res['network_sps']:,.0f} samples/s wall, "
               f"{res['network_sps_cpu']:,.0f} per CPU-s  (baseline per-step matmul: "
               f"{res['baseline_network_sps']:,.0f} wall, {res['baseline_network_sps_cpu']:,.0f} per CPU-s)")
+        print(f"  event-driven software layers (fastpath.layer_forward): {res['network_event_sps']:,.0f} wall, "
+              f"{res['network_event_sps_cpu']:,.0f} per CPU-s")
         print(f"peak traced memory, 288-sample batch: layer {res['peak_mem_layer_288_mib']:.1f} MiB, "
               f"network {res['peak_mem_network_288_mib']:.1f} MiB (max RSS {res['max_rss_mib']:.0f} MiB)")
     return res
