@@ -111,7 +111,7 @@ def run_training(data: str | Path, out: str | Path, *, epochs: int = DEFAULT_EPO
     from bench.network.augment import AugmentConfig, augmented_spikes
     from bench.network.hwaware import chip_defaults, quantize
     from bench.network.model import InputConfig, Network
-    from bench.network.modelfile import load_checkpoint, save_model
+    from bench.network.modelfile import load_checkpoint, round_weights, save_model
     from bench.runstore import check_writable
 
     out = check_writable(out)
@@ -163,6 +163,7 @@ def run_training(data: str | Path, out: str | Path, *, epochs: int = DEFAULT_EPO
                    progress=progress, checkpoint=checkpoint, start_epoch=start_epoch, optimizer=opt, rng=rng)
     train_seconds = time.perf_counter() - t_train
     epochs_run = max(len(hist.epochs), 0)
+    round_weights(net, np.float32)  # the model file stores float32; evaluate what is stored
     train_acc = T.evaluate(net, x_train, y_train)
     test_acc = T.evaluate(net, x_test, y_test)
     result: dict[str, Any] = {
@@ -188,7 +189,7 @@ def run_training(data: str | Path, out: str | Path, *, epochs: int = DEFAULT_EPO
             "samples": result["samples"], "seconds": time.perf_counter() - t_start,
         }
     })
-    save_model(net, out)
+    save_model(net, out, weight_dtype=np.float32)
     result["out"] = str(out)
     result["summary"] = (f"trained {net.sizes} for {epochs} epochs: train accuracy {train_acc:.3f}, "
                          f"test accuracy {test_acc:.3f}, {result['seconds_per_epoch']:.1f} s/epoch "

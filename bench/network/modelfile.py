@@ -10,7 +10,7 @@ Layout (all attributes scalar unless noted; units in a ``units`` attribute where
     /input                    attrs: sensor_width, sensor_height, polarities, padding (px),
                                      pool (px), bin_s (s), steps, n_inputs
     /layers/<i>  (i = 0, 1, ...)
-        weight                dataset (n_out, n_in) float64, units "normalised"
+        weight                dataset (n_out, n_in) float64 or float32 (gzip), units "normalised"
                               (1 unit = g_unit differential conductance per input spike)
                               attrs: name, clamp (|w| bound used in training),
                                      tau_steps, tau_ref_steps, theta, ref_scale,
@@ -53,7 +53,7 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-def _write(net: Network, f: h5py.File) -> None:
+def _write(net: Network, f: h5py.File, weight_dtype: Any = np.float64) -> None:
     import datetime as _dt
 
     f.attrs["format"] = FORMAT
@@ -73,7 +73,12 @@ def _write(net: Network, f: h5py.File) -> None:
     gl = f.create_group("layers")
     for i, layer in enumerate(net.layers):
         g = gl.create_group(str(i))
-        d = g.create_dataset("weight", data=np.asarray(layer.weight, dtype=np.float64))
+        w = np.asarray(layer.weight, dtype=np.float64)
+        wd = np.dtype(weight_dtype)
+        if wd != np.float64 and not np.array_equal(w.astype(wd).astype(np.float64), w):
+            raise DataFormatError(f"layers/{i}/weight is not exactly representable as {wd}; round it "
+                                  f"first (bench.network.modelfile.round_weights)")
+        d = g.create_dataset("weight", data=w.astype(wd), compression="gzip", shuffle=True)
         d.attrs["units"] = "normalised"
         g.attrs["name"] = layer.name
         g.attrs["clamp"] = float(layer.clamp)
@@ -97,14 +102,25 @@ def _atomic_write(path: Path, fill) -> None:
         raise
 
 
-def save_model(net: Network, path: str | Path) -> Path:
-    """Write ``net`` to ``path`` (atomically: a crash never leaves a half-written model)."""
+def round_weights(net: Network, dtype: Any = np.float32) -> Network:
+    """Round every weight to ``dtype`` precision in place (so it can be stored as ``dtype``)."""
+    for layer in net.layers:
+        layer.weight = np.asarray(layer.weight, dtype=dtype).astype(np.float64)
+    return net
+
+
+def save_model(net: Network, path: str | Path, *, weight_dtype: Any = np.float64) -> Path:
+    """Write ``net`` to ``path`` (atomically: a crash never leaves a half-written model).
+
+    ``weight_dtype=np.float32`` halves the file (weights must already be float32-exact, see
+    :func:`round_weights`); readers always return float64.
+    """
     net.validate()
     for i, layer in enumerate(net.layers):
         if not np.all(np.isfinite(layer.weight)):
             raise DataFormatError(f"{path}: refusing to save layers/{i}/weight with NaN or inf")
     p = Path(path)
-    _atomic_write(p, lambda f: _write(net, f))
+    _atomic_write(p, lambda f: _write(net, f, weight_dtype))
     return p
 
 
