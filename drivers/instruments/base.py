@@ -67,7 +67,7 @@ class VisaAdapter(Adapter):
     prints one line.
     """
 
-    def __init__(self, resource: str, timeout_s: float = 5.0) -> None:
+    def __init__(self, resource: str, timeout_s: float = 5.0, rm: Any = None) -> None:
         import pyvisa
 
         self.resource_name = resource
@@ -75,7 +75,7 @@ class VisaAdapter(Adapter):
         self._closed = False
         self._dirty = False
         try:
-            self._res = resource_manager().open_resource(
+            self._res = (rm or resource_manager()).open_resource(
                 resource, read_termination="\n", write_termination="\n",
                 timeout=int(timeout_s * 1000))
         except (pyvisa.errors.VisaIOError, OSError) as exc:
@@ -500,6 +500,9 @@ class Smu(Instrument, ABC):
         try:
             found = self.normalise_model(self.model_from_idn(idn))
         except (ValueError, IndexError):
+            if idn.count(",") >= 2:   # a well-formed identity of some other instrument
+                raise InstrumentError(f"{self.label}: wrong instrument: expected a {self.family} "
+                                      f"{self.model}, *IDN? says {idn!r}") from None
             raise InstrumentError(f"{self.label}: unparsable *IDN? reply {idn!r}") from None
         if found != self.model:
             raise InstrumentError(f"{self.label}: wrong instrument: expected a {self.model}, "
