@@ -126,33 +126,41 @@ def quantisation_mse(w: np.ndarray, scale_s: float, levels_s: np.ndarray) -> flo
     return float(np.mean((q - np.abs(w)) ** 2))
 
 
-def best_scale(w: np.ndarray, levels_s: np.ndarray, clamp: float, n_grid: int = 256) -> float:
-    """Scale (S per weight unit) minimising the quantisation MSE of clamped weights ``w``."""
+def best_scale(w: np.ndarray, levels_s: np.ndarray, clamp: float, n_grid: int = 256,
+               bounds_s: tuple[float, float] | None = None) -> float:
+    """Scale (S per weight unit) minimising the quantisation MSE of clamped weights ``w``,
+    optionally restricted to ``bounds_s`` (e.g. what the G_UNIT register can hold)."""
     a = np.abs(np.asarray(w, dtype=np.float64)).ravel()
     a = a[a > 0]
     g_top = float(levels_s[-1])
+    lo_s, hi_s = bounds_s if bounds_s is not None else (0.0, np.inf)
     if a.size == 0:
-        return g_top / (clamp if np.isfinite(clamp) else 1.0)
+        return float(np.clip(g_top / (clamp if np.isfinite(clamp) else 1.0), lo_s, hi_s))
     hi = min(float(a.max()), clamp)
     lo = max(hi * 0.05, 1e-12)
     # candidate magnitudes mapped onto the top level: a log grid plus the data's quantiles
     cand = np.unique(np.concatenate([np.geomspace(lo, hi, n_grid),
                                      np.quantile(a, np.linspace(0.5, 1.0, 64))]))
     cand = cand[(cand > 0) & (cand <= hi)]
+    if bounds_s is not None:
+        cand = np.clip(cand, g_top / hi_s if hi_s > 0 else 0.0, g_top / lo_s if lo_s > 0 else np.inf)
+        cand = np.unique(cand)
     if a.size > 20000:  # subsample for speed; the MSE is an average
         a = np.random.default_rng(0).choice(a, 20000, replace=False)
     errs = [quantisation_mse(a, g_top / c, levels_s) for c in cand]
-    return g_top / float(cand[int(np.argmin(errs))])
+    return float(np.clip(g_top / float(cand[int(np.argmin(errs))]), lo_s, hi_s))
 
 
 # --- forward mapping ---------------------------------------------------------------------------
 def map_weights(weights: np.ndarray, *, levels_s=None, rows: int = 128, columns: int = 24,
                 clamp: float = 3.0, scale_s: float | None = None,
-                bad_cells_s: np.ndarray | None = None) -> LayerMapping:
+                bad_cells_s: np.ndarray | None = None,
+                scale_bounds_s: tuple[float, float] | None = None) -> LayerMapping:
     """Map signed weights (rows_used x neurons_used) onto the array.
 
     ``clamp``: the layer's weight clamp (weights beyond are clipped first; ``inf`` for none).
     ``scale_s``: force a scale instead of the MSE-optimal one.
+    ``scale_bounds_s``: restrict the search, e.g. ``(1e-6, 150e-6)`` for the G_UNIT register.
     ``bad_cells_s``: (rows x columns) stuck conductance of known-bad cells, NaN elsewhere;
     pairs containing one are re-optimised around them (see module docstring).
     """
@@ -174,7 +182,7 @@ def map_weights(weights: np.ndarray, *, levels_s=None, rows: int = 128, columns:
         raise MappingError(f"clamp must be > 0, got {clamp!r}")
     wc = np.clip(w, -clamp, clamp)
     if scale_s is None:
-        scale_s = best_scale(wc, lv, clamp)
+        scale_s = best_scale(wc, lv, clamp, bounds_s=scale_bounds_s)
     elif not np.isfinite(scale_s) or scale_s <= 0:
         raise MappingError(f"scale must be a finite conductance > 0 S, got {scale_s!r}")
     mag = _magnitude_levels(np.abs(wc) * scale_s, lv)
@@ -239,6 +247,15 @@ def route_around(m: LayerMapping, bad_cells_s: np.ndarray) -> LayerMapping:
         uncorrectable += int(err[i, j] > half)
     m.rerouted_pairs, m.uncorrectable_pairs = rerouted, uncorrectable
     return m
+
+
+def bad_cells_map(stuck: np.ndarray, g_s: np.ndarray) -> np.ndarray:
+    """Known-bad-cell map for ``bad_cells_s``: the measured conductance where ``stuck``, NaN elsewhere."""
+    st = np.asarray(stuck, dtype=bool)
+    g = np.asarray(g_s, dtype=np.float64)
+    if st.shape != g.shape:
+        raise MappingError(f"stuck map {st.shape} and conductance map {g.shape} differ in shape")
+    return np.where(st, g, np.nan)
 
 
 def random_levels(seed: int, rows: int = 128, columns: int = 24, n_levels: int = 16) -> np.ndarray:

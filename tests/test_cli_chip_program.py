@@ -251,3 +251,20 @@ def test_read_bad_input(capsys, tmp_path, no_link, extra):
     out = tmp_path / "r.h5"
     code, so, err = run(capsys, "chip", "read", "--chip", CHIP, *extra, "--out", str(out))
     assert code == 2 and not out.exists()
+
+
+def test_program_weights_routed_around_bad_cells(capsys, tmp_path, levels):
+    first = tmp_path / "first.h5"
+    assert run(capsys, "chip", "program", "--chip", CHIP, "--levels", str(levels), "--out", str(first), "--json")[0] == 0
+    w = tmp_path / "W.npy"
+    np.save(w, np.random.default_rng(5).normal(0, 1, (128, 12)))
+    out = tmp_path / "w.h5"
+    code, so, err = run(capsys, "chip", "program", "--chip", CHIP, "--weights", str(w), "--bad-cells", str(first),
+                        "--out", str(out), "--json")
+    assert code == 0, err
+    with h5py.File(out, "r") as h5, h5py.File(first, "r") as h0:
+        n_stuck = int(h0["maps/stuck"][()].sum())
+        assert 0 < h5["mapping"].attrs["rerouted_pairs"] <= n_stuck
+    code, so, err = run(capsys, "chip", "program", "--chip", CHIP, "--levels", str(levels), "--bad-cells", str(first),
+                        "--out", str(tmp_path / "x.h5"))
+    assert code == 2

@@ -99,3 +99,12 @@ def test_route_around_compensates_stuck_devices():
 def test_random_levels_range():
     lv = M.random_levels(3)
     assert lv.shape == (128, 24) and lv.min() >= 0 and lv.max() <= 15
+
+
+def test_scale_bounds():
+    w = np.random.default_rng(2).normal(0, 0.05, (50, 4))      # tiny weights want a huge scale
+    free = M.map_weights(w, clamp=3.0)
+    assert free.scale_s > 150e-6
+    m = M.map_weights(w, clamp=3.0, scale_bounds_s=(1e-6, 150e-6))
+    assert 1e-6 <= m.scale_s <= 150e-6
+    assert m.quantisation_rms() >= free.quantisation_rms()

@@ -58,6 +58,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                    help="board: on-board write-verify (default); host: host-driven pulses and reads")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--out", required=True, metavar="RUN.h5", help="run file")
+    p.add_argument("--bad-cells", metavar="RUN.h5",
+                   help="route weights around the stuck cells found by a previous program run (--weights only)")
     p.add_argument("--clamp", type=float, default=3.0, help="weight clamp of the layer (default 3)")
     p.add_argument("--batch", type=int, default=1024, help="cells per unit of work / flush (default 1024)")
     p.add_argument("--traces", action="store_true", help="record per-pulse traces (host mode)")
@@ -96,11 +98,25 @@ def _load_npy(path: str, what: str) -> np.ndarray:
     return a
 
 
+def _bad_cells(args) -> np.ndarray | None:
+    if not getattr(args, "bad_cells", None):
+        return None
+    if not args.weights:
+        raise UsageError("--bad-cells applies to --weights (a level map is programmed as given)")
+    try:
+        with open_run(args.bad_cells) as h5:
+            if h5.attrs.get("kind") != PROGRAM_KIND or "maps/stuck" not in h5 or "maps/readback_s" not in h5:
+                raise DataFormatError(f"{args.bad_cells}: not a finished chip program run (no maps/stuck)")
+            return M.bad_cells_map(h5["maps/stuck"][()], h5["maps/readback_s"][()])
+    except RunStoreError as exc:
+        raise DataFormatError(str(exc)) from None
+
+
 def _mapping(args, levels_s=None, rows: int = 128, columns: int = 24) -> M.LayerMapping:
     try:
         if args.weights:
             return M.map_weights(_load_npy(args.weights, "weights"), levels_s=levels_s, rows=rows,
-                                 columns=columns, clamp=args.clamp)
+                                 columns=columns, clamp=args.clamp, bad_cells_s=_bad_cells(args))
         return M.map_levels(_load_npy(args.levels, "levels"), levels_s=levels_s, rows=rows, columns=columns)
     except M.MappingError as exc:
         raise DataFormatError(f"{args.weights or args.levels}: {exc}") from None
@@ -175,6 +191,8 @@ def program_command(args: argparse.Namespace) -> dict[str, Any]:
     station = load_station(args.station)
     schedule = _schedule(args)
     P.validate_schedule(schedule, station.limits)
+    if args.bad_cells and not args.weights:
+        raise UsageError("--bad-cells applies to --weights (a level map is programmed as given)")
     mapping = _mapping(args)
     if args.batch < 1:
         raise UsageError("--batch must be >= 1")
