@@ -35,6 +35,7 @@ class SimWorld:
         self._t0: list[float] = []
         self._t1: list[float] = []
         self._cur: list[np.ndarray] = []
+        self._cum: list[np.ndarray] = [np.zeros(len(self._names))]   # excess charge before segment i
         self._idle = np.array([self.chip.idle_current_a()[r] for r in self._names])
         self.chip.activity_listeners.append(self._record)
 
@@ -50,6 +51,7 @@ class SimWorld:
             self._t0.append(t0)
             self._t1.append(t1)
             self._cur.append(cur)
+            self._cum.append(self._cum[-1] + (cur - self._idle) * dur)
             if len(self._t0) > self.max_segments:
                 self._merge_oldest()
 
@@ -66,6 +68,10 @@ class SimWorld:
         self._t0 = nt0 + self._t0[half:]
         self._t1 = nt1 + self._t1[half:]
         self._cur = ncur + self._cur[half:]
+        cum = [np.zeros(len(self._names))]
+        for a, b, c in zip(self._t0, self._t1, self._cur):
+            cum.append(cum[-1] + (c - self._idle) * (b - a))
+        self._cum = cum
 
     # --- queries ---------------------------------------------------------------------------
     def clock_s(self) -> float:
@@ -80,18 +86,24 @@ class SimWorld:
                 self.chip.advance(dt)
 
     def _charge(self, k: int, t0: float, t1: float) -> float:
-        """Charge (C) drawn from rail index k over [t0, t1)."""
+        """Charge (C) drawn from rail index k over [t0, t1): idle plus the excess of the
+        segments, partial ones at the ends, whole ones via the cumulative sums."""
         if t1 <= t0:
             return 0.0
         q = self._idle[k] * (t1 - t0)
-        i = max(bisect.bisect_right(self._t1, t0), 0)
         n = len(self._t0)
-        while i < n and self._t0[i] < t1:
-            a = max(self._t0[i], t0)
-            b = min(self._t1[i], t1)
-            if b > a:
-                q += (self._cur[i][k] - self._idle[k]) * (b - a)
-            i += 1
+        i = bisect.bisect_right(self._t1, t0)          # first segment ending after t0
+        j = bisect.bisect_left(self._t0, t1)           # segments [i, j) start before t1
+        if j <= i:
+            return q
+        q += float(self._cum[j][k] - self._cum[i][k])
+        # trim the partial overlaps at both ends
+        for m in {i, j - 1}:
+            if m < n:
+                a, b = self._t0[m], self._t1[m]
+                outside = max(t0 - a, 0.0) + max(b - t1, 0.0)
+                if outside > 0:
+                    q -= (self._cur[m][k] - self._idle[k]) * min(outside, b - a)
         return q
 
     def mean_current_a(self, rail: str, t0_s: float, t1_s: float) -> float:

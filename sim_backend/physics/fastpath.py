@@ -64,6 +64,23 @@ def noise_indices_for(key: int, shape) -> np.ndarray:
     return ((h >> (np.uint64(16) * (e & np.uint64(3)))) & np.uint64(0xFFFF)).astype(np.uint16).reshape(shape)
 
 
+def _cpu_fingerprint() -> bytes:
+    """-march=native objects must not be reused on another CPU: key the cache by its flags."""
+    import platform
+
+    fp = platform.machine() + platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "model name", "Features")):
+                    fp += line
+                    if line.startswith(("flags", "Features")):
+                        break
+    except OSError:
+        pass
+    return fp.encode()
+
+
 def _load():
     global _LIB, _TRIED
     if _TRIED:
@@ -73,7 +90,7 @@ def _load():
         return None
     try:
         src = _SRC.read_bytes()
-        tag = hashlib.sha1(src + sys.platform.encode() + b"O3native").hexdigest()[:12]
+        tag = hashlib.sha1(src + sys.platform.encode() + b"O3native" + _cpu_fingerprint()).hexdigest()[:12]
         cache = Path(os.environ.get("SNNBENCH_CACHE", Path.home() / ".cache" / "snnbench"))
         cache.mkdir(parents=True, exist_ok=True)
         so = cache / f"snn_kernel_{tag}.so"
@@ -85,6 +102,12 @@ def _load():
                             "-fno-fast-math", str(_SRC), "-o", tmp, "-lm"],
                            check=True, capture_output=True, timeout=120)
             os.replace(tmp, so)
+            for old in cache.glob("snn_kernel_*.so"):      # stale builds of older sources
+                if old != so:
+                    try:
+                        old.unlink()
+                    except OSError:
+                        pass
         lib = ctypes.CDLL(str(so))
         dp = ctypes.POINTER(ctypes.c_double)
         u8 = ctypes.POINTER(ctypes.c_uint8)
