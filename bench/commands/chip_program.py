@@ -13,12 +13,9 @@ the cells done so far; ``--resume`` programs only the remaining cells, each once
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import signal
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
