@@ -45,6 +45,6 @@ def test_unparsable_error_queue_is_a_clear_error(rm):
 
 def test_not_an_smu(rm):
     ad = VisaAdapter("TCPIP0::192.0.2.12::5025::SOCKET", rm=rm)
-    with pytest.raises(InstrumentError, match="wrong instrument: expected a Keithley 2450 2450"):
+    with pytest.raises(InstrumentError, match=r"wrong instrument: expected a Keithley 2450 \(2450\)"):
         Keithley2450(ad, max_voltage_v=3.6, max_current_a=0.1)
     ad.close()

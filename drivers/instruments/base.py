@@ -389,11 +389,24 @@ class Instrument:
     def fmt(self) -> dict[str, Any]:
         return {}
 
+    def _relabel(self, exc: InstrumentError) -> InstrumentError:
+        text = str(exc)
+        prefix = f"{self.adapter.resource_name}: "
+        if text.startswith(prefix) and self.label != self.adapter.resource_name:
+            return InstrumentError(f"{self.label}: {text[len(prefix):]}")
+        return exc
+
     def write(self, message: str) -> None:
-        self.adapter.write(message)
+        try:
+            self.adapter.write(message)
+        except InstrumentError as exc:
+            raise self._relabel(exc) from None
 
     def ask(self, message: str, timeout_s: float | None = None) -> str:
-        return self.adapter.query(message, timeout_s=timeout_s)
+        try:
+            return self.adapter.query(message, timeout_s=timeout_s)
+        except InstrumentError as exc:
+            raise self._relabel(exc) from None
 
 
 @dataclass
@@ -453,7 +466,7 @@ class Smu(Instrument, ABC):
             if len(self.ranges) != 1:
                 raise InstrumentError(f"{self.family}: say which model ({', '.join(sorted(self.ranges))})")
             model = next(iter(self.ranges))
-        super().__init__(adapter, label or f"{self.family} {model} ch{channel}"
+        super().__init__(adapter, label or f"SMU {self.normalise_model(model)} ch{channel}"
                          + (f" ({rail})" if rail else "") + f" at {adapter.resource_name}")
         self.model = self.normalise_model(model)
         if self.model not in self.ranges:
@@ -502,7 +515,7 @@ class Smu(Instrument, ABC):
         except (ValueError, IndexError):
             if idn.count(",") >= 2:   # a well-formed identity of some other instrument
                 raise InstrumentError(f"{self.label}: wrong instrument: expected a {self.family} "
-                                      f"{self.model}, *IDN? says {idn!r}") from None
+                                      f"({self.model}), *IDN? says {idn!r}") from None
             raise InstrumentError(f"{self.label}: unparsable *IDN? reply {idn!r}") from None
         if found != self.model:
             raise InstrumentError(f"{self.label}: wrong instrument: expected a {self.model}, "
