@@ -140,11 +140,12 @@ class VirtualChip:
         p = self.params
         st = dict(_energy.CAL.p_static_w)
         # one TIA + the read current for the read time; WL/BL drivers per read
+        # one TIA, the read current, and the WL/BL drivers (bias while enabled + per read)
         e = {
             "array": float(np.sum(v_read_v ** 2 * g_true)) * p.read_time_s * averages,
             "tia": st["tia"] / NEURONS * dur,
-            "wl": _energy.CAL.wl_j_per_event * n * averages,
-            "bl": _energy.CAL.bl_j_per_event * n * averages * (v_read_v / 0.2) ** 2,
+            "wl": st["wl"] * dur + _energy.CAL.wl_j_per_event * n * averages,
+            "bl": st["bl"] * dur + _energy.CAL.bl_j_per_event * n * averages * (v_read_v / 0.2) ** 2,
             "controller": 0.0,
         }
         self.counters["reads"] += n * averages
@@ -168,13 +169,16 @@ class VirtualChip:
         v_cell = np.abs(v_bl - v_sl)
         e_cell = float(np.sum(v_cell * i_cell * width))
         c_line = 0.5e-12   # [model] line capacitance charged per pulse
+        st = dict(_energy.CAL.p_static_w)
+        dur = float(np.sum(step))
+        # drivers biased while pulsing + line charging + the cell's own V * I * width
         e = {
-            "bl": float(np.sum(c_line * v_bl ** 2)) + 0.5 * e_cell,
-            "sl": float(np.sum(c_line * v_sl ** 2)) + 0.5 * e_cell,
-            "wl": float(np.sum(c_line * v_wl ** 2)),
+            "bl": st["bl"] * dur + float(np.sum(c_line * v_bl ** 2)) + 0.5 * e_cell,
+            "sl": st["sl"] * dur + float(np.sum(c_line * v_sl ** 2)) + 0.5 * e_cell,
+            "wl": st["wl"] * dur + float(np.sum(c_line * v_wl ** 2)),
         }
         self.counters["pulses"] += n
-        self._account(float(np.sum(step)), {k: v * self.params.e_scale for k, v in e.items()})
+        self._account(dur, {k: v * self.params.e_scale for k, v in e.items()})
 
     def conductances(self) -> np.ndarray:
         """Current noise-free conductance of every cell (ROWS, COLUMNS), siemens."""
@@ -206,14 +210,14 @@ class VirtualChip:
         regs = self.regs
         nparams = self.neuron_params()
         g = self.conductances()
+        if p.ir_drop_rel:
+            g = g * (1.0 - p.ir_drop_rel * (np.arange(ROWS) / (ROWS - 1)))[:, None]
         if not p.noisy:
             w = (g[:, 0::2] - g[:, 1::2]) / regs.g_unit_s
             out = srm_spikes(spikes @ w, nparams)
             row_counts = spikes.reshape(-1, ROWS).sum(axis=0, dtype=np.int64) if n * t else np.zeros(ROWS)
             n_out = int(out.sum())
         else:
-            if p.ir_drop_rel:
-                g = g * (1.0 - p.ir_drop_rel * (np.arange(ROWS) / (ROWS - 1)))[:, None]
             gu = regs.g_unit_s
             wd = (g[:, 0::2] - g[:, 1::2]) / gu
             # per-cell read noise during a spike: sigma_I = rel * V * G  ->  normalised rel * G / g_unit

@@ -177,3 +177,21 @@ def test_world_window_charge_matches_brute_force():
                 if ov > 0:
                     q += (c[k] - idle[k]) * ov
             assert world.mean_current_a(rail, a, b) * (b - a) == pytest.approx(q, rel=1e-9, abs=1e-18)
+
+
+def test_programming_and_reads_draw_from_their_rails():
+    world = SimWorld(chip_seed=1, fidelity="typical")
+    chip = world.chip
+    t0 = world.clock_s()
+    n = 200
+    chip.pulse(np.ones(n, int), np.arange(n) % 128, np.arange(n) % 24, 2.5, 1.8, 0.0, 1e-6)
+    t1 = world.clock_s()
+    assert world.mean_current_a("VDDD", t0, t1) > 10 * world.mean_current_a("VDDD", t1 + 1, t1 + 2)
+    assert world.mean_current_a("VDDIO", t0, t1) == pytest.approx(1e-6)        # leakage only
+    chip.read(np.arange(64), np.arange(64) % 24, 0.2, 4)
+    t2 = world.clock_s()
+    assert world.mean_current_a("VDDA", t1, t2) > 1e-4
+    assert chip.energy_j["array"] > 0 and chip.energy_j["sl"] > 0
+    # energy counters match the timeline for every rail
+    for r in world.rails:
+        assert world.energy_j(r, 0.0, t2) == pytest.approx(world.energy_j(r), rel=1e-9)
