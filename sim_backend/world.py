@@ -37,6 +37,7 @@ class SimWorld:
         self._cur: list[np.ndarray] = []
         self._cum: list[np.ndarray] = [np.zeros(len(self._names))]   # excess charge before segment i
         self._idle = np.array([self.chip.idle_current_a()[r] for r in self._names])
+        self._idle_list = [float(x) for x in self._idle]
         self.chip.activity_listeners.append(self._record)
 
     # --- recording (called by the chip, under the caller's lock) ---------------------------
@@ -44,9 +45,10 @@ class SimWorld:
         dur = t1 - t0
         if dur <= 0:
             return
-        cur = np.array([rail_j.get(r, 0.0) / (self.rails[r] * dur) for r in self._names])
-        if np.allclose(cur, self._idle, rtol=1e-9, atol=0.0):
+        vals = [rail_j.get(r, 0.0) / (self.rails[r] * dur) for r in self._names]
+        if all(abs(c - i) <= 1e-9 * i for c, i in zip(vals, self._idle_list)):
             return                       # pure idle: implicit
+        cur = np.array(vals)
         with self.lock:
             self._t0.append(t0)
             self._t1.append(t1)

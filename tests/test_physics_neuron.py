@@ -131,3 +131,17 @@ def test_proportional_time_scaling_k_1_to_50000(fidelity):
         else:
             assert np.array_equal(spikes, ref[0])
             assert np.array_equal(out, ref[1]), f"spikes differ at k={k}"
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(z=arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(1, 60), st.integers(1, 13)),
+                elements=st.sampled_from([0.0, -1.0, 0.1, 0.5, 1.0, 4.999, 5.0, 7.0, 10.0 / 3, 0.95])),
+       tau=st.sampled_from([1.0, 2.5, 10.0]), theta=st.sampled_from([0.5, 1.0, 0.1]))
+def test_property_fast_srm_equals_srm_forward(z, tau, theta):
+    params = NeuronParams(tau_steps=tau, theta=theta)
+    ref = srm_forward(z, params).astype(bool)
+    assert np.array_equal(fastpath.srm_spikes(z, params), ref)
