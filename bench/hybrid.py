@@ -249,6 +249,10 @@ class ChipLayerState:
     mapping: dict[str, Any]
     programming: dict[str, Any]
     registers: dict[str, Any]
+    targets_s: np.ndarray | None = field(default=None, repr=False)
+    """Conductance targets of the whole array (rows, columns), S."""
+    program_result: Any = field(default=None, repr=False)
+    """Per-cell write-verify outcome (``bench.programming.ProgramResult``)."""
 
 
 @dataclass
@@ -325,7 +329,9 @@ class HybridRunner:
         w_target = ((targets[:, 0::2] - targets[:, 1::2]) / m["scale_s"])[:layer.n_in, :layer.n_out].T.copy()
         mapping = {k: v for k, v in m.items() if k != "targets_s"}
         mapping["realised_rms"] = float(np.sqrt(np.mean((w_real - np.clip(layer.weight, -layer.clamp, layer.clamp)) ** 2)))
-        return ChipLayerState(idx, g_unit, w_target, w_real, mapping, prog, registers)
+        result = prog.pop("_result", None)
+        return ChipLayerState(idx, g_unit, w_target, w_real, mapping, prog, registers,
+                              targets_s=targets, program_result=result)
 
     # --- execution --------------------------------------------------------------------
     def run(self, x: np.ndarray, *, software_reference: bool = True) -> HybridResult:
@@ -444,4 +450,4 @@ def _program(chip, targets: np.ndarray, schedule) -> dict[str, Any]:
     res = program_array(chip, targets, schedule or default_schedule())
     return {"cells": int(res.rows.size), "success": int(res.success.sum()), "stuck": int(res.stuck.sum()),
             "pulses": int(res.pulses.sum()), "wall_seconds": res.wall_seconds,
-            "chip_seconds": float(res.link.chip_seconds), "programmer": "bench.programming"}
+            "chip_seconds": float(res.link.chip_seconds), "programmer": "bench.programming", "_result": res}

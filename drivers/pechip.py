@@ -12,6 +12,7 @@ station's :class:`~drivers.limits.ChipLimits` before a byte is sent.
 from __future__ import annotations
 
 import json
+import select
 import threading
 import time
 from dataclasses import dataclass, field
@@ -84,6 +85,15 @@ class PEChip:
         self._decoder = FrameDecoder()
         self._seq = 0
         self._port = open_link(url, timeout_s=min(poll_s, timeout_s))
+        # Transports with a file descriptor (socket://, tty, pty) are read non-blocking after a
+        # select(); others (rfc2217://, in-process) are polled with the port's own timeout.
+        self._fd: int | None = None
+        if not _synchronous(self._port):
+            try:
+                self._fd = self._port.fileno()
+                self._port.timeout = 0
+            except (AttributeError, OSError, NotImplementedError):
+                self._fd = None
         self._info: msg.ChipInfo | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -108,7 +118,11 @@ class PEChip:
     def _await(self, seq: int, opcode: int, deadline: float) -> Frame | None:
         port = self._port
         while True:
-            data = port.read(max(1, port.in_waiting))
+            if self._fd is not None:
+                ready, _, _ = select.select([self._fd], [], [], max(0.0, deadline - time.monotonic()))
+                data = port.read(1 << 20) if ready else b""  # port timeout is 0: what is there
+            else:
+                data = port.read(max(1, port.in_waiting))
             if data:
                 self.stats.bytes_rx += len(data)
                 bad_before = self._decoder.errors

@@ -89,12 +89,13 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[Frame]:
         """Add received bytes; return every complete valid frame they finish, in order."""
-        self._buf += data
-        start = 0
         buf = self._buf
+        scan = len(buf)  # bytes already searched hold no delimiter
+        buf += data
+        start = 0
         frames: list[Frame] = []
         while True:
-            end = buf.find(0, start)
+            end = buf.find(0, scan)
             if end < 0:
                 break
             if end > start:
@@ -103,7 +104,7 @@ class FrameDecoder:
                 except FrameError as exc:
                     self.errors += 1
                     self.last_error = str(exc)
-            start = end + 1
+            start = scan = end + 1
         del buf[:start]
         if len(buf) > self._max:  # no delimiter in far too long: drop the garbage
             self.errors += 1

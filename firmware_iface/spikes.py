@@ -40,7 +40,14 @@ def encode_upload(spikes: np.ndarray, slot: int = 0, choose: str = "auto") -> by
         use_aer = np.full(n, choose == "aer")
     else:
         raise ValueError(f"unknown encoding choice {choose!r} (auto, dense, aer)")
-    parts = [pack("UPLOAD", slot=slot, n=n, steps=steps, rows=rows)]
+    head = pack("UPLOAD", slot=slot, n=n, steps=steps, rows=rows)
+    if not use_aer.any():  # all dense (the common case at gesture spike rates): one vectorised pass
+        rec = np.zeros(n, dtype=[("sample", _SAMPLE), ("data", "u1", (dn,))])
+        rec["sample"]["encoding"] = Encoding.DENSE
+        rec["sample"]["nbytes"] = dn
+        rec["data"] = np.packbits(flat, axis=1, bitorder="little")
+        return head + rec.tobytes()
+    parts = [head]
     dense_idx = np.flatnonzero(~use_aer)
     dense_bits = np.packbits(flat[dense_idx], axis=1, bitorder="little") if dense_idx.size else None
     aer_words = {}

@@ -73,13 +73,13 @@ class PulseSchedule:
     @classmethod
     def from_bytes(cls, payload: bytes, offset: int = 0) -> tuple["PulseSchedule", int]:
         r, off = unpack("SCHEDULE", payload, offset)
-        v = lambda k: int(r[k]) * 1e-3  # noqa: E731
+        v = lambda k: int(r[k]) / 1000.0  # noqa: E731  (exact for whole mV)
         return cls(
             set_start_v=v("set_start_mv"), set_step_v=v("set_step_mv"), set_max_v=v("set_max_mv"),
             set_wl_v=v("set_wl_mv"), reset_start_v=v("reset_start_mv"),
             reset_step_v=v("reset_step_mv"), reset_max_v=v("reset_max_mv"),
-            reset_wl_v=v("reset_wl_mv"), width_s=int(r["width_ns"]) * 1e-9,
-            v_read_v=int(r["v_read_uv"]) * 1e-6, tolerance_s=float(r["tolerance_s"]),
+            reset_wl_v=v("reset_wl_mv"), width_s=int(r["width_ns"]) / 1e9,
+            v_read_v=int(r["v_read_uv"]) / 1e6, tolerance_s=float(r["tolerance_s"]),
             max_pulses=int(r["max_pulses"]), read_averages=int(r["read_averages"]),
             confirm_read=bool(int(r["flags"]) & ScheduleFlag.CONFIRM_READ),
         ), off

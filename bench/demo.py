@@ -1,0 +1,269 @@
+"""The main job: measure the gesture network on the (simulated) bench, end to end.
+
+Steps (each a unit of work, flushed to the run file when done):
+1. data: the default synthetic DVS gesture set, generated once into the cache;
+2. model: the shipped reference network (800-480-120-11), output layer mapped onto the chip;
+3. program: board-side write-verify of the 120->11 layer, read back (conductance map);
+4. infer: the test split through the hybrid network (hidden layers in software, output
+   layer on the chip), scored against the software-only network;
+5. power: the chip layer's workload replayed while the SMUs sample every rail;
+6. report: figures and an HTML page (``bench.report``).
+
+Everything is validated before work starts: the output directory must be writable and the
+station's hardware reachable.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from bench.errors import RunStoreError
+from bench.runstore import RunFile, check_writable
+
+REFERENCE_MODEL = Path(__file__).resolve().parent / "models" / "reference.h5"
+PAPER = {"accuracy": 0.9306, "software_accuracy": 0.9826, "drop_points": 5.2, "average_power_w": 43.83e-3,
+         "energy_per_sample_j": 1.94e-6, "latency_s": 44.31e-6, "tsops_per_w": 101.05}
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("SNNBENCH_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "snnbench")
+    return Path(base)
+
+
+def synthetic_set(seed: int = 0) -> Path:
+    """The default synthetic gesture set, generated on first use and cached."""
+    from bench.data.synth import generate
+
+    path = cache_dir() / f"synth-gestures-seed{seed}"
+    if not (path / "trials_to_test.txt").exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        generate(path, seed=seed)
+    return path
+
+
+class _Prefixed:
+    """A view of a RunFile that writes under a group prefix (for procedures that take ``run``)."""
+
+    def __init__(self, run: RunFile, prefix: str) -> None:
+        self.run, self.prefix = run, prefix.strip("/")
+
+    def _p(self, name: str) -> str:
+        return f"{self.prefix}/{name.strip('/')}" if name.strip("/") else self.prefix
+
+    def write(self, name, data, units="", **attrs):
+        return self.run.write(self._p(name), data, units, **attrs)
+
+    def append(self, name, batch, units="", **attrs):
+        return self.run.append(self._p(name), batch, units, **attrs)
+
+    def set_attrs(self, group="/", **attrs):
+        return self.run.set_attrs(self._p(group), **attrs)
+
+    def flush(self):
+        self.run.flush()
+
+
+@dataclass
+class DemoOptions:
+    out_dir: Path
+    station: str | None = None
+    quick: bool = False
+    progress: bool = True
+    limit: int | None = None
+    model: Path | None = None
+    """Model file (default: the shipped reference model)."""
+
+
+def _progress(opts: DemoOptions, total: int, desc: str):
+    return tqdm(total=total, desc=desc, unit="step", disable=not opts.progress, file=sys.stderr, leave=False)
+
+
+def preflight(opts: DemoOptions) -> tuple[Path, Any]:
+    """Validate everything before any work: output location, station, model file."""
+    from bench.station import load_station
+
+    out = Path(opts.out_dir)
+    if out.exists() and not out.is_dir():
+        raise RunStoreError(f"--out {out}: exists and is not a directory")
+    run_path = check_writable(out / "demo.h5")
+    station = load_station(opts.station)
+    model = Path(opts.model or REFERENCE_MODEL)
+    if not model.exists():
+        raise RunStoreError(f"{model}: model file not found")
+    return run_path, station
+
+
+def run_demo(opts: DemoOptions) -> dict[str, Any]:
+    from bench.data.dataset import load_split
+    from bench.data.preprocess import PreprocessConfig, batch_to_spikes
+    from bench.hybrid import HybridRunner, plan_network
+    from bench.network.modelfile import load_model
+    from bench.power import PowerOptions, RailSetup, measure_power
+    from bench.programming import summarise
+    from bench.report import format_table, summary_rows
+    from bench.scoring import Comparison, Score, predict
+    from bench.session import open_bench
+    from bench.streaming import TimeBase
+    from drivers.instruments import open_smus, safety
+
+    t_start = time.perf_counter()
+    run_path, station = preflight(opts)
+    steps = ["data", "program", "infer", "power", "report"]
+    bar = _progress(opts, len(steps), "demo")
+    summary: dict[str, Any] = {}
+    with ExitStack() as stack:
+        stack.enter_context(safety.guard())
+        # Connecting to the bench first: unreachable hardware fails before any work.
+        b = stack.enter_context(open_bench(None, None, smu=True, station=station))
+        smu_cfgs = _smu_configs(b)
+        smus = open_smus(smu_cfgs)
+        stack.callback(lambda: [s.close() for s in smus])
+        net = load_model(opts.model or REFERENCE_MODEL)
+
+        bar.set_description("demo: data")
+        data_dir = synthetic_set(0)
+        limit = opts.limit if opts.limit is not None else (33 if opts.quick else None)
+        samples = load_split(data_dir, "test", limit=limit)
+        cfg = PreprocessConfig()
+        x = batch_to_spikes(samples, cfg)
+        labels = np.array([s.label for s in samples], dtype=np.int64)
+        bar.update()
+
+        info = b.chip.info()
+        run = stack.enter_context(RunFile(
+            run_path, "demo", station=station.as_dict(),
+            seeds={"chip_seed": station.chip.seed, "run_seed": station.chip.run_seed, "data_seed": 0},
+            chip_info=info.as_dict(), chip_url=b.chip_url, data_dir=str(data_dir),
+            model=str(opts.model or REFERENCE_MODEL), instruments=[{"rail": s.rail, "identity": s.identity} for s in smus]))
+
+        bar.set_description("demo: program")
+        plan = plan_network(net, info)
+        timebase = TimeBase.for_network(net)
+        runner = HybridRunner(net, b.chip, plan=plan, timebase=timebase, baud=station.link.baud,
+                              latency_s=station.link.latency_s)
+        layers = runner.prepare()
+        st = layers[plan.chip_layers[-1]]
+        g_read = b.chip.read_array(averages=8)
+        _write_program(run, st, g_read)
+        run.set_attrs("/", plan=plan.as_dict(), plan_text=str(plan))
+        run.flush()
+        tol = 5e-6
+        tg = run.h5["program/targets_s"][:]
+        ok = np.abs(g_read - tg) <= tol
+        stuck = run.h5["program/stuck"][:] if "program/stuck" in run.h5 else np.zeros_like(ok)
+        summary["within_tolerance"] = float(ok[~stuck].mean())
+        bar.update()
+
+        bar.set_description("demo: infer")
+        res = runner.run(x)
+        pred = predict(res.outputs, net.n_classes)
+        sw_pred = predict(res.software_outputs, net.n_classes)
+        chip_score, sw_score = Score(pred, labels, net.n_classes), Score(sw_pred, labels, net.n_classes)
+        cmp = Comparison(sw_score, chip_score)
+        run.write("infer/labels", labels, units="class")
+        run.write("infer/pred_chip", pred, units="class")
+        run.write("infer/pred_software", sw_pred, units="class")
+        run.write("infer/in_spikes_packed", np.packbits(x, axis=2, bitorder="little"), units="bits",
+                  n_inputs=x.shape[2], bitorder="little")
+        run.write("infer/out_spikes", res.outputs, units="spike")
+        run.write("infer/software_out_spikes", res.software_outputs, units="spike")
+        run.write("infer/confusion_chip", chip_score.confusion, units="samples")
+        run.write("infer/confusion_software", sw_score.confusion, units="samples")
+        run.set_attrs("infer", accuracy=chip_score.accuracy, software_accuracy=sw_score.accuracy,
+                      drop_points=cmp.drop_points, seconds=res.seconds,
+                      acceleration=float(timebase.acceleration), dt_s=timebase.dt_s,
+                      dataset_seconds_per_sample=float(timebase.sample_dataset_s))
+        run.flush()
+        summary.update(accuracy=chip_score.accuracy, software_accuracy=sw_score.accuracy,
+                       drop_points=cmp.drop_points, samples=int(labels.size))
+        bar.update()
+
+        bar.set_description("demo: power")
+        first_chip = plan.chip_layers[-1]
+        h = x
+        for i in range(first_chip):
+            h = runner._sw_batched(net.layers[i], h)
+        chip_in = np.zeros((h.shape[0], h.shape[1], info.rows), bool)
+        chip_in[:, :, :h.shape[2]] = h
+        setups = [RailSetup(c.rail, c.voltage_v, c.current_limit_a, c.nplc) for c in smu_cfgs]
+        pw = measure_power(b.chip, smus, setups, spikes=chip_in,
+                           options=PowerOptions(samples=int(h.shape[0]), program=False),
+                           run=_Prefixed(run, "power"))
+        run.flush()
+        summary.update(average_power_w=pw["average_power_w"], energy_per_sample_j=pw["energy_per_sample_j"],
+                       latency_s=pw["latency_s"], tsops_per_w=pw["tsops_per_w"],
+                       tsops_per_w_network=pw.get("tsops_per_w_network_dense_rate"),
+                       sops_per_sample=pw["sops_per_sample"])
+        bar.update()
+        import json as _json
+
+        summary["paper"] = PAPER
+        run.set_attrs("/", summary=_json.dumps(summary))
+    bar.set_description("demo: report")
+    rep = _report_subprocess(run_path, Path(opts.out_dir) / "report")
+    bar.update()
+    bar.close()
+    summary.update(run_file=str(run_path), report=rep["report"], figures=rep["figures"],
+                   seconds=time.perf_counter() - t_start, chip_url=b.chip_url, simulated=b.simulated)
+    summary["summary"] = (format_table(summary_rows(summary)) + f"\n\nrun file: {run_path}\nreport:   "
+                          f"{rep['report']}\n({summary['samples']} test samples, "
+                          f"{summary['seconds']:.1f} s)")
+    return summary
+
+
+def _report_subprocess(run_path: Path, out: Path) -> dict[str, Any]:
+    """Render the report in its own process: Qt then owns a clean process of its own (in a
+    process that has also run VISA sessions and server threads, PySide6 was seen to abort at
+    interpreter exit)."""
+    import json as _json
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "bench", "report", str(run_path), "--out", str(out), "--json"],
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        msg = (proc.stderr.strip().splitlines() or ["report failed"])[-1]
+        raise RunStoreError(f"report for {run_path}: {msg}")
+    return _json.loads(proc.stdout)
+
+
+def _smu_configs(b) -> list:
+    from bench.station import SmuConfig
+    from sim_backend.physics.params import RAILS
+
+    if b.station.smu:
+        return list(b.station.smu)
+    out = []
+    for d in b.smu:
+        v = float(d.get("voltage_v", RAILS.get(d["rail"], 1.8)))
+        out.append(SmuConfig(resource=d["resource"], model=d["model"], rail=d["rail"], voltage_v=v,
+                             current_limit_a=0.1, channel=int(d.get("channel", 1)),
+                             max_voltage_v=max(3.6, v), max_current_a=0.2, nplc=0.01))
+    return out
+
+
+def _write_program(run: RunFile, st, g_read: np.ndarray) -> None:
+    """Targets, per-cell write-verify results and the read-back map of the chip layer."""
+    shape = g_read.shape
+    run.write("program/targets_s", st.targets_s, units="S")
+    run.write("program/readback_s", g_read, units="S", averages=8)
+    res = st.program_result
+    if res is not None:
+        grid = lambda v, fill=0: res.as_map(np.asarray(v), shape, fill)  # noqa: E731
+        run.write("program/g_s", grid(res.g_s, np.nan), units="S", doc="last verify read per cell")
+        run.write("program/pulses", grid(res.pulses).astype(np.int32), units="pulses")
+        run.write("program/success", grid(res.success).astype(bool), units="bool")
+        run.write("program/stuck", grid(res.stuck).astype(bool), units="bool")
+    else:
+        run.write("program/g_s", g_read, units="S")
+    scalars = {k: v for k, v in st.mapping.items() if isinstance(v, (int, float, str)) and k != "g_unit_s"}
+    run.set_attrs("program", g_unit_s=st.g_unit_s, **scalars,
+                  **{f"summary_{k}": v for k, v in st.programming.items() if isinstance(v, (int, float, str))})

@@ -1,0 +1,233 @@
+"""``snnbench report RUN.h5``: PNG figures rendered offscreen with pyqtgraph, and one HTML page.
+
+Figures (each only when its data is in the run file):
+- ``conductance_map.png``  targets, measured and error maps of the programmed array (µS);
+- ``programming.png``      histogram of programming error (µS) and of pulses per cell;
+- ``rasters.png``          input and output spike rasters of a few samples;
+- ``power.png``            current trace per supply rail;
+- ``confusion.png``        confusion matrix of the chip's predictions.
+
+The Qt platform defaults to ``offscreen`` so reports render on machines without a screen.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.errors import RunStoreError
+from bench.runstore import open_run
+
+US = 1e6  # siemens -> microsiemens (report edge)
+
+
+def _qt():
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import pyqtgraph as pg
+    from pyqtgraph.Qt import QtWidgets
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    pg.setConfigOptions(antialias=True, background="w", foreground="k", imageAxisOrder="row-major")
+    return pg, app
+
+
+def _save(widget, app, path: Path, size=(1200, 500)) -> Path:
+    widget.resize(*size)
+    widget.show()
+    for _ in range(3):
+        app.processEvents()
+    img = widget.grab()
+    if not img.save(str(path)):
+        raise RunStoreError(f"{path}: cannot write figure")
+    widget.close()
+    return path
+
+
+def _image(pg, plot, data: np.ndarray, levels: tuple[float, float], cmap: str = "viridis"):
+    item = pg.ImageItem(np.nan_to_num(np.asarray(data, dtype=float)))
+    item.setLevels(levels)
+    item.setColorMap(pg.colormap.get(cmap))
+    plot.addItem(item)
+    plot.invertY(True)
+    plot.setAspectLocked(False)
+    return item
+
+
+def conductance_map(f, out: Path) -> Path | None:
+    if "program/targets_s" not in f or "program/g_s" not in f:
+        return None
+    pg, app = _qt()
+    t, g = f["program/targets_s"][:] * US, f["program/g_s"][:] * US
+    win = pg.GraphicsLayoutWidget(title="conductance map")
+    top = max(150.0, float(np.nanmax(t)))
+    for col, (name, data, lv, cmap) in enumerate((
+            ("target (µS)", t, (0, top), "viridis"), ("measured (µS)", g, (0, top), "viridis"),
+            ("measured − target (µS)", g - t, (-15, 15), "CET-D1"))):
+        p = win.addPlot(row=0, col=2 * col, title=name)
+        p.setLabel("bottom", "column")
+        p.setLabel("left", "row")
+        img = _image(pg, p, data, lv, cmap)
+        bar = pg.ColorBarItem(values=lv, colorMap=pg.colormap.get(cmap), interactive=False, width=12)
+        bar.setImageItem(img)
+        win.addItem(bar, row=0, col=2 * col + 1)
+    return _save(win, app, out / "conductance_map.png", (1500, 650))
+
+
+def programming(f, out: Path) -> Path | None:
+    if "program/targets_s" not in f or "program/g_s" not in f:
+        return None
+    pg, app = _qt()
+    err = (f["program/g_s"][:] - f["program/targets_s"][:]).ravel() * US
+    win = pg.GraphicsLayoutWidget(title="programming")
+    p = win.addPlot(row=0, col=0, title="programming error (µS)")
+    y, x = np.histogram(np.clip(err[np.isfinite(err)], -30, 30), bins=61, range=(-30.5, 30.5))
+    p.plot(x, y, stepMode="center", fillLevel=0, brush=(60, 110, 200, 160))
+    p.setLabel("bottom", "measured − target", units="µS")
+    p.setLabel("left", "cells")
+    if "program/pulses" in f:
+        pulses = f["program/pulses"][:].ravel()
+        q = win.addPlot(row=0, col=1, title="pulses per cell")
+        hi = max(1, int(pulses.max()))
+        y, x = np.histogram(pulses, bins=min(60, hi + 1), range=(-0.5, hi + 0.5))
+        q.plot(x, y, stepMode="center", fillLevel=0, brush=(220, 120, 40, 160))
+        q.setLabel("bottom", "pulses")
+        q.setLabel("left", "cells")
+    return _save(win, app, out / "programming.png")
+
+
+def rasters(f, out: Path, samples: int = 3) -> Path | None:
+    if "infer/out_spikes" not in f:
+        return None
+    pg, app = _qt()
+    win = pg.GraphicsLayoutWidget(title="spike rasters")
+    n = min(samples, f["infer/out_spikes"].shape[0])
+    labels = f["infer/labels"][:n] if "infer/labels" in f else [None] * n
+    for i in range(n):
+        if "infer/in_spikes_packed" in f:
+            n_in = int(f["infer/in_spikes_packed"].attrs.get("n_inputs", 800))
+            packed = f["infer/in_spikes_packed"][i]
+            x = np.unpackbits(packed, axis=-1, count=n_in, bitorder="little").astype(bool)
+            t, k = np.nonzero(x)
+            p = win.addPlot(row=0, col=i, title=f"sample {i} input (class {labels[i]})")
+            p.plot(t, k, pen=None, symbol="s", symbolSize=2, symbolPen=None, symbolBrush=(40, 40, 40, 120))
+            p.setLabel("bottom", "step")
+            p.setLabel("left", "input")
+        o = f["infer/out_spikes"][i]
+        t, k = np.nonzero(o)
+        q = win.addPlot(row=1, col=i, title=f"sample {i} output neurons")
+        q.plot(t, k, pen=None, symbol="o", symbolSize=5, symbolPen=None, symbolBrush=(200, 40, 40, 200))
+        q.setYRange(-0.5, o.shape[1] - 0.5)
+        q.setLabel("bottom", "step")
+        q.setLabel("left", "neuron (class)")
+    return _save(win, app, out / "rasters.png", (1500, 800))
+
+
+def power(f, out: Path) -> Path | None:
+    if "power" not in f:
+        return None
+    traces = [(name, grp) for name, grp in f["power"].items()
+              if hasattr(grp, "keys") and "t_s" in grp and "i_a" in grp]
+    if not traces:
+        return None
+    pg, app = _qt()
+    win = pg.GraphicsLayoutWidget(title="power")
+    for i, (rail, grp) in enumerate(traces):
+        p = win.addPlot(row=i, col=0, title=f"{rail}: current")
+        t, cur = grp["t_s"][:], grp["i_a"][:]
+        p.plot((t - t[0]) * 1e3, cur * 1e3, pen=pg.mkPen((30, 90, 200), width=2))
+        p.setLabel("bottom", "time", units="ms")
+        p.setLabel("left", "I (mA)")
+    return _save(win, app, out / "power.png", (1200, 250 * len(traces) + 50))
+
+
+def confusion(f, out: Path) -> Path | None:
+    if "infer/confusion_chip" not in f:
+        return None
+    pg, app = _qt()
+    cm = f["infer/confusion_chip"][:].astype(float)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    win = pg.GraphicsLayoutWidget(title="confusion")
+    p = win.addPlot(title="confusion matrix (chip): rows true class, columns predicted")
+    img = _image(pg, p, norm, (0, 1), "CET-L17")
+    for (r, c), v in np.ndenumerate(cm):
+        if v:
+            txt = pg.TextItem(str(int(v)), color="w" if norm[r, c] > 0.5 else "k", anchor=(0.5, 0.5))
+            txt.setPos(c + 0.5, r + 0.5)
+            p.addItem(txt)
+    p.setLabel("bottom", "predicted class")
+    p.setLabel("left", "true class")
+    bar = pg.ColorBarItem(values=(0, 1), colorMap=pg.colormap.get("CET-L17"), interactive=False, width=12)
+    bar.setImageItem(img)
+    win.addItem(bar)
+    return _save(win, app, out / "confusion.png", (800, 700))
+
+
+FIGURES = (conductance_map, programming, rasters, power, confusion)
+
+
+def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(quantity, ours, paper) rows for the printed and HTML summary table."""
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.2f} %"
+
+    def si(v, unit, scale=1.0, fmt=".3g"):
+        return "n/a" if v is None else f"{v * scale:{fmt}} {unit}"
+
+    tsops = summary.get("tsops_per_w") or {}
+    rows = [
+        ("cells within tolerance", pct(summary.get("within_tolerance")), "n/a"),
+        ("software accuracy", pct(summary.get("software_accuracy")), "~98.26 %"),
+        ("chip accuracy", pct(summary.get("accuracy")), "93.06 %"),
+        ("accuracy drop", "n/a" if summary.get("drop_points") is None else f"{summary['drop_points']:.2f} points", "5.2 points"),
+        ("average power", si(summary.get("average_power_w"), "mW", 1e3), "43.83 mW"),
+        ("energy per sample", si(summary.get("energy_per_sample_j"), "µJ", 1e6), "1.94 µJ"),
+        ("latency per sample", si(summary.get("latency_s"), "µs", 1e6, ".4g"), "44.31 µs"),
+    ]
+    for k, v in tsops.items():
+        rows.append((f"TSOPS/W ({k} SOPs)", "n/a" if v is None else f"{v:.4g}", "101.05"))
+    if summary.get("tsops_per_w_network") is not None:
+        rows.append(("TSOPS/W (network rate, paper's form)", f"{summary['tsops_per_w_network']:.4g}", "101.05"))
+    return rows
+
+
+def format_table(rows: list[tuple[str, str, str]]) -> str:
+    w0 = max(len(r[0]) for r in rows + [("quantity", "", "")])
+    w1 = max(len(r[1]) for r in rows + [("", "snnbench", "")])
+    lines = [f"{'quantity':<{w0}}  {'snnbench':>{w1}}  paper", f"{'-' * w0}  {'-' * w1}  -----"]
+    lines += [f"{a:<{w0}}  {b:>{w1}}  {c}" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def make_report(run_path: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Render the figures and the HTML page; returns their paths."""
+    run_path = Path(run_path)
+    out = Path(out_dir) if out_dir else run_path.with_suffix("").parent / (run_path.stem + "_report")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunStoreError(f"{out}: cannot create report directory ({exc.strerror})") from None
+    with open_run(run_path) as f:
+        summary = json.loads(f.attrs.get("summary", "{}") or "{}")
+        figures = [p for fig in FIGURES if (p := fig(f, out)) is not None]
+        attrs = {k: (v if isinstance(v, (str, int, float, bool)) else str(v)) for k, v in f.attrs.items()
+                 if k not in ("station", "summary")}
+    rows = summary_rows(summary)
+    page = out / "index.html"
+    cells = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>"
+                    for a, b, c in rows)
+    imgs = "".join(f'<figure><img src="{p.name}" alt="{p.stem}"><figcaption>{p.stem.replace("_", " ")}'
+                   f"</figcaption></figure>" for p in figures)
+    prov = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in attrs.items())
+    page.write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>snnbench run report</title>"
+        "<style>body{font-family:sans-serif;max-width:1500px;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 10px}"
+        "img{max-width:100%}figure{margin:1.5em 0}</style></head><body>"
+        f"<h1>snnbench run report</h1><p>{html.escape(str(run_path))}</p>"
+        f"<h2>Summary</h2><table><tr><th>quantity</th><th>snnbench</th><th>paper</th></tr>{cells}</table>"
+        f"<h2>Figures</h2>{imgs}<h2>Provenance</h2><table>{prov}</table></body></html>")
+    return {"report": str(page), "figures": [str(p) for p in figures], "summary_table": format_table(rows)}
