@@ -21,6 +21,8 @@ def test_presets_and_overrides():
     assert p.read_noise_rel == 0.02 and p.name == "typical"
     assert ChipParams.preset("ideal").read_noise_rel == 0.0
     assert ChipParams.preset("worst").stuck_on_frac > ChipParams.preset("typical").stuck_on_frac
+    assert not ChipParams.preset("ideal").noisy and ChipParams.preset("typical").noisy
+    assert ChipParams.preset("ideal", read_noise_rel=0.01).noisy
     with pytest.raises(ValueError, match="not_a_field"):
         ChipParams.preset("typical", not_a_field=1)
     with pytest.raises(ValueError, match="bogus"):

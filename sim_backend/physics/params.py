@@ -94,7 +94,11 @@ class ChipParams:
     # ------------------------------------------------------------------------------------------
     @property
     def noisy(self) -> bool:
-        return self.name != "ideal"
+        """False only for a fully ideal parameter set (an override that adds any noise,
+        variation or stuck cells to ``ideal`` makes it noisy)."""
+        if self.name != "ideal":
+            return True
+        return any(getattr(self, f) != 0 for f in _NOISE_FIELDS) or self.column_noise
 
     @property
     def levels_s(self) -> np.ndarray:
@@ -125,6 +129,11 @@ class ChipParams:
                 raise ValueError(f"unknown chip parameter {key!r} (not a ChipParams field)")
         return dataclasses.replace(self, **overrides)
 
+
+_NOISE_FIELDS = ("stuck_on_frac", "stuck_off_frac", "v_th_d2d_sigma_v", "gain_d2d_sigma_ln",
+                 "c2c_sigma_ln", "c2c_add_sigma_s", "read_noise_rel", "read_noise_floor_s",
+                 "relax_sigma_1s_s", "drift_mean_rel_per_ln", "theta_mismatch_rel",
+                 "tau_mismatch_rel", "neuron_noise_sigma")
 
 _TYPICAL = ChipParams()
 PRESETS: dict[str, ChipParams] = {
