@@ -1,0 +1,98 @@
+"""The main job end to end on the simulated bench (issue 8)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from bench.demo import REFERENCE_MODEL
+
+pytestmark = pytest.mark.skipif(not REFERENCE_MODEL.exists(), reason="reference model not shipped")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    p = subprocess.run([sys.executable, "-m", "bench", "demo", "--quick", "--json", "--out", str(out)],
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return out, json.loads(p.stdout)
+
+
+def test_json_keys(demo_run):
+    _, d = demo_run
+    for key in ("run_file", "report", "within_tolerance", "accuracy", "software_accuracy", "drop_points",
+                "average_power_w", "energy_per_sample_j", "latency_s", "tsops_per_w"):
+        assert key in d, key
+    assert d["within_tolerance"] >= 0.99
+    assert d["latency_s"] == pytest.approx(44.31e-6, rel=1e-6)
+    assert 0.02 < d["average_power_w"] < 0.08
+    assert d["accuracy"] > 0.5 and d["software_accuracy"] > 0.5
+
+
+def test_run_file_holds_everything(demo_run):
+    out, d = demo_run
+    with h5py.File(d["run_file"], "r") as f:
+        for name in ("program/targets_s", "program/g_s", "program/readback_s", "program/pulses",
+                     "program/stuck", "infer/labels", "infer/pred_chip", "infer/pred_software",
+                     "infer/in_spikes_packed", "infer/out_spikes", "infer/confusion_chip"):
+            assert name in f, name
+        assert f["program/targets_s"].attrs["units"] == "S"
+        assert f["infer/confusion_chip"][:].sum() == f["infer/labels"].shape[0]
+        traces = []
+        f["power"].visit(lambda n: traces.append(n) if n.endswith("current_a") else None)
+        assert traces, "no power traces"
+        summary = json.loads(f.attrs["summary"])
+        assert summary["accuracy"] == d["accuracy"]
+        assert f.attrs["complete"] and f.attrs["chip_info"] and f.attrs["seeds"]
+
+
+def _png(path):
+    from PySide6.QtGui import QImage
+
+    img = QImage(str(path))
+    assert not img.isNull()
+    img = img.convertToFormat(QImage.Format.Format_RGB888)
+    w, h = img.width(), img.height()
+    arr = np.frombuffer(img.constBits(), np.uint8, count=img.sizeInBytes()).reshape(h, img.bytesPerLine())[:, :3 * w]
+    return arr.reshape(h, w, 3)
+
+
+def test_report_figures_show_what_they_say(demo_run):
+    out, d = demo_run
+    figs = {Path(p).stem: Path(p) for p in d["figures"]}
+    assert {"conductance_map", "programming", "rasters", "power", "confusion"} <= figs.keys()
+    for p in figs.values():
+        a = _png(p)
+        assert a.std() > 5, f"{p} is blank"
+    # the error panel of the conductance map is not uniform where programming failed
+    with h5py.File(d["run_file"], "r") as f:
+        err = np.abs(f["program/g_s"][:] - f["program/targets_s"][:])
+    a = _png(figs["conductance_map"]).astype(int)
+    right = a[:, 2 * a.shape[1] // 3:]
+    reds = np.sum((right[..., 0] > 150) & (right[..., 1] < 80) & (right[..., 2] < 80))
+    blues = np.sum((right[..., 2] > 150) & (right[..., 0] < 80) & (right[..., 1] < 80))
+    big = int(np.sum(err > 10e-6))
+    assert (reds + blues > 0) == (big > 0)
+    html = Path(d["report"]).read_text()
+    assert "chip accuracy" in html and "conductance_map.png" in html
+
+
+def test_unwritable_out_fails_before_work(tmp_path):
+    (tmp_path / "file").write_text("x")
+    p = subprocess.run([sys.executable, "-m", "bench", "demo", "--quick", "--out", str(tmp_path / "file" / "x")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_station_fails_before_work(tmp_path):
+    st = tmp_path / "lab.toml"
+    st.write_text("[chip]\nurl = 'socket://127.0.0.1:1'\n")
+    p = subprocess.run([sys.executable, "-m", "bench", "demo", "--quick", "--station", str(st),
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1 and "cannot open chip link" in p.stderr
+    assert not (tmp_path / "out" / "demo.h5").exists()
