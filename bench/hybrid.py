@@ -390,6 +390,19 @@ class HybridRunner:
         return np.concatenate([software_layer(layer, x[i:i + self.batch_size], weight, threads=self.threads)
                                for i in range(0, x.shape[0], self.batch_size)])
 
+    def chip_inputs(self, x: np.ndarray, rows: int | None = None) -> np.ndarray:
+        """Input spikes of the first chip layer (the software prefix run on ``x``), bool.
+
+        ``rows``: zero-pad the last axis to the array's rows (e.g. ``chip.info().rows``).
+        """
+        first = min(self.plan.chip_layers, default=len(self.net.layers))
+        h = np.asarray(x, dtype=bool)
+        for i in range(first):
+            h = self._sw_batched(self.net.layers[i], h)
+        if rows is not None and h.shape[2] < rows:
+            h = np.concatenate([h, np.zeros(h.shape[:2] + (rows - h.shape[2],), bool)], axis=2)
+        return h
+
     def software_forward(self, x: np.ndarray) -> np.ndarray:
         """Output spikes of the network entirely in software (original weights)."""
         h = np.asarray(x, dtype=bool)

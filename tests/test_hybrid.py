@@ -97,6 +97,9 @@ def test_chip_and_software_layer_agree_spike_for_spike_at_ideal(chip_layer):
     assert all(v.all() for v in res.model_check.values())
     # realised weights are close to the mapping's targets (write-verify window)
     assert np.abs(st.weights_realised - st.weights_target).max() * st.g_unit_s < 5e-6
+    ci = runner.chip_inputs(x, rows=128)
+    assert ci.shape == (24, 300, 128) and not ci[:, :, layer.n_in:].any()
+    np.testing.assert_array_equal(ci[:, :, :layer.n_in], h)
     d = runner.describe()
     json.dumps(d)
     assert d["chip_layers"][str(net.chip_layer)]["registers"]["TIME_STEP"]["in_force"] == pytest.approx(100e-9)

@@ -100,3 +100,21 @@ def test_infer_bad_input_is_one_line_before_the_chip(world, capsys, case, tmp_pa
     assert code == 2, se
     assert se.startswith("snnbench: error:") and se.count("\n") == 1 and "Traceback" not in se
     assert not (tmp_path / "r.h5").exists()
+
+
+def test_acceleration_factor_changes_chip_clock_not_spikes(world, capsys):
+    """Proportional time scaling: another factor gives another chip step, the same spikes."""
+    outs = {}
+    for k in ("50000", "12500"):
+        out = world / f"acc{k}.h5"
+        code, so, se = _run(capsys, "infer", "--chip", IDEAL, "--model", str(world / "m.h5"),
+                            "--data", str(world / "syn"), "--limit", "3", "--acceleration", k,
+                            "--out", str(out), "--json")
+        assert code == 0, se
+        d = json.loads(so)
+        assert d["dt_s"] == pytest.approx(0.005 / float(k)) and d["fidelity"] == "ideal"
+        with h5py.File(out, "r") as f:
+            outs[k] = f["chip_output_spikes"][:]
+            assert f["clocks"].attrs["chip_seconds"] == pytest.approx(3 * (300 * 0.005 / float(k) + 14.31e-6))
+    assert outs["50000"].any()
+    np.testing.assert_array_equal(outs["50000"], outs["12500"])

@@ -89,6 +89,17 @@ def preprocess_config(net):
     return cfg
 
 
+def _fidelity(b, station) -> str | None:
+    """The simulated chip's fidelity preset (None for real hardware / unknown)."""
+    if b.sim is not None:
+        return station.chip.fidelity
+    if b.chip_url.startswith("pesim://"):
+        from urllib.parse import parse_qs, urlsplit
+
+        return parse_qs(urlsplit(b.chip_url).query).get("fidelity", ["typical"])[-1]
+    return None
+
+
 def infer_command(args) -> dict[str, Any]:
     from bench.data.dataset import load_split, split_files
     from bench.network.modelfile import load_model
@@ -247,7 +258,7 @@ def run_inference(net, samples, cfg, timebase, station, out, *, chip_url: str | 
                 "acceleration": float(timebase.acceleration),
                 "dt_s": timebase.dt_s,
                 "chip_url": b.chip_url,
-                "fidelity": station.chip.fidelity if b.sim is not None else None,
+                "fidelity": _fidelity(b, station),
                 "out": str(out),
             }
             rf.set_attrs("/", result={kk: v for kk, v in result.items() if kk != "plan"},
