@@ -127,3 +127,37 @@ def test_write_verify_through_chip_api_typical():
     assert np.mean(np.abs(g - tgt)[ok] <= 5e-6) >= 0.99
     assert 0.002 <= 1 - conv.mean() <= 0.014
     assert chip.counters["pulses"] > 0 and chip.energy_j["sl"] > 0
+
+
+def test_relaxation_follows_chip_clock_through_runs_and_advance():
+    chip = VirtualChip(chip_seed=8, run_seed=9, fidelity="typical")
+    rows, cols = np.indices((128, 24))
+    rows, cols = rows.ravel(), cols.ravel()
+    chip.pulse(np.ones(rows.size, int), rows, cols, 2.4, 1.8, 0.0, 1e-6)
+    g0 = chip.conductances()
+    ok = ~chip.array.stuck
+    t_prog = chip.array.t_prog.copy()
+    chip.run(np.zeros((1000, 300, 128), bool))           # 44 ms of chip time
+    g1 = chip.conductances()
+    chip.advance(86400.0)
+    g2 = chip.conductances()
+    d1 = (g1 - g0)[ok].std()
+    d2 = (g2 - g0)[ok].std()
+    assert 0.3e-6 < d1 < d2
+    assert 3e-6 < d2 < 5e-6
+    assert np.array_equal(chip.array.t_prog, t_prog)      # reads/runs do not reprogram
+
+
+def test_worst_corner_is_worse_than_typical():
+    from sim_backend.physics.rram import RRAMArray
+    from sim_backend.physics.testing import write_verify
+
+    res = {}
+    for name in ("typical", "worst"):
+        a = RRAMArray(ChipParams.preset(name), np.random.default_rng(0))
+        rng = np.random.default_rng(1)
+        tgt = a.params.levels_s[rng.integers(0, 16, a.shape)]
+        _, conv, pulses, t = write_verify(a, tgt, rng)
+        res[name] = (1 - conv.mean(), pulses.mean())
+    assert res["worst"][0] > res["typical"][0]
+    assert res["worst"][1] > res["typical"][1]
