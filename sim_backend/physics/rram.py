@@ -55,8 +55,9 @@ class RRAMArray:
         self.pulse_count = np.zeros(sh, dtype=np.int64)
 
     # ------------------------------------------------------------------------------------
-    def conductance(self, now_s: float, rows=None, cols=None) -> np.ndarray:
-        """True (noise-free) conductance at chip time ``now_s``; whole array or cells."""
+    def conductance(self, now_s, rows=None, cols=None) -> np.ndarray:
+        """True (noise-free) conductance at chip time ``now_s`` (scalar, or one time per
+        selected cell); whole array or cells (rows[i], cols[i])."""
         p = self.params
         if rows is None:
             gp, tp, xi, st, gs = self.g_prog, self.t_prog, self.xi, self.stuck, self.g_stuck
@@ -129,12 +130,7 @@ class RRAMArray:
     def _pulse_unique(self, kind, rows, cols, v_bl, v_wl, v_sl, width, t_s, rng):
         p = self.params
         idx = (rows, cols)
-        g0 = self.conductance(0.0, rows, cols) if not p.noisy else None
-        if p.noisy:
-            g0 = np.empty(rows.size)
-            for t in np.unique(t_s):      # usually one or few distinct times
-                m = t_s == t
-                g0[m] = self.conductance(t, rows[m], cols[m])
+        g0 = self.conductance(t_s, rows, cols)        # relaxed state at each pulse's time
         v_cell = np.where(kind > 0, v_bl - v_sl, v_sl - v_bl)
         v_cell = np.maximum(v_cell, 0.0)
         is_set = kind > 0
