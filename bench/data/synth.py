@@ -4,28 +4,30 @@ Written in the release's layout (AEDAT 3.1 recordings + ``_labels.csv`` + trial 
 one reader serves both. Each recording is one subject under one lighting condition and holds
 one labelled sample of each of the 11 classes, in a random order, separated by pauses.
 
-Model (stylised, documented in docs/data.md): a hand is a Gaussian blob of events, the
-forearm a line of events from the shoulder to the hand; hands emit events at a constant
-rate while they move, with random polarity (a textured hand has edges of both contrasts in
-every direction of motion); sensor noise is uniform background activity plus a few hot
+Model (stylised, documented in docs/data.md): a hand is a bright disc whose moving edge
+emits events with probability proportional to |normal . velocity|, ON on the leading edge
+and OFF on the trailing edge, plus texture events with random polarity; the forearm is a
+line of events from the shoulder to the hand; hands emit events at a constant rate while
+they move; sensor noise is uniform background activity plus a few hot
 pixels. Per-subject variation: position offset, scale, speed, hand size, event rate;
 per-lighting: noise rate. Coordinates: image x to the right, y down; the subject faces the
 camera, so the subject's right hand appears on the image's left.
 
-Classes are built so that pairs share their time-collapsed picture and differ only in
-temporal order or phase:
+Classes are built so that groups share their time-collapsed picture and differ only in
+temporal order, direction or phase:
 
 * right arm clockwise / counter-clockwise: a hand circling at constant speed, both ways;
 * left arm clockwise / counter-clockwise: the same on the other side;
 * hand clap / arm roll: two hands sweeping along the same two horizontal strokes, mirrored
   (they meet and part) or in phase (both move the same way);
-* air drums / air guitar: two hands sweeping along the same two vertical strokes, drums
-  alternating at one tempo, guitar one hand strumming twice as fast and the other sliding
-  at half speed;
-* right / left hand wave and "other" (random smooth motion of one hand in front of the
-  face) stand alone.
+* air drums / air guitar / other: two hands sweeping along the same two vertical strokes,
+  drums alternating (half a period apart), guitar a quarter period apart, "other" both
+  hands together at a random tempo;
+* right / left hand wave stand alone.
 
-A classifier on time-collapsed event counts therefore cannot beat ~7/11 on this set, while
+Every place is crossed in both directions equally often, so even the ON/OFF maps agree.
+
+A classifier on time-collapsed event counts therefore cannot beat ~6/11 on this set, while
 direction, phase and tempo remain in the spike timing.
 """
 from __future__ import annotations
@@ -56,10 +58,12 @@ GENERATOR_VERSION = 1
 HAND_RATE = 6.0
 ARM_RATE = 1.5
 NOISE_RATE = 0.8  # whole sensor
+EDGE_FRACTION = 0.85  # of hand events on the moving edge (the rest: texture, random polarity)
+POLARITY_FLIP = 0.05  # edge events with the "wrong" polarity
 HOT_PIXEL_HZ = (20.0, 60.0)
 CENTER = np.array([64.0, 64.0])
-SHOULDER_R = np.array([44.0, 104.0])  # subject's right shoulder (image left)
-SHOULDER_L = np.array([84.0, 104.0])
+SHOULDER_R = np.array([44.0, 112.0])  # subject's right shoulder (image left)
+SHOULDER_L = np.array([84.0, 112.0])
 
 
 def _tri(phase: np.ndarray) -> np.ndarray:
@@ -80,7 +84,7 @@ def _trajectories(cls: int, t_s: np.ndarray, speed: float, rng: np.random.Genera
     if cls in (0, 7):  # hand clap (mirrored) / arm roll (in phase) on the same strokes
         period = 0.55 / speed
         ph = t_s / period + ph0
-        gap, amp, yy = 5.0, 22.0, 66.0
+        gap, amp, yy = 5.0, 22.0, 60.0
         xr = 64.0 - gap - amp * _tri(ph)  # subject's right hand, image left
         if cls == 0:
             xl = 64.0 + gap + amp * _tri(ph)
@@ -92,36 +96,29 @@ def _trajectories(cls: int, t_s: np.ndarray, speed: float, rng: np.random.Genera
         cx = 40.0 if cls == 1 else 88.0
         f = 2.4 * speed
         a = 2 * np.pi * (f * t_s + ph0)
-        out.append((line(cx + 10.0 * np.sin(a), 32.0 + 3.0 * np.cos(2 * a)),
+        out.append((line(cx + 10.0 * np.sin(a), 28.0 + 3.0 * np.cos(2 * a)),
                     SHOULDER_R if cls == 1 else SHOULDER_L))
     elif cls in (3, 4, 5, 6):  # arm circles: right CW, right CCW, left CW, left CCW
         cx = 40.0 if cls in (3, 4) else 88.0
         direction = 1.0 if cls in (3, 5) else -1.0  # y points down: +theta is clockwise on screen
         w = 2 * np.pi * 1.3 * speed
         th = 2 * np.pi * ph0 + direction * w * t_s
-        r = 20.0
-        out.append((line(cx + r * np.cos(th), 56.0 + r * np.sin(th)),
+        r = 18.0
+        out.append((line(cx + r * np.cos(th), 54.0 + r * np.sin(th)),
                     SHOULDER_R if cls in (3, 4) else SHOULDER_L))
-    elif cls in (8, 9):  # air drums (alternating) / air guitar (strum 2x, slide 1/2x)
+    elif cls in (8, 9, 10):  # air drums / air guitar / other gestures on the same two vertical strokes
         period = 0.5 / speed
         ph = t_s / period + ph0
-        top, amp = 66.0, 30.0
-        if cls == 8:
+        top, amp = 78.0, 26.0
+        if cls == 8:  # alternating strokes at one tempo
             yr, yl = top + amp * _tri(ph), top + amp * _tri(ph + 0.5)
-        else:
-            yr, yl = top + amp * _tri(2.0 * ph), top + amp * _tri(0.5 * ph + rng.uniform())
-        out.append((line(46.0, yr), SHOULDER_R))
-        out.append((line(82.0, yl), SHOULDER_L))
-    elif cls == 10:  # other gestures: random smooth motion of one hand in front of the face
-        c = np.array([64.0, 36.0]) + rng.uniform(-6, 6, size=2)
-        xy = np.tile(c, (K, 1))
-        for _ in range(3):
-            f = rng.uniform(0.4, 1.8) * speed
-            a = rng.uniform(3.0, 9.0, size=2)
-            p = rng.uniform(0, 2 * np.pi, size=2)
-            xy[:, 0] += a[0] * np.sin(2 * np.pi * f * t_s + p[0])
-            xy[:, 1] += a[1] * np.sin(2 * np.pi * f * t_s + p[1])
-        out.append((xy, SHOULDER_R if rng.uniform() < 0.5 else SHOULDER_L))
+        elif cls == 9:  # strumming and fretting hand a quarter period apart
+            yr, yl = top + amp * _tri(ph), top + amp * _tri(ph + 0.25)
+        else:  # both hands together at a random tempo
+            ph = ph * rng.uniform(0.7, 1.4)
+            yr = yl = top + amp * _tri(ph)
+        out.append((line(48.0, yr), SHOULDER_R))
+        out.append((line(80.0, yl), SHOULDER_L))
     else:  # pragma: no cover
         raise ValueError(cls)
     return out
@@ -130,44 +127,78 @@ def _trajectories(cls: int, t_s: np.ndarray, speed: float, rng: np.random.Genera
 class _Subject:
     def __init__(self, seed: int, subject: int):
         r = np.random.default_rng([seed, subject, 7919])
-        self.offset = r.uniform(-6.0, 6.0, size=2)
-        self.scale = r.uniform(0.85, 1.15)
+        self.offset = r.uniform(-4.0, 4.0, size=2)
+        self.scale = r.uniform(0.9, 1.1)
         self.speed = r.uniform(0.8, 1.2)
-        self.hand_sigma = r.uniform(3.0, 4.5)
+        self.hand_radius = r.uniform(4.5, 6.5)
         self.rate = r.uniform(0.8, 1.25)
 
-    def place(self, xy: np.ndarray) -> np.ndarray:
-        return CENTER + (xy - CENTER) * self.scale + self.offset
+    def place(self, xy: np.ndarray, jitter: np.ndarray) -> np.ndarray:
+        return CENTER + (xy - CENTER) * self.scale + self.offset + jitter
+
+
+def _velocity(xy: np.ndarray) -> np.ndarray:
+    """Per-millisecond velocity (pixels per ms) of a (K, 2) path."""
+    if len(xy) < 2:
+        return np.zeros_like(xy)
+    return np.gradient(xy, axis=0)
 
 
 def _gesture_events(cls: int, t0_us: int, dur_us: int, subj: _Subject, rng: np.random.Generator):
-    """(t, x, y) float/int arrays of one gesture's hand + arm events (unsorted)."""
+    """(t, x, y, p) arrays of one gesture's hand + forearm events (unsorted, float x/y).
+
+    A hand is a bright disc on a darker background: edge events with probability
+    proportional to |normal . velocity|, ON (p=1) on the leading edge and OFF on the trailing
+    edge, plus texture events inside the hand with random polarity. The forearm is a line
+    from the shoulder to the hand, its events ON on the side it moves towards.
+    """
     K = int(math.ceil(dur_us / 1000))
     t_s = (np.arange(K) + 0.5) * 1e-3
     speed = subj.speed * rng.uniform(0.9, 1.1)
-    ts, xs, ys = [], [], []
+    jitter = rng.uniform(-4.0, 4.0, size=2)
+    ts, xs, ys, ps = [], [], [], []
     for xy, shoulder in _trajectories(cls, t_s, speed, rng):
-        hand = subj.place(xy)
-        sh = subj.place(np.asarray(shoulder, float)[None, :])[0]
-        # hand blob
-        n = rng.poisson(HAND_RATE * subj.rate, size=K)
+        hand = subj.place(xy, jitter)
+        vel = _velocity(hand)
+        sh = subj.place(np.asarray(shoulder, float)[None, :], jitter)[0]
+        # hand edge: direction psi relative to the motion, density ~ |cos psi|
+        n = rng.poisson(HAND_RATE * EDGE_FRACTION * subj.rate, size=K)
         idx = np.repeat(np.arange(K), n)
-        pos = hand[idx] + rng.normal(0.0, subj.hand_sigma, size=(len(idx), 2))
+        m = len(idx)
+        lead = rng.random(m) < 0.5
+        psi = np.arcsin(2.0 * rng.random(m) - 1.0) + np.where(lead, 0.0, np.pi)
+        ang = np.arctan2(vel[idx, 1], vel[idx, 0]) + psi
+        r = subj.hand_radius + rng.normal(0.0, 1.0, size=m)
+        ts.append(idx)
+        xs.append(hand[idx, 0] + r * np.cos(ang))
+        ys.append(hand[idx, 1] + r * np.sin(ang))
+        ps.append(lead ^ (rng.random(m) < POLARITY_FLIP))
+        # hand texture: inside the disc, random polarity
+        n = rng.poisson(HAND_RATE * (1.0 - EDGE_FRACTION) * subj.rate, size=K)
+        idx = np.repeat(np.arange(K), n)
+        m = len(idx)
+        pos = hand[idx] + rng.normal(0.0, subj.hand_radius / 2.0, size=(m, 2))
         ts.append(idx)
         xs.append(pos[:, 0])
         ys.append(pos[:, 1])
+        ps.append(rng.random(m) < 0.5)
         # forearm: a line from the shoulder to the hand
         n = rng.poisson(ARM_RATE * subj.rate, size=K)
         idx = np.repeat(np.arange(K), n)
-        u = rng.uniform(0.15, 0.9, size=len(idx))[:, None]
-        pos = sh + u * (hand[idx] - sh) + rng.normal(0.0, 1.5, size=(len(idx), 2))
+        m = len(idx)
+        u = rng.uniform(0.15, 0.9, size=m)[:, None]
+        d = hand[idx] - sh
+        normal = np.stack([-d[:, 1], d[:, 0]], axis=1) / np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-6)[:, None]
+        side = np.where(rng.random(m) < 0.5, 1.0, -1.0)[:, None]
+        pos = sh + u * d + side * 2.0 * normal + rng.normal(0.0, 0.7, size=(m, 2))
         ts.append(idx)
         xs.append(pos[:, 0])
         ys.append(pos[:, 1])
+        ps.append(((side[:, 0] * (normal * (u * vel[idx])).sum(1)) > 0) ^ (rng.random(m) < POLARITY_FLIP))
     idx = np.concatenate(ts)
     t = t0_us + idx.astype(np.int64) * 1000 + rng.integers(0, 1000, size=len(idx))
     t = np.minimum(t, t0_us + dur_us - 1)
-    return t, np.concatenate(xs), np.concatenate(ys)
+    return t, np.concatenate(xs), np.concatenate(ys), np.concatenate(ps)
 
 
 def _recording(seed: int, subject: int, lighting: str, rng_key: int):
@@ -178,10 +209,11 @@ def _recording(seed: int, subject: int, lighting: str, rng_key: int):
     t_cur = int(rng.integers(2_000_000, 20_000_000))  # dataset time does not start at 0
     rec_start = t_cur
     t_cur += int(rng.integers(300_000, 600_000))
-    parts_t, parts_x, parts_y, labels = [], [], [], []
+    parts_t, parts_x, parts_y, parts_p, labels = [], [], [], [], []
     for cls in order:
         dur = int(rng.integers(1_600_000, 1_900_000))
-        t, x, y = _gesture_events(int(cls), t_cur, dur, subj, rng)
+        t, x, y, pol = _gesture_events(int(cls), t_cur, dur, subj, rng)
+        parts_p.append(pol)
         parts_t.append(t)
         parts_x.append(x)
         parts_y.append(y)
@@ -195,22 +227,25 @@ def _recording(seed: int, subject: int, lighting: str, rng_key: int):
     parts_t.append(rng.integers(rec_start, rec_end, size=n_noise))
     parts_x.append(rng.uniform(0, w, size=n_noise))
     parts_y.append(rng.uniform(0, h, size=n_noise))
+    parts_p.append(rng.random(n_noise) < 0.5)
     for _ in range(int(rng.integers(2, 7))):
         n_hot = rng.poisson(rng.uniform(*HOT_PIXEL_HZ) * span / 1e6)
         parts_t.append(rng.integers(rec_start, rec_end, size=n_hot))
         parts_x.append(np.full(n_hot, rng.integers(0, w) + 0.5))
         parts_y.append(np.full(n_hot, rng.integers(0, h) + 0.5))
+        parts_p.append(np.full(n_hot, rng.random() < 0.5))
     t = np.concatenate(parts_t)
     x = np.floor(np.concatenate(parts_x))
     y = np.floor(np.concatenate(parts_y))
+    pol = np.concatenate(parts_p)
     keep = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-    t, x, y = t[keep], x[keep], y[keep]
+    t, x, y, pol = t[keep], x[keep], y[keep], pol[keep]
     order_t = np.argsort(t, kind="stable")
     ev = np.empty(len(t), dtype=EVENT_DTYPE)
     ev["t"] = t[order_t]
     ev["x"] = x[order_t]
     ev["y"] = y[order_t]
-    ev["p"] = rng.integers(0, 2, size=len(t), dtype=np.uint8)
+    ev["p"] = pol[order_t]
     # make sure every label lies inside [first event, last event]
     if ev["t"][0] > labels[0][1] or ev["t"][-1] < labels[-1][2]:  # pragma: no cover - vanishingly rare
         raise RuntimeError("synthetic recording does not cover its labels")
