@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from bench.commands._groups import group
-from bench.session import open_bench
+from bench import session
 
 
 def add_chip_argument(p: argparse.ArgumentParser) -> None:
@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _info(args: argparse.Namespace) -> dict:
-    with open_bench(args.station, args.chip) as b:
+    with session.open_bench(args.station, args.chip) as b:
         info = b.chip.info()
         b.chip.ping(b"snnbench")
         out = info.as_dict()
@@ -61,7 +61,7 @@ def _reg(args: argparse.Namespace) -> dict:
         if code is None or not reg.min_code <= code <= reg.max_code:
             raise UsageError(f"register {name} value {args.value} {reg.unit} is outside "
                              f"[{reg.to_si(reg.min_code):g}, {reg.to_si(reg.max_code):g}] {reg.unit}")
-    with open_bench(args.station, args.chip) as b:
+    with session.open_bench(args.station, args.chip) as b:
         if value is not None:
             b.chip.write_register(name, value)
         return {"register": name, "value": b.chip.read_register(name),
