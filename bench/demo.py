@@ -188,15 +188,10 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         bar.update()
 
         bar.set_description("demo: power")
-        first_chip = plan.chip_layers[-1]
-        h = x
-        for i in range(first_chip):
-            h = runner._sw_batched(net.layers[i], h)
-        chip_in = np.zeros((h.shape[0], h.shape[1], info.rows), bool)
-        chip_in[:, :, :h.shape[2]] = h
+        chip_in = runner.chip_inputs(x, rows=info.rows)
         setups = [RailSetup(c.rail, c.voltage_v, c.current_limit_a, c.nplc) for c in smu_cfgs]
         pw = measure_power(b.chip, smus, setups, spikes=chip_in,
-                           options=PowerOptions(samples=int(h.shape[0]), program=False),
+                           options=PowerOptions(samples=int(chip_in.shape[0]), program=False),
                            run=_Prefixed(run, "power"))
         run.flush()
         summary.update(average_power_w=pw["average_power_w"], energy_per_sample_j=pw["energy_per_sample_j"],

@@ -32,8 +32,12 @@ def encode_upload(spikes: np.ndarray, slot: int = 0, choose: str = "auto") -> by
     if rows > MAX_ROWS_AER or steps > 0xFFFF:
         raise ValueError(f"spike trains of {steps} steps x {rows} rows exceed the encoding limits")
     flat = spikes.reshape(n, steps * rows).astype(bool, copy=False)
-    counts = np.count_nonzero(flat, axis=1)
     dn = dense_nbytes(steps, rows)
+    packed = np.packbits(flat, axis=1, bitorder="little")
+    if hasattr(np, "bitwise_count"):  # numpy >= 2: count the packed bits, 8x less memory traffic
+        counts = np.bitwise_count(packed).sum(axis=1, dtype=np.int64)
+    else:  # pragma: no cover - numpy 1.x
+        counts = np.count_nonzero(flat, axis=1)
     if choose == "auto":
         use_aer = counts * 4 < dn
     elif choose in ("dense", "aer"):
@@ -45,11 +49,11 @@ def encode_upload(spikes: np.ndarray, slot: int = 0, choose: str = "auto") -> by
         rec = np.zeros(n, dtype=[("sample", _SAMPLE), ("data", "u1", (dn,))])
         rec["sample"]["encoding"] = Encoding.DENSE
         rec["sample"]["nbytes"] = dn
-        rec["data"] = np.packbits(flat, axis=1, bitorder="little")
+        rec["data"] = packed
         return head + rec.tobytes()
     parts = [head]
     dense_idx = np.flatnonzero(~use_aer)
-    dense_bits = np.packbits(flat[dense_idx], axis=1, bitorder="little") if dense_idx.size else None
+    dense_bits = packed[dense_idx]
     aer_words = {}
     aer_idx = np.flatnonzero(use_aer)
     if aer_idx.size:

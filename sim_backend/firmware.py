@@ -108,6 +108,11 @@ class VirtualFirmware:
                 status, payload = exc.status, str(exc).encode()[:200]
             except PayloadError as exc:
                 status, payload = Status.BAD_PAYLOAD, str(exc).encode()[:200]
+            except Exception as exc:  # noqa: BLE001 - firmware answers, it never dies on a command
+                status, payload = Status.INTERNAL, f"{type(exc).__name__}: {exc}".encode()[:200]
+        if status == Status.OK and len(payload) > MAX_PAYLOAD:
+            status = Status.NO_MEMORY
+            payload = f"reply of {len(payload)} bytes exceeds the {MAX_PAYLOAD}-byte frame limit".encode()
         if status != Status.OK:
             self.last_error = int(status)
         reply = encode_frame(Frame(frame.opcode, frame.seq, payload, flags=FLAG_RESPONSE,

@@ -74,3 +74,17 @@ def test_every_opcode_over_served_transport(served, mode):
         want = exercise_every_opcode(ref)
     # same chip seed, same commands -> the same outputs over any transport
     assert np.array_equal(got["out"], want["out"])
+
+
+def test_firmware_answers_internal_errors_and_oversized_replies():
+    with PEChip("pesim://?seed=4&fidelity=ideal") as chip:
+        fw = chip._port.firmware
+        from firmware_iface.spec import Opcode
+
+        fw._handlers[Opcode.STATUS] = lambda p: 1 / 0
+        with pytest.raises(ChipError, match="INTERNAL.*ZeroDivisionError"):
+            chip.status()
+        fw._handlers[Opcode.PING] = lambda p: b"x" * (5 << 20)
+        with pytest.raises(ChipError, match="NO_MEMORY"):
+            chip.ping(b"a")
+        assert chip.read_register("N_STEPS") == 300  # the board still answers
