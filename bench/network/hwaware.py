@@ -15,9 +15,12 @@ cell; off cells stay off) and becomes ``sigma * sqrt(#programmed cells of the pa
 in weight units.  Neuron mismatch draws per-neuron threshold and PSP time constant (leak)
 ``x * (1 + N(0, mismatch))`` once per batch.
 
-Defaults: taken from the simulator's parameter set ``sim_backend.physics.params.ChipParams``
-when it exists and has the fields (see :func:`chip_defaults`), otherwise the documented
-constants below (DESIGN.md section 2; relaxation sigma ~1-2.5 uS after 1 s).
+Neuron-input noise adds ``N(0, neuron_noise)`` to the weighted input of every neuron and step.
+
+Defaults: :func:`chip_defaults` takes them from the simulator's parameter set
+``sim_backend.physics.params.ChipParams`` (``typical`` preset: 16 levels to 150 uS, 1.8 uS
+relaxation spread after 1 s, 2 % threshold and leak mismatch, 0.005 input noise); the
+constants below are the fallback (DESIGN.md section 2).
 """
 from __future__ import annotations
 
@@ -32,12 +35,14 @@ G_STEP_S = 10e-6
 """Spacing of the 16 levels 0, 10, ..., 150 uS (S)."""
 G_UNIT_S = 50e-6
 """Differential conductance that gives one normalised input unit per spike (S)."""
-WEIGHT_NOISE_S = 2e-6
+WEIGHT_NOISE_S = 1.8e-6
 """Programmed-conductance spread, sigma (S), relaxation after ~1 s."""
 THETA_MISMATCH = 0.02
 """Relative sigma of the per-neuron threshold."""
 TAU_MISMATCH = 0.02
 """Relative sigma of the per-neuron PSP time constant (leak)."""
+NEURON_NOISE = 0.005
+"""Sigma of the neuron-input (TIA) noise per step, normalised units."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class HWAwareConfig:
     weight_noise_s: float = WEIGHT_NOISE_S
     theta_mismatch: float = THETA_MISMATCH
     tau_mismatch: float = TAU_MISMATCH
+    neuron_noise: float = NEURON_NOISE
+    """Per-step Gaussian noise added to the neuron input z (normalised units)."""
     layers: str = "chip"
     """"chip": only the on-chip layer; "all": every layer."""
 
@@ -59,7 +66,7 @@ class HWAwareConfig:
             v = getattr(self, name)
             if not (np.isfinite(v) and v > 0):
                 raise ValueError(f"HWAwareConfig.{name} must be finite and > 0, got {v!r}")
-        for name in ("weight_noise_s", "theta_mismatch", "tau_mismatch"):
+        for name in ("weight_noise_s", "theta_mismatch", "tau_mismatch", "neuron_noise"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"HWAwareConfig.{name} must be finite and >= 0, got {v!r}")
@@ -84,47 +91,38 @@ class HWAwareConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def chip_defaults() -> HWAwareConfig:
-    """HWAwareConfig with defaults from ``sim_backend.physics.params.ChipParams`` if available.
+def chip_defaults(preset: str = "typical") -> HWAwareConfig:
+    """HWAwareConfig with defaults from the simulator's ``ChipParams.preset(preset)``.
 
-    Recognised fields (first one present wins): g_max_s; g_step_s (or levels);
-    g_unit_s; weight/program noise sigma in siemens (``program_sigma_s``,
-    ``relax_sigma_s``, ``weight_noise_s``); ``theta_mismatch``/``theta_sigma``;
-    ``tau_mismatch``/``tau_sigma``.  Missing fields keep this module's constants.
+    Fields used: ``g_max_s``, ``n_levels`` (level spacing ``g_max / (n_levels - 1)``),
+    ``relax_sigma_1s_s`` (weight noise, programmed-conductance spread after 1 s),
+    ``theta_mismatch_rel``, ``tau_mismatch_rel``, ``neuron_noise_sigma``; ``g_unit_s`` from
+    ``ChipParams`` if it has one, else the chip register default (50 uS).  If the parameter
+    set cannot be imported, this module's constants are used.
     """
-    try:  # written concurrently by the physics engineer; optional
-        from sim_backend.physics.params import ChipParams  # type: ignore
-        p = ChipParams()
-    except Exception:  # noqa: BLE001 - any failure: use the documented constants
-        return HWAwareConfig()
-
-    def first(*names: str) -> Any:
-        for n in names:
-            v = getattr(p, n, None)
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
-                return float(v)
-        return None
-
-    kw: dict[str, Any] = {}
-    for key, names in {
-        "g_max_s": ("g_max_s",),
-        "g_step_s": ("g_step_s", "level_step_s"),
-        "g_unit_s": ("g_unit_s",),
-        "weight_noise_s": ("weight_noise_s", "relax_sigma_s", "program_sigma_s"),
-        "theta_mismatch": ("theta_mismatch", "theta_sigma", "theta_sigma_rel"),
-        "tau_mismatch": ("tau_mismatch", "tau_sigma", "tau_sigma_rel"),
-    }.items():
-        v = first(*names)
-        if v is not None:
-            kw[key] = v
-    if "g_step_s" not in kw:
-        lv = first("levels", "n_levels")
-        if lv and lv > 1:
-            kw["g_step_s"] = kw.get("g_max_s", G_MAX_S) / (lv - 1)
     try:
-        return replace(HWAwareConfig(), **kw)
-    except ValueError:
+        from sim_backend.physics.params import ChipParams
+        p = ChipParams.preset(preset)
+    except (ImportError, AttributeError):  # pragma: no cover - parameter set missing
         return HWAwareConfig()
+
+    def num(name: str, default: float) -> float:
+        v = getattr(p, name, None)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
+            return float(v)
+        return default
+
+    g_max = num("g_max_s", G_MAX_S)
+    n_levels = num("n_levels", round(G_MAX_S / G_STEP_S) + 1)
+    return HWAwareConfig(
+        g_max_s=g_max,
+        g_step_s=g_max / (n_levels - 1) if n_levels > 1 else G_STEP_S,
+        g_unit_s=num("g_unit_s", G_UNIT_S),
+        weight_noise_s=num("relax_sigma_1s_s", WEIGHT_NOISE_S),
+        theta_mismatch=num("theta_mismatch_rel", THETA_MISMATCH),
+        tau_mismatch=num("tau_mismatch_rel", TAU_MISMATCH),
+        neuron_noise=num("neuron_noise_sigma", NEURON_NOISE),
+    )
 
 
 def to_conductances(weight: np.ndarray, cfg: HWAwareConfig = HWAwareConfig()) -> tuple[np.ndarray, np.ndarray]:

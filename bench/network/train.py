@@ -145,11 +145,18 @@ def _per_neuron(v: np.ndarray | float | None, default: float, n: int) -> np.ndar
 
 
 def layer_forward(s_in: np.ndarray, weight: np.ndarray, params: NeuronParams, *,
-                  theta: np.ndarray | None = None, tau_steps: np.ndarray | None = None) -> LayerCache:
-    """Forward of one layer keeping the state for :func:`layer_backward`."""
+                  theta: np.ndarray | None = None, tau_steps: np.ndarray | None = None,
+                  noise_sigma: float = 0.0, rng: np.random.Generator | None = None) -> LayerCache:
+    """Forward of one layer keeping the state for :func:`layer_backward`.
+
+    ``noise_sigma`` > 0 adds Gaussian noise (normalised units) to the weighted input of every
+    neuron and step (hardware-aware training; the noise is treated as a constant in backward).
+    """
     s_in = np.asarray(s_in, dtype=np.float64)
     b, t, n_in = s_in.shape
     z = (s_in.reshape(b * t, n_in) @ weight.T).reshape(b, t, weight.shape[0])
+    if noise_sigma > 0:
+        z += noise_sigma * (rng if rng is not None else np.random.default_rng()).standard_normal(z.shape)
     _, state = srm_forward(z, params, theta=theta, tau_steps=tau_steps, keep_state=True)
     n = weight.shape[0]
     return LayerCache(s_in=s_in, state=state, weight=weight,
@@ -244,21 +251,26 @@ class Perturbation:
     weights: list[np.ndarray]
     theta: list[np.ndarray | None]
     tau: list[np.ndarray | None]
+    noise: list[float] = field(default_factory=list)
+    """Per layer: sigma of per-step neuron-input noise (0 = none)."""
+    rng: np.random.Generator | None = None
 
 
 def ideal(net: Network) -> Perturbation:
     n = len(net.layers)
-    return Perturbation([layer.weight for layer in net.layers], [None] * n, [None] * n)
+    return Perturbation([layer.weight for layer in net.layers], [None] * n, [None] * n, [0.0] * n)
 
 
 def sample_perturbation(net: Network, cfg: hwaware.HWAwareConfig, rng: np.random.Generator) -> Perturbation:
     p = ideal(net)
+    p.rng = rng
     for i, layer in enumerate(net.layers):
         if cfg.layers == "chip" and i != net.chip_layer:
             continue
         p.weights[i] = hwaware.perturb(layer.weight, cfg, rng)
         p.theta[i], p.tau[i] = hwaware.mismatch(layer.n_out, layer.neuron.theta,
                                                 layer.neuron.tau_steps, cfg, rng)
+        p.noise[i] = cfg.neuron_noise
     return p
 
 
@@ -267,7 +279,9 @@ def network_forward(net: Network, spikes: np.ndarray, pert: Perturbation | None 
     caches = []
     x = np.asarray(spikes, dtype=np.float64)
     for i, layer in enumerate(net.layers):
-        c = layer_forward(x, pert.weights[i], layer.neuron, theta=pert.theta[i], tau_steps=pert.tau[i])
+        noise = pert.noise[i] if pert.noise else 0.0
+        c = layer_forward(x, pert.weights[i], layer.neuron, theta=pert.theta[i], tau_steps=pert.tau[i],
+                          noise_sigma=noise, rng=pert.rng if noise else None)
         caches.append(c)
         x = c.s
     return caches
