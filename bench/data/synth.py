@@ -20,10 +20,11 @@ temporal order, direction or phase:
 * left arm clockwise / counter-clockwise: the same on the other side;
 * hand clap / arm roll: two hands sweeping along the same two horizontal strokes, mirrored
   (they meet and part) or in phase (both move the same way);
-* air drums / air guitar / other: two hands sweeping along the same two vertical strokes,
-  drums alternating (half a period apart), guitar a quarter period apart, "other" both
-  hands together at a random tempo;
-* right / left hand wave stand alone.
+* air drums / other: two hands sweeping along the same two vertical strokes, drums
+  alternating (half a period apart), "other" both hands together at a random tempo;
+* right hand wave / air guitar: the right hand swinging side to side over the same arc,
+  the guitar strumming at twice the tempo;
+* left hand wave stands alone.
 
 Every place is crossed in both directions equally often, so even the ON/OFF maps agree.
 
@@ -55,7 +56,7 @@ TEST_FRACTION = 288 / (1176 + 288)  # the release's subject split
 GENERATOR_VERSION = 1
 
 # Event rates (events per millisecond) and geometry (pixels, before per-subject transform).
-HAND_RATE = 6.0
+HAND_RATE = 7.5
 ARM_RATE = 1.5
 NOISE_RATE = 0.8  # whole sensor
 EDGE_FRACTION = 0.85  # of hand events on the moving edge (the rest: texture, random polarity)
@@ -92,12 +93,12 @@ def _trajectories(cls: int, t_s: np.ndarray, speed: float, rng: np.random.Genera
             xl = 64.0 + gap + amp * (1.0 - _tri(ph))
         out.append((line(xr, yy), SHOULDER_R))
         out.append((line(xl, yy), SHOULDER_L))
-    elif cls in (1, 2):  # right / left hand wave: fast side-to-side arc, one hand
-        cx = 40.0 if cls == 1 else 88.0
-        f = 2.4 * speed
+    elif cls in (1, 2, 9):  # right / left hand wave; air guitar: right hand strumming at twice the tempo
+        cx = 88.0 if cls == 2 else 40.0
+        f = 2.4 * speed * (2.0 if cls == 9 else 1.0)
         a = 2 * np.pi * (f * t_s + ph0)
         out.append((line(cx + 10.0 * np.sin(a), 28.0 + 3.0 * np.cos(2 * a)),
-                    SHOULDER_R if cls == 1 else SHOULDER_L))
+                    SHOULDER_L if cls == 2 else SHOULDER_R))
     elif cls in (3, 4, 5, 6):  # arm circles: right CW, right CCW, left CW, left CCW
         cx = 40.0 if cls in (3, 4) else 88.0
         direction = 1.0 if cls in (3, 5) else -1.0  # y points down: +theta is clockwise on screen
@@ -106,14 +107,12 @@ def _trajectories(cls: int, t_s: np.ndarray, speed: float, rng: np.random.Genera
         r = 18.0
         out.append((line(cx + r * np.cos(th), 54.0 + r * np.sin(th)),
                     SHOULDER_R if cls in (3, 4) else SHOULDER_L))
-    elif cls in (8, 9, 10):  # air drums / air guitar / other gestures on the same two vertical strokes
-        period = 0.5 / speed
+    elif cls in (8, 10):  # air drums / other gestures on the same two vertical strokes
+        period = 0.45 / speed
         ph = t_s / period + ph0
         top, amp = 78.0, 26.0
         if cls == 8:  # alternating strokes at one tempo
             yr, yl = top + amp * _tri(ph), top + amp * _tri(ph + 0.5)
-        elif cls == 9:  # strumming and fretting hand a quarter period apart
-            yr, yl = top + amp * _tri(ph), top + amp * _tri(ph + 0.25)
         else:  # both hands together at a random tempo
             ph = ph * rng.uniform(0.7, 1.4)
             yr = yl = top + amp * _tri(ph)
@@ -127,9 +126,9 @@ def _trajectories(cls: int, t_s: np.ndarray, speed: float, rng: np.random.Genera
 class _Subject:
     def __init__(self, seed: int, subject: int):
         r = np.random.default_rng([seed, subject, 7919])
-        self.offset = r.uniform(-4.0, 4.0, size=2)
-        self.scale = r.uniform(0.9, 1.1)
-        self.speed = r.uniform(0.8, 1.2)
+        self.offset = r.uniform(-3.0, 3.0, size=2)
+        self.scale = r.uniform(0.93, 1.07)
+        self.speed = r.uniform(0.9, 1.1)
         self.hand_radius = r.uniform(4.5, 6.5)
         self.rate = r.uniform(0.8, 1.25)
 
@@ -154,7 +153,7 @@ def _gesture_events(cls: int, t0_us: int, dur_us: int, subj: _Subject, rng: np.r
     """
     K = int(math.ceil(dur_us / 1000))
     t_s = (np.arange(K) + 0.5) * 1e-3
-    speed = subj.speed * rng.uniform(0.9, 1.1)
+    speed = subj.speed * rng.uniform(0.85, 1.15)
     jitter = rng.uniform(-4.0, 4.0, size=2)
     ts, xs, ys, ps = [], [], [], []
     for xy, shoulder in _trajectories(cls, t_s, speed, rng):
