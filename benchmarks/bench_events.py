@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         ev = _events(args.events)
-        for label, pe in (("read_large_packets", 8192), ("read_small_packets", 512)):
+        for label, pe in (("read_large_packets", 8192), ("read_small_packets", 512), ("read_128_event_packets", 128)):
             f = write_aedat(tmp / f"{label}.aedat", ev, packet_events=pe)
             s = _best(lambda: read_aedat(f))
             res[label] = {"events": args.events, "packet_events": pe, "seconds": round(s, 4),
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
         print(json.dumps(res))
     else:
         for k, v in res.items():
-            print(f"{k:24s} {v}")
+            print(f"{k:26s} {v}")
     return 0 if ok else 1
 
 

@@ -185,3 +185,22 @@ def test_write_and_read_file(tmp_path):
     ev["t"] = np.sort(rng.integers(0, 10**7, len(ev)))
     f = write_aedat(tmp_path / "w.aedat", ev, packet_events=333)
     np.testing.assert_array_equal(read_aedat(f), ev)
+
+
+def test_unaligned_other_packet_between_polarity_packets():
+    odd = struct.pack("<hhiiiiii", 5, 1, 6, 0, 0, 3, 3, 3) + b"\x01" * 18  # 6-byte events (sample type)
+    blob = (HEADER + pkt(1, [(pol(1, 2, 1), 10), (pol(3, 4, 0), 11)]) + odd
+            + pkt(1, [(pol(5, 6, 1), 12)], overflow=2))
+    ev = decode_aedat(blob)
+    assert ev["x"].tolist() == [1, 3, 5] and ev["t"].tolist() == [10, 11, 2 * 2**31 + 12]
+
+
+def test_many_small_packets_match_one_big_packet():
+    rng = np.random.default_rng(3)
+    ev = np.zeros(5000, EVENT_DTYPE)
+    ev["x"] = rng.integers(0, 128, len(ev))
+    ev["y"] = rng.integers(0, 128, len(ev))
+    ev["p"] = rng.integers(0, 2, len(ev))
+    ev["t"] = np.sort(rng.integers(2**31 - 10_000, 2**31 + 10_000, len(ev)))
+    for pe in (1, 7, 100, 5000):
+        np.testing.assert_array_equal(decode_aedat(encode_aedat(ev, packet_events=pe)), ev)

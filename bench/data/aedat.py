@@ -152,12 +152,12 @@ def decode_aedat(
     n = len(buf)
     unpack = PACKET_HEADER.unpack_from
     # Pass 1: walk the packet headers (cheap), remember polarity packet bodies.
+    base = off
     starts: list[int] = []
     counts: list[int] = []
     overflows: list[int] = []
-    layout: tuple[int, int] | None = None  # (eventSize, eventTSOffset) if uniform
-    uniform = True
     layouts: list[tuple[int, int]] = []
+    aligned = True  # every packet start at a multiple of 4 bytes from the first one
     while off < n:
         if off + PACKET_HEADER_SIZE > n:
             raise DataFormatError(
@@ -186,22 +186,33 @@ def decode_aedat(
             starts.append(body)
             counts.append(num)
             overflows.append(tsovf)
-            lay = (esize, tsoff)
-            layouts.append(lay)
-            if layout is None:
-                layout = lay
-            elif lay != layout:
-                uniform = False
+            layouts.append((esize, tsoff))
+        if esize & 3:
+            aligned = False
         off = end
     if not starts:
         return empty_events()
-    # Pass 2: gather the event words into one array (one copy), decode vectorised.
-    if uniform and layout == (POLARITY_EVENT_SIZE, 4):
-        raw_dt = np.dtype([("d", "<u4"), ("ts", "<i4")])
-        parts = [np.frombuffer(buf, dtype=raw_dt, count=c, offset=s) for s, c in zip(starts, counts)]
-        raw = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        data = raw["d"]
-        ts = raw["ts"]
+    # Pass 2: gather the event words into one array, decode vectorised.
+    counts_np = np.asarray(counts, dtype=np.int64)
+    if aligned and all(lay == (POLARITY_EVENT_SIZE, 4) for lay in layouts):
+        # All packets sit on a 4-byte grid from the first one: one uint32 view of the file,
+        # one gather for all events (no per-packet array objects).
+        words = np.frombuffer(buf, dtype="<u4", offset=base, count=(n - base) // 4)
+        if len(starts) == 1:
+            w0 = (starts[0] - base) // 4
+            pair = words[w0 : w0 + 2 * counts[0]].reshape(-1, 2)
+        elif int(counts_np.sum()) >= 1024 * len(starts):  # big packets: concatenate views
+            pair = np.concatenate([words[(s - base) // 4 : (s - base) // 4 + 2 * c] for s, c in zip(starts, counts)])
+            pair = pair.reshape(-1, 2)
+        else:
+            first = (np.asarray(starts, dtype=np.int64) - base) // 4
+            cum = np.cumsum(counts_np) - counts_np
+            idx = np.repeat(first - 2 * cum, counts_np) + 2 * np.arange(int(counts_np.sum()), dtype=np.int64)
+            pair = np.empty((len(idx), 2), dtype="<u4")
+            np.take(words, idx, out=pair[:, 0])
+            np.take(words, idx + 1, out=pair[:, 1])
+        data = pair[:, 0]
+        ts = pair[:, 1].view("<i4")
     else:
         data_parts, ts_parts = [], []
         for s, c, (esize, tsoff) in zip(starts, counts, layouts):
@@ -212,7 +223,7 @@ def decode_aedat(
             ts_parts.append(a["ts"])
         data = np.concatenate(data_parts)
         ts = np.concatenate(ts_parts)
-    counts_a = np.asarray(counts, dtype=np.int64)
+    counts_a = counts_np
     ovf = np.asarray(overflows, dtype=np.int64)
     if np.any(ts < 0):
         bad = int(np.flatnonzero(ts < 0)[0])
