@@ -3,14 +3,9 @@ from __future__ import annotations
 
 import argparse
 
+from bench.commands._args import add_chip_argument
 from bench.commands._groups import group
 from bench import session
-
-
-def add_chip_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--chip", metavar="URL",
-                   help="pyserial URL of the board (/dev/ttyUSB0, socket://host:port, pesim://?seed=1); "
-                        "default: the station's, i.e. the built-in simulated bench")
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -27,25 +27,17 @@ from bench.commands._groups import group
 from bench.errors import DataFormatError, RunStoreError, UsageError
 from bench.runstore import RunFile, check_writable, open_run
 from bench.station import load_station
+from bench.commands._args import add_chip_argument
 
 PROGRAM_KIND = "chip_program"
 READ_KIND = "chip_read"
-
-
-def _add_chip(p: argparse.ArgumentParser) -> None:
-    try:
-        from bench.commands.chip import add_chip_argument
-    except ImportError:  # pragma: no cover - the lead's chip.py provides it
-        p.add_argument("--chip", metavar="URL", help="pyserial URL of the board (default: the station's)")
-    else:
-        add_chip_argument(p)
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     chip = group(subparsers, "chip", "the PE-macro chip: info, program, read")
     p = chip.add_parser("program", parents=[common], help="program weights or a level map by write-verify",
                         description="Program a weight matrix or a level map into the array by write-verify.")
-    _add_chip(p)
+    add_chip_argument(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", metavar="W.npy", help="signed weights (rows<=128, neurons<=12), .npy")
     src.add_argument("--levels", metavar="L.npy", help="level indices (128 x 24 ints in 0..15), .npy")
@@ -72,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
     r = chip.add_parser("read", parents=[common], help="read the conductance map (repeats, retention)",
                         description="Read the conductance map, optionally repeatedly and after chip-time waits.")
-    _add_chip(r)
+    add_chip_argument(r)
     r.add_argument("--repeats", type=int, default=1, help="whole-array reads (default 1)")
     r.add_argument("--averages", type=int, default=8, help="on-board averages per read (default 8)")
     r.add_argument("--v-read", type=float, default=0.2, help="read voltage in V (default 0.2)")

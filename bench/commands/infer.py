@@ -19,27 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from bench.commands._args import add_chip_argument, nonneg_int, pos_int
 from bench.errors import UsageError
 
 
-def _pos_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {v}")
-    return v
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return v
 
 
 def register(subparsers, common: argparse.ArgumentParser | None = None) -> None:
@@ -48,15 +31,13 @@ def register(subparsers, common: argparse.ArgumentParser | None = None) -> None:
         "infer", parents=parents, help="run a data split through the hybrid network on the chip",
         description="Classify a split of an event data set with the hybrid network (software "
                     "hidden layers, chip output layer); score chip vs software-only.")
-    p.add_argument("--chip", metavar="URL",
-                   help="pyserial URL of the board (/dev/ttyUSB0, socket://host:port, pesim://?seed=1); "
-                        "default: the station's, i.e. the built-in simulated bench")
+    add_chip_argument(p)
     p.add_argument("--model", required=True, metavar="MODEL", help="model file (snnbench-model HDF5)")
     p.add_argument("--data", required=True, metavar="DIR", help="data set directory (DVS128 Gesture layout)")
     p.add_argument("--split", default="test", choices=["train", "test"], help="split (default test)")
-    p.add_argument("--limit", type=_nonneg_int, default=None, metavar="N", help="at most N samples")
+    p.add_argument("--limit", type=nonneg_int, default=None, metavar="N", help="at most N samples")
     p.add_argument("--out", required=True, metavar="RUN.h5", help="run file to write")
-    p.add_argument("--batch", type=_pos_int, default=256, metavar="N",
+    p.add_argument("--batch", type=pos_int, default=256, metavar="N",
                    help="samples per unit of work (appended and flushed together; default 256)")
     p.add_argument("--acceleration", default=None, metavar="K",
                    help="dataset-time / chip-time factor (default: the model's, 50000)")

@@ -19,6 +19,7 @@ import re
 from typing import Any
 
 from bench.errors import UsageError
+from bench.commands._args import add_chip_argument
 
 DEFAULT_RAILS = ("VDDA", "VDDD", "VDDIO")
 
@@ -26,7 +27,7 @@ DEFAULT_RAILS = ("VDDA", "VDDD", "VDDIO")
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("power", parents=[common],
                               help="measure power / energy per sample with the SMUs on the supply rails")
-    p.add_argument("--chip", metavar="URL", help="pyserial URL of the board (default: the station's)")
+    add_chip_argument(p)
     p.add_argument("--smu", metavar="RESOURCE", action="append", default=[],
                    help="SMU resource (repeatable): RAIL=MODEL@RESOURCE or a bare VISA resource")
     p.add_argument("--samples", type=int, default=64, help="samples to run back to back (default 64)")

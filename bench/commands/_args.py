@@ -1,0 +1,43 @@
+"""Argument types and options shared by the command modules (one definition each)."""
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def pos_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _int(text, 1)
+
+
+def nonneg_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _int(text, 0)
+
+
+def _int(text: str, low: int) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < low:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {v}")
+    return v
+
+
+def pos_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return v
+
+
+def add_chip_argument(p: argparse.ArgumentParser) -> None:
+    """``--chip URL``: the board's pyserial URL, overriding the station's."""
+    p.add_argument("--chip", metavar="URL",
+                   help="pyserial URL of the board (/dev/ttyUSB0, socket://host:port, pesim://?seed=1); "
+                        "default: the station's, i.e. the built-in simulated bench")
