@@ -23,7 +23,7 @@ temporal order, direction or phase:
 * air drums / other: two hands sweeping along the same two vertical strokes, drums
   alternating (half a period apart), "other" both hands together at a random tempo;
 * right hand wave / air guitar: the right hand swinging side to side over the same arc,
-  the guitar strumming at twice the tempo;
+  the guitar strumming at three times the tempo;
 * left hand wave stands alone.
 
 Every place is crossed in both directions equally often, so even the ON/OFF maps agree.
@@ -93,11 +93,11 @@ def _trajectories(cls: int, t_s: np.ndarray, speed: float, rng: np.random.Genera
             xl = 64.0 + gap + amp * (1.0 - _tri(ph))
         out.append((line(xr, yy), SHOULDER_R))
         out.append((line(xl, yy), SHOULDER_L))
-    elif cls in (1, 2, 9):  # right / left hand wave; air guitar: right hand strumming at twice the tempo
+    elif cls in (1, 2, 9):  # right / left hand wave; air guitar: right hand strumming at 3x the tempo
         cx = 88.0 if cls == 2 else 40.0
-        f = 2.4 * speed * (2.0 if cls == 9 else 1.0)
+        f = 2.0 * speed * (3.0 if cls == 9 else 1.0)
         a = 2 * np.pi * (f * t_s + ph0)
-        out.append((line(cx + 10.0 * np.sin(a), 28.0 + 3.0 * np.cos(2 * a)),
+        out.append((line(cx + 13.0 * np.sin(a), 28.0 + 3.0 * np.cos(2 * a)),
                     SHOULDER_L if cls == 2 else SHOULDER_R))
     elif cls in (3, 4, 5, 6):  # arm circles: right CW, right CCW, left CW, left CCW
         cx = 40.0 if cls in (3, 4) else 88.0
