@@ -53,7 +53,7 @@ LIGHTING_NOISE = {"fluorescent": 1.0, "fluorescent_led": 1.4, "lab": 0.7, "led":
 DEFAULT_PER_CLASS = 32
 LIGHTINGS_PER_SUBJECT = 4
 TEST_FRACTION = 288 / (1176 + 288)  # the release's subject split
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 # Event rates (events per millisecond) and geometry (pixels, before per-subject transform).
 HAND_RATE = 7.5
@@ -85,7 +85,7 @@ def _trajectories(cls: int, t_s: np.ndarray, speed: float, rng: np.random.Genera
     if cls in (0, 7):  # hand clap (mirrored) / arm roll (in phase) on the same strokes
         period = 0.55 / speed
         ph = t_s / period + ph0
-        gap, amp, yy = 5.0, 22.0, 60.0
+        gap, amp, yy = 8.0, 22.0, 60.0
         xr = 64.0 - gap - amp * _tri(ph)  # subject's right hand, image left
         if cls == 0:
             xl = 64.0 + gap + amp * _tri(ph)
