@@ -40,10 +40,10 @@ def cache_dir() -> Path:
 
 
 def synthetic_set(seed: int = 0) -> Path:
-    """The default synthetic gesture set, generated on first use and cached."""
-    from bench.data.synth import generate
+    """The default synthetic gesture set, generated on first use and cached (per generator version)."""
+    from bench.data.synth import GENERATOR_VERSION, generate
 
-    path = cache_dir() / f"synth-gestures-seed{seed}"
+    path = cache_dir() / f"synth-gestures-v{GENERATOR_VERSION}-seed{seed}"
     if not (path / "trials_to_test.txt").exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         generate(path, seed=seed)
