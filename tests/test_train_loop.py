@@ -28,7 +28,7 @@ def test_training_learns_a_toy_problem_and_respects_clamps():
     xte, yte = _toy(48, 1)
     net = _net()
     T.calibrate_init(net, xtr[:8], 0.05)
-    cfg = T.TrainConfig(epochs=14, batch_size=16, seed=0)
+    cfg = T.TrainConfig(epochs=14, batch_size=16, seed=0, lr_schedule="constant")
     hist = T.train(net, xtr, ytr, cfg, x_test=xte, y_test=yte, progress=False)
     assert hist.epochs[-1]["loss"] < hist.epochs[0]["loss"]
     assert hist.last["test_accuracy"] >= 0.9
@@ -80,3 +80,13 @@ def test_train_config_rejects_bad_values():
         T.TrainConfig(surrogate="tanh")
     with pytest.raises(ValueError):
         T.TrainConfig(lr=0)
+
+
+def test_cosine_schedule():
+    cfg = T.TrainConfig(epochs=5, lr=0.01, lr_min_fraction=0.1)
+    lrs = [cfg.lr_at(e) for e in range(5)]
+    assert lrs[0] == pytest.approx(0.01) and lrs[-1] == pytest.approx(0.001)
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert T.TrainConfig(lr_schedule="constant").lr_at(3) == 0.005
+    with pytest.raises(ValueError):
+        T.TrainConfig(lr_schedule="step")

@@ -62,7 +62,7 @@ def _sizes(text: str) -> list[int]:
     return v
 
 
-DEFAULT_EPOCHS = 30
+DEFAULT_EPOCHS = 40
 
 
 def register(subparsers, common_parent: argparse.ArgumentParser) -> None:
@@ -75,7 +75,7 @@ def register(subparsers, common_parent: argparse.ArgumentParser) -> None:
     p.add_argument("--hw-aware", action="store_true",
                    help="hardware-aware training of the chip layer (16-level quantisation, noise, mismatch)")
     p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
-    p.add_argument("--batch-size", type=_pos_int, default=32, help="batch size (default 32)")
+    p.add_argument("--batch-size", type=_pos_int, default=8, help="batch size (default 8)")
     p.add_argument("--lr", type=_pos_float, default=0.005, help="Adam learning rate (default 0.005)")
     p.add_argument("--hidden", type=_sizes, default=[480, 120], metavar="N,N",
                    help="hidden layer sizes (default 480,120)")
@@ -100,7 +100,7 @@ def preprocess_config(net_input: Any):
 
 
 def run_training(data: str | Path, out: str | Path, *, epochs: int = DEFAULT_EPOCHS, hw_aware: bool = False,
-                 seed: int = 0, batch_size: int = 32, lr: float = 0.005, hidden: list[int] | None = None,
+                 seed: int = 0, batch_size: int = 8, lr: float = 0.005, hidden: list[int] | None = None,
                  surrogate: str = "exp", augment: bool = True, limit: int | None = None,
                  checkpoint: str | Path | None = None, resume: str | Path | None = None,
                  progress: bool = True) -> dict[str, Any]:
@@ -179,10 +179,21 @@ def run_training(data: str | Path, out: str | Path, *, epochs: int = DEFAULT_EPO
         q = net.copy()
         q.layers[q.chip_layer].weight = quantize(q.layers[q.chip_layer].weight, cfg.hw)
         result["test_accuracy_quantized"] = T.evaluate(q, x_test, y_test)
+    manifest = None
+    mpath = Path(data) / "synth.json"
+    if mpath.is_file():
+        import json
+
+        try:
+            m = json.loads(mpath.read_text())
+            manifest = {k: m.get(k) for k in ("generator", "version", "seed", "per_class", "samples",
+                                               "train", "test", "events")}
+        except (OSError, ValueError):
+            manifest = None
     net.metadata.update({
         "training": {
             "command": "snnbench train",
-            "data": str(data), "epochs": epochs, "seed": seed, "hw_aware": hw_aware,
+            "data": str(data), "data_manifest": manifest, "epochs": epochs, "seed": seed, "hw_aware": hw_aware,
             "augment": aug_cfg.to_dict() if augment else None, "limit": limit,
             "config": cfg.to_dict(), "history": hist.epochs,
             "train_accuracy": train_acc, "test_accuracy": test_acc,

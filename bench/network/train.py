@@ -29,7 +29,7 @@ steps, scaled by ``T/300``)::
 
     L = mean_b sum_k (c[b,k] - y[b,k])^2 / (2 T)     dL/ds[b,t,k] = (c - y) / (B T)
 
-Optimiser: Adam (lr 0.005), L2 penalty ``l2 * |W|^2 / 2`` added to the gradient, weights
+Optimiser: Adam (lr 0.005, cosine decay to 5 % over the epochs by default), L2 penalty ``l2 * |W|^2 / 2`` added to the gradient, weights
 clipped to each layer's clamp after every step.  Deterministic for a given seed (batch order,
 augmentation, hardware-aware noise all come from one ``numpy.random.Generator``).
 
@@ -86,7 +86,7 @@ SURROGATES = ("exp", "sigmoid", "fast_sigmoid")
 @dataclass
 class TrainConfig:
     epochs: int = 30
-    batch_size: int = 32
+    batch_size: int = 8
     lr: float = 0.005
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
@@ -103,6 +103,17 @@ class TrainConfig:
     hw: hwaware.HWAwareConfig | None = None
     """Hardware-aware settings (default: hwaware.chip_defaults() when hw_aware)."""
     eval_every: int = 1
+    lr_schedule: str = "cosine"
+    """"cosine": lr decays from ``lr`` to ``lr * lr_min_fraction`` over the epochs (per epoch);
+    "constant": ``lr`` throughout."""
+    lr_min_fraction: float = 0.05
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of (0-based) ``epoch``."""
+        if self.lr_schedule == "constant" or self.epochs <= 1:
+            return self.lr
+        lo = self.lr * self.lr_min_fraction
+        return lo + (self.lr - lo) * 0.5 * (1.0 + math.cos(math.pi * epoch / (self.epochs - 1)))
 
     def __post_init__(self) -> None:
         if self.surrogate not in SURROGATES:
@@ -111,6 +122,10 @@ class TrainConfig:
             raise ValueError("epochs must be >= 0 and batch_size >= 1")
         if not (self.lr > 0 and self.l2 >= 0 and self.surrogate_width > 0):
             raise ValueError("lr and surrogate_width must be > 0, l2 >= 0")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r} (cosine, constant)")
+        if not 0 < self.lr_min_fraction <= 1:
+            raise ValueError("lr_min_fraction must be in (0, 1]")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -408,6 +423,7 @@ def train(net: Network, x_train: np.ndarray, y_train: np.ndarray, cfg: TrainConf
         tqdm = None
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
+        opt.lr = cfg.lr_at(epoch)
         order = rng.permutation(n)
         batches = [order[i:i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", file=sys.stderr,
@@ -430,7 +446,7 @@ def train(net: Network, x_train: np.ndarray, y_train: np.ndarray, cfg: TrainConf
                 bar.set_postfix(loss=f"{tot_loss / tot_seen:.3f}", acc=f"{tot_correct / tot_seen:.3f}")
         if progress and tqdm:
             bar.close()
-        rec: dict[str, float] = {"epoch": epoch + 1, "loss": tot_loss / max(tot_seen, 1),
+        rec: dict[str, float] = {"epoch": epoch + 1, "lr": opt.lr, "loss": tot_loss / max(tot_seen, 1),
                                  "train_accuracy_running": tot_correct / max(tot_seen, 1),
                                  "seconds": time.perf_counter() - t0}
         if x_test is not None and y_test is not None and len(y_test) and (
