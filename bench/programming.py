@@ -33,7 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from drivers.pechip import LinkStats, PEChip
+from bench.errors import ConfigError
+from drivers.errors import LimitError
+from drivers.pechip import MAX_WAIT_S, LinkStats, PEChip
 from firmware_iface.spec import Capability, CellFlag
 from firmware_iface.write_verify import PulseSchedule, WriteVerifyJob
 
@@ -59,18 +61,76 @@ class _ReadCounter:
         return self.chip.read_cells(rows, cols, v_read_v, averages)
 
 
-def default_schedule(tolerance_s: float = 5e-6, **overrides: Any) -> PulseSchedule:
+_STATION_CAPS = (("set_max_v", "v_set_max_v"), ("reset_max_v", "v_reset_max_v"),
+                 ("set_wl_v", "v_wl_max_v"), ("reset_wl_v", "v_wl_max_v"))
+"""Default schedule voltages lowered to a station limit (field, limit name)."""
+_STARTS = (("set_start_v", "set_max_v"), ("reset_start_v", "reset_max_v"))
+
+
+def station_adjustments(limits, **overrides: Any) -> dict[str, dict[str, Any]]:
+    """How the default schedule adapts to station ``limits`` (a ``ChipLimits``).
+
+    Each *default* voltage above its station limit is lowered to it (SET/RESET maximum and
+    word-line voltages); a default start voltage above the (effective) maximum of its ramp
+    is lowered to that maximum; a default ``max_pulses`` above ``max_pulses_per_cell`` is
+    lowered to it.  Fields in ``overrides`` (explicit user values) are never changed: they
+    are checked against the limits as given.  Returns ``{field: {"default", "value",
+    "limit"}}`` for the changed fields only (recorded in run files)."""
+    base = PulseSchedule()
+    out: dict[str, dict[str, Any]] = {}
+    eff: dict[str, float] = {}
+    for name, lim in _STATION_CAPS:
+        default, cap = getattr(base, name), float(getattr(limits, lim))
+        eff[name] = overrides.get(name, default)
+        if name not in overrides and default > cap:
+            out[name] = {"default": default, "value": cap, "limit": lim}
+            eff[name] = cap
+    for start, top in _STARTS:
+        default = getattr(base, start)
+        if start not in overrides and default > eff[top]:
+            why = out[top]["limit"] if top in out else (f"{top} (override)" if top in overrides else top)
+            out[start] = {"default": default, "value": float(eff[top]), "limit": why}
+    mp = int(getattr(limits, "max_pulses_per_cell", base.max_pulses))
+    if "max_pulses" not in overrides and base.max_pulses > mp:
+        out["max_pulses"] = {"default": base.max_pulses, "value": mp, "limit": "max_pulses_per_cell"}
+    return out
+
+
+def default_schedule(tolerance_s: float = 5e-6, *, limits=None, **overrides: Any) -> PulseSchedule:
     """The default schedule for an acceptance tolerance: the verify window is half of it,
-    leaving the other half for read noise and relaxation after the verify read."""
+    leaving the other half for read noise and relaxation after the verify read.
+
+    With station ``limits`` the *default* voltages adapt to the station (see
+    :func:`station_adjustments`); ``overrides`` are taken as given (a value beyond a limit
+    stays an error, raised by :func:`validate_schedule` / ``PEChip.check_schedule``)."""
+    if not np.isfinite(tolerance_s) or tolerance_s <= 0:
+        raise ValueError(f"tolerance must be a finite conductance > 0 S, got {tolerance_s!r}")
     base = PulseSchedule()
     window = min(base.tolerance_s, tolerance_s / 2)
-    return replace(base, tolerance_s=window, **overrides)
+    adapted = {} if limits is None else {k: d["value"] for k, d in station_adjustments(limits, **overrides).items()}
+    return replace(base, tolerance_s=window, **{**adapted, **overrides})
 
 
 def validate_schedule(schedule: PulseSchedule, chip_limits) -> None:
     """Raise :class:`drivers.errors.LimitError` if the schedule exceeds the station limits
     (no chip needed: used before the link is opened)."""
     PEChip.check_schedule(_LimitsOnly(chip_limits), schedule)  # type: ignore[arg-type]
+
+
+def schedule_for_station(station, tolerance_s: float = 5e-6) -> PulseSchedule:
+    """The default write-verify schedule adapted to ``station`` (a ``bench.station.Station``
+    or bare ``ChipLimits``) and checked against its limits: call it up front, before any work.
+
+    Raises :class:`bench.errors.ConfigError` naming the limit when no usable schedule exists
+    (e.g. the read voltage or pulse width of the schedule is outside the station limits)."""
+    limits = getattr(station, "limits", station)
+    src = getattr(station, "source", None) or "station"
+    try:
+        schedule = default_schedule(tolerance_s, limits=limits)
+        validate_schedule(schedule, limits)
+    except (ValueError, LimitError) as exc:
+        raise ConfigError(f"{src}: no usable write-verify schedule within the station limits: {exc}") from None
+    return schedule
 
 
 @dataclass
@@ -240,7 +300,7 @@ def program_cells(chip: PEChip, rows, cols, targets_s, schedule: PulseSchedule |
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if batch_cells < 1:
         raise ValueError("batch_cells must be >= 1")
-    schedule = schedule or default_schedule()
+    schedule = schedule or default_schedule(limits=chip.limits)
     chip.check_schedule(schedule)
     rows, cols, targets = _validate_targets(chip, rows, cols, targets_s)
     info = chip.info()
@@ -299,6 +359,26 @@ def program_cells(chip: PEChip, rows, cols, targets_s, schedule: PulseSchedule |
         res.host_seconds = time.process_time() - cpu0
         res.wall_seconds = time.perf_counter() - wall0
     return res
+
+
+def reverify(chip: PEChip, records: np.ndarray, tolerance_s: float, *, averages: int = 8,
+             v_read_v: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Re-check cells recorded as done by an earlier session (resume) with one averaged
+    array read: conductances relax and drift between sessions (and a different session may
+    not even hold the programmed state), so stored records are not trusted as they are.
+
+    ``records``: :data:`CELL_DTYPE` rows.  Returns ``(keep, readback_s)``: ``keep[i]`` is
+    True when record ``i`` still stands -- the cell was flagged stuck (a stuck cell does not
+    move; it is never counted as a success) or it reads within ``tolerance_s`` of its target
+    now; every other record must be programmed again."""
+    rec = np.asarray(records)
+    readback = read_map(chip, averages=averages, v_read_v=v_read_v)
+    if rec.size == 0:
+        return np.zeros(0, bool), readback
+    g = readback[rec["row"].astype(np.int64), rec["col"].astype(np.int64)]
+    stuck = (rec["flags"] & CellFlag.STUCK) > 0
+    within = np.abs(g - rec["target_s"]) <= tolerance_s
+    return stuck | within, readback
 
 
 def program_array(chip: PEChip, targets_s: np.ndarray, schedule: PulseSchedule | None = None,
@@ -362,19 +442,23 @@ class ReadStats:
 
     @property
     def std_s(self) -> np.ndarray:
-        """Per-cell read-to-read standard deviation (S); zeros for a single read."""
+        """Per-cell read-to-read standard deviation (S); NaN (not measurable) for a single read."""
         if self.maps_s.shape[0] < 2:
-            return np.zeros(self.maps_s.shape[1:])
+            return np.full(self.maps_s.shape[1:], np.nan)
         return self.maps_s.std(axis=0, ddof=1)
 
     def summary(self) -> dict[str, Any]:
+        """Figures; ``std_us`` and ``read_noise_rel_median`` are None (JSON null) when they
+        cannot be measured (a single read; no cell above 5 uS for the relative noise)."""
         m, s = self.mean_s, self.std_s
-        rel = s[m > 5e-6] / m[m > 5e-6]
+        noisy = self.maps_s.shape[0] >= 2
+        rel = s[m > 5e-6] / m[m > 5e-6] if noisy else np.zeros(0)
         return {"cells": int(m.size), "repeats": int(self.maps_s.shape[0]),
-                "mean_us": float(m.mean() * 1e6), "std_us": float(np.sqrt(np.mean(s ** 2)) * 1e6),
+                "mean_us": float(m.mean() * 1e6),
+                "std_us": float(np.sqrt(np.mean(s ** 2)) * 1e6) if noisy else None,
                 "map_std_us": float(m.std() * 1e6), "min_us": float(m.min() * 1e6),
                 "max_us": float(m.max() * 1e6),
-                "read_noise_rel_median": float(np.median(rel)) if rel.size else 0.0}
+                "read_noise_rel_median": float(np.median(rel)) if rel.size else None}
 
 
 def read_noise(chip: PEChip, repeats: int = 10, *, averages: int = 1, v_read_v: float = 0.2,
@@ -397,8 +481,8 @@ def retention(chip: PEChip, waits_s: Sequence[float], *, averages: int = 8, v_re
 
     Returns (elapsed chip seconds since the first read, maps (len(waits)+1, rows, columns))."""
     waits = [float(w) for w in waits_s]
-    if any(not np.isfinite(w) or w < 0 for w in waits):
-        raise ValueError("waits must be finite durations >= 0 s")
+    if any(not np.isfinite(w) or not 0 <= w <= MAX_WAIT_S for w in waits):
+        raise ValueError(f"waits must be durations in [0, {MAX_WAIT_S:g}] s")
     t, elapsed, maps = 0.0, [0.0], [read_map(chip, averages=averages, v_read_v=v_read_v)]
     if on_map is not None:
         on_map(0.0, maps[0])

@@ -50,8 +50,10 @@ class PulseSchedule:
                 continue
             if not np.isfinite(v) or v <= 0:
                 raise ValueError(f"PulseSchedule.{f.name} must be finite and > 0, got {v!r}")
-        if self.set_start_v > self.set_max_v or self.reset_start_v > self.reset_max_v:
-            raise ValueError("PulseSchedule start voltage above its maximum")
+        for start, top in (("set_start_v", "set_max_v"), ("reset_start_v", "reset_max_v")):
+            if getattr(self, start) > getattr(self, top):
+                raise ValueError(f"PulseSchedule start voltage above its maximum: {start} = "
+                                 f"{getattr(self, start):g} V > {top} = {getattr(self, top):g} V")
         if self.max_pulses > 0xFFFF or self.read_averages > 0xFFFF:
             raise ValueError("PulseSchedule max_pulses / read_averages must fit 16 bits")
 

@@ -13,7 +13,9 @@ the cells done so far; ``--resume`` programs only the remaining cells, each once
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,6 +30,7 @@ from bench.errors import DataFormatError, RunStoreError, UsageError
 from bench.runstore import RunFile, check_writable, open_run
 from bench.station import load_station
 from bench.commands._args import add_chip_argument
+from drivers.pechip import MAX_WAIT_S
 
 PROGRAM_KIND = "chip_program"
 READ_KIND = "chip_read"
@@ -45,7 +48,10 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                    help="acceptance tolerance in uS (default 5; the verify window is half of it)")
     p.add_argument("--mode", choices=P.MODES, default="board",
                    help="board: on-board write-verify (default); host: host-driven pulses and reads")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out (cells recorded as done are read back "
+                        "and re-programmed when no longer within tolerance)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file (without --resume)")
     p.add_argument("--out", required=True, metavar="RUN.h5", help="run file")
     p.add_argument("--bad-cells", metavar="RUN.h5",
                    help="route weights around the stuck cells found by a previous program run (--weights only)")
@@ -54,12 +60,14 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("--traces", action="store_true", help="record per-pulse traces (host mode)")
     p.add_argument("--no-probe", action="store_true",
                    help="skip the stuck probe of cells already inside the verify window")
-    for flag, field, unit in (("--set-max-v", "set_max_v", "V"), ("--reset-max-v", "reset_max_v", "V"),
+    for flag, field, unit in (("--set-start-v", "set_start_v", "V"), ("--reset-start-v", "reset_start_v", "V"),
+                              ("--set-max-v", "set_max_v", "V"), ("--reset-max-v", "reset_max_v", "V"),
                               ("--set-wl-v", "set_wl_v", "V"), ("--reset-wl-v", "reset_wl_v", "V"),
                               ("--width-s", "width_s", "s"), ("--max-pulses", "max_pulses", ""),
                               ("--read-averages", "read_averages", "")):
         p.add_argument(flag, dest=f"sched_{field}", type=int if unit == "" else float, default=None,
-                       help=f"override the pulse schedule's {field}")
+                       help=f"override the pulse schedule's {field}" + (f" ({unit})" if unit else "")
+                       + ("; the default is capped at the station limit" if unit == "V" else ""))
     p.set_defaults(func=program_command)
 
     r = chip.add_parser("read", parents=[common], help="read the conductance map (repeats, retention)",
@@ -69,18 +77,35 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     r.add_argument("--averages", type=int, default=8, help="on-board averages per read (default 8)")
     r.add_argument("--v-read", type=float, default=0.2, help="read voltage in V (default 0.2)")
     r.add_argument("--wait-s", type=float, nargs="*", default=[], metavar="S",
-                   help="retention: read again after each of these waits (chip seconds, cumulative)")
+                   help=f"retention: read again after each of these waits (chip seconds, cumulative; "
+                        f"each <= {MAX_WAIT_S:g})")
     r.add_argument("--out", required=True, metavar="RUN.h5", help="run file")
     r.set_defaults(func=read_command)
 
 
 # --- helpers ---------------------------------------------------------------------------------
+NPY_MAGIC = b"\x93NUMPY"
+
+
 def _load_npy(path: str, what: str) -> np.ndarray:
     try:
-        a = np.load(path, allow_pickle=False)
+        with open(path, "rb") as fh:
+            head = fh.read(len(NPY_MAGIC))
     except FileNotFoundError:
         raise DataFormatError(f"{path}: no such {what} file") from None
+    except IsADirectoryError:
+        raise DataFormatError(f"{path}: is a directory, not a .npy {what} file") from None
+    except OSError as exc:
+        raise DataFormatError(f"{path}: cannot read the {what} file ({exc.strerror})") from None
+    if head != NPY_MAGIC:
+        kind = "an .npz archive" if head.startswith(b"PK") else ("empty" if not head else "not a .npy file")
+        raise DataFormatError(f"{path}: {kind}; expected one .npy {what} array (numpy.save)")
+    try:
+        a = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
+        if "bject arrays" in str(exc):
+            raise DataFormatError(f"{path}: holds a pickled (object) array; expected a numeric .npy "
+                                  f"{what} array") from None
         raise DataFormatError(f"{path}: not a readable .npy {what} array ({exc})") from None
     if not isinstance(a, np.ndarray):
         raise DataFormatError(f"{path}: expected one .npy array, got {type(a).__name__}")
@@ -111,15 +136,19 @@ def _mapping(args, levels_s=None, rows: int = 128, columns: int = 24) -> M.Layer
         raise DataFormatError(f"{args.weights or args.levels}: {exc}") from None
 
 
-def _schedule(args) -> Any:
+def _schedule(args, limits) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """The pulse schedule: defaults adapted to the station ``limits`` (recorded), explicit
+    overrides as given; checked against the limits (LimitError, exit 2)."""
     tol = args.tolerance_us
     if not np.isfinite(tol) or tol <= 0:
         raise UsageError(f"--tolerance-us must be a finite value > 0, got {tol!r}")
     over = {k[6:]: v for k, v in vars(args).items() if k.startswith("sched_") and v is not None}
     try:
-        return P.default_schedule(tol * 1e-6, **over)
+        schedule = P.default_schedule(tol * 1e-6, limits=limits, **over)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"pulse schedule: {exc}") from None
+    P.validate_schedule(schedule, limits)
+    return schedule, P.station_adjustments(limits, **over)
 
 
 class _DeferSigint:
@@ -144,17 +173,34 @@ class _DeferSigint:
                 raise KeyboardInterrupt
 
 
-def _out_path(path: str) -> Path:
-    """The run file path, checked before any work (a bad path is an input error: exit 2)."""
+def _out_path(path: str, *, overwrite: bool = True) -> Path:
+    """The run file path, checked before any work (a bad path is an input error: exit 2).
+
+    Besides the permission checks, a probe file is really created (and removed) in the
+    nearest existing directory, so file systems that refuse new files (``/proc``, read-only
+    mounts, full disks) fail here rather than after the link is open.  ``overwrite=False``
+    refuses an existing file."""
     parent = Path(path).parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
         raise UsageError(f"{path}: {parent} is not a directory; cannot create the run file")
     try:
-        return check_writable(path)
+        out = check_writable(path)
     except RunStoreError as exc:
         raise UsageError(str(exc)) from None
+    if not overwrite and out.exists():
+        raise UsageError(f"{out}: exists; pass --force to overwrite it (or --resume to continue that run)")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".snnbench-probe-", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot create files in {parent} ({exc.strerror or exc})") from None
+    os.close(fd)
+    try:
+        os.unlink(probe)
+    except OSError:
+        pass
+    return out
 
 
 def _previous(path: Path, targets: np.ndarray) -> np.ndarray | None:
@@ -178,14 +224,13 @@ def program_command(args: argparse.Namespace) -> dict[str, Any]:
 
     # 1. validate everything before touching the link or the file system
     station = load_station(args.station)
-    schedule = _schedule(args)
-    P.validate_schedule(schedule, station.limits)
+    schedule, adjusted = _schedule(args, station.limits)
     if args.bad_cells and not args.weights:
         raise UsageError("--bad-cells applies to --weights (a level map is programmed as given)")
     mapping = _mapping(args)
     if args.batch < 1:
         raise UsageError("--batch must be >= 1")
-    out = _out_path(args.out)
+    out = _out_path(args.out, overwrite=args.resume or args.force)
     previous = _previous(out, mapping.targets_s.ravel()) if args.resume else None
     tol_s = args.tolerance_us * 1e-6
 
@@ -201,9 +246,16 @@ def program_command(args: argparse.Namespace) -> dict[str, Any]:
         rr, cc = np.indices(targets.shape)
         rows, cols, tflat = rr.ravel(), cc.ravel(), targets.ravel()
         skip = np.zeros(tflat.size, bool)
+        resumed, requeued = 0, np.zeros(0, np.int64)
         if previous is not None and previous.size:
+            # Re-verify what the file says is done (one averaged array read): relaxation and
+            # drift between sessions, or a different session/board state, make stale records.
+            keep, _ = P.reverify(chip, previous, tol_s, averages=max(8, schedule.read_averages),
+                                 v_read_v=schedule.v_read_v)
+            resumed = int(previous.size)
+            requeued = previous["index"][~keep].astype(np.int64)
+            previous = previous[keep]
             skip[previous["index"]] = True
-        resumed = int(skip.sum())
         mode = "a" if previous is not None else "w"
         with RunFile(out, PROGRAM_KIND, mode=mode, station=station.as_dict(),
                      seeds={"chip_seed": station.chip.seed, "run_seed": station.chip.run_seed},
@@ -219,11 +271,21 @@ def program_command(args: argparse.Namespace) -> dict[str, Any]:
                     run.write("mapping/weights", mapping.weights, units="weight")
                     run.write("mapping/quantised_weights", mapping.quantised_weights, units="weight")
                 run.set_attrs("mapping", **mapping.as_attrs())
-                run.set_attrs("schedule", **{k: getattr(schedule, k) for k in schedule.__dataclass_fields__})
+                run.set_attrs("schedule", **{k: getattr(schedule, k) for k in schedule.__dataclass_fields__},
+                              station_capped=adjusted)
                 run.flush()
             if "cells" not in run.h5:
                 run.append("cells", np.zeros(0, P.CELL_DTYPE), units="S (target_s, g_s)")
                 run.flush()
+            elif requeued.size:
+                with _DeferSigint():            # drop the stale records: those cells are redone
+                    ds = run.h5["cells"]
+                    stored = ds[()]
+                    kept = stored[~np.isin(stored["index"], requeued)]
+                    ds.resize(kept.shape[0], axis=0)
+                    ds[:] = kept
+                    ds.attrs["requeued_total"] = int(ds.attrs.get("requeued_total", 0)) + int(requeued.size)
+                    run.flush()
 
             def on_batch(sel: np.ndarray, res: P.ProgramResult, traces: np.ndarray | None) -> None:
                 with _DeferSigint():
@@ -254,6 +316,7 @@ def program_command(args: argparse.Namespace) -> dict[str, Any]:
                 "modelled_seconds": float(res.modelled_seconds(station.link.baud, station.link.latency_s)),
                 "chip_seconds": float(link.chip_seconds), "host_seconds": float(res.host_seconds),
                 "wall_seconds": float(res.wall_seconds), "mode": args.mode, "resumed_cells": resumed,
+                "requeued_cells": int(requeued.size), "schedule_station_capped": adjusted,
                 "scale_s": float(mapping.scale_s), "out": str(out),
             })
             run.set_attrs("summary", **summary)
@@ -271,8 +334,9 @@ def read_command(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--averages must be in [1, 65535], got {args.averages}")
     station.limits.check("read voltage", args.v_read, "v_read_max_v", low=1e-3)
     waits = list(args.wait_s or [])
-    if any(not np.isfinite(w) or w < 0 for w in waits):
-        raise UsageError("--wait-s values must be finite durations >= 0 s")
+    bad = [w for w in waits if not np.isfinite(w) or not 0 <= w <= MAX_WAIT_S]
+    if bad:
+        raise UsageError(f"--wait-s values must be durations in [0, {MAX_WAIT_S:g}] s, got {bad[0]!r}")
     out = _out_path(args.out)
     t0 = time.process_time()
     with open_bench(args.station, args.chip) as b:
@@ -308,5 +372,6 @@ def read_command(args: argparse.Namespace) -> dict[str, Any]:
             summary.update({"round_trips": int(link.round_trips), "bytes": int(link.bytes_tx + link.bytes_rx),
                             "modelled_seconds": float(link.modelled_seconds(station.link.baud, station.link.latency_s)),
                             "host_seconds": float(time.process_time() - t0), "out": str(out)})
-            run.set_attrs("summary", **{k: v for k, v in summary.items() if k != "retention"})
+            run.set_attrs("summary", **{k: (np.nan if v is None else v) for k, v in summary.items()
+                                        if k != "retention"})
     return summary
