@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -278,3 +279,138 @@ def test_program_weights_routed_around_bad_cells(capsys, tmp_path, levels):
     code, so, err = run(capsys, "chip", "program", "--chip", CHIP, "--levels", str(levels), "--bad-cells", str(first),
                         "--out", str(tmp_path / "x.h5"))
     assert code == 2
+
+
+# --- QA regressions ----------------------------------------------------------------------------
+LAB_LIMITS = """
+[limits]
+v_set_max_v = 3.5
+v_reset_max_v = 3.5
+v_wl_max_v = 3.0
+v_read_max_v = 0.3
+v_spike_max_v = 0.3
+pulse_width_min_s = 100e-9
+pulse_width_max_s = 10e-6
+"""
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """The limits of bench/stations/lab_example.toml on the virtual chip."""
+    p = tmp_path / "lab.toml"
+    p.write_text(f'[chip]\nurl = "{CHIP}"\n' + LAB_LIMITS)
+    return str(p)
+
+
+def test_program_default_schedule_fits_station(capsys, tmp_path, levels, lab):
+    """B: no override flags needed on a station with lower limits; the capping is recorded."""
+    out = tmp_path / "lab.h5"
+    code, so, err = run(capsys, "--station", lab, "chip", "program", "--levels", str(levels),
+                        "--out", str(out), "--json")
+    assert code == 0, err
+    d = json.loads(so)
+    assert d["within_tolerance"] >= 0.99
+    assert d["schedule_station_capped"]["set_max_v"] == {"default": 4.0, "value": 3.5, "limit": "v_set_max_v"}
+    with h5py.File(out, "r") as h5:
+        a = h5["schedule"].attrs
+        assert (a["set_max_v"], a["reset_max_v"], a["reset_wl_v"]) == (3.5, 3.5, 3.0)
+        capped = json.loads(a["station_capped"])
+        assert set(capped) == {"set_max_v", "reset_max_v", "reset_wl_v"}
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--set-max-v", "3.6"], "v_set_max_v"),                 # explicit override beyond a limit
+    (["--reset-wl-v", "3.1"], "v_wl_max_v"),
+    (["--set-start-v", "3.6"], "set_start_v = 3.6 V > set_max_v = 3.5 V"),
+    (["--reset-start-v", "2.0", "--reset-max-v", "1.5"], "reset_start_v = 2 V > reset_max_v = 1.5 V"),
+])
+def test_program_schedule_overrides_checked_before_work(capsys, tmp_path, levels, lab, no_link, extra, needle):
+    out = tmp_path / "o.h5"
+    code, so, err = run(capsys, "--station", lab, "chip", "program", "--levels", str(levels),
+                        "--out", str(out), *extra)
+    assert code == 2 and needle in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_program_start_voltage_flags(capsys, tmp_path, levels):
+    out = tmp_path / "s.h5"
+    code, so, err = run(capsys, "chip", "program", "--chip", CHIP, "--levels", str(levels), "--set-start-v", "1.5",
+                        "--reset-start-v", "1.4", "--out", str(out), "--json")
+    assert code == 0, err
+    with h5py.File(out, "r") as h5:
+        assert h5["schedule"].attrs["set_start_v"] == 1.5 and h5["schedule"].attrs["reset_start_v"] == 1.4
+
+
+def test_program_refuses_to_overwrite_without_force(capsys, tmp_path, levels, monkeypatch):
+    """G: an existing file (here: a chip read run) is not overwritten unless --force."""
+    out = tmp_path / "other.h5"
+    with h5py.File(out, "w") as h5:
+        h5.attrs["kind"] = "chip_read"
+        h5["maps/g_s"] = np.zeros((1, 128, 24))
+    before = out.read_bytes()
+
+    def boom(*a, **k):
+        raise AssertionError("the link was opened")
+    with monkeypatch.context() as m:
+        m.setattr(bench.session, "open_bench", boom)
+        code, so, err = run(capsys, "chip", "program", "--chip", CHIP, "--levels", str(levels), "--out", str(out))
+    assert code == 2 and str(out) in err and "--force" in err
+    assert out.read_bytes() == before
+    code, so, err = run(capsys, "chip", "program", "--chip", CHIP, "--levels", str(levels), "--out", str(out),
+                        "--force", "--json")
+    assert code == 0, err
+    with h5py.File(out, "r") as h5:
+        assert h5.attrs["kind"] == "chip_program" and h5.attrs["complete"]
+
+
+def test_program_out_probe_file_before_work(capsys, tmp_path, levels, no_link, monkeypatch):
+    """F: the early check really creates (and removes) a file in the target directory."""
+    import bench.commands.chip_program as CP
+    made = []
+    real = CP.tempfile.mkstemp
+
+    def spy(*a, **k):
+        fd, name = real(*a, **k)
+        made.append(name)
+        return fd, name
+    monkeypatch.setattr(CP.tempfile, "mkstemp", spy)
+    with pytest.raises(AssertionError, match="link was opened"):
+        main(["chip", "program", "--chip", CHIP, "--levels", str(levels), "--out", str(tmp_path / "sub" / "o.h5")])
+    assert len(made) == 1 and made[0].startswith(str(tmp_path)) and not Path(made[0]).exists()
+
+    def refuse(*a, **k):
+        raise PermissionError(30, "Read-only file system")
+    monkeypatch.setattr(CP.tempfile, "mkstemp", refuse)
+    out = tmp_path / "ro.h5"
+    code, so, err = run(capsys, "chip", "program", "--chip", CHIP, "--levels", str(levels), "--out", str(out))
+    assert code == 2 and "Read-only file system" in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_program_not_npy_message(capsys, tmp_path, no_link):
+    p = tmp_path / "w.npy"
+    p.write_text("1,2,3\n")
+    code, so, err = run(capsys, "chip", "program", "--chip", CHIP, "--weights", str(p), "--out", str(tmp_path / "o.h5"))
+    assert code == 2 and "not a .npy file" in err and "pickled" not in err
+    obj = tmp_path / "obj.npy"
+    np.save(obj, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    code, so, err = run(capsys, "chip", "program", "--chip", CHIP, "--weights", str(obj), "--out", str(tmp_path / "o.h5"))
+    assert code == 2 and "pickled (object)" in err
+
+
+@pytest.mark.parametrize("wait", ["1e30", "2e7", "inf", "nan"])
+def test_read_wait_bounded_before_work(capsys, tmp_path, no_link, wait):
+    """C: an out-of-range --wait-s is a one-line usage error; no run file."""
+    out = tmp_path / "r.h5"
+    code, so, err = run(capsys, "chip", "read", "--chip", CHIP, "--wait-s", "1", wait, "--out", str(out))
+    assert code == 2 and "--wait-s" in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_read_single_repeat_reports_null_noise(capsys, tmp_path):
+    """D: std_us / read_noise_rel_median cannot be measured from one read: null."""
+    out = tmp_path / "r1.h5"
+    code, so, err = run(capsys, "chip", "read", "--chip", CHIP, "--repeats", "1", "--out", str(out), "--json")
+    assert code == 0, err
+    d = json.loads(so)
+    assert d["std_us"] is None and d["read_noise_rel_median"] is None and d["mean_us"] > 0
+    with h5py.File(out, "r") as h5:
+        assert np.isnan(h5["summary"].attrs["std_us"]) and np.isnan(h5["maps/std_s"][()]).all()

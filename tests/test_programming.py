@@ -1,6 +1,8 @@
 """Write-verify programming and readout against the virtual chip (issue 4, bench/programming.py)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -214,3 +216,109 @@ def test_benchmark_targets(capsys):
     assert mod.main(["--json", "--baseline-cells", "24"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["targets_met"]["board_modelled_le_30s"] and d["speedup_modelled_board_vs_baseline"] > 20
+
+
+# --- QA regressions ----------------------------------------------------------------------------
+LAB = ChipLimits(v_set_max_v=3.5, v_reset_max_v=3.5, v_wl_max_v=3.0, v_read_max_v=0.3,
+                 pulse_width_min_s=100e-9, pulse_width_max_s=10e-6)
+
+
+def test_default_schedule_adapts_to_station_limits():
+    """B: the default schedule is capped at the station limits (lab_example.toml: 3.5/3.5/3.0)."""
+    s = P.default_schedule(TOL, limits=LAB)
+    assert (s.set_max_v, s.reset_max_v, s.set_wl_v, s.reset_wl_v) == (3.5, 3.5, 1.8, 3.0)
+    assert (s.set_start_v, s.reset_start_v) == (1.2, 1.2)
+    P.validate_schedule(s, LAB)
+    adj = P.station_adjustments(LAB)
+    assert set(adj) == {"set_max_v", "reset_max_v", "reset_wl_v"}
+    assert adj["reset_wl_v"] == {"default": 3.3, "value": 3.0, "limit": "v_wl_max_v"}
+    # without limits nothing changes (golden schedule), and generous limits change nothing
+    assert P.default_schedule(TOL) == replace(PulseSchedule(), tolerance_s=TOL / 2)
+    assert P.station_adjustments(ChipLimits(v_set_max_v=5, v_reset_max_v=5, v_wl_max_v=5)) == {}
+    # start voltages follow a maximum below them; max_pulses follows the station
+    low = ChipLimits(v_set_max_v=1.0, v_reset_max_v=1.1, v_wl_max_v=1.5, max_pulses_per_cell=100)
+    s = P.default_schedule(TOL, limits=low)
+    assert (s.set_start_v, s.set_max_v, s.reset_start_v, s.reset_max_v) == (1.0, 1.0, 1.1, 1.1)
+    assert (s.set_wl_v, s.reset_wl_v, s.max_pulses) == (1.5, 1.5, 100)
+    P.validate_schedule(s, low)
+    # explicit overrides are taken as given: beyond a limit stays an error
+    s = P.default_schedule(TOL, limits=LAB, set_max_v=3.8)
+    assert s.set_max_v == 3.8 and s.reset_max_v == 3.5
+    with pytest.raises(LimitError, match="v_set_max_v"):
+        P.validate_schedule(s, LAB)
+    assert P.default_schedule(TOL, limits=LAB, set_max_v=1.0).set_start_v == 1.0
+
+
+def test_schedule_for_station():
+    from bench.errors import ConfigError
+    from bench.station import Station, load_station
+    from pathlib import Path
+
+    lab = load_station(Path(P.__file__).parent / "stations" / "lab_example.toml")
+    s = P.schedule_for_station(lab)
+    P.validate_schedule(s, lab.limits)
+    assert s.set_max_v == 3.5 and s.reset_wl_v == 3.0 and s.tolerance_s == 2.5e-6
+    assert P.schedule_for_station(lab, tolerance_s=2e-6).tolerance_s == 1e-6
+    assert P.schedule_for_station(Station()) == P.default_schedule(5e-6)      # built-in bench
+    for limits, name in ((ChipLimits(v_read_max_v=0.1), "v_read_max_v"),
+                         (ChipLimits(pulse_width_max_s=500e-9), "pulse_width_max_s")):
+        with pytest.raises(ConfigError, match=name):
+            P.schedule_for_station(Station(limits=limits))
+    with pytest.raises(ConfigError, match="tolerance"):
+        P.schedule_for_station(lab, tolerance_s=0)
+
+
+def test_start_voltage_error_names_fields():
+    with pytest.raises(ValueError, match=r"set_start_v = 2 V > set_max_v = 1.5 V"):
+        PulseSchedule(set_start_v=2.0, set_max_v=1.5)
+    with pytest.raises(ValueError, match=r"reset_start_v = 3 V > reset_max_v = 2.5 V"):
+        PulseSchedule(reset_start_v=3.0, reset_max_v=2.5)
+
+
+def test_program_cells_default_schedule_follows_chip_limits():
+    with _chip(1, limits=LAB) as chip:
+        res = P.program_cells(chip, [0, 1], [0, 0], [40e-6, 80e-6])
+        assert res.schedule.set_max_v == 3.5 and res.schedule.reset_wl_v == 3.0
+        assert res.success.all()
+
+
+def test_reverify_requeues_cells_no_longer_within_tolerance():
+    """A: stored records are re-checked against one averaged read of the array."""
+    t = M.map_levels(M.random_levels(3)).targets_s.ravel()[:480]
+    rows, cols = np.arange(480) // 24, np.arange(480) % 24
+    with _chip(5) as chip:
+        res = P.program_cells(chip, rows, cols, t)
+        rec = res.records()
+        n0 = chip.stats.round_trips
+        keep, rb = P.reverify(chip, rec, TOL)
+        assert chip.stats.round_trips == n0 + 1 and rb.shape == (128, 24)
+        assert keep[res.stuck].all()
+        ok = res.success & ~res.stuck
+        assert keep[ok].mean() >= 0.99                      # same session: still programmed
+        far = np.abs(rb[rows, cols] - t) > TOL
+        assert np.array_equal(keep, res.stuck | ~far)
+    with _chip(5, run_seed=1) as chip:                      # a new session: nothing programmed
+        keep, rb = P.reverify(chip, rec, TOL)
+        far = np.abs(rb[rows, cols] - t) > TOL
+        assert np.array_equal(~keep, far & ~res.stuck) and (~keep).sum() > 300
+    with _chip(5) as chip:
+        keep, _ = P.reverify(chip, rec[:0], TOL)
+        assert keep.shape == (0,)
+
+
+def test_read_stats_single_read_has_no_noise_figure():
+    """D: one read cannot measure read-to-read noise: null, not 0."""
+    with _chip(4) as chip:
+        s = P.read_noise(chip, 1).summary()
+        assert s["std_us"] is None and s["read_noise_rel_median"] is None and s["repeats"] == 1
+        assert np.isnan(P.read_noise(chip, 1).std_s).all()
+        assert P.read_noise(chip, 2).summary()["std_us"] > 0
+
+
+def test_retention_wait_bounded():
+    """C: waits beyond the driver's range are refused before anything is read."""
+    with _chip(4) as chip:
+        for w in (1e30, 1.1e7, float("inf"), -1):
+            with pytest.raises(ValueError, match="waits"):
+                P.retention(chip, [w])
+        assert chip.stats.round_trips == 0
