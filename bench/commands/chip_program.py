@@ -1,14 +1,18 @@
 """``snnbench chip program`` and ``snnbench chip read`` (issue 4).
 
     snnbench chip program [--chip URL] (--weights W.npy | --levels L.npy) [--tolerance-us 5]
-                          [--mode host|board] [--resume] --out RUN.h5 [--json]
+                          [--mode host|board] [--resume | --force] --out RUN.h5 [--json]
     snnbench chip read [--chip URL] [--repeats N] [--averages A] [--wait-s S ...] --out RUN.h5 [--json]
 
 Everything that can be checked (input files, shapes, NaN/inf, level range, tolerance,
 schedule against the station limits, the run file path, resume consistency) is checked
 before the link is opened or the run file is created.  Programming appends each finished
 batch of cells to the run file and flushes it, so an interruption leaves a readable file with
-the cells done so far; ``--resume`` programs only the remaining cells, each once.
+the cells done so far; ``--resume`` reads back the cells recorded as done (one averaged array
+read), re-queues those no longer within tolerance, and programs them with the remaining cells.
+The default pulse schedule is capped at the station limits (recorded in the run file);
+explicit overrides beyond a limit are an error.  Without ``--resume``, an existing ``--out``
+file is only overwritten with ``--force``.
 """
 from __future__ import annotations
 
