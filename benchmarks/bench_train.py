@@ -1,6 +1,6 @@
 """Training speed (issue 7): forward + backward + Adam step per sample, 800-480-120-11, 300 steps.
 
-Usage: .venv/bin/python benchmarks/bench_train.py [--batch 32] [--repeats 5] [--rate 0.032] [--json]
+Usage: .venv/bin/python benchmarks/bench_train.py [--batch 8] [--repeats 5] [--rate 0.032] [--json]
 
 Random binary input spikes at ``--rate`` per input per step (0.032 = the default synthetic set's
 measured density); the network is initialised by ``calibrate_init`` to 5 % firing so that the
@@ -61,7 +61,7 @@ def measure(batch: int, repeats: int, rate: float, hw_aware: bool) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--rate", type=float, default=0.032)
     ap.add_argument("--json", action="store_true")
