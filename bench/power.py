@@ -7,15 +7,19 @@ hardware trigger):
    power the rails up (compliance first, then 0 V -> ramp);
 2. idle baseline: arm every SMU for ``idle_points`` at the sample interval, fetch, and take
    the mean power per rail;
-3. per chunk of samples that fits board memory: arm every SMU for a trace that covers the
-   expected run time with a margin, RUN the chunk back to back, fetch the traces;
+3. per chunk of samples that fits board memory, host memory (``MAX_CHUNK_SAMPLES``) and
+   every SMU's buffer: arm every SMU for a trace that covers the expected run time with a
+   margin, RUN the chunk back to back, fetch the traces (the workload is generated per chunk);
 4. energy per rail = sum(I_k * V * period) over the trace minus idle power x trace duration:
    whatever idle time the trace holds before and after the run cancels, so the run need
    not be aligned with the trace, only covered by it.
 
-The sample interval defaults to the aperture (NPLC / line frequency), so the points tile the
-trace without gaps and the integral is exact; a longer interval (huge runs) stretches the
-aperture to match when the instrument allows it.
+Every SMU's aperture equals the sample interval, so the points tile the trace without gaps
+and the integral is exact.  The interval defaults to the station's aperture (NPLC / line
+frequency); an explicit interval sets every aperture to it and must lie within every SMU's
+aperture and timer range (``plan_interval``), otherwise it is a usage error - an aperture
+shorter than the interval would sample the rail, missing or over-counting a short run.
+Interval, chunk size and trace lengths are checked before anything is programmed or powered.
 
 Reported (all rails, baseline subtracted): ``average_power_w`` = net energy / run time,
 ``energy_per_sample_j`` = net energy / samples (= average power x latency),
@@ -26,16 +30,93 @@ definition of the chip model (``sim_backend.physics.energy``: "dense" = synapses
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from bench.errors import MeasurementError
+from bench.errors import MeasurementError, UsageError
 from drivers.instruments import Smu, Trace
 
 SOP_DEFINITIONS = ("dense", "event")
+MAX_SAMPLES = 1_000_000
+"""Upper bound of ``--samples`` (about 44 s of chip time; the workload is generated per chunk)."""
+MAX_CHUNK_SAMPLES = 4096
+"""Samples per RUN at most (host memory: 4096 x 300 x 128 spike bits, ~160 MB as bool)."""
+MAX_IDLE_POINTS = 10_000
+"""Upper bound of ``--idle-points`` (and never more than the smallest SMU buffer)."""
+MAX_MARGIN = 10.0
+"""Upper bound of ``--margin`` (the trace covers at most 11 x the expected run time)."""
+
+
+class ArrayWorkload:
+    """A workload held in memory: spikes (n, steps, rows) bool."""
+
+    def __init__(self, spikes: np.ndarray) -> None:
+        self.spikes = np.asarray(spikes, dtype=bool)
+        if self.spikes.ndim != 3:
+            raise MeasurementError(f"power: spikes must be (samples, steps, rows), got shape {self.spikes.shape}")
+        self.n_samples, self.steps = int(self.spikes.shape[0]), int(self.spikes.shape[1])
+
+    def chunks(self, size: int) -> Iterator[np.ndarray]:
+        for i in range(0, self.n_samples, size):
+            yield self.spikes[i:i + size]
+
+
+class ReferenceWorkload:
+    """``sim_backend.physics.energy.reference_workload(n, seed)`` generated chunk by chunk.
+
+    Bit-identical to the one-shot function (tested), but memory is bounded by the chunk
+    (the one-shot form needs ~330 kB per sample at once).  The generator's streams are
+    replayed: rates (normals), then the Bernoulli draws (one 64-bit draw per double, so the
+    weights' state is reached with ``advance``), then the weights.
+    """
+
+    steps = 300
+    rows = 128
+    _block = 256
+
+    def __init__(self, n_samples: int, seed: int = 0) -> None:
+        if not 1 <= n_samples <= MAX_SAMPLES:
+            raise UsageError(f"--samples must be in 1..{MAX_SAMPLES}, got {n_samples}")
+        self.n_samples = int(n_samples)
+        self.seed = int(seed)
+        self._start = np.random.default_rng([self.seed, 0xE4E]).bit_generator.state
+        bg = self._bitgen()
+        rng = np.random.Generator(bg)
+        left = self.n_samples * 120
+        while left:                      # skip the rates' normals to reach the Bernoulli stream
+            k = min(left, 1 << 20)
+            rng.standard_normal(k)
+            left -= k
+        self._spikes_state = bg.state
+        bg.advance(self.n_samples * self.steps * 120)
+        w = np.clip(np.random.Generator(bg).normal(0.0, 1.2, (120, 11)), -3.0, 3.0)
+        g_unit, step = 50e-6, 10e-6
+        g = np.zeros((self.rows, 24))
+        g[:120, 0:22:2] = np.round(np.maximum(w, 0) * g_unit / step) * step
+        g[:120, 1:22:2] = np.round(np.maximum(-w, 0) * g_unit / step) * step
+        self.conductances_s = g
+
+    def _bitgen(self, state: dict | None = None) -> np.random.BitGenerator:
+        bg = np.random.PCG64()
+        bg.state = state or self._start
+        return bg
+
+    def chunks(self, size: int) -> Iterator[np.ndarray]:
+        rates_rng = np.random.Generator(self._bitgen(self._start))
+        spikes_rng = np.random.Generator(self._bitgen(self._spikes_state))
+        sigma = 0.8
+        for i in range(0, self.n_samples, size):
+            c = min(size, self.n_samples - i)
+            out = np.zeros((c, self.steps, self.rows), dtype=bool)
+            for j in range(0, c, self._block):
+                b = min(self._block, c - j)
+                rates = np.exp(rates_rng.normal(np.log(0.05) - sigma ** 2 / 2, sigma, (b, 1, 120)))
+                rates = np.minimum(rates, 0.4)
+                out[j:j + b, :, :120] = spikes_rng.random((b, self.steps, 120)) < rates
+            yield out
 
 
 @dataclass
@@ -74,22 +155,84 @@ def power_up(smus: Sequence[Smu], setups: Sequence[RailSetup]) -> None:
         smu.enable(s.voltage_v)
 
 
-def _interval(smus: Sequence[Smu], duration_s: float, wanted: float | None) -> float:
-    base = max(max(s.aperture_s, s.range.min_interval_s) for s in smus)
-    interval = max(base, wanted or 0.0)
-    cap = min(s.range.buffer_points for s in smus)
-    if duration_s / interval > cap:
-        interval = duration_s / cap * 1.001
+def aperture_limits_s(smu: Smu) -> tuple[float, float]:
+    """Shortest and longest gap-free sample interval of one SMU (aperture = interval).
+
+    The aperture spans NPLC ``[nplc_min, nplc_max]`` of the line period; the timer spans
+    ``[min_interval_s, max_interval_s]``.
+    """
+    r, lf = smu.range, smu.line_frequency_hz
+    return max(r.nplc_min / lf, r.min_interval_s), min(r.nplc_max / lf, r.max_interval_s)
+
+
+def describe_range_us(spans: Sequence[tuple[float, float]]) -> str:
+    """'200..200000 us at 50 Hz, 166.667..166667 us at 60 Hz' for (lo, hi) at 50 and 60 Hz."""
+    return ", ".join(f"{lo * 1e6:.6g}..{hi * 1e6:.6g} us at {lf} Hz" for (lo, hi), lf in zip(spans, (50, 60)))
+
+
+def _describe_limits(smu: Smu) -> str:
+    r, lf = smu.range, smu.line_frequency_hz
+    lo, hi = aperture_limits_s(smu)
+    return (f"{smu.model} on {smu.rail or 'its rail'} integrates {lo * 1e6:.6g}..{hi * 1e6:.6g} us "
+            f"(NPLC {r.nplc_min:g}..{r.nplc_max:g} at {lf:g} Hz, timer up to {r.max_interval_s:g} s)")
+
+
+def plan_interval(smus: Sequence[Smu], wanted_s: float | None,
+                  apertures_s: Sequence[float | None] | None = None) -> float:
+    """The sample interval of every trace: gap-free, i.e. each SMU's aperture equals it.
+
+    The energy integral sum(I_k * V * period) is only right when every point averages over
+    its whole period: with an aperture shorter than the interval the points sample the rail
+    and a short run is either missed or counted period/aperture times over.  So the interval
+    must be one every SMU can integrate over; anything else is a usage error naming
+    ``--interval-us`` and the instrument's limits (never silently replaced).
+
+    Default (``wanted_s`` None): the longest configured aperture (or timer minimum) of the
+    SMUs (``apertures_s``, e.g. from the station's NPLC, else the instruments' current ones).
+    """
+    if wanted_s is None:
+        aps = list(apertures_s) if apertures_s is not None else [None] * len(smus)
+        interval = max(max(a if a is not None else s.aperture_s, s.range.min_interval_s)
+                       for s, a in zip(smus, aps))
+        flag = f"the SMUs' apertures (station nplc, longest {interval * 1e6:.6g} us)"
+    else:
+        interval = float(wanted_s)
+        if not (math.isfinite(interval) and interval > 0):
+            raise UsageError(f"--interval-us must be a finite number > 0, got {interval * 1e6:g}")
+        flag = f"--interval-us {interval * 1e6:.6g}"
+    lo = max(aperture_limits_s(s)[0] for s in smus)
+    hi = min(aperture_limits_s(s)[1] for s in smus)
+    for s in smus:
+        s_lo, s_hi = aperture_limits_s(s)
+        if not s_lo * (1 - 1e-9) <= interval <= s_hi * (1 + 1e-9):
+            span = (f"all SMUs together accept {lo * 1e6:.6g}..{hi * 1e6:.6g} us" if lo <= hi
+                    else "the SMUs have no interval in common")
+            raise UsageError(f"{flag}: not a gap-free sample interval for every SMU (the aperture must "
+                             f"equal the interval for an exact energy integral): the {_describe_limits(s)}; "
+                             f"{span}")
     return interval
 
 
 def _match_aperture(smus: Sequence[Smu], interval: float) -> None:
-    """Stretch the aperture to the interval where the instrument allows it (gap-free tiling)."""
+    """Set every SMU's aperture to the interval (gap-free tiling; ``plan_interval`` checked it)."""
     for s in smus:
-        if s.aperture_s < interval * (1 - 1e-9):
-            nplc = interval * s.line_frequency_hz
-            if s.range.nplc_min <= nplc <= s.range.nplc_max:
-                s.nplc = nplc
+        if abs(s.aperture_s - interval) > 1e-9 * interval:
+            s.nplc = interval * s.line_frequency_hz
+
+
+def plan_chunk(smus: Sequence[Smu], interval: float, est_sample_s: float, margin: float, pad_points: int,
+               slots: int, wanted: int | None = None) -> int:
+    """Samples per RUN: fits the board's sample memory, host memory and every SMU's buffer."""
+    cap = min(s.range.buffer_points for s in smus)
+    per_sample = max(est_sample_s, 1e-12) * (1 + margin)
+    by_buffer = int(((cap - pad_points - 1) * interval) // per_sample)
+    if by_buffer < 1:
+        small = min(smus, key=lambda s: s.range.buffer_points)
+        need = math.ceil(per_sample / interval) + pad_points
+        raise UsageError(f"--margin {margin:g} / --interval-us {interval * 1e6:.6g}: one sample's trace needs "
+                         f"{need} points, more than the {small.model} on {small.rail}'s buffer of {cap}; "
+                         "lower --margin or raise --interval-us")
+    return max(1, min(slots, MAX_CHUNK_SAMPLES, by_buffer, wanted or slots))
 
 
 def acquire(smus: Sequence[Smu], n_points: int, interval: float, action: Callable[[], Any] | None,
@@ -111,18 +254,45 @@ def acquire(smus: Sequence[Smu], n_points: int, interval: float, action: Callabl
 
 
 def measure_power(chip: Any, smus: Sequence[Smu], setups: Sequence[RailSetup], *,
-                  spikes: np.ndarray, conductances_s: np.ndarray | None = None,
+                  spikes: Any, conductances_s: np.ndarray | None = None,
                   options: PowerOptions | None = None, run: Any = None) -> dict[str, Any]:
-    """Run the procedure (module docstring); ``run`` is an open ``RunFile`` or None."""
+    """Run the procedure (module docstring); ``run`` is an open ``RunFile`` or None.
+
+    ``spikes``: a (samples, steps, rows) bool array, or a workload object with
+    ``n_samples``, ``steps`` and ``chunks(size)`` (e.g. :class:`ReferenceWorkload`, generated
+    chunk by chunk).  The sample interval, the chunk size and the trace lengths are planned
+    and checked against every SMU before anything is programmed or powered.
+    """
     opt = options or PowerOptions()
-    spikes = np.asarray(spikes, dtype=bool)
-    n = int(spikes.shape[0])
+    workload = spikes if hasattr(spikes, "chunks") else ArrayWorkload(spikes)
+    n = int(workload.n_samples)
+    steps = int(workload.steps)
     if n < 1:
         raise MeasurementError("power: need at least one sample")
     if len(smus) != len(setups) or not smus:
         raise MeasurementError("power: need one SMU per rail (none given)")
+    if not (math.isfinite(opt.margin) and 0 <= opt.margin <= MAX_MARGIN):
+        raise UsageError(f"--margin must be a number in 0..{MAX_MARGIN:g}, got {opt.margin!r}")
+    cap = min(s.range.buffer_points for s in smus)
+    if not 1 <= opt.idle_points <= min(cap, MAX_IDLE_POINTS):
+        raise UsageError(f"--idle-points must be in 1..{min(cap, MAX_IDLE_POINTS)} (SMU buffer {cap}), "
+                         f"got {opt.idle_points}")
     rails = [s.rail for s in setups]
     info = chip.info()
+
+    # 0. plan (before anything is programmed or powered) --------------------------------------
+    interval = plan_interval(smus, opt.interval_s,
+                             apertures_s=[st.nplc / smu.line_frequency_hz if st.nplc is not None else None
+                                          for smu, st in zip(smus, setups)])
+    slots = int(getattr(info, "sample_slots", n) or n)
+    # latency estimate from the chip's own description (steps x dt + circuit latency)
+    try:
+        dt_s = float(chip.read_register("TIME_STEP"))
+    except Exception:  # noqa: BLE001 - a board without that register: assume the paper's 100 ns
+        dt_s = 100e-9
+    est_sample_s = steps * dt_s + float(getattr(info, "latency_s", 0.0) or 0.0)
+    chunk = min(n, plan_chunk(smus, interval, est_sample_s, opt.margin, opt.pad_points, slots,
+                              opt.chunk_samples))
 
     # 1. program + power up --------------------------------------------------------------
     programmed = None
@@ -139,15 +309,7 @@ def measure_power(chip: Any, smus: Sequence[Smu], setups: Sequence[RailSetup], *
             run.write("program/targets_s", g, units="S")
             run.flush()
     power_up(smus, setups)
-
-    slots = int(getattr(info, "sample_slots", n) or n)
-    chunk = max(1, min(n, slots, opt.chunk_samples or n))
-    # latency estimate from the chip's own description (steps x dt + circuit latency)
-    try:
-        dt_s = float(chip.read_register("TIME_STEP"))
-    except Exception:  # noqa: BLE001 - a board without that register: assume the paper's 100 ns
-        dt_s = 100e-9
-    est_sample_s = spikes.shape[1] * dt_s + float(getattr(info, "latency_s", 0.0) or 0.0)
+    _match_aperture(smus, interval)
 
     store_index = {"n": 0}
 
@@ -165,11 +327,16 @@ def measure_power(chip: Any, smus: Sequence[Smu], setups: Sequence[RailSetup], *
             store_index["n"] += 1
         return _store
 
+    def check_tiling(traces: Sequence[Trace]) -> None:
+        for s, t in zip(smus, traces):
+            if abs(t.aperture_s - t.period_s) > 1e-6 * t.period_s:
+                raise MeasurementError(f"power: {s.label}: aperture {t.aperture_s:.6g} s differs from the "
+                                       f"interval {t.period_s:.6g} s; the energy integral would be wrong")
+
     # 2. idle baseline ----------------------------------------------------------------------
-    idle_interval = _interval(smus, opt.idle_points * 1e-9, opt.interval_s)
-    _match_aperture(smus, idle_interval)
-    idle_traces, _ = acquire(smus, opt.idle_points, idle_interval, None, opt.fetch_timeout_s,
+    idle_traces, _ = acquire(smus, opt.idle_points, interval, None, opt.fetch_timeout_s,
                              opt.on_event, store("idle", 0))
+    check_tiling(idle_traces)
     idle_w = {s.rail: float(np.mean(t.current_a) * t.voltage_v) for s, t in zip(setups, idle_traces)}
 
     # 3. runs ------------------------------------------------------------------------------------
@@ -178,16 +345,15 @@ def measure_power(chip: Any, smus: Sequence[Smu], setups: Sequence[RailSetup], *
     covered_s = {r: 0.0 for r in rails}
     run_s = 0.0
     points = 0
-    interval = idle_interval
-    for k, i in enumerate(range(0, n, chunk)):
-        part = spikes[i:i + chunk]
+    spike_total = 0.0
+    for k, part in enumerate(workload.chunks(chunk)):
+        spike_total += float(np.count_nonzero(part))
         chip.upload_spikes(part, slot=0)
         duration = est_sample_s * part.shape[0] * (1 + opt.margin)
-        interval = _interval(smus, duration, opt.interval_s)
-        _match_aperture(smus, interval)
         n_points = math.ceil(duration / interval) + opt.pad_points
         traces, t_run = acquire(smus, n_points, interval, lambda p=part: chip.run(p.shape[0], slot=0),
                                 opt.fetch_timeout_s, opt.on_event, store("run", k))
+        check_tiling(traces)
         t_run = float(t_run)
         cover = min(t.duration_s for t in traces)
         if t_run > cover:
@@ -211,12 +377,12 @@ def measure_power(chip: Any, smus: Sequence[Smu], setups: Sequence[RailSetup], *
     latency = run_s / n
     from sim_backend.physics import energy as model_energy  # the chip model's SOP definitions
 
-    in_events = float(spikes.sum()) / n
-    sops = {d: model_energy.sops_per_sample(d, steps=spikes.shape[1], in_events=in_events) for d in SOP_DEFINITIONS}
+    in_events = spike_total / n
+    sops = {d: model_energy.sops_per_sample(d, steps=steps, in_events=in_events) for d in SOP_DEFINITIONS}
     tsops = {d: sops[d] / e_sample / 1e12 if e_sample > 0 else float("nan") for d in SOP_DEFINITIONS}
     # the published figure's form: dense SOPs of the whole 800-480-120-11 network per step at
     # the chip's step rate, over the measured power (sim_backend.physics.energy.tsops_per_w)
-    network_rate = model_energy.tsops_per_w("dense", e_sample, steps=spikes.shape[1],
+    network_rate = model_energy.tsops_per_w("dense", e_sample, steps=steps,
                                             synapses=model_energy.NETWORK_SYNAPSES, dt_s=dt_s,
                                             power_w=avg_w) if avg_w > 0 else float("nan")
     per_rail = {r: {"average_power_w": net[r] / run_s, "energy_per_sample_j": net[r] / n,

@@ -171,10 +171,10 @@ def test_cli_bad_inputs_are_one_line_errors(bench, tmp_path, capsys):
          "wrong instrument"),
         (["power", "--chip", bench.url, "--smu", "VDDA=2450@TCPIP0::127.0.0.1::1::SOCKET", "--out", out], 1,
          "connection refused"),
-        (["power", "--chip", bench.url, "--smu", "VDDA=HP4156@TCPIP0::127.0.0.1::1::SOCKET", "--out", out], 1,
+        (["power", "--chip", bench.url, "--smu", "VDDA=HP4156@TCPIP0::127.0.0.1::1::SOCKET", "--out", out], 2,
          "unknown SMU model"),
         (["power", "--chip", bench.url, "--samples", "0", "--out", out], 2, "--samples"),
-        (["power", "--chip", bench.url, "--model", "m.h5", "--data", "d", "--out", out], 2, "not supported"),
+        (["power", "--chip", bench.url, "--model", "m.h5", "--data", "d", "--out", out], 2, "unrecognized"),
     ]
     for argv, code, text in cases:
         rc = main(argv)

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import re
 from typing import Any
 
 from bench.errors import UsageError
-from bench.commands._args import add_chip_argument
+from bench.commands._args import add_chip_argument, nonneg_int, pos_float, pos_int
 
 DEFAULT_RAILS = ("VDDA", "VDDD", "VDDIO")
 
@@ -30,17 +31,49 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     add_chip_argument(p)
     p.add_argument("--smu", metavar="RESOURCE", action="append", default=[],
                    help="SMU resource (repeatable): RAIL=MODEL@RESOURCE or a bare VISA resource")
-    p.add_argument("--samples", type=int, default=64, help="samples to run back to back (default 64)")
-    p.add_argument("--seed", type=int, default=0, help="reference-workload seed (default 0)")
-    p.add_argument("--model", metavar="MODEL", help="network model file (workload from a dataset)")
-    p.add_argument("--data", metavar="DIR", help="event dataset directory (with --model)")
-    p.add_argument("--idle-points", type=int, default=100, help="points of the idle baseline trace")
-    p.add_argument("--interval-us", type=float, default=None,
-                   help="SMU sample interval in us (default: the integration aperture)")
-    p.add_argument("--margin", type=float, default=0.25, help="trace length margin over the expected run")
+    p.add_argument("--samples", type=_samples, default=64,
+                   help=f"samples to run back to back (default 64, at most {MAX_SAMPLES:,})")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="reference-workload seed (default 0)")
+    p.add_argument("--idle-points", type=_idle_points, default=100,
+                   help=f"points of the idle baseline trace (default 100, at most {MAX_IDLE_POINTS:,} "
+                        "and the smallest SMU buffer)")
+    p.add_argument("--interval-us", type=pos_float, default=None,
+                   help="SMU sample interval in us; every SMU's aperture is set to it (gap-free), so it "
+                        "must be within every SMU's aperture range (default: the station's NPLC)")
+    p.add_argument("--margin", type=_margin, default=0.25,
+                   help=f"trace length margin over the expected run, 0..{MAX_MARGIN:g} (default 0.25)")
     p.add_argument("--no-program", action="store_true", help="do not write-verify the workload's conductances")
     p.add_argument("--out", metavar="RUN.h5", required=True, help="run file (HDF5) for traces and results")
     p.set_defaults(func=_power)
+
+
+MAX_SAMPLES = 1_000_000      # = bench.power.MAX_SAMPLES (checked by a test; no heavy import here)
+MAX_IDLE_POINTS = 10_000     # = bench.power.MAX_IDLE_POINTS
+MAX_MARGIN = 10.0            # = bench.power.MAX_MARGIN
+
+
+def _samples(text: str) -> int:
+    v = pos_int(text)
+    if v > MAX_SAMPLES:
+        raise argparse.ArgumentTypeError(f"expected an integer in 1..{MAX_SAMPLES}, got {v}")
+    return v
+
+
+def _idle_points(text: str) -> int:
+    v = pos_int(text)
+    if v > MAX_IDLE_POINTS:
+        raise argparse.ArgumentTypeError(f"expected an integer in 1..{MAX_IDLE_POINTS}, got {v}")
+    return v
+
+
+def _margin(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(v) and 0 <= v <= MAX_MARGIN):
+        raise argparse.ArgumentTypeError(f"expected a number in 0..{MAX_MARGIN:g}, got {text!r}")
+    return v
 
 
 _SPEC = re.compile(r"^(?P<rail>[A-Za-z0-9_]+)=(?P<model>[A-Za-z0-9]+)@(?P<res>.+)$")
@@ -99,33 +132,64 @@ def _identify(resource: str) -> str:
     raise InstrumentError(f"{resource}: *IDN? reply {idn!r} is not a supported SMU")
 
 
+def _check_smu_specs(specs: list[str]) -> None:
+    """``--smu`` values that can be checked without the instruments: model, rail names."""
+    from drivers.errors import InstrumentError
+    from drivers.instruments import smu_class
+
+    rails = []
+    for spec in specs:
+        m = _SPEC.match(spec)
+        if m is None:
+            if not spec.strip() or "=" in spec.split("::")[0]:
+                raise UsageError(f"--smu {spec!r}: expected RAIL=MODEL@RESOURCE or a VISA resource")
+            continue
+        try:
+            smu_class(m.group("model"))
+        except InstrumentError as exc:
+            raise UsageError(f"--smu {spec}: {exc}") from None
+        rails.append(m.group("rail"))
+    if len(set(rails)) != len(rails):
+        raise UsageError(f"--smu: a rail is named twice ({', '.join(rails)})")
+
+
+def _check_interval(args: argparse.Namespace, models: list[str]) -> None:
+    """--interval-us against the models' aperture ranges (at 50 or 60 Hz: the line frequency is
+    only known once the instruments answer; measure_power checks again with it)."""
+    from bench.power import describe_range_us
+    from drivers.instruments import smu_class
+
+    if args.interval_us is None:
+        return
+    iv = args.interval_us * 1e-6
+    for model in models:
+        rng = smu_class(model).ranges[smu_class(model).normalise_model(model)]
+        spans = [(max(rng.nplc_min / lf, rng.min_interval_s), min(rng.nplc_max / lf, rng.max_interval_s))
+                 for lf in (50.0, 60.0)]
+        if not any(lo * (1 - 1e-9) <= iv <= hi * (1 + 1e-9) for lo, hi in spans):
+            raise UsageError(f"--interval-us {args.interval_us:g}: not a gap-free sample interval for the "
+                             f"{model} (the aperture must equal the interval): it integrates "
+                             f"{describe_range_us(spans)}")
+
+
 def _power(args: argparse.Namespace) -> dict:
-    from bench.power import PowerOptions, RailSetup, measure_power
+    from bench.power import PowerOptions, RailSetup, ReferenceWorkload, measure_power
     from bench.runstore import RunFile, check_writable
     from bench.session import open_bench
+    from bench.station import load_station
     from drivers.instruments import open_smus, safety
 
-    if args.samples < 1:
-        raise UsageError(f"--samples must be >= 1, got {args.samples}")
-    if args.idle_points < 1:
-        raise UsageError(f"--idle-points must be >= 1, got {args.idle_points}")
-    if args.margin < 0:
-        raise UsageError(f"--margin must be >= 0, got {args.margin}")
-    if args.interval_us is not None and not args.interval_us > 0:
-        raise UsageError(f"--interval-us must be > 0, got {args.interval_us}")
-    if (args.model is None) != (args.data is None):
-        raise UsageError("--model and --data go together")
-    if args.model is not None:
-        raise UsageError("--model/--data workloads are not supported by 'power' yet; "
-                         "omit them to run the chip model's reference workload")
+    # every argument is checked before the bench starts (argparse types did the numbers)
+    _check_smu_specs(args.smu)
+    station = load_station(args.station)
+    specs = {m.group("rail"): m.group("model") for m in map(_SPEC.match, args.smu) if m}
+    _check_interval(args, [c.model for c in station.smu if c.rail not in specs] + list(specs.values()))
     check_writable(args.out)
-    from sim_backend.physics.energy import reference_workload
-
-    spikes, g = reference_workload(args.samples, args.seed)
+    workload = ReferenceWorkload(args.samples, args.seed)
     opts = PowerOptions(samples=args.samples, seed=args.seed, idle_points=args.idle_points,
                         margin=args.margin, program=not args.no_program,
                         interval_s=None if args.interval_us is None else args.interval_us * 1e-6)
-    with safety.guard(), open_bench(args.station, args.chip, smu=True) as b:
+    with safety.guard(), open_bench(args.station, args.chip, smu=True, station=station) as b:
         cfgs = _smu_configs(args, b.station, b.smu)
         if not cfgs:
             if b.sim is not None:
@@ -141,7 +205,7 @@ def _power(args: argparse.Namespace) -> dict:
             try:
                 run.set_attrs("/", instruments=[{"rail": s.rail, "identity": s.identity,
                                                  "resource": s.adapter.resource_name} for s in smus])
-                result = measure_power(b.chip, smus, setups, spikes=spikes, conductances_s=g,
+                result = measure_power(b.chip, smus, setups, spikes=workload, conductances_s=workload.conductances_s,
                                        options=opts, run=run)
             finally:
                 errors = []
