@@ -116,11 +116,22 @@ def serve(argv: list[str] | None = None) -> int:
     return run_serve(p.parse_args(argv))
 
 
+def _seed(text: str) -> int:
+    """argparse type for seeds: an integer >= 0 (numpy's SeedSequence refuses negatives)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
+    return v
+
+
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=0, help="TCP port for the chip link (0: any free port)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--pty", action="store_true", help="serve the chip on a pseudo-terminal instead of TCP")
-    p.add_argument("--seed", type=int, default=1, help="chip seed (device-to-device map)")
+    p.add_argument("--seed", type=_seed, default=1, help="chip seed (device-to-device map)")
     p.add_argument("--run-seed", type=int, default=0, help="run seed (cycle-to-cycle noise)")
     p.add_argument("--fidelity", default="typical", choices=["ideal", "typical", "worst"])
     p.add_argument("--no-instruments", action="store_true", help="serve the chip only")

@@ -206,3 +206,20 @@ def test_trace_interval_shorter_than_aperture_refused(bench):
             smu.arm_trace(10, 1e-3)
         with pytest.raises(LimitError, match="trace of"):
             smu.arm_trace(0, 1e-1)
+
+
+def test_sim_serve_seed_is_validated_by_argparse(capsys):
+    """QA: 'sim serve --seed -1' gave numpy's 'expected non-negative integer' without the flag."""
+    import argparse
+
+    from sim_backend.server import add_serve_arguments
+
+    p = argparse.ArgumentParser(prog="snnbench sim serve")
+    add_serve_arguments(p)
+    assert p.parse_args(["--seed", "0"]).seed == 0
+    for bad in ("-1", "x", "1.5"):
+        with pytest.raises(SystemExit) as exc:
+            p.parse_args(["--seed", bad])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "--seed" in err and "integer >= 0" in err, err
