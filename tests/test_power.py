@@ -177,7 +177,10 @@ def test_cli_bad_inputs_are_one_line_errors(bench, tmp_path, capsys):
         (["power", "--chip", bench.url, "--model", "m.h5", "--data", "d", "--out", out], 2, "unrecognized"),
     ]
     for argv, code, text in cases:
-        rc = main(argv)
+        try:
+            rc = main(argv)
+        except SystemExit as exc:   # argparse-level errors (--samples 0, unknown options)
+            rc = exc.code
         err = capsys.readouterr().err.strip()
         assert rc == code, (argv, err)
         assert len(err.splitlines()) == 1 and text in err, err
