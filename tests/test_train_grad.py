@@ -139,3 +139,34 @@ def test_surrogates_peak_at_threshold(kind):
     assert np.argmax(g) == 30 and np.all(g >= 0)
     with pytest.raises(ValueError):
         T.surrogate_grad(v, "nope")
+
+
+def test_chip_in_the_loop_step_with_measured_outputs_reduces_loss():
+    """A fine-tuning loop's core: the 'chip' (here a quantised, mismatched copy of the output
+    layer) measures spikes, layer_gradient uses them, Adam steps the chip layer's weights."""
+    from bench.network import hwaware
+    from bench.network.model import Network
+
+    rng = np.random.default_rng(0)
+    net = Network.create((40, 20, 4), seed=0)
+    proto = rng.random((4, 40)) < 0.3
+    y = np.arange(32) % 4
+    x = rng.random((32, 60, 40)) < (proto[y][:, None, :] * 0.4 + 0.02)
+    T.calibrate_init(net, x[:8], 0.05)
+    hidden = net.forward_from(0, x, stop=1)[-1]
+    cfg = hwaware.HWAwareConfig(weight_noise_s=0.0, tau_mismatch=0.0, neuron_noise=0.0)
+    theta = 1.0 + 0.05 * rng.standard_normal(4)
+
+    def chip(w):  # the measured forward: quantised conductances, threshold mismatch
+        return net.layers[1].forward(hidden, weight=hwaware.quantize(w, cfg), theta=theta)
+
+    layer = net.layers[1]
+    opt = T.Adam([layer.weight], lr=0.1)  # ~ half a conductance level (0.2 units): levels must move
+    losses = []
+    for _ in range(25):
+        measured = chip(layer.weight)
+        dw, loss = T.layer_gradient(net, 1, hidden, y, measured_out=measured,
+                                    weight=hwaware.quantize(layer.weight, cfg))
+        losses.append(loss)
+        opt.step([layer.weight], [dw], [layer.clamp])
+    assert losses[-1] < 0.7 * losses[0]
