@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import pkgutil
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +23,18 @@ from typing import Any
 import numpy as np
 
 from bench import __version__
+
+
+SILENT: dict = {}
+"""A handler returns this (the object itself) when it printed its own output (``sim serve``)."""
+
+
+class Terminated(BaseException):
+    """SIGTERM: unwinds like Ctrl-C so every context manager closes its instruments and files."""
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001
+    raise Terminated()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    if threading_main():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -95,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("snnbench: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("snnbench: terminated", file=sys.stderr)
+        return 143
     except Exception as exc:  # noqa: BLE001 - the CLI boundary turns every error into one line
         code = getattr(exc, "exit_code", None)
         if debug or code is None and not isinstance(exc, (OSError, ValueError)):
@@ -102,13 +121,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"snnbench: error: {msg}", file=sys.stderr)
         return int(code) if code is not None else (2 if isinstance(exc, ValueError) else 1)
+    if result is SILENT:
+        return 0
     if result is None:
         result = {}
-    if getattr(args, "json", False):
-        print(json.dumps(_jsonable(result), allow_nan=False))
-    else:
-        print(_human(result))
+    try:
+        if getattr(args, "json", False):
+            print(json.dumps(_jsonable(result), allow_nan=False))
+        else:
+            print(_human(result))
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. piped into `head`: the reader left, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return int(result.get("exit_code", 0)) if isinstance(result, dict) else 0
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from bench.errors import RunStoreError
+from bench.errors import ConfigError, RunPathError, RunStoreError
 from bench.runstore import RunFile, check_writable
 
 REFERENCE_MODEL = Path(__file__).resolve().parent / "models" / "reference.h5"
@@ -84,7 +84,9 @@ class DemoOptions:
 
 
 def _progress(opts: DemoOptions, total: int, desc: str):
-    return tqdm(total=total, desc=desc, unit="step", disable=not opts.progress, file=sys.stderr, leave=False)
+    # disable=None: progress bars only on a terminal, so piped stderr stays one line per error
+    return tqdm(total=total, desc=desc, unit="step", disable=None if opts.progress else True,
+                file=sys.stderr, leave=False)
 
 
 def preflight(opts: DemoOptions) -> tuple[Path, Any]:
@@ -93,12 +95,19 @@ def preflight(opts: DemoOptions) -> tuple[Path, Any]:
 
     out = Path(opts.out_dir)
     if out.exists() and not out.is_dir():
-        raise RunStoreError(f"--out {out}: exists and is not a directory")
+        raise RunPathError(f"--out {out}: exists and is not a directory")
     run_path = check_writable(out / "demo.h5")
     station = load_station(opts.station)
     model = Path(opts.model or REFERENCE_MODEL)
     if not model.exists():
-        raise RunStoreError(f"{model}: model file not found")
+        raise RunPathError(f"{model}: model file not found")
+    from bench.hybrid import ChipGeometry, plan_network
+    from bench.network.modelfile import load_model
+
+    plan = plan_network(load_model(model), ChipGeometry())
+    if not plan.chip_layers:
+        why = "; ".join(f"layer {p.index} ({p.n_in}->{p.n_out}): {p.reason}" for p in plan.layers)
+        raise ConfigError(f"{model}: no layer of the model fits the chip, nothing to measure ({why})")
     return run_path, station
 
 

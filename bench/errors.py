@@ -39,3 +39,9 @@ class MeasurementError(BenchError):
     """A procedure could not complete its measurement (runtime)."""
 
     exit_code = 1
+
+
+class RunPathError(RunStoreError):
+    """An output path cannot be written, or an input run file does not exist (usage)."""
+
+    exit_code = 2

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import RunStoreError
+from bench.errors import RunPathError, RunStoreError
 from bench.runstore import open_run
 
 US = 1e6  # siemens -> microsiemens (report edge)
@@ -41,9 +41,15 @@ def _save(widget, app, path: Path, size=(1200, 500)) -> Path:
     for _ in range(3):
         app.processEvents()
     img = widget.grab()
-    if not img.save(str(path)):
-        raise RunStoreError(f"{path}: cannot write figure")
+    ok = img.save(str(path))
+    # Delete the widget now, inside Qt's event loop: widgets left for interpreter shutdown
+    # made PySide6 abort at exit ("none_dealloc") once several figures had been drawn.
     widget.close()
+    widget.deleteLater()
+    app.sendPostedEvents(None, 0)
+    app.processEvents()
+    if not ok:
+        raise RunStoreError(f"{path}: cannot write figure")
     return path
 
 
@@ -57,16 +63,35 @@ def _image(pg, plot, data: np.ndarray, levels: tuple[float, float], cmap: str = 
     return item
 
 
+def _first(f, *names: str):
+    """The first of ``names`` present in the run file (run kinds name things differently)."""
+    return next((f[n] for n in names if n in f), None)
+
+
+def _targets(f):
+    return _first(f, "program/targets_s", "maps/target_s")
+
+
+def _measured(f):
+    return _first(f, "program/readback_s", "maps/readback_s", "program/g_s", "maps/mean_s")
+
+
 def conductance_map(f, out: Path) -> Path | None:
-    if "program/targets_s" not in f or "program/g_s" not in f:
+    t_ds, g_ds = _targets(f), _measured(f)
+    if g_ds is None:
         return None
     pg, app = _qt()
-    t, g = f["program/targets_s"][:] * US, f["program/g_s"][:] * US
+    g = g_ds[:] * US
+    panels = []
+    if t_ds is not None:
+        t = t_ds[:] * US
+        top = max(150.0, float(np.nanmax(t)))
+        panels += [("target (µS)", t, (0, top), "viridis"), ("measured (µS)", g, (0, top), "viridis"),
+                   ("measured − target (µS)", g - t, (-15, 15), "CET-D1")]
+    else:
+        panels += [("measured (µS)", g, (0, max(150.0, float(np.nanmax(g)))), "viridis")]
     win = pg.GraphicsLayoutWidget(title="conductance map")
-    top = max(150.0, float(np.nanmax(t)))
-    for col, (name, data, lv, cmap) in enumerate((
-            ("target (µS)", t, (0, top), "viridis"), ("measured (µS)", g, (0, top), "viridis"),
-            ("measured − target (µS)", g - t, (-15, 15), "CET-D1"))):
+    for col, (name, data, lv, cmap) in enumerate(panels):
         p = win.addPlot(row=0, col=2 * col, title=name)
         p.setLabel("bottom", "column")
         p.setLabel("left", "row")
@@ -74,22 +99,24 @@ def conductance_map(f, out: Path) -> Path | None:
         bar = pg.ColorBarItem(values=lv, colorMap=pg.colormap.get(cmap), interactive=False, width=12)
         bar.setImageItem(img)
         win.addItem(bar, row=0, col=2 * col + 1)
-    return _save(win, app, out / "conductance_map.png", (1500, 650))
+    return _save(win, app, out / "conductance_map.png", (500 * len(panels), 650))
 
 
 def programming(f, out: Path) -> Path | None:
-    if "program/targets_s" not in f or "program/g_s" not in f:
+    t_ds, g_ds = _targets(f), _measured(f)
+    if t_ds is None or g_ds is None:
         return None
     pg, app = _qt()
-    err = (f["program/g_s"][:] - f["program/targets_s"][:]).ravel() * US
+    err = (g_ds[:] - t_ds[:]).ravel() * US
     win = pg.GraphicsLayoutWidget(title="programming")
-    p = win.addPlot(row=0, col=0, title="programming error (µS)")
+    p = win.addPlot(row=0, col=0, title="programming error, read back (µS)")
     y, x = np.histogram(np.clip(err[np.isfinite(err)], -30, 30), bins=61, range=(-30.5, 30.5))
     p.plot(x, y, stepMode="center", fillLevel=0, brush=(60, 110, 200, 160))
     p.setLabel("bottom", "measured − target", units="µS")
     p.setLabel("left", "cells")
-    if "program/pulses" in f:
-        pulses = f["program/pulses"][:].ravel()
+    pulses_ds = _first(f, "program/pulses", "maps/pulses")
+    if pulses_ds is not None:
+        pulses = np.nan_to_num(pulses_ds[:].ravel()).astype(int)
         q = win.addPlot(row=0, col=1, title="pulses per cell")
         hi = max(1, int(pulses.max()))
         y, x = np.histogram(pulses, bins=min(60, hi + 1), range=(-0.5, hi + 0.5))
@@ -100,23 +127,25 @@ def programming(f, out: Path) -> Path | None:
 
 
 def rasters(f, out: Path, samples: int = 3) -> Path | None:
-    if "infer/out_spikes" not in f:
+    outs = _first(f, "infer/out_spikes", "output_spikes")
+    if outs is None:
         return None
     pg, app = _qt()
     win = pg.GraphicsLayoutWidget(title="spike rasters")
-    n = min(samples, f["infer/out_spikes"].shape[0])
-    labels = f["infer/labels"][:n] if "infer/labels" in f else [None] * n
+    n = min(samples, outs.shape[0])
+    lab = _first(f, "infer/labels", "labels")
+    labels = lab[:n] if lab is not None else [None] * n
+    ins = _first(f, "infer/in_spikes_packed", "inputs_packed")
     for i in range(n):
-        if "infer/in_spikes_packed" in f:
-            n_in = int(f["infer/in_spikes_packed"].attrs.get("n_inputs", 800))
-            packed = f["infer/in_spikes_packed"][i]
-            x = np.unpackbits(packed, axis=-1, count=n_in, bitorder="little").astype(bool)
+        if ins is not None:
+            n_in = int(ins.attrs.get("n_inputs", 0) or json.loads(str(ins.attrs.get("shape_per_sample", "[0, 800]")))[1])
+            x = np.unpackbits(ins[i], axis=-1, count=n_in, bitorder="little").astype(bool)
             t, k = np.nonzero(x)
             p = win.addPlot(row=0, col=i, title=f"sample {i} input (class {labels[i]})")
             p.plot(t, k, pen=None, symbol="s", symbolSize=2, symbolPen=None, symbolBrush=(40, 40, 40, 120))
             p.setLabel("bottom", "step")
             p.setLabel("left", "input")
-        o = f["infer/out_spikes"][i]
+        o = outs[i]
         t, k = np.nonzero(o)
         q = win.addPlot(row=1, col=i, title=f"sample {i} output neurons")
         q.plot(t, k, pen=None, symbol="o", symbolSize=5, symbolPen=None, symbolBrush=(200, 40, 40, 200))
@@ -126,29 +155,42 @@ def rasters(f, out: Path, samples: int = 3) -> Path | None:
     return _save(win, app, out / "rasters.png", (1500, 800))
 
 
+def _traces(f) -> list[tuple[str, object]]:
+    """(label, group) of every current trace: groups holding ``time_s`` and ``current_a``."""
+    found: list[tuple[str, object]] = []
+
+    def visit(name, obj):
+        if hasattr(obj, "keys") and "time_s" in obj and "current_a" in obj:
+            found.append((name, obj))
+
+    f.visititems(visit)
+    active = [t for t in found if "/idle" not in "/" + t[0]]
+    return active or found
+
+
 def power(f, out: Path) -> Path | None:
-    if "power" not in f:
-        return None
-    traces = [(name, grp) for name, grp in f["power"].items()
-              if hasattr(grp, "keys") and "t_s" in grp and "i_a" in grp]
+    traces = _traces(f)
     if not traces:
         return None
     pg, app = _qt()
     win = pg.GraphicsLayoutWidget(title="power")
-    for i, (rail, grp) in enumerate(traces):
-        p = win.addPlot(row=i, col=0, title=f"{rail}: current")
-        t, cur = grp["t_s"][:], grp["i_a"][:]
+    for i, (name, grp) in enumerate(traces):
+        rail = name.rsplit("/", 1)[-1]
+        v = float(grp.attrs.get("voltage_v", float("nan")))
+        p = win.addPlot(row=i, col=0, title=f"{rail}: supply current ({name})")
+        t, cur = grp["time_s"][:], grp["current_a"][:]
         p.plot((t - t[0]) * 1e3, cur * 1e3, pen=pg.mkPen((30, 90, 200), width=2))
-        p.setLabel("bottom", "time", units="ms")
-        p.setLabel("left", "I (mA)")
+        p.setLabel("bottom", "chip time", units="ms")
+        p.setLabel("left", "I (mA)" + (f" at {v:g} V" if v == v else ""))
     return _save(win, app, out / "power.png", (1200, 250 * len(traces) + 50))
 
 
 def confusion(f, out: Path) -> Path | None:
-    if "infer/confusion_chip" not in f:
+    cm_ds = _first(f, "infer/confusion_chip", "confusion")
+    if cm_ds is None:
         return None
     pg, app = _qt()
-    cm = f["infer/confusion_chip"][:].astype(float)
+    cm = cm_ds[:].astype(float)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     win = pg.GraphicsLayoutWidget(title="confusion")
     p = win.addPlot(title="confusion matrix (chip): rows true class, columns predicted")
@@ -164,6 +206,25 @@ def confusion(f, out: Path) -> Path | None:
     bar.setImageItem(img)
     win.addItem(bar)
     return _save(win, app, out / "confusion.png", (800, 700))
+
+
+def run_summary(f) -> dict[str, Any]:
+    """The figures of a run, from whichever attributes its kind writes."""
+    summary: dict[str, Any] = {}
+    for key in ("result_json", "result", "summary"):
+        for attrs in (f.attrs, f["power"].attrs if "power" in f else {}):
+            raw = attrs.get(key)
+            if isinstance(raw, (str, bytes)) and raw:
+                try:
+                    d = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(d, dict):
+                    summary.update(d)
+    for key in ("accuracy", "software_accuracy", "drop_points", "within_tolerance"):
+        if key in f.attrs and key not in summary:
+            summary[key] = float(f.attrs[key])
+    return summary
 
 
 FIGURES = (conductance_map, programming, rasters, power, confusion)
@@ -189,8 +250,9 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
     ]
     for k, v in tsops.items():
         rows.append((f"TSOPS/W ({k} SOPs)", "n/a" if v is None else f"{v:.4g}", "101.05"))
-    if summary.get("tsops_per_w_network") is not None:
-        rows.append(("TSOPS/W (network rate, paper's form)", f"{summary['tsops_per_w_network']:.4g}", "101.05"))
+    net = summary.get("tsops_per_w_network", summary.get("tsops_per_w_network_dense_rate"))
+    if net is not None:
+        rows.append(("TSOPS/W (network rate, paper's form)", f"{net:.4g}", "101.05"))
     return rows
 
 
@@ -209,9 +271,13 @@ def make_report(run_path: str | Path, out_dir: str | Path | None = None) -> dict
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RunStoreError(f"{out}: cannot create report directory ({exc.strerror})") from None
+        raise RunPathError(f"{out}: cannot create report directory ({exc.strerror})") from None
     with open_run(run_path) as f:
-        summary = json.loads(f.attrs.get("summary", "{}") or "{}")
+        if "kind" not in f.attrs:
+            raise RunPathError(f"{run_path}: not a snnbench run file (no 'kind' attribute)")
+        kind = str(f.attrs["kind"])
+        complete = bool(f.attrs.get("complete", False))
+        summary = run_summary(f)
         figures = [p for fig in FIGURES if (p := fig(f, out)) is not None]
         attrs = {k: (v if isinstance(v, (str, int, float, bool)) else str(v)) for k, v in f.attrs.items()
                  if k not in ("station", "summary")}
@@ -227,7 +293,11 @@ def make_report(run_path: str | Path, out_dir: str | Path | None = None) -> dict
         "<style>body{font-family:sans-serif;max-width:1500px;margin:2em auto}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 10px}"
         "img{max-width:100%}figure{margin:1.5em 0}</style></head><body>"
-        f"<h1>snnbench run report</h1><p>{html.escape(str(run_path))}</p>"
+        f"<h1>snnbench run report</h1><p>{html.escape(str(run_path))} ({html.escape(kind)} run)</p>"
+        + ("" if complete else "<p><strong>This run did not complete: the file holds the units "
+                               "finished before it stopped.</strong></p>") +
         f"<h2>Summary</h2><table><tr><th>quantity</th><th>snnbench</th><th>paper</th></tr>{cells}</table>"
         f"<h2>Figures</h2>{imgs}<h2>Provenance</h2><table>{prov}</table></body></html>")
-    return {"report": str(page), "figures": [str(p) for p in figures], "summary_table": format_table(rows)}
+    table = format_table(rows) + ("" if complete else "\n(incomplete run: units finished before it stopped)")
+    return {"report": str(page), "kind": kind, "complete": complete, "figures": [str(p) for p in figures],
+            "summary_table": table}

@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 
 from bench import __version__
-from bench.errors import RunStoreError
+from bench.errors import RunPathError, RunStoreError
 
 
 def utc_now() -> str:
@@ -47,21 +47,31 @@ def git_revision() -> str:
 
 
 def check_writable(path: str | Path) -> Path:
-    """Fail early (before any work) if a run file cannot be created at ``path``."""
+    """Fail early (before any work, creating nothing) if a file cannot be created at ``path``.
+
+    The nearest existing ancestor of ``path`` must be a writable directory; missing
+    directories in between are created only when the file is really written.
+    """
     p = Path(path)
-    parent = p.parent if str(p.parent) else Path(".")
     if p.exists() and p.is_dir():
-        raise RunStoreError(f"{p}: is a directory, not a run file path")
-    if not parent.exists():
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RunStoreError(f"{p}: cannot create directory {parent} ({exc.strerror})") from None
-    if not parent.is_dir():
-        raise RunStoreError(f"{p}: {parent} is not a directory")
-    if not os.access(parent, os.W_OK):
-        raise RunStoreError(f"{p}: directory {parent} is not writable")
+        raise RunPathError(f"{p}: is a directory, not a file path")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise RunPathError(f"{p}: exists and is not writable")
+    anc = p.parent if str(p.parent) else Path(".")
+    while not anc.exists():
+        anc = anc.parent
+    if not anc.is_dir():
+        raise RunPathError(f"{p}: {anc} is not a directory")
+    if not os.access(anc, os.W_OK | os.X_OK) or str(anc.resolve()).startswith(("/proc", "/sys")):
+        raise RunPathError(f"{p}: directory {anc} is not writable")
     return p
+
+
+def _make_parent(p: Path) -> None:
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunPathError(f"{p}: cannot create directory {p.parent} ({exc.strerror})") from None
 
 
 def _attr(value: Any) -> Any:
@@ -79,6 +89,7 @@ class RunFile:
                  station: Mapping[str, Any] | None = None, seeds: Mapping[str, Any] | None = None,
                  **attrs: Any) -> None:
         self.path = check_writable(path)
+        _make_parent(self.path)
         try:
             self.h5 = h5py.File(self.path, mode)
         except OSError as exc:
@@ -166,8 +177,8 @@ def open_run(path: str | Path) -> h5py.File:
     """Open a run file read-only (SWMR when another process may still be writing)."""
     p = Path(path)
     if not p.exists():
-        raise RunStoreError(f"{p}: no such run file")
+        raise RunPathError(f"{p}: no such run file")
     try:
         return h5py.File(p, "r", locking=False)
     except OSError as exc:
-        raise RunStoreError(f"{p}: not a readable HDF5 run file ({exc})") from None
+        raise RunPathError(f"{p}: not a readable HDF5 run file ({exc})") from None

@@ -90,6 +90,7 @@ class Station:
         return d
 
 
+_NONNEGATIVE = {"retries", "seed", "run_seed", "latency_s"}
 _POSITIVE = {
     "timeout_s", "baud", "voltage_v", "current_limit_a", "max_voltage_v", "max_current_a",
     "nplc", "pulse_width_min_s", "pulse_width_max_s", "dt_min_s", "dt_max_s",
@@ -98,6 +99,7 @@ _POSITIVE = {
 }
 # Absolute ceilings: a station file cannot raise a limit past what the chip survives.
 _CEILINGS = {
+    "timeout_s": 3600.0, "retries": 100, "baud": 1e9, "latency_s": 10.0,
     "v_set_max_v": 5.0, "v_reset_max_v": 5.0, "v_wl_max_v": 5.0, "v_read_max_v": 1.0,
     "v_spike_max_v": 1.0, "pulse_width_max_s": 1e-3, "max_pulses_per_cell": 10_000,
 }
@@ -123,6 +125,8 @@ def _build(cls: type, table: Any, where: str, src: str) -> Any:
                 raise ConfigError(f"{src}: {where}.{key} must be finite, got {value!r}")
             if key in _POSITIVE and value <= 0:
                 raise ConfigError(f"{src}: {where}.{key} must be > 0, got {value!r}")
+            if key in _NONNEGATIVE and value < 0:
+                raise ConfigError(f"{src}: {where}.{key} must be >= 0, got {value!r}")
             if key in _CEILINGS and value > _CEILINGS[key]:
                 raise ConfigError(
                     f"{src}: {where}.{key} = {value!r} exceeds the chip's absolute maximum {_CEILINGS[key]!r}")
@@ -148,6 +152,8 @@ def parse_station(data: dict[str, Any], source: str = "<station>") -> Station:
         raise ConfigError(f"{source}: chip.fidelity must be ideal, typical or worst, got {chip.fidelity!r}")
     link = _build(LinkConfig, data.get("link", {}), "link", source)
     limits = _build(Limits, data.get("limits", {}), "limits", source)
+    if limits.dt_min_s > limits.dt_max_s:
+        raise ConfigError(f"{source}: limits.dt_min_s ({limits.dt_min_s}) exceeds limits.dt_max_s ({limits.dt_max_s})")
     if limits.pulse_width_min_s > limits.pulse_width_max_s:
         raise ConfigError(f"{source}: limits.pulse_width_min_s ({limits.pulse_width_min_s}) "
                           f"exceeds limits.pulse_width_max_s ({limits.pulse_width_max_s})")

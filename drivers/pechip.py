@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 import numpy as np
+from serial import SerialException
 
-from drivers.errors import ChipError, ChipTimeout, LimitError, ProtocolError
+from drivers.errors import ChipError, ChipTimeout, LimitError, LinkError, ProtocolError
 from drivers.limits import ChipLimits
 from drivers.transport import open_link
 from firmware_iface import messages as msg
@@ -29,6 +30,10 @@ from firmware_iface.records import PayloadError, records
 from firmware_iface.spec import REGISTER_BY_NAME, Opcode, PulseKind, ReadMode, Status
 from firmware_iface.spikes import decode_output, encode_upload
 from firmware_iface.write_verify import PulseSchedule
+
+
+MAX_WAIT_S = 1e7
+"""Longest single WAIT (about 116 days of chip time); longer retention runs chain waits."""
 
 
 @dataclass
@@ -95,6 +100,8 @@ class PEChip:
             except (AttributeError, OSError, NotImplementedError):
                 self._fd = None
         self._info: msg.ChipInfo | None = None
+        self._regs: dict[str, float] = {}
+        """Register values (SI) known to be in force: written or read by this driver."""
 
     # --- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
@@ -153,8 +160,12 @@ class PEChip:
                     self.stats.retries += 1
                 self.stats.round_trips += 1
                 self.stats.bytes_tx += len(wire)
-                self._port.write(wire)
-                reply = self._await(seq, int(opcode), time.monotonic() + timeout)
+                try:
+                    self._port.write(wire)
+                    reply = self._await(seq, int(opcode), time.monotonic() + timeout)
+                except (OSError, SerialException) as exc:  # link lost (socket closed, device gone)
+                    raise LinkError(f"link {self.url} failed during {opcode.name}: "
+                                    f"{' '.join(str(exc).split())}") from None
                 if reply is None:
                     self.stats.timeouts += 1
                     last = f"no reply within {timeout:g} s"
@@ -192,7 +203,8 @@ class PEChip:
         """Register value in SI units (see ``firmware_iface.spec.REGISTERS``)."""
         reg = self._register(name)
         _, code = self._parse("REG_READ", msg.decode_reg, self.transact(Opcode.REG_READ, msg.encode_reg(reg.id)))
-        return reg.to_si(code)
+        self._regs[reg.name] = reg.to_si(code)
+        return self._regs[reg.name]
 
     def write_register(self, name: str, value: float) -> float:
         """Set a register (SI units); returns the value in force after the DAC's rounding."""
@@ -210,7 +222,8 @@ class PEChip:
                              f"[{reg.to_si(reg.min_code):g}, {reg.to_si(reg.max_code):g}] {reg.unit}; nothing was sent")
         _, code = self._parse("REG_WRITE", msg.decode_reg,
                               self.transact(Opcode.REG_WRITE, msg.encode_reg(reg.id, code)))
-        return reg.to_si(code)
+        self._regs[reg.name] = reg.to_si(code)
+        return self._regs[reg.name]
 
     @staticmethod
     def _register(name: str):
@@ -351,8 +364,25 @@ class PEChip:
             sent += len(payload)
         return sent
 
+    def check_run_registers(self) -> None:
+        """Refuse to run unless the spike voltage and time step in force are within the
+        station limits (they may have been left by an earlier session: read them once)."""
+        for name, check in (("V_SPIKE", lambda v: self.limits.check(
+                                 "input spike voltage in force (register V_SPIKE)", v, "v_spike_max_v")),
+                            ("TIME_STEP", lambda v: self.limits.check(
+                                 "time step in force (register TIME_STEP)", v, "dt_max_s",
+                                 low=self.limits.dt_min_s))):
+            value = self._regs.get(name)
+            if value is None:
+                value = self.read_register(name)
+            check(value)
+
     def run(self, n: int, slot: int = 0) -> float:
-        """Run ``n`` stored samples back to back; returns the chip seconds it took."""
+        """Run ``n`` stored samples back to back; returns the chip seconds it took.
+
+        The spike voltage and time step in force are checked against the station limits first.
+        """
+        self.check_run_registers()
         info = self.info()
         timeout = self.timeout_s + 1e-3 * n + 5.0  # host-side simulation or board run time
         _, ns, _ = self._parse("RUN", msg.decode_done, self.transact(Opcode.RUN, msg.encode_run(slot, n), timeout))
@@ -381,8 +411,8 @@ class PEChip:
 
     def wait(self, seconds: float) -> float:
         """Let ``seconds`` of chip time pass on the board (retention); returns chip seconds."""
-        if not np.isfinite(seconds) or seconds < 0:
-            raise ValueError(f"wait must be a finite duration >= 0 s, got {seconds!r}")
+        if not np.isfinite(seconds) or not 0 <= seconds <= MAX_WAIT_S:
+            raise ValueError(f"wait must be a duration in [0, {MAX_WAIT_S:g}] s, got {seconds!r}")
         ns = int(round(seconds * 1e9))
         reply = self.transact(Opcode.WAIT, msg.encode_wait(ns), timeout_s=self.timeout_s + seconds)
         _, done_ns, _ = self._parse("WAIT", msg.decode_done, reply)
@@ -393,6 +423,7 @@ class PEChip:
         """Soft reset: registers to defaults, board sample memory cleared."""
         self.transact(Opcode.RESET)
         self._info = None
+        self._regs.clear()
 
     def sim_query(self, name: str):
         """Simulator introspection (virtual boards only; a real board answers UNSUPPORTED)."""

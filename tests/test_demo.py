@@ -70,7 +70,7 @@ def test_report_figures_show_what_they_say(demo_run):
         assert a.std() > 5, f"{p} is blank"
     # the error panel of the conductance map is not uniform where programming failed
     with h5py.File(d["run_file"], "r") as f:
-        err = np.abs(f["program/g_s"][:] - f["program/targets_s"][:])
+        err = np.abs(f["program/readback_s"][:] - f["program/targets_s"][:])
     a = _png(figs["conductance_map"]).astype(int)
     right = a[:, 2 * a.shape[1] // 3:]
     reds = np.sum((right[..., 0] > 150) & (right[..., 1] < 80) & (right[..., 2] < 80))

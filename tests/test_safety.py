@@ -48,3 +48,23 @@ def test_within_limits_is_sent():
         chip.pulse(PulseKind.SET, 0, 0, 3.0, 2.5, 0.0, 10e-6)
         assert fw.frames_rx == before + 1
         assert np.isfinite(chip.read_array(v_read_v=0.3)).all()
+
+
+def test_spike_voltage_in_force_is_checked_before_a_run():
+    low = ChipLimits(v_spike_max_v=0.1)
+    # a board left at its default 0.2 V spike amplitude by an earlier session
+    with PEChip("pesim://?seed=1", limits=low) as chip:
+        chip.upload_spikes(np.zeros((1, 300, 128), bool))
+        fw = chip._port.firmware
+        with pytest.raises(LimitError, match="V_SPIKE"):
+            chip.run(1)
+        assert fw.chip.clock_s == 0.0 and not fw.outputs  # nothing ran
+        chip.write_register("V_SPIKE", 0.1)
+        chip.run(1)
+        assert len(fw.outputs) == 1
+
+
+def test_wait_is_bounded():
+    with PEChip("pesim://?seed=1") as chip:
+        with pytest.raises(ValueError, match="wait must be"):
+            chip.wait(1e30)

@@ -24,6 +24,8 @@ def _info(args: argparse.Namespace) -> dict:
         out["url"] = b.chip_url
         out["simulated"] = b.simulated
         out["round_trips"] = b.chip.stats.round_trips
+        out["station"] = b.station.source
+        out["station_limits"] = dict(vars(b.station.limits))
     return out
 
 

@@ -19,5 +19,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 def _serve(args: argparse.Namespace) -> dict:
     from sim_backend.server import run_serve
 
-    run_serve(args)
-    return {"summary": "simulated bench stopped"} if not args.json else {"stopped": True}
+    from bench.cli import SILENT
+
+    run_serve(args)  # its first stdout line is the JSON object naming what is served
+    return SILENT
