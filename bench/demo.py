@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from bench.errors import ConfigError, RunPathError, RunStoreError
+from bench.errors import RunPathError, RunStoreError
 from bench.runstore import RunFile, check_writable
 
 REFERENCE_MODEL = Path(__file__).resolve().parent / "models" / "reference.h5"
@@ -90,7 +90,7 @@ def _progress(opts: DemoOptions, total: int, desc: str):
 
 
 def preflight(opts: DemoOptions) -> tuple[Path, Any]:
-    """Validate everything before any work: output location, station, model file."""
+    """Validate everything before any work: output location, station, model file, schedule."""
     from bench.station import load_station
 
     out = Path(opts.out_dir)
@@ -101,14 +101,13 @@ def preflight(opts: DemoOptions) -> tuple[Path, Any]:
     model = Path(opts.model or REFERENCE_MODEL)
     if not model.exists():
         raise RunPathError(f"{model}: model file not found")
-    from bench.hybrid import ChipGeometry, plan_network
+    from bench.hybrid import require_chip_layers
     from bench.network.modelfile import load_model
+    from bench.programming import schedule_for_station
 
-    plan = plan_network(load_model(model), ChipGeometry())
-    if not plan.chip_layers:
-        why = "; ".join(f"layer {p.index} ({p.n_in}->{p.n_out}): {p.reason}" for p in plan.layers)
-        raise ConfigError(f"{model}: no layer of the model fits the chip, nothing to measure ({why})")
-    return run_path, station
+    require_chip_layers(load_model(model), str(model))
+    schedule = schedule_for_station(station)
+    return run_path, station, schedule
 
 
 def run_demo(opts: DemoOptions) -> dict[str, Any]:
@@ -125,7 +124,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
     from drivers.instruments import open_smus, safety
 
     t_start = time.perf_counter()
-    run_path, station = preflight(opts)
+    run_path, station, schedule = preflight(opts)
     steps = ["data", "program", "infer", "power", "report"]
     bar = _progress(opts, len(steps), "demo")
     summary: dict[str, Any] = {}
@@ -158,7 +157,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         plan = plan_network(net, info)
         timebase = TimeBase.for_network(net)
         runner = HybridRunner(net, b.chip, plan=plan, timebase=timebase, baud=station.link.baud,
-                              latency_s=station.link.latency_s)
+                              latency_s=station.link.latency_s, schedule=schedule)
         layers = runner.prepare()
         st = layers[plan.chip_layers[-1]]
         g_read = b.chip.read_array(averages=8)

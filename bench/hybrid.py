@@ -189,6 +189,18 @@ def plan_network(net, geometry: ChipGeometry | Any | None = None, *,
 
 
 # --- software execution ----------------------------------------------------------------
+def require_chip_layers(net, source: str, geometry: ChipGeometry | None = None) -> Plan:
+    """The plan for ``net``; a ``ConfigError`` naming every layer's reason when none fits the
+    chip (a "chip" measurement with nothing on the chip would report software as chip)."""
+    from bench.errors import ConfigError
+
+    plan = plan_network(net, geometry or ChipGeometry())
+    if not plan.chip_layers:
+        why = "; ".join(f"layer {p.index} ({p.n_in}->{p.n_out}): {p.reason}" for p in plan.layers)
+        raise ConfigError(f"{source}: no layer of the model fits the chip, nothing to measure ({why})")
+    return plan
+
+
 def software_layer(layer, spikes: np.ndarray, weight: np.ndarray | None = None, *,
                    threads: int | None = None) -> np.ndarray:
     """One layer in software: bool (B, T, n_in) -> bool (B, T, n_out).

@@ -100,6 +100,11 @@ def infer_command(args) -> dict[str, Any]:
     if not lim.dt_min_s * (1 - 1e-9) <= timebase.dt_s <= lim.dt_max_s * (1 + 1e-9):
         raise UsageError(f"acceleration {float(timebase.acceleration):g} gives a chip step of "
                          f"{timebase.dt_s:g} s, outside the station's [{lim.dt_min_s:g}, {lim.dt_max_s:g}] s")
+    from bench.hybrid import require_chip_layers
+    from bench.programming import schedule_for_station
+
+    require_chip_layers(net, str(model_path))
+    schedule = schedule_for_station(station)
     split_files(args.data, args.split)  # data dir and trial list exist
     t0 = time.perf_counter()
     samples = load_split(args.data, args.split, args.limit,
@@ -112,7 +117,7 @@ def infer_command(args) -> dict[str, Any]:
     if labels.max() >= net.n_classes:
         raise UsageError(f"{args.data}: labels go up to {labels.max()}, the model has {net.n_classes} classes")
     return run_inference(net, samples, cfg, timebase, station, out, chip_url=args.chip,
-                         batch=args.batch, read_seconds=t_read, t_start=t_all,
+                         batch=args.batch, schedule=schedule, read_seconds=t_read, t_start=t_all,
                          provenance={"model": str(model_path), "model_sha256": _sha256(model_path),
                                      "data": str(args.data), "split": args.split,
                                      "limit": -1 if args.limit is None else args.limit})
@@ -120,7 +125,8 @@ def infer_command(args) -> dict[str, Any]:
 
 def run_inference(net, samples, cfg, timebase, station, out, *, chip_url: str | None = None,
                   batch: int = 256, read_seconds: float = 0.0, t_start: float | None = None,
-                  provenance: dict[str, Any] | None = None, chip_layers: list[int] | None = None) -> dict[str, Any]:
+                  provenance: dict[str, Any] | None = None, chip_layers: list[int] | None = None,
+                  schedule=None) -> dict[str, Any]:
     """Run ``samples`` through the hybrid network on the station's chip; write ``out``.
 
     The library entry point behind ``snnbench infer`` (the demo calls this too).
@@ -140,8 +146,11 @@ def run_inference(net, samples, cfg, timebase, station, out, *, chip_url: str | 
         chip = b.chip
         info = chip.info()
         plan = plan_network(net, info, chip_layers=chip_layers)
+        if not plan.chip_layers:
+            raise UsageError(f"no layer of the model fits this chip ({info.rows} rows, {info.neurons} "
+                             f"neurons per PE): nothing would run on the chip\n{plan}".splitlines()[0])
         runner = HybridRunner(net, chip, plan=plan, timebase=timebase, baud=station.link.baud,
-                              latency_s=station.link.latency_s)
+                              latency_s=station.link.latency_s, schedule=schedule)
         t0 = time.perf_counter()
         runner.prepare()
         secs["programming"] = time.perf_counter() - t0
