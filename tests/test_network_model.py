@@ -103,3 +103,21 @@ def test_perturb_noise_in_microsiemens_and_mismatch():
     th, tau = hwaware.mismatch(1000, 1.0, 10.0, hwaware.HWAwareConfig(theta_mismatch=0.03), rng)
     assert np.std(th) == pytest.approx(0.03, rel=0.15) and np.mean(tau) == pytest.approx(10.0, rel=0.01)
     assert isinstance(hwaware.chip_defaults(), hwaware.HWAwareConfig)
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-10, 10, allow_nan=False), min_size=1, max_size=50))
+def test_quantise_property(values):
+    cfg = hwaware.HWAwareConfig()
+    w = np.array(values)
+    q = hwaware.quantize(w, cfg)
+    clipped = np.clip(w, -3.0, 3.0)
+    assert np.all(np.abs(q - clipped) <= 0.1 + 1e-9)             # nearest level
+    assert np.all(np.diff(q[np.argsort(w, kind="stable")]) >= -1e-12)  # monotonic
+    k = np.abs(q) / 0.2
+    assert np.allclose(k, np.round(k))                             # on the 0.2-unit grid
+    assert np.all(np.sign(q) * np.sign(w) >= 0)                    # sign kept
