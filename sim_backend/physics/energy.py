@@ -103,13 +103,14 @@ _REF_TAG = 0xE4E
 
 
 def reference_conductances(seed: int = 0) -> np.ndarray:
-    """Conductances (128, 24) in siemens of the reference workload (see ``reference_workload``)."""
+    """Conductances (128, 24) in siemens of the reference workload (see ``reference_workload``),
+    on the chip's 16 levels."""
     rng = np.random.default_rng([seed, _REF_TAG, 1])
     sign_p = np.array([REF_LEVEL_SIGN["pos"], REF_LEVEL_SIGN["neg"], REF_LEVEL_SIGN["zero"]], float)
     sign = rng.choice(3, size=(REF_USED_ROWS, REF_NEURONS), p=sign_p / sign_p.sum())
     lv_p = np.asarray(REF_LEVEL_COUNTS, float)
     level = 1 + rng.choice(lv_p.size, size=(REF_USED_ROWS, REF_NEURONS), p=lv_p / lv_p.sum())
-    g_lv = level * 10e-6
+    g_lv = ChipParams().levels_s[level]          # exactly the chip's levels (10 uS apart)
     g = np.zeros((REF_ROWS, 24))
     g[:REF_USED_ROWS, 0:2 * REF_NEURONS:2] = np.where(sign == 0, g_lv, 0.0)
     g[:REF_USED_ROWS, 1:2 * REF_NEURONS:2] = np.where(sign == 1, g_lv, 0.0)
