@@ -434,18 +434,9 @@ class HybridRunner:
 # --- mapping / programming adapters (bench.mapping / bench.programming, issue 4) -------------
 def _map(wt: np.ndarray, info, clamp: float) -> dict[str, Any]:
     """Weights (rows, neurons) -> whole-array targets (S) and scale (S per weight unit)."""
+    from bench.mapping import map_weights
+
     levels = np.asarray(info.levels_s, dtype=np.float64)
-    try:
-        from bench.mapping import map_weights
-    except ImportError:  # pragma: no cover - issue 4 not installed: nearest level, top = clamp
-        scale = _g_unit_code(float(levels[-1]) / clamp)
-        w = np.clip(wt, -clamp, clamp)
-        k = np.abs(np.abs(w)[..., None] * scale - levels).argmin(axis=-1)
-        t = np.zeros((info.rows, info.columns))
-        r, n = w.shape
-        t[:r, 0:2 * n:2] = np.where(w > 0, levels[k], 0.0)
-        t[:r, 1:2 * n:2] = np.where(w < 0, levels[k], 0.0)
-        return {"targets_s": t, "scale_s": scale, "clamp": float(clamp), "mapper": "fallback-nearest"}
     m = map_weights(wt, levels_s=levels, rows=info.rows, columns=info.columns, clamp=clamp)
     scale = _g_unit_code(m.scale_s)
     note = ""
@@ -463,16 +454,9 @@ def _g_unit_code(scale_s: float) -> float:
 
 
 def _program(chip, targets: np.ndarray, schedule) -> dict[str, Any]:
-    try:
-        from bench.programming import default_schedule, program_array
-    except ImportError:  # pragma: no cover - issue 4 not installed: plain board write-verify
-        from firmware_iface.write_verify import PulseSchedule
+    from bench.programming import default_schedule, program_array
 
-        rr, cc = np.indices(targets.shape)
-        r = chip.write_verify(rr.ravel(), cc.ravel(), targets.ravel(), schedule or PulseSchedule())
-        return {"cells": int(r.success.size), "success": int(r.success.sum()), "stuck": int(r.stuck.sum()),
-                "chip_seconds": r.chip_seconds, "programmer": "PEChip.write_verify"}
-    res = program_array(chip, targets, schedule or default_schedule())
+    res = program_array(chip, targets, schedule or default_schedule(limits=chip.limits))
     return {"cells": int(res.rows.size), "success": int(res.success.sum()), "stuck": int(res.stuck.sum()),
             "pulses": int(res.pulses.sum()), "wall_seconds": res.wall_seconds,
             "chip_seconds": float(res.link.chip_seconds), "programmer": "bench.programming", "_result": res}
