@@ -67,56 +67,27 @@ class ArrayWorkload:
 class ReferenceWorkload:
     """``sim_backend.physics.energy.reference_workload(n, seed)`` generated chunk by chunk.
 
-    Bit-identical to the one-shot function (tested), but memory is bounded by the chunk
-    (the one-shot form needs ~330 kB per sample at once).  The generator's streams are
-    replayed: rates (normals), then the Bernoulli draws (one 64-bit draw per double, so the
-    weights' state is reached with ``advance``), then the weights.
+    Bit-identical to the one-shot function (tested): every sample has its own random stream
+    (``energy.reference_chunks``), so memory is bounded by the chunk (the one-shot form needs
+    ~38 kB per sample at once).
     """
 
     steps = 300
     rows = 128
-    _block = 256
 
     def __init__(self, n_samples: int, seed: int = 0) -> None:
         if not 1 <= n_samples <= MAX_SAMPLES:
             raise UsageError(f"--samples must be in 1..{MAX_SAMPLES}, got {n_samples}")
+        from sim_backend.physics.energy import reference_conductances
+
         self.n_samples = int(n_samples)
         self.seed = int(seed)
-        self._start = np.random.default_rng([self.seed, 0xE4E]).bit_generator.state
-        bg = self._bitgen()
-        rng = np.random.Generator(bg)
-        left = self.n_samples * 120
-        while left:                      # skip the rates' normals to reach the Bernoulli stream
-            k = min(left, 1 << 20)
-            rng.standard_normal(k)
-            left -= k
-        self._spikes_state = bg.state
-        bg.advance(self.n_samples * self.steps * 120)
-        w = np.clip(np.random.Generator(bg).normal(0.0, 1.2, (120, 11)), -3.0, 3.0)
-        g_unit, step = 50e-6, 10e-6
-        g = np.zeros((self.rows, 24))
-        g[:120, 0:22:2] = np.round(np.maximum(w, 0) * g_unit / step) * step
-        g[:120, 1:22:2] = np.round(np.maximum(-w, 0) * g_unit / step) * step
-        self.conductances_s = g
-
-    def _bitgen(self, state: dict | None = None) -> np.random.BitGenerator:
-        bg = np.random.PCG64()
-        bg.state = state or self._start
-        return bg
+        self.conductances_s = reference_conductances(self.seed)
 
     def chunks(self, size: int) -> Iterator[np.ndarray]:
-        rates_rng = np.random.Generator(self._bitgen(self._start))
-        spikes_rng = np.random.Generator(self._bitgen(self._spikes_state))
-        sigma = 0.8
-        for i in range(0, self.n_samples, size):
-            c = min(size, self.n_samples - i)
-            out = np.zeros((c, self.steps, self.rows), dtype=bool)
-            for j in range(0, c, self._block):
-                b = min(self._block, c - j)
-                rates = np.exp(rates_rng.normal(np.log(0.05) - sigma ** 2 / 2, sigma, (b, 1, 120)))
-                rates = np.minimum(rates, 0.4)
-                out[j:j + b, :, :120] = spikes_rng.random((b, self.steps, 120)) < rates
-            yield out
+        from sim_backend.physics.energy import reference_chunks
+
+        yield from reference_chunks(self.n_samples, self.seed, size)
 
 
 @dataclass

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_sim_chip.py [--quick] [--json]
 
 Measures, on one core (BLAS threads pinned to 1):
-  * the 120->11 chip layer, 300 steps, 5 % input rate (the seeded reference workload),
+  * the 120->11 chip layer, 300 steps, the seeded reference workload (~11.4 % input rate),
     ``typical`` fidelity with column noise, mismatch and energy accounting, batched;
     ratio against a plain-numpy per-step-matmul baseline measured in the same run and
     against the silicon rate (44.31 us / sample = 22,568 samples/s);
