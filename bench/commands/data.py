@@ -10,17 +10,9 @@ import json
 import time
 from typing import Any
 
+from bench.commands._args import nonneg_int
 from bench.errors import UsageError
 
-
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return v
 
 
 def register(subparsers, parent: argparse.ArgumentParser | None = None) -> None:
@@ -33,10 +25,10 @@ def register(subparsers, parent: argparse.ArgumentParser | None = None) -> None:
         description="Write a seeded synthetic DVS128-Gesture-like set (AEDAT 3.1 + labels + trial lists).",
     )
     s.add_argument("--out", required=True, metavar="DIR", help="output directory (must not exist or be empty)")
-    s.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
-    s.add_argument("--per-class", type=_nonneg_int, default=None, metavar="N",
+    s.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
+    s.add_argument("--per-class", type=nonneg_int, default=None, metavar="N",
                    help="samples per class, train + test (default 32 -> 24 train + 8 test)")
-    s.add_argument("--subjects", type=_nonneg_int, default=None, metavar="N",
+    s.add_argument("--subjects", type=nonneg_int, default=None, metavar="N",
                    help="number of subjects (default: 4 lighting conditions each)")
     s.set_defaults(func=synth_command)
     p.set_defaults(func=_data_help(p))

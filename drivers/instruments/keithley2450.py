@@ -26,7 +26,21 @@ def _scpi_error(reply: str) -> tuple[int, str]:
     return int(float(code)), msg.strip().strip('"').split(";")[0]
 
 
-class Keithley2450(Smu):
+class ScpiSmu(Smu):
+    """What the SCPI SMUs share: line frequency and the standard error queue."""
+
+    def query_line_frequency(self) -> float:
+        return float(self.ask(":SYST:LFR?"))
+
+    def next_error(self) -> tuple[int, str]:
+        reply = self.ask(":SYST:ERR?")
+        try:
+            return _scpi_error(reply)
+        except ValueError:
+            raise InstrumentError(f"{self.label}: unparsable error-queue reply {reply!r}") from None
+
+
+class Keithley2450(ScpiSmu):
     family = "Keithley 2450"
     ranges = {"2450": InstrumentRange(max_voltage_v=210.0, max_current_a=1.05, min_current_limit_a=1e-9,
                                       nplc_min=0.01, nplc_max=10.0, buffer_points=100_000,
@@ -55,16 +69,6 @@ class Keithley2450(Smu):
         self.write("*RST")
         self.write("*CLS")
         self._level_v = 0.0
-
-    def query_line_frequency(self) -> float:
-        return float(self.ask(":SYST:LFR?"))
-
-    def next_error(self) -> tuple[int, str]:
-        reply = self.ask(":SYST:ERR?")
-        try:
-            return _scpi_error(reply)
-        except ValueError:
-            raise InstrumentError(f"{self.label}: unparsable error-queue reply {reply!r}") from None
 
     def _configure_source(self) -> None:
         self.write(":SOUR:FUNC VOLT")

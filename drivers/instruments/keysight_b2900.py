@@ -22,7 +22,7 @@ import numpy as np
 
 from drivers.errors import InstrumentError
 from drivers.instruments.base import InstrumentRange, Smu, control, measurement, parse_bool, parse_floats
-from drivers.instruments.keithley2450 import _scpi_error
+from drivers.instruments.keithley2450 import ScpiSmu
 
 
 def _b29(channels: int) -> InstrumentRange:
@@ -31,7 +31,7 @@ def _b29(channels: int) -> InstrumentRange:
                            min_interval_s=1e-5, channels=channels, max_interval_s=1e5)
 
 
-class KeysightB2900(Smu):
+class KeysightB2900(ScpiSmu):
     family = "Keysight B2900"
     ranges = {"B2901A": _b29(1), "B2902A": _b29(2), "B2911A": _b29(1), "B2912A": _b29(2),
               "B2901B": _b29(1), "B2902B": _b29(2), "B2911B": _b29(1), "B2912B": _b29(2)}
@@ -62,16 +62,6 @@ class KeysightB2900(Smu):
         self.write(f":OUTP{self.channel} OFF")
         self.write(f":SOUR{self.channel}:VOLT 0")
         self._level_v = 0.0
-
-    def query_line_frequency(self) -> float:
-        return float(self.ask(":SYST:LFR?"))
-
-    def next_error(self) -> tuple[int, str]:
-        reply = self.ask(":SYST:ERR?")
-        try:
-            return _scpi_error(reply)
-        except ValueError:
-            raise InstrumentError(f"{self.label}: unparsable error-queue reply {reply!r}") from None
 
     def _configure_source(self) -> None:
         self.write(f":SOUR{self.channel}:FUNC:MODE VOLT")
