@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     common = options(lambda _v: argparse.SUPPRESS)
-    parser = _Parser(prog="snnbench", description=__doc__.splitlines()[0], parents=[options(lambda v: v)])
+    parser = _Parser(prog="snnbench", parents=[options(lambda v: v)],
+                     description="Test-bench controller for the memristive SNN chip (128x24 RRAM PE "
+                                 "macro) and its simulated twin. Quick start: snnbench demo.")
     parser.add_argument("--version", action="version", version=f"snnbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     import bench.commands as pkg
