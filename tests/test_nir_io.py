@@ -121,3 +121,22 @@ def test_cli_export_import_roundtrip(net, tmp_path, capsys):
     (tmp_path / "bad.nir").write_bytes(b"garbage")
     assert main(["model", "import-nir", str(tmp_path / "bad.nir"), str(tmp_path / "x.h5")]) == 2
     assert "bad.nir" in capsys.readouterr().err
+
+
+def test_cli_unwritable_outputs_fail_up_front_naming_the_path(net, tmp_path, capsys):
+    m = save_model(net, tmp_path / "m1.h5")
+    regfile = tmp_path / "regfile"
+    regfile.write_text("a regular file")
+    assert main(["model", "export-nir", str(m), str(tmp_path / "m1.nir")]) == 0
+    capsys.readouterr()
+    cases = [
+        (["model", "export-nir", str(m), str(regfile / "x.nir")], "regfile/x.nir"),
+        (["model", "import-nir", str(tmp_path / "m1.nir"), str(regfile / "y4.h5")], "regfile/y4.h5"),
+        (["model", "export-nir", str(m), str(tmp_path)], str(tmp_path)),  # a directory
+    ]
+    for argv, named in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert named in err and "Errno" not in err and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert regfile.read_text() == "a regular file"

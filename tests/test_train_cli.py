@@ -67,3 +67,29 @@ def test_train_cli_data_without_labels_is_a_clear_error(tiny_data, tmp_path, cap
     with pytest.raises(SystemExit) as exc:
         main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "m.h5"), "--epochs", "-1"])
     assert exc.value.code == 2
+
+
+def test_train_cli_bad_checkpoint_path_fails_before_training(tiny_data, tmp_path, capsys):
+    regfile = tmp_path / "regfile"
+    regfile.write_text("x")
+    out = tmp_path / "m.h5"
+    rc = main(["train", "--data", str(tiny_data), "--out", str(out), "--epochs", "1", "--hidden", "8,8",
+               "--checkpoint", str(regfile / "x.ckpt")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "regfile/x.ckpt" in err and "Traceback" not in err
+    assert not out.exists()  # failed up front: no training, no model written
+    rc = main(["train", "--data", str(tiny_data), "--out", str(out), "--resume", str(tmp_path / "none.ckpt")])
+    assert rc == 2 and "none.ckpt" in capsys.readouterr().err and not out.exists()
+
+
+def test_train_cli_requires_at_least_one_epoch(tiny_data, tmp_path, capsys):
+    out = tmp_path / "m.h5"
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data", str(tiny_data), "--out", str(out), "--epochs", "0"])
+    assert exc.value.code == 2 and ">= 1" in capsys.readouterr().err
+    assert not out.exists()
+    from bench.commands.train import run_training
+    from bench.errors import UsageError
+
+    with pytest.raises(UsageError, match="epoch"):
+        run_training(tiny_data, out, epochs=0)

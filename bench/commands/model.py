@@ -12,19 +12,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
+from bench.commands._args import pos_float
 from bench.commands._groups import group
-
-
-def _pos_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (np.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return v
 
 
 def register(subparsers, common_parent: argparse.ArgumentParser) -> None:
@@ -38,7 +28,7 @@ def register(subparsers, common_parent: argparse.ArgumentParser) -> None:
                          description="Read a NIR graph and write a model file.")
     i.add_argument("nir_file", metavar="IN.nir")
     i.add_argument("out", metavar="MODEL.h5")
-    i.add_argument("--dt-s", type=_pos_float, default=100e-9,
+    i.add_argument("--dt-s", type=pos_float, default=100e-9,
                    help="chip time step (s) for graphs without snnbench metadata (default 1e-7)")
     i.set_defaults(func=import_command)
 
@@ -51,7 +41,9 @@ def _describe(net) -> dict[str, Any]:
 def export_command(args) -> dict[str, Any]:
     from bench.network.modelfile import load_model
     from bench.network.nir_io import export_nir
+    from bench.runstore import check_writable
 
+    check_writable(args.out)  # before any work: a directory or an unwritable path is a one-line error
     net = load_model(args.model)
     out = export_nir(net, args.out)
     return {"model": str(args.model), "out": str(out), **_describe(net),
@@ -62,7 +54,9 @@ def export_command(args) -> dict[str, Any]:
 def import_command(args) -> dict[str, Any]:
     from bench.network.modelfile import save_model
     from bench.network.nir_io import import_nir
+    from bench.runstore import check_writable
 
+    check_writable(args.out)
     net = import_nir(args.nir_file, dt_s=args.dt_s)
     net.metadata.setdefault("imported_from", str(Path(args.nir_file)))
     out = save_model(net, args.out)

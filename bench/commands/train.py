@@ -19,37 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.commands._args import nonneg_int, pos_float, pos_int
 from bench.errors import UsageError
-
-
-def _pos_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {v}")
-    return v
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return v
-
-
-def _pos_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (np.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return v
 
 
 def _sizes(text: str) -> list[int]:
@@ -71,18 +42,18 @@ def register(subparsers, common_parent: argparse.ArgumentParser) -> None:
         description="Train the chip's network on a DVS128-Gesture-layout data directory.")
     p.add_argument("--data", required=True, metavar="DIR", help="data directory (release or 'data synth')")
     p.add_argument("--out", required=True, metavar="MODEL.h5", help="model file to write")
-    p.add_argument("--epochs", type=_nonneg_int, default=DEFAULT_EPOCHS, help=f"epochs (default {DEFAULT_EPOCHS})")
+    p.add_argument("--epochs", type=pos_int, default=DEFAULT_EPOCHS, help=f"epochs (default {DEFAULT_EPOCHS})")
     p.add_argument("--hw-aware", action="store_true",
                    help="hardware-aware training of the chip layer (16-level quantisation, noise, mismatch)")
-    p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
-    p.add_argument("--batch-size", type=_pos_int, default=8, help="batch size (default 8)")
-    p.add_argument("--lr", type=_pos_float, default=0.005, help="Adam learning rate (default 0.005)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
+    p.add_argument("--batch-size", type=pos_int, default=8, help="batch size (default 8)")
+    p.add_argument("--lr", type=pos_float, default=0.005, help="Adam learning rate (default 0.005)")
     p.add_argument("--hidden", type=_sizes, default=[480, 120], metavar="N,N",
                    help="hidden layer sizes (default 480,120)")
     p.add_argument("--surrogate", choices=("exp", "sigmoid", "fast_sigmoid"), default="exp",
                    help="surrogate derivative (default exp(-|u-theta|))")
     p.add_argument("--no-augment", action="store_true", help="no event augmentation")
-    p.add_argument("--limit", type=_pos_int, default=None, metavar="N", help="use at most N samples per split")
+    p.add_argument("--limit", type=pos_int, default=None, metavar="N", help="use at most N samples per split")
     p.add_argument("--checkpoint", metavar="FILE", default=None,
                    help="write a resumable checkpoint after every epoch")
     p.add_argument("--resume", metavar="FILE", default=None, help="continue from a checkpoint")
@@ -114,7 +85,15 @@ def run_training(data: str | Path, out: str | Path, *, epochs: int = DEFAULT_EPO
     from bench.network.modelfile import load_checkpoint, round_weights, save_model
     from bench.runstore import check_writable
 
+    if int(epochs) < 1:
+        raise UsageError(f"--epochs {epochs}: train at least one epoch (>= 1)")
     out = check_writable(out)
+    if checkpoint is not None:
+        checkpoint = check_writable(checkpoint)
+        if Path(checkpoint).resolve() == Path(out).resolve():
+            raise UsageError(f"--checkpoint {checkpoint}: must differ from --out")
+    if resume is not None and not Path(resume).is_file():
+        raise UsageError(f"--resume {resume}: checkpoint file not found")
     hidden = [480, 120] if hidden is None else list(hidden)
     t_start = time.perf_counter()
     train_s = load_split(data, "train", limit=limit)
