@@ -63,7 +63,10 @@ def exercise_every_opcode(chip: PEChip) -> dict:
 
 def test_every_opcode_in_process():
     with PEChip("pesim://?seed=4&fidelity=ideal") as chip:
-        exercise_every_opcode(chip)
+        got = exercise_every_opcode(chip)
+        assert got["out"].shape == (5, 300, 12) and got["g"].shape == (128, 24)
+        # every command executed once, but the RUN refused after RESET (NOT_READY)
+        assert chip.stats.retries == 0 and chip._port.firmware.executed == chip.stats.commands - 1
 
 
 @pytest.mark.parametrize("mode", ["tcp", "pty"])

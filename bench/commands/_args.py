@@ -25,13 +25,42 @@ def _int(text: str, low: int) -> int:
     return v
 
 
-def pos_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
+def int_range(low: int, high: int):
+    """argparse type factory: an integer in [low, high]."""
+    def parse(text: str) -> int:
+        v = _int(text, low)
+        if v > high:
+            raise argparse.ArgumentTypeError(f"expected an integer in {low}..{high}, got {v}")
+        return v
+
+    return parse
+
+
+def float_range(low: float, high: float):
+    """argparse type factory: a finite number in [low, high]."""
+    def parse(text: str) -> float:
+        v = _float(text)
+        if not low <= v <= high:
+            raise argparse.ArgumentTypeError(f"expected a number in {low:g}..{high:g}, got {text!r}")
+        return v
+
+    return parse
+
+
+def _float(text: str) -> float:
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return v
+
+
+def pos_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    v = _float(text)
+    if not v > 0:
         raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
     return v
 

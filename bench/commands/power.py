@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import re
 from typing import Any
 
+from bench.commands._args import add_chip_argument, float_range, int_range, nonneg_int, pos_float
 from bench.errors import UsageError
-from bench.commands._args import add_chip_argument, nonneg_int, pos_float, pos_int
 
 DEFAULT_RAILS = ("VDDA", "VDDD", "VDDIO")
 
@@ -52,28 +51,9 @@ MAX_IDLE_POINTS = 10_000     # = bench.power.MAX_IDLE_POINTS
 MAX_MARGIN = 10.0            # = bench.power.MAX_MARGIN
 
 
-def _samples(text: str) -> int:
-    v = pos_int(text)
-    if v > MAX_SAMPLES:
-        raise argparse.ArgumentTypeError(f"expected an integer in 1..{MAX_SAMPLES}, got {v}")
-    return v
-
-
-def _idle_points(text: str) -> int:
-    v = pos_int(text)
-    if v > MAX_IDLE_POINTS:
-        raise argparse.ArgumentTypeError(f"expected an integer in 1..{MAX_IDLE_POINTS}, got {v}")
-    return v
-
-
-def _margin(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(v) and 0 <= v <= MAX_MARGIN):
-        raise argparse.ArgumentTypeError(f"expected a number in 0..{MAX_MARGIN:g}, got {text!r}")
-    return v
+_samples = int_range(1, MAX_SAMPLES)
+_idle_points = int_range(1, MAX_IDLE_POINTS)
+_margin = float_range(0.0, MAX_MARGIN)
 
 
 _SPEC = re.compile(r"^(?P<rail>[A-Za-z0-9_]+)=(?P<model>[A-Za-z0-9]+)@(?P<res>.+)$")
