@@ -414,3 +414,12 @@ def test_read_single_repeat_reports_null_noise(capsys, tmp_path):
     assert d["std_us"] is None and d["read_noise_rel_median"] is None and d["mean_us"] > 0
     with h5py.File(out, "r") as h5:
         assert np.isnan(h5["summary"].attrs["std_us"]) and np.isnan(h5["maps/std_s"][()]).all()
+
+
+def test_read_refuses_to_overwrite_without_force(capsys, tmp_path):
+    out = tmp_path / "read.h5"
+    out.write_bytes(b"an earlier run")
+    code, so, se = run(capsys, "chip", "read", "--chip", CHIP, "--out", str(out), "--json")
+    assert code == 2 and "--force" in se and out.read_bytes() == b"an earlier run"
+    code, so, se = run(capsys, "chip", "read", "--chip", CHIP, "--out", str(out), "--force", "--json")
+    assert code == 0 and json.loads(so)["cells"] == 3072

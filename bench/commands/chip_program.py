@@ -78,6 +78,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                         description="Read the conductance map, optionally repeatedly and after chip-time waits.")
     add_chip_argument(r)
     r.add_argument("--repeats", type=int, default=1, help="whole-array reads (default 1)")
+    r.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     r.add_argument("--averages", type=int, default=8, help="on-board averages per read (default 8)")
     r.add_argument("--v-read", type=float, default=0.2, help="read voltage in V (default 0.2)")
     r.add_argument("--wait-s", type=float, nargs="*", default=[], metavar="S",
@@ -341,7 +342,7 @@ def read_command(args: argparse.Namespace) -> dict[str, Any]:
     bad = [w for w in waits if not np.isfinite(w) or not 0 <= w <= MAX_WAIT_S]
     if bad:
         raise UsageError(f"--wait-s values must be durations in [0, {MAX_WAIT_S:g}] s, got {bad[0]!r}")
-    out = _out_path(args.out)
+    out = _out_path(args.out, overwrite=args.force)
     t0 = time.process_time()
     with open_bench(args.station, args.chip) as b:
         chip = b.chip
