@@ -84,9 +84,15 @@ def decode_upload(payload: bytes) -> tuple[int, np.ndarray, np.ndarray]:
     n, steps, rows = int(up["n"]), int(up["steps"]), int(up["rows"])
     if rows == 0 or steps == 0 or rows > MAX_ROWS_AER:
         raise PayloadError(f"upload of {steps} steps x {rows} rows is not valid")
+    dn = dense_nbytes(steps, rows)
+    dense_rec = np.dtype([("sample", _SAMPLE), ("data", "u1", (dn,))])
+    if n and len(payload) - off == n * dense_rec.itemsize:  # maybe all dense: one vectorised pass
+        rec = np.frombuffer(payload, dtype=dense_rec, count=n, offset=off)
+        if np.all(rec["sample"]["encoding"] == Encoding.DENSE) and np.all(rec["sample"]["nbytes"] == dn):
+            bits = np.unpackbits(rec["data"], axis=1, bitorder="little", count=steps * rows)
+            return int(up["slot"]), bits.view(bool).reshape(n, steps, rows), np.zeros(n, np.uint8)
     out = np.zeros((n, steps * rows), dtype=bool)
     encs = np.zeros(n, dtype=np.uint8)
-    dn = dense_nbytes(steps, rows)
     mv = memoryview(payload)
     for i in range(n):
         hdr, off = unpack("SAMPLE", mv, off)
