@@ -132,7 +132,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--pty", action="store_true", help="serve the chip on a pseudo-terminal instead of TCP")
     p.add_argument("--seed", type=_seed, default=1, help="chip seed (device-to-device map)")
-    p.add_argument("--run-seed", type=int, default=0, help="run seed (cycle-to-cycle noise)")
+    p.add_argument("--run-seed", type=_seed, default=0, help="run seed (cycle-to-cycle noise)")
     p.add_argument("--fidelity", default="typical", choices=["ideal", "typical", "worst"])
     p.add_argument("--no-instruments", action="store_true", help="serve the chip only")
     for name, help_ in (("ber", "bit-error rate per bit"), ("drop", "probability a chunk is dropped"),
