@@ -456,6 +456,8 @@ class Smu(Instrument, ABC):
     """
 
     family: ClassVar[str] = "SMU"
+    makers: ClassVar[tuple[str, ...]] = ()
+    """Maker names accepted in the first field of an *IDN? reply (upper case)."""
     ranges: ClassVar[dict[str, InstrumentRange]] = {}
 
     def __init__(self, adapter: Adapter, *, model: str | None = None, max_voltage_v: float, max_current_a: float,
@@ -504,9 +506,13 @@ class Smu(Instrument, ABC):
         return model.strip().upper().removeprefix("MODEL").strip()
 
     @classmethod
-    @abstractmethod
     def model_from_idn(cls, idn: str) -> str:
-        """The model named in an ``*IDN?`` reply (raise ValueError if unparsable)."""
+        """The model named in an ``*IDN?`` reply ("MAKER,MODEL,SERIAL,FW"); ValueError when
+        the reply is unparsable or names a maker not in :attr:`makers`."""
+        maker, model = idn.split(",")[:2]
+        if not any(m in maker.upper() for m in cls.makers):
+            raise ValueError(idn)
+        return model
 
     def check_identity(self) -> str:
         idn = self.ask("*IDN?")

@@ -42,6 +42,7 @@ class ScpiSmu(Smu):
 
 class Keithley2450(ScpiSmu):
     family = "Keithley 2450"
+    makers = ("KEITHLEY",)
     ranges = {"2450": InstrumentRange(max_voltage_v=210.0, max_current_a=1.05, min_current_limit_a=1e-9,
                                       nplc_min=0.01, nplc_max=10.0, buffer_points=100_000,
                                       min_interval_s=0.0)}
@@ -57,13 +58,6 @@ class Keithley2450(ScpiSmu):
     output_enabled = measurement(":OUTP?", "Output state.", get_process=parse_bool)
     current = measurement(":MEAS:CURR?", "One current reading (A).")
     voltage = measurement(":MEAS:VOLT?", "One voltage reading (V).")
-
-    @classmethod
-    def model_from_idn(cls, idn: str) -> str:
-        maker, model = idn.split(",")[:2]
-        if "KEITHLEY" not in maker.upper():
-            raise ValueError(idn)
-        return model
 
     def reset(self) -> None:
         self.write("*RST")

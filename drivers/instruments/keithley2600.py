@@ -34,6 +34,7 @@ def _k26(channels: int, vmax: float = 40.4, imax: float = 3.03) -> InstrumentRan
 
 class Keithley2600(Smu):
     family = "Keithley 2600B"
+    makers = ("KEITHLEY",)
     ranges = {"2601B": _k26(1), "2602B": _k26(2), "2604B": _k26(2),
               "2611B": _k26(1, 202.0, 1.515), "2612B": _k26(2, 202.0, 1.515), "2614B": _k26(2, 202.0, 1.515),
               "2634B": _k26(2, 202.0, 1.515), "2635B": _k26(1, 202.0, 1.515), "2636B": _k26(2, 202.0, 1.515)}
@@ -57,13 +58,6 @@ class Keithley2600(Smu):
 
     def fmt(self) -> dict[str, Any]:
         return {"smu": self.smu}
-
-    @classmethod
-    def model_from_idn(cls, idn: str) -> str:
-        maker, model = idn.split(",")[:2]
-        if "KEITHLEY" not in maker.upper():
-            raise ValueError(idn)
-        return model
 
     def reset(self) -> None:
         self.write(f"{self.smu}.reset()")

@@ -33,6 +33,7 @@ def _b29(channels: int) -> InstrumentRange:
 
 class KeysightB2900(ScpiSmu):
     family = "Keysight B2900"
+    makers = ("KEYSIGHT", "AGILENT")
     ranges = {"B2901A": _b29(1), "B2902A": _b29(2), "B2911A": _b29(1), "B2912A": _b29(2),
               "B2901B": _b29(1), "B2902B": _b29(2), "B2911B": _b29(1), "B2912B": _b29(2)}
 
@@ -49,13 +50,6 @@ class KeysightB2900(ScpiSmu):
 
     def fmt(self) -> dict[str, Any]:
         return {"ch": self.channel}
-
-    @classmethod
-    def model_from_idn(cls, idn: str) -> str:
-        maker, model = idn.split(",")[:2]
-        if not any(m in maker.upper() for m in ("KEYSIGHT", "AGILENT")):
-            raise ValueError(idn)
-        return model
 
     def reset(self) -> None:
         self.write("*CLS")
