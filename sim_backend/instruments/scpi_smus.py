@@ -98,6 +98,16 @@ class ScpiSmuServer(InstrumentServer):
         t["*OPC"] = lambda c, a, r: None
         t["SYST:ERR?"] = lambda c, a, r: self._error()
         t["SYST:LFR?"] = lambda c, a, r: self._lfr(c)
+        # source level, integration time, output and single readings: the same headers on both
+        # SCPI families (channel suffixes are stripped before lookup)
+        t["SOUR:VOLT"] = lambda c, a, r: self._set_level(c, a)
+        t["SOUR:VOLT?"] = lambda c, a, r: _fmt(c.level_v)
+        t["SENS:CURR:NPLC"] = lambda c, a, r: self._set_nplc(c, a)
+        t["SENS:CURR:NPLC?"] = lambda c, a, r: _fmt(c.nplc)
+        t["OUTP"] = lambda c, a, r: self._set_output(c, a)
+        t["OUTP?"] = lambda c, a, r: "1" if c.output else "0"
+        t["MEAS:CURR?"] = lambda c, a, r: _fmt(c.read()[0])
+        t["MEAS:VOLT?"] = lambda c, a, r: _fmt(c.read()[1])
 
     def _lfr(self, c: SimChannel) -> str:
         return f"{c.line_frequency_hz:g}"
@@ -170,16 +180,8 @@ class Keithley2450Server(ScpiSmuServer):
         t["SOUR:FUNC?"] = lambda c, a, r: c.source_func
         t["SENS:FUNC"] = lambda c, a, r: setattr(self, "sense_func", self._func(a, ("VOLT", "CURR")))
         t["SENS:FUNC?"] = lambda c, a, r: f'"{self.sense_func}:DC"'
-        t["SOUR:VOLT"] = lambda c, a, r: self._set_level(c, a)
-        t["SOUR:VOLT?"] = lambda c, a, r: _fmt(c.level_v)
         t["SOUR:VOLT:ILIM"] = lambda c, a, r: self._set_limit(c, a)
         t["SOUR:VOLT:ILIM?"] = lambda c, a, r: _fmt(c.limit_a)
-        t["SENS:CURR:NPLC"] = lambda c, a, r: self._set_nplc(c, a)
-        t["SENS:CURR:NPLC?"] = lambda c, a, r: _fmt(c.nplc)
-        t["OUTP"] = lambda c, a, r: self._set_output(c, a)
-        t["OUTP?"] = lambda c, a, r: "1" if c.output else "0"
-        t["MEAS:CURR?"] = lambda c, a, r: _fmt(c.read()[0])
-        t["MEAS:VOLT?"] = lambda c, a, r: _fmt(c.read()[1])
         t["READ?"] = lambda c, a, r: _fmt(c.read()[0 if self.sense_func == "CURR" else 1])
         t["TRAC:CLE"] = lambda c, a, r: self._trace_clear(c, a)
         t["TRAC:ACT?"] = lambda c, a, r: str(c.completed())
@@ -254,18 +256,10 @@ class KeysightB2900Server(ScpiSmuServer):
         t["SOUR:FUNC:MODE"] = lambda c, a, r: setattr(c, "source_func", self._func(a, ("VOLT", "CURR")))
         t["SOUR:FUNC:MODE?"] = lambda c, a, r: c.source_func
         t["SENS:FUNC"] = lambda c, a, r: self._func(a, ("VOLT", "CURR")) and None
-        t["SOUR:VOLT"] = lambda c, a, r: self._set_level(c, a)
-        t["SOUR:VOLT?"] = lambda c, a, r: _fmt(c.level_v)
         t["SENS:CURR:PROT"] = lambda c, a, r: self._set_limit(c, a)
         t["SENS:CURR:PROT?"] = lambda c, a, r: _fmt(c.limit_a)
-        t["SENS:CURR:NPLC"] = lambda c, a, r: self._set_nplc(c, a)
-        t["SENS:CURR:NPLC?"] = lambda c, a, r: _fmt(c.nplc)
         t["SENS:CURR:APER"] = lambda c, a, r: self._set_aperture(c, a)
         t["SENS:CURR:APER?"] = lambda c, a, r: _fmt(c.aperture_s)
-        t["OUTP"] = lambda c, a, r: self._set_output(c, a)
-        t["OUTP?"] = lambda c, a, r: "1" if c.output else "0"
-        t["MEAS:CURR?"] = lambda c, a, r: _fmt(c.read()[0])
-        t["MEAS:VOLT?"] = lambda c, a, r: _fmt(c.read()[1])
         for prefix in ("TRIG:ACQ", "TRIG"):
             t[f"{prefix}:SOUR"] = lambda c, a, r: self._trig_set(c, "src", a)
             t[f"{prefix}:TIM"] = lambda c, a, r: self._trig_set(c, "tim", a)
