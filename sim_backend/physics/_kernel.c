@@ -7,6 +7,31 @@
 #include <string.h>
 #include <math.h>
 
+/* One step of N SRM neurons: clamp the input x, PSP recursion, threshold, refractory kernel.
+ * The single definition of the neuron arithmetic in C (same order as neuron.srm_forward). */
+static inline __attribute__((always_inline)) int64_t
+srm_step(const double *restrict x_in, int64_t N, const double *restrict th, const double *restrict a,
+         const double *restrict inv_tau, double bref, const double *restrict jump, double clo,
+         double chi, double *restrict p, double *restrict r, uint8_t *restrict st)
+{
+    int64_t nout = 0;
+    for (int64_t j = 0; j < N; j++) {
+        double x = x_in[j];
+        if (x < clo) x = clo;
+        if (x > chi) x = chi;
+        double xs = x * inv_tau[j];
+        double pp = a[j] * p[j];
+        p[j] = pp + xs;
+        double u = p[j] + r[j];
+        int spk = u >= th[j];
+        st[j] = (uint8_t)spk;
+        nout += spk;
+        double rb = bref * r[j];
+        r[j] = rb - (spk ? jump[j] : 0.0);
+    }
+    return nout;
+}
+
 /* SRM neurons on precomputed input z (B, T, N) -> spikes s (B, T, N) as uint8. */
 void srm_kernel(const double *z, int64_t B, int64_t T, int64_t N,
                 const double *th, const double *a, const double *inv_tau, double bref,
@@ -16,21 +41,8 @@ void srm_kernel(const double *z, int64_t B, int64_t T, int64_t N,
     for (int64_t b = 0; b < B; b++) {
         for (int64_t j = 0; j < N; j++) { p[j] = 0.0; r[j] = 0.0; }
         for (int64_t t = 0; t < T; t++) {
-            const double *zt = z + (b * T + t) * N;
-            uint8_t *st = s + (b * T + t) * N;
-            for (int64_t j = 0; j < N; j++) {
-                double x = zt[j];
-                if (x < clo) x = clo;
-                if (x > chi) x = chi;
-                double xs = x * inv_tau[j];
-                double pp = a[j] * p[j];
-                p[j] = pp + xs;
-                double u = p[j] + r[j];
-                int spk = u >= th[j];
-                st[j] = (uint8_t)spk;
-                double rb = bref * r[j];
-                r[j] = rb - (spk ? jump[j] : 0.0);
-            }
+            srm_step(z + (b * T + t) * N, N, th, a, inv_tau, bref, jump, clo, chi, p, r,
+                     s + (b * T + t) * N);
         }
     }
 }
@@ -102,20 +114,7 @@ layer_impl(const uint8_t *restrict spikes, int64_t B, int64_t T, int64_t R, cons
                     acc[j] = acc[j] + sd * nz[j];
                 }
             }
-            for (int64_t j = 0; j < N; j++) {
-                double x = acc[j];
-                if (x < clo) x = clo;
-                if (x > chi) x = chi;
-                double xs = x * inv_tau[j];
-                double pp = a[j] * p[j];
-                p[j] = pp + xs;
-                double u = p[j] + r[j];
-                int spk = u >= th[j];
-                st[j] = (uint8_t)spk;
-                nout += spk;
-                double rb = bref * r[j];
-                r[j] = rb - (spk ? jump[j] : 0.0);
-            }
+            nout += srm_step(acc, N, th, a, inv_tau, bref, jump, clo, chi, p, r, st);
         }
     }
     return nout;
