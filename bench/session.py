@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from bench.simbench import SimBench
 from bench.station import Station, load_station
@@ -63,4 +63,4 @@ def open_bench(station_path: str | None = None, chip_url: str | None = None, *,
                 smus = sim.smu
         chip = stack.enter_context(PEChip(url, timeout_s=st.chip.timeout_s, retries=st.chip.retries,
                                           limits=st.limits))
-        yield Bench(station=replace(st), chip=chip, chip_url=url, smu=smus, sim=sim)
+        yield Bench(station=st, chip=chip, chip_url=url, smu=smus, sim=sim)

@@ -22,7 +22,7 @@ import numpy as np
 from firmware_iface import messages as msg
 from firmware_iface.framing import FLAG_RESPONSE, PROTOCOL_VERSION, Frame, FrameDecoder, encode_frame
 from firmware_iface.records import PayloadError, pack, records
-from firmware_iface.spec import (FW_VERSION, MAX_PING, REGISTER_BY_ID, REGISTERS, Capability,
+from firmware_iface.spec import (FW_VERSION, MAX_PING, REGISTER_BY_ID, REGISTER_BY_NAME, REGISTERS, Capability,
                                  Opcode, PulseKind, ReadMode, Status)
 from firmware_iface.spikes import decode_upload, encode_output
 from firmware_iface.write_verify import WriteVerifyJob
@@ -122,9 +122,9 @@ class VirtualFirmware:
 
     # --- helpers ------------------------------------------------------------------------
     def _apply_registers(self) -> None:
+        """Register codes -> the chip model's SI settings (the DACs taking effect)."""
         r = self.chip.regs
-        get = lambda name: next(x for x in REGISTERS if x.name == name).to_si(  # noqa: E731
-            self.regs[next(x.id for x in REGISTERS if x.name == name)])
+        get = lambda name: REGISTER_BY_NAME[name].to_si(self.regs[REGISTER_BY_NAME[name].id])  # noqa: E731
         r.v_read_v = get("V_READ")
         r.v_spike_v = get("V_SPIKE")
         r.dt_s = get("TIME_STEP")
@@ -133,7 +133,14 @@ class VirtualFirmware:
         r.ref_scale = get("REFRACTORY")
         r.g_unit_s = get("G_UNIT")
         self.n_steps = int(get("N_STEPS"))
-        self.regs[0x0A] = int(round(r.latency_s * 1e9))
+        self.regs[REGISTER_BY_NAME["LATENCY"].id] = int(round(r.latency_s * 1e9))
+
+    def reboot(self) -> None:
+        """A board reset from outside (power glitch, watchdog): registers to defaults,
+        sample memory and the reply cache gone, a half-received frame discarded."""
+        self._reset(b"")
+        self._last = None
+        self.decoder = FrameDecoder()
 
     def _check_cells(self, rows: np.ndarray, cols: np.ndarray) -> None:
         if rows.size and (rows.max() >= self.chip.rows or cols.max() >= self.chip.columns):

@@ -33,7 +33,7 @@ class _Pump:
     def exchange(self, data: bytes) -> bytes:
         with self.guard:
             if self.link.want_board_reset():
-                self.fw._reset(b"")
+                self.fw.reboot()
             return self.link.corrupt(self.fw.feed(self.link.corrupt(data)))
 
 

@@ -91,3 +91,21 @@ def test_firmware_answers_internal_errors_and_oversized_replies():
         with pytest.raises(ChipError, match="NO_MEMORY"):
             chip.ping(b"a")
         assert chip.read_register("N_STEPS") == 300  # the board still answers
+
+
+def test_board_reboot_is_visible_to_the_host():
+    """A reset from outside (link-model fault board_reset): defaults back, memory gone."""
+    with PEChip("pesim://?seed=4&fidelity=ideal") as chip:
+        chip.write_register("THRESHOLD", 1.5)
+        chip.upload_spikes(np.zeros((1, 300, 128), bool))
+        chip._port.firmware.reboot()
+        assert chip.read_register("THRESHOLD") == pytest.approx(1.0)
+        with pytest.raises(ChipError, match="NOT_READY"):
+            chip.run(1)
+
+
+def test_link_fault_board_reset_happens_and_the_link_survives():
+    with PEChip("pesim://?seed=4&fidelity=ideal&board_reset=0.2&link_seed=3") as chip:
+        for _ in range(50):
+            chip.ping(b"x")
+        assert chip._port.link.stats["board_resets"] > 0

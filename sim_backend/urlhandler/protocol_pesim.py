@@ -74,8 +74,7 @@ class Serial(SerialBase):
             raise PortNotOpenError()
         data = bytes(data)
         if self.link.want_board_reset():
-            self.firmware.feed(b"")
-            self.firmware._reset(b"")  # the board rebooted: memory and registers gone
+            self.firmware.reboot()
         reply = self.firmware.feed(self.link.corrupt(data))
         self._rx += self.link.corrupt(reply)
         return len(data)
