@@ -196,7 +196,9 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         bar.update()
 
         bar.set_description("demo: power")
-        chip_in = runner.chip_inputs(x, rows=info.rows)
+        h = res.chip_inputs[plan.chip_layers[-1]]  # the inputs the chip layer saw, replayed
+        chip_in = np.zeros(h.shape[:2] + (info.rows,), bool)
+        chip_in[:, :, :h.shape[2]] = h
         setups = [RailSetup(c.rail, c.voltage_v, c.current_limit_a, c.nplc) for c in smu_cfgs]
         pw = measure_power(b.chip, smus, setups, spikes=chip_in,
                            options=PowerOptions(samples=int(chip_in.shape[0]), program=False),

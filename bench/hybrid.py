@@ -277,6 +277,8 @@ class HybridResult:
     """(n, T, n_classes) bool: the same network entirely in software (original weights)."""
     chip_raw: dict[int, np.ndarray] = field(default_factory=dict)
     """Per chip layer: the board's output spikes (n, T, neurons of the PE)."""
+    chip_inputs: dict[int, np.ndarray] = field(default_factory=dict)
+    """Per chip layer: the input spikes streamed to it (n, T, fan-in), bool."""
     model_check: dict[int, np.ndarray] = field(default_factory=dict)
     """Per chip layer: per sample, does the chip output equal the software model run with
     the realised (read-back) weights?  All True at ideal fidelity."""
@@ -370,6 +372,7 @@ class HybridRunner:
                 st = self.layers[i]
                 s = self.streamer.stream(h)
                 res.streams.append(s)
+                res.chip_inputs[i] = h
                 sec["chip_wall"] += s.wall_seconds
                 sec["upload"] += s.upload_seconds
                 sec["run"] += s.run_seconds

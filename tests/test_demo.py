@@ -51,14 +51,46 @@ def test_run_file_holds_everything(demo_run):
 
 
 def _png(path):
-    from PySide6.QtGui import QImage
+    """Decode an 8-bit RGB/RGBA PNG to an (h, w, 3) array with zlib only: the test reads the
+    pixels independently of the Qt that wrote them (and without Qt in the test process)."""
+    import struct
+    import zlib
 
-    img = QImage(str(path))
-    assert not img.isNull()
-    img = img.convertToFormat(QImage.Format.Format_RGB888)
-    w, h = img.width(), img.height()
-    arr = np.frombuffer(img.constBits(), np.uint8, count=img.sizeInBytes()).reshape(h, img.bytesPerLine())[:, :3 * w]
-    return arr.reshape(h, w, 3)
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    pos, idat, w = 8, b"", 0
+    while pos < len(data):
+        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            w, h, depth, ctype = struct.unpack(">IIBB", body[:10])
+            assert depth == 8 and ctype in (2, 6), (depth, ctype)
+            bpp = 3 if ctype == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, 1 + w * bpp)
+    out = np.zeros((h, w * bpp), np.int32)
+    for y in range(h):
+        f, line = raw[y, 0], raw[y, 1:].astype(np.int32)
+        prev = out[y - 1] if y else np.zeros(w * bpp, np.int32)
+        if f in (0, 2):
+            out[y] = (line + (prev if f == 2 else 0)) & 0xFF
+        else:  # 1 sub, 3 average, 4 paeth: sequential in x
+            row = out[y]
+            for x in range(w * bpp):
+                left = row[x - bpp] if x >= bpp else 0
+                up, ul = prev[x], (prev[x - bpp] if x >= bpp else 0)
+                if f == 1:
+                    pred = left
+                elif f == 3:
+                    pred = (left + up) // 2
+                else:
+                    p_ = left + up - ul
+                    pa, pb, pc = abs(p_ - left), abs(p_ - up), abs(p_ - ul)
+                    pred = left if pa <= pb and pa <= pc else (up if pb <= pc else ul)
+                row[x] = (line[x] + pred) & 0xFF
+    return out.reshape(h, w, bpp)[..., :3].astype(np.uint8)
 
 
 def test_report_figures_show_what_they_say(demo_run):
