@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_iface.framing import CRC, HEADER, MAX_PAYLOAD, PROTOCOL_VERSION
+from firmware_iface.framing import CRC, HEADER, HEADER_FIELDS, MAX_PAYLOAD, MAX_WIRE_FRAME, PROTOCOL_VERSION
 from firmware_iface.spec import (FW_VERSION, OPCODE_DOC, RECORD_DOC, RECORDS, REGISTERS, STATUS_DOC,
                                  Capability, CellFlag, Encoding, Opcode, PulseKind, ReadMode,
                                  ScheduleFlag, Status)
@@ -39,14 +39,35 @@ def render_markdown() -> str:
          "A frame on the wire is `COBS(header || payload || crc32) || 0x00`. COBS removes every zero",
          "byte from the body, so 0x00 always ends a frame and a receiver resynchronises after",
          "garbage at the next delimiter. All integers are little-endian.", "",
-         f"Header ({HEADER.size} bytes): `version u8, opcode u8, flags u8, status u8, seq u16, length u32`.",
-         "`flags` bit 0 marks a response. `status` is 0 in requests. `length` is the payload size",
-         f"(at most {MAX_PAYLOAD} bytes). CRC ({CRC.size} bytes) is the IEEE CRC-32 (zlib) of header and payload.", "",
-         "## Reliability", "",
-         "The host numbers every command (`seq`, 1..65535, wrapping). The board caches its reply",
-         "to the most recent `seq`: a request that repeats it (a retry after a timeout or a",
-         "corrupted reply) is answered from the cache and never executed twice. A frame failing",
-         "COBS/CRC/length checks is answered with status BAD_FRAME and seq 0; the host then resends.", "",
+         f"Header ({HEADER.size} bytes): `version u8, opcode u8, flags u8, status u8, seq u16, "
+         "_rsv u16, session u32, echo u32, length u32`.",
+         "`version` comes first in every protocol revision. `flags` bit 0 marks a response. `status` is 0",
+         "in requests. `_rsv` is 0. `session` is the host's session id (see Sessions). `echo` is 0 in",
+         "requests; in a reply it is the CRC-32 trailer of the request frame the reply answers. `length`",
+         f"is the payload size (at most {MAX_PAYLOAD} bytes; a wire frame is at most {MAX_WIRE_FRAME} bytes",
+         f"including COBS overhead and delimiter). CRC ({CRC.size} bytes) is the IEEE CRC-32 (zlib) of",
+         "header and payload.", "",
+         "## Sessions and retries", "",
+         "- The host opens a session per connection with HELLO: header `session` = a random non-zero",
+         "  32-bit id, `seq` = 0. The board makes it the current session, clears its reply cache and",
+         "  answers with the HELLO record. Session 0 means \"none\" (after power-up or reset).",
+         "- Every other request must carry the current session, else the board answers NO_SESSION and",
+         "  executes nothing. The host then opens a new session and sends the command again.",
+         "- Every reply copies the request's `opcode`, `seq` and `session` and sets `echo` to the request's",
+         "  CRC-32 trailer. The host discards any reply that does not match all four, and keeps waiting.",
+         "- The host numbers requests `seq` = 1, 2, ... (mod 65536) within a session. The board caches the",
+         "  reply to the most recent seq. A retry is the identical frame (same session, seq, opcode,",
+         "  length and CRC): it gets the cached reply and is never executed twice. The same seq with",
+         "  other content is answered SEQ_REUSED; a seq not after the most recent one (RFC 1982 order on",
+         "  16 bits) is answered STALE_SEQ. Neither is executed nor cached.",
+         "- STATUS is exempt from the seq rules: executed every time, never cached, the cache untouched.",
+         "- A frame failing COBS/CRC/length checks is answered BAD_FRAME with opcode, seq, session and",
+         "  echo 0; the host resends its pending frame unchanged. A CRC-valid frame whose version byte is",
+         "  not the board's is answered BAD_VERSION (payload: the board's version, u8).",
+         "- BUSY: a long job (WRITE_VERIFY, RUN, WAIT) may be acknowledged with BUSY while it runs. The",
+         "  host polls STATUS (`state` 1 = busy) with back-off, bounded by the command's deadline, then",
+         "  resends the identical frame and gets the final reply from the cache. While a job runs, any",
+         "  other sequenced request is answered BUSY and not executed.", "",
          "## Opcodes", "", "| opcode | name | purpose | request payload | reply payload |", "|---|---|---|---|---|"]
     for op in Opcode:
         what, req, rep = OPCODE_DOC[op]
@@ -88,7 +109,7 @@ def render_c_header() -> str:
          f"#define PE_FW_VERSION_MINOR {FW_VERSION[1]}u",
          f"#define PE_FW_VERSION_PATCH {FW_VERSION[2]}u",
          f"#define PE_HEADER_SIZE {HEADER.size}u", f"#define PE_CRC_SIZE {CRC.size}u",
-         f"#define PE_MAX_PAYLOAD {MAX_PAYLOAD}u", "#define PE_FLAG_RESPONSE 0x01u", "#define PE_DELIMITER 0x00u", ""]
+         f"#define PE_MAX_PAYLOAD {MAX_PAYLOAD}u", f"#define PE_MAX_WIRE_FRAME {MAX_WIRE_FRAME}u", "#define PE_FLAG_RESPONSE 0x01u", "#define PE_DELIMITER 0x00u", ""]
     for enum, prefix in ((Opcode, "PE_OP_"), (Status, "PE_STATUS_"), (PulseKind, "PE_PULSE_"),
                          (ReadMode, "PE_READ_"), (Encoding, "PE_ENC_"), (CellFlag, "PE_CELL_"),
                          (ScheduleFlag, "PE_SCHED_"), (Capability, "PE_CAP_")):
@@ -99,9 +120,10 @@ def render_c_header() -> str:
     for r in REGISTERS:
         L.append(f"#define PE_REG_{r.name} 0x{r.id:02X}u /* {r.unit}, scale {r.scale:g}, "
                  f"codes {r.min_code}..{r.max_code}, default {r.default_code}{'' if r.writable else ', read-only'} */")
-    L += ["", "#pragma pack(push, 1)", "typedef struct {", "    uint8_t version;", "    uint8_t opcode;",
-          "    uint8_t flags;", "    uint8_t status;", "    uint16_t seq;", "    uint32_t length;",
-          "} pe_header_t;", ""]
+    L += ["", "#pragma pack(push, 1)", "typedef struct {"]
+    types = {"B": "uint8_t", "H": "uint16_t", "I": "uint32_t"}
+    L += [f"    {types[c]} {n};" for c, n in zip(HEADER.format.lstrip("<"), HEADER_FIELDS)]
+    L += ["} pe_header_t;", f"_Static_assert(sizeof(pe_header_t) == {HEADER.size}, \"pe_header_t size\");", ""]
     for name, dt in RECORDS.items():
         L.append(f"/* {RECORD_DOC[name]} */")
         L.append("typedef struct {")
