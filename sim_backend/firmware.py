@@ -32,6 +32,7 @@ from firmware_iface.framing import (FLAG_RESPONSE, MAX_WIRE_FRAME, PROTOCOL_VERS
 from firmware_iface.records import PayloadError, pack, records, unpack
 from firmware_iface.spec import (FW_VERSION, MAX_PING, REGISTER_BY_ID, REGISTER_BY_NAME, REGISTERS, Capability,
                                  Opcode, PulseKind, ReadMode, Status)
+from firmware_iface.spec_text import MAX_STEPS, MAX_WAIT_NS
 from firmware_iface.spikes import decode_upload, encode_output
 from firmware_iface.write_verify import WriteVerifyJob, as_reported
 from sim_backend.chip import VirtualChip
@@ -265,13 +266,19 @@ class VirtualFirmware:
             raise CommandError(Status.BAD_PAYLOAD, f"PING payload over {MAX_PING} bytes")
         return p
 
+    @staticmethod
+    def _empty(p: bytes, what: str) -> None:
+        if p:
+            raise CommandError(Status.BAD_PAYLOAD, f"{what} payload must be empty, got {len(p)} bytes")
+
     def _info(self, p: bytes) -> bytes:
+        self._empty(p, "GET_INFO")
         c = self.chip
         caps = self._capabilities()
         return msg.encode_info(msg.ChipInfo(
             chip_id=self.chip_id, firmware_version=".".join(map(str, FW_VERSION)),
             protocol_version=PROTOCOL_VERSION, rows=c.rows, columns=c.columns, neurons=c.neurons,
-            pes=c.pes, levels_s=tuple(float(x) for x in c.levels_s), max_steps=4096,
+            pes=c.pes, levels_s=tuple(float(x) for x in c.levels_s), max_steps=MAX_STEPS,
             dt_min_s=DT_MIN_S, dt_max_s=DT_MAX_S, latency_s=c.regs.latency_s,
             sample_slots=SAMPLE_SLOTS, max_payload=MAX_PAYLOAD, capabilities=int(caps)))
 
@@ -341,6 +348,9 @@ class VirtualFirmware:
         self._check_cells(rows, cols)
         r, _ = unpack("SCHEDULE", p)
         uv, averages = int(r["v_read_uv"]), int(r["read_averages"])
+        top = max(int(r[k]) for k in ("set_max_mv", "set_wl_mv", "reset_max_mv", "reset_wl_mv")) * 1e-3
+        if top > FW_V_MAX or int(r["width_ns"]) * 1e-9 > FW_WIDTH_MAX_S or uv > 1_000_000:
+            raise CommandError(Status.OUT_OF_RANGE, "schedule voltage, width or read voltage beyond the board maxima")
         t0 = self.chip.clock_s
         job = WriteVerifyJob.from_nano_siemens(targets["target_ns"], schedule)
         while not job.finished:
@@ -357,6 +367,8 @@ class VirtualFirmware:
     def _upload(self, p: bytes) -> bytes:
         slot, spikes, _ = decode_upload(p)
         n, steps, rows = spikes.shape
+        if steps > MAX_STEPS:
+            raise CommandError(Status.OUT_OF_RANGE, f"upload has {steps} steps, the board runs at most {MAX_STEPS}")
         if rows != self.chip.rows:
             raise CommandError(Status.OUT_OF_RANGE, f"upload has {rows} rows, array has {self.chip.rows}")
         if slot + n > SAMPLE_SLOTS:
@@ -385,9 +397,13 @@ class VirtualFirmware:
             raise CommandError(Status.NOT_READY, f"no output for slot {missing[0]} (RUN first)")
         if n == 0:
             return encode_output(np.zeros((0, self.n_steps, self.chip.neurons), bool))
-        return encode_output(np.stack([self.outputs[s] for s in range(slot, slot + n)]))
+        outs = [self.outputs[s] for s in range(slot, slot + n)]
+        if len({o.shape for o in outs}) > 1:
+            raise CommandError(Status.OUT_OF_RANGE, f"slots {slot}..{slot + n - 1} hold results of different lengths")
+        return encode_output(np.stack(outs))
 
     def _status(self, p: bytes) -> bytes:
+        self._empty(p, "STATUS")
         c = self._cache
         running = c is not None and c.job is not None and c.job.is_alive()
         return msg.encode_status(
@@ -396,6 +412,7 @@ class VirtualFirmware:
             samples_stored=len(self.inputs), outputs_ready=len(self.outputs))
 
     def _reset(self, p: bytes) -> bytes:
+        self._empty(p, "RESET")
         self.regs = {r.id: r.default_code for r in REGISTERS}
         self.chip.reset()
         self._apply_registers()
@@ -405,6 +422,8 @@ class VirtualFirmware:
 
     def _wait(self, p: bytes) -> bytes:
         ns = msg.decode_wait(p)
+        if ns > MAX_WAIT_NS:
+            raise CommandError(Status.OUT_OF_RANGE, f"WAIT of {ns} ns exceeds {MAX_WAIT_NS} ns")
         self.chip.advance(ns * 1e-9)
         return msg.encode_done(0, ns)
 
