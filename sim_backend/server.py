@@ -135,6 +135,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-seed", type=_seed, default=0, help="run seed (cycle-to-cycle noise)")
     p.add_argument("--fidelity", default="typical", choices=["ideal", "typical", "worst"])
     p.add_argument("--no-instruments", action="store_true", help="serve the chip only")
+    p.add_argument("--ack-ms", type=float, default=None,
+                   help="acknowledge long jobs still running after this many ms with BUSY (default: never)")
     for name, help_ in (("ber", "bit-error rate per bit"), ("drop", "probability a chunk is dropped"),
                         ("dup", "probability a chunk is duplicated"), ("stall", "probability a chunk is held back"),
                         ("board-reset", "probability the board resets per chunk")):
@@ -147,6 +149,10 @@ def run_serve(args: argparse.Namespace) -> int:
     link = LinkModel(ber=args.ber, drop=args.drop, dup=args.dup, stall=args.stall,
                      board_reset=args.board_reset, seed=args.run_seed + 7919)
     fw = make_board(args.seed, args.run_seed, args.fidelity)
+    if args.ack_ms is not None:
+        if not 0 <= args.ack_ms <= 60_000:
+            raise ValueError(f"--ack-ms {args.ack_ms} is outside 0..60000")
+        fw.ack_s = args.ack_ms * 1e-3
     pump = _Pump(fw, link)
     stop = threading.Event()
     if args.pty:

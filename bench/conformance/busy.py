@@ -66,7 +66,7 @@ def busy_refuses_others(ctx):
     data, crc, deadline, first = _long_job(ctx, link)
     if first.status != Status.BUSY:
         raise Skip("the board answered the job in one reply (it never acknowledges with BUSY)")
-    r = link.request(Opcode.REG_WRITE, msg.encode_reg(THRESHOLD.id, 1500))
+    r = link.exchange(*link.frame(Opcode.REG_WRITE, msg.encode_reg(THRESHOLD.id, 1500)))  # no BUSY follow-up
     running = ctx.status(link)["state"] == 1
     t_end = time.monotonic() + deadline
     while ctx.status(link)["state"] == 1 and time.monotonic() < t_end:

@@ -273,7 +273,7 @@ def wv_reply_layout(ctx):
     rows, cols = ctx.sandbox.cells(3, 54)
     rows, cols = rows[::-1], cols[::-1]
     res, _ = msg.decode_cell_results(link.ok(Opcode.WRITE_VERIFY, _wv_payload(
-        _schedule_bytes(ctx), rows, cols, [20000, 30000, 40000]), timeout_s=30))
+        _schedule_bytes(ctx), rows, cols, [20000, 30000, 40000])))
     expect(res["row"].tolist() == rows.tolist() and res["col"].tolist() == cols.tolist(),
            "CELL_RESULT order", list(zip(rows.tolist(), cols.tolist())),
            list(zip(res["row"].tolist(), res["col"].tolist())))
@@ -294,7 +294,7 @@ def upload_run_read(ctx):
     for enc in ("dense", "aer"):
         c = struct.unpack("<I", link.ok(Opcode.UPLOAD_SPIKES, encode_upload(sp, slot=5, choose=enc)))[0]
         expect(c == 3, f"COUNT after a {enc} upload", 3, c)
-    link.ok(Opcode.RUN, msg.encode_run(5, 3), timeout_s=10)
+    link.ok(Opcode.RUN, msg.encode_run(5, 3))
     payload = link.ok(Opcode.READ_OUTPUT, msg.encode_run(5, 3))
     counts, out = decode_output(payload)
     expect(out.shape == (3, 40, info.neurons), "READ_OUTPUT shape", (3, 40, info.neurons), out.shape)
@@ -328,7 +328,7 @@ def run_checks(ctx):
     expect_status(link.request(Opcode.RUN, msg.encode_run(0, 1)), Status.NOT_READY, "RUN of an empty slot")
     link.ok(Opcode.UPLOAD_SPIKES, encode_upload(_spikes(2, 30), slot=0))
     _, dt = msg.decode_reg(link.ok(Opcode.REG_READ, msg.encode_reg(REGISTER_BY_NAME["TIME_STEP"].id)))
-    _, ns, _ = msg.decode_done(link.ok(Opcode.RUN, msg.encode_run(0, 2), timeout_s=10))
+    _, ns, _ = msg.decode_done(link.ok(Opcode.RUN, msg.encode_run(0, 2)))
     want = 2 * (30 * dt + round(info.latency_s * 1e9))
     expect(abs(ns - want) <= 2, "RUN chip time", want, ns)
 
@@ -343,8 +343,8 @@ def run_resets_state(ctx):
     # make the array conduct so neurons fire: a few SET pulses on the sandbox rows
     link.ok(Opcode.UPLOAD_SPIKES, encode_upload(sp, slot=0))
     link.ok(Opcode.UPLOAD_SPIKES, encode_upload(sp[1:], slot=10))
-    link.ok(Opcode.RUN, msg.encode_run(0, 2), timeout_s=10)
-    link.ok(Opcode.RUN, msg.encode_run(10, 1), timeout_s=10)
+    link.ok(Opcode.RUN, msg.encode_run(0, 2))
+    link.ok(Opcode.RUN, msg.encode_run(10, 1))
     _, both = decode_output(link.ok(Opcode.READ_OUTPUT, msg.encode_run(0, 2)))
     _, alone = decode_output(link.ok(Opcode.READ_OUTPUT, msg.encode_run(10, 1)))
     expect(np.array_equal(both[1], alone[0]), "the second sample's output depends on the first",

@@ -22,6 +22,7 @@ from drivers.transport import open_link
 from firmware_iface.framing import (CRC, FLAG_RESPONSE, HEADER, PROTOCOL_VERSION, Frame, FrameDecoder,
                                     FrameError, encode_frame, frame_crc)
 from firmware_iface.spec import Opcode, Status
+from firmware_iface.spec_text import job_deadline_s
 
 
 class NoReply(AssertionError):
@@ -163,8 +164,28 @@ class RawLink:
 
     def request(self, opcode: int, payload: bytes = b"", *, seq: int | None = None,
                 session: int | None = None, timeout_s: float | None = None) -> Reply:
+        """One request; a BUSY acknowledgement is followed to the final reply (docs [busy])."""
         data, crc = self.frame(opcode, payload, seq=seq, session=session)
-        return self.exchange(data, crc, timeout_s)
+        if timeout_s is None and opcode in (Opcode.WRITE_VERIFY, Opcode.RUN, Opcode.WAIT):
+            # the job's normative deadline (RUN: what the checks' small runs need)
+            timeout_s = max(self.timeout_s, job_deadline_s(opcode, payload, run_chip_s=1.0))
+        return self.follow(data, crc, self.exchange(data, crc, timeout_s), timeout_s)
+
+    def follow(self, data: bytes, crc: int, reply: Reply, timeout_s: float | None = None) -> Reply:
+        """BUSY: poll STATUS with back-off until idle, then resend the identical frame; bounded
+        by ``timeout_s`` (the job's deadline).  Other replies are returned as they are."""
+        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        delay = 0.005
+        while reply.status == Status.BUSY:
+            if time.monotonic() >= deadline:
+                raise NoReply("the board was still BUSY at the job's deadline")
+            time.sleep(delay)
+            delay = min(2 * delay, 0.25)
+            st = self.exchange(*self.frame(Opcode.STATUS))
+            if st.status == Status.OK and st.payload[:1] == b"\x01":
+                continue
+            reply = self.exchange(data, crc)
+        return reply
 
     def ok(self, opcode: int, payload: bytes = b"", **kw) -> bytes:
         """A request that must succeed; its reply payload."""

@@ -27,8 +27,7 @@ def _schedule(ctx, max_pulses: int = 60) -> PulseSchedule:
 
 
 def _board(ctx, link, sched, rows, cols, targets):
-    res, _ = msg.decode_cell_results(link.ok(Opcode.WRITE_VERIFY, msg.encode_write_verify(sched, rows, cols, targets),
-                                             timeout_s=60))
+    res, _ = msg.decode_cell_results(link.ok(Opcode.WRITE_VERIFY, msg.encode_write_verify(sched, rows, cols, targets)))
     return res
 
 

@@ -4,7 +4,8 @@
 port whose far side is a :class:`~sim_backend.firmware.VirtualFirmware`.  Query fields:
 ``seed`` (chip seed), ``run_seed``, ``fidelity`` (ideal/typical/worst) and the link-model
 faults of :class:`~sim_backend.link.LinkModel` (``ber``, ``drop``, ``dup``, ``stall``,
-``board_reset``, ``link_seed``).
+``board_reset``, ``link_seed``) and ``ack_ms`` (long jobs still running after this many ms
+are acknowledged BUSY, docs/protocol.md [busy]).
 
 The board answers synchronously inside ``write``; a ``read`` that finds nothing buffered
 returns at once, as a port whose timeout has elapsed would (nothing more can arrive).
@@ -19,7 +20,7 @@ from sim_backend.board import make_board
 from sim_backend.link import LinkModel
 
 _KNOWN = {"seed", "run_seed", "fidelity", "ber", "drop", "dup", "stall", "board_reset",
-          "link_seed", "baud", "latency_s", "latency_ms"}
+          "link_seed", "baud", "latency_s", "latency_ms", "ack_ms"}
 
 
 class Serial(SerialBase):
@@ -45,6 +46,8 @@ class Serial(SerialBase):
             seed, run_seed = int(q.get("seed", 1)), int(q.get("run_seed", 0))
             self.link = LinkModel.from_query(parts.query, seed=run_seed + 7919)
             self.firmware = make_board(seed, run_seed, q.get("fidelity", "typical"))
+            if "ack_ms" in q:
+                self.firmware.ack_s = float(q["ack_ms"]) * 1e-3
         except ValueError as exc:
             raise SerialException(f"pesim:// bad option: {exc}") from None
         self._rx = bytearray()
