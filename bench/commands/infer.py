@@ -160,7 +160,7 @@ def run_inference(net, samples, cfg, timebase, station, out, *, chip_url: str | 
         with RunFile(out, "infer", station=station.as_dict(),
                      seeds={"chip_seed": station.chip.seed, "run_seed": station.chip.run_seed},
                      chip_info=info.as_dict(), chip_url=b.chip_url, **(provenance or {})) as rf:
-            rf.set_attrs("/", plan=plan.as_dict(), plan_text=str(plan), n_classes=k,
+            rf.set_attrs("/", plan=plan.as_dict(), plan_text=str(plan), n_classes=k, samples_total=n,
                          layer_sizes=net.sizes, chip_layer=int(net.chip_layer),
                          preprocess={"sample_duration_us": cfg.sample_duration_us, "padding": cfg.padding,
                                      "pool": cfg.pool, "bin_us": cfg.bin_us, "sensor": list(cfg.sensor)})
