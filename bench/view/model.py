@@ -189,8 +189,8 @@ def check_file(path: str | Path) -> None:
         raise RunPathError(f"{p}: no such run or campaign file") from None
     except OSError as exc:
         raise DataFormatError(f"{p}: cannot read ({exc.strerror})") from None
-    if len(head) < len(HDF5_SIGNATURE):
-        raise Transient(f"{p}: empty (being created?)")
+    if len(head) < len(HDF5_SIGNATURE) and HDF5_SIGNATURE.startswith(head):
+        raise Transient(f"{p}: empty or too short (being created?)")
     if head != HDF5_SIGNATURE:
         raise DataFormatError(f"{p}: not an HDF5 file, so not a snnbench run or campaign file")
     try:
