@@ -56,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _view(args: argparse.Namespace) -> dict:
-    from bench.view.app import ViewOptions, run_viewer
+    from bench.errors import BenchError
+    from bench.view.app import ViewOptions, check_input, run_viewer
 
     opts = ViewOptions(path=Path(args.file), wait=args.wait, wait_timeout_s=args.wait_timeout_s or 0.0,
                        replay=args.replay, speed=args.speed,
@@ -64,7 +65,11 @@ def _view(args: argparse.Namespace) -> dict:
                        interval_s=args.interval_s, until_done=args.until_done,
                        trace=Path(args.trace) if args.trace else None, axis=args.axis, column=args.column,
                        debug=args.debug)
-    res = run_viewer(opts)
+    check_input(opts)        # bad input: one line, exit 2, before Qt starts (the CLI reports it)
+    try:
+        res = run_viewer(opts)
+    except BenchError as exc:
+        _exit(None, args, f"snnbench: error: {' '.join(str(exc).split())}", exc.exit_code)
     c = res.get("counts", {})
     parts = [f"{k}: {v.get('done', v.get('points'))}/{v.get('total', '?')}" for k, v in c.items()]
     res["summary"] = (f"{res['file']}: {res['state']}" + (f" ({res['detail']})" if res.get("detail") else "")
@@ -72,4 +77,28 @@ def _view(args: argparse.Namespace) -> dict:
                       + (f"; screenshot {res['screenshot']}" if res.get("screenshot") else ""))
     if args.json:
         res.pop("summary")
-    return res
+    _exit(res, args)
+    return res  # pragma: no cover - _exit does not return
+
+
+def _exit(res: dict | None, args: argparse.Namespace, error: str = "", code: int = 0) -> None:
+    """Print the result (or the error line) and leave without interpreter finalisation: PySide6
+    aborted in its garbage collection at exit ("none_dealloc") after windows had been shown
+    (decision 0004); the viewer holds no open files or instruments, so nothing is skipped."""
+    import json
+    import os
+    import sys
+
+    from bench.cli import _human, _jsonable
+
+    try:
+        if error:
+            print(error, file=sys.stderr)
+        elif args.json:
+            print(json.dumps(_jsonable(res), allow_nan=False))
+        else:
+            print(_human(res))
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)

@@ -76,7 +76,9 @@ def check_input(opts: ViewOptions, grace_s: float = 2.0) -> bool:
         if opts.wait:
             return False
         raise RunPathError(f"{opts.path}: no such run or campaign file (use --wait to wait for it)")
-    deadline = time.monotonic() + grace_s
+    # a file written in the last moments may be a run file being created: give it a moment
+    young = time.time() - opts.path.stat().st_mtime < grace_s
+    deadline = time.monotonic() + (grace_s if young else 0.0)
     while True:
         try:
             check_file(opts.path)
@@ -101,6 +103,7 @@ def run_viewer(opts: ViewOptions) -> dict[str, Any]:
     # Ctrl-C and SIGTERM end it at once, whatever Qt is doing.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")   # offscreen plugin chatter
     import pyqtgraph as pg
     from pyqtgraph.Qt import QtWidgets
 
