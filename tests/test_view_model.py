@@ -65,14 +65,16 @@ from tests._view_writers import program_records, target_map
 rec = program_records()
 run.write("maps/target_s", target_map())
 run.append("cells", rec[:1000]); run.flush()
-run.append("cells", rec[1000:2000])   # never committed
-run.h5.attrs["complete"] = False
+run.append("cells", rec[1000:2000])   # on disk (as a cache eviction would), never committed
+run.h5.flush()
 print("ready", flush=True)
 time.sleep(3600)
 """
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready"
+        with h5py.File(p, "r", locking=False) as h5:
+            assert h5["cells"].shape[0] == 2000
         live = M.read_snapshot(p)
         assert live.state == M.RUNNING and live.program.done == 1000
     finally:
