@@ -202,3 +202,22 @@ def test_zombie_writer_counts_as_gone():
         proc.wait()
     os.kill(os.getpid(), 0)
     assert M._pid_alive(os.getpid())
+
+
+def test_qt_binding_keeps_none_alive():
+    """PySide6 6.12.0 dropped one reference to None per void call; on Python 3.11 a window
+    that refreshes for a while then aborts (decision 0008).  Runs in a subprocess (Qt)."""
+    code = """
+import sys
+from pyqtgraph.Qt import QtWidgets
+app = QtWidgets.QApplication([])
+label = QtWidgets.QLabel("x")
+before = sys.getrefcount(None)
+for _ in range(2000):
+    label.setText("abc")
+print(sys.getrefcount(None) - before)
+"""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout.split()[-1]) > -100, "the Qt binding leaks references to None (see decision 0008)"

@@ -103,7 +103,8 @@ def run_viewer(opts: ViewOptions) -> dict[str, Any]:
     # Ctrl-C and SIGTERM end it at once, whatever Qt is doing.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")   # offscreen plugin chatter
+    if os.environ.get("QT_QPA_PLATFORM") == "offscreen":   # the offscreen plugin's chatter
+        os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false;default.warning=false")
     import pyqtgraph as pg
     from pyqtgraph.Qt import QtWidgets
 
