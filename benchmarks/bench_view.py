@@ -6,7 +6,10 @@
    2 s before the measurement so its Qt start-up is not counted; C is the same with the
    viewer started by the command itself (``--live``), start-up included.  Reported: the
    command's own programming time (``wall_seconds``) and the process wall time, as ratios
-   B/A and C/A per pair (median and spread).  Target: <= 2 %.
+   B/A and C/A per pair (median and spread), and A2/A (a second run without viewer in the
+   same cycle: the noise floor of this machine at this load).  Target: <= 2 %.
+0. The writer's own cost of the commit log (no viewer needed): ``RunFile.flush`` (commit line
+   + counter + HDF5 flush) against a bare ``h5py`` flush of the same appends, per unit.
 2. Refresh rate following a fast run: a writer appends programming cells (128 x 24 maps)
    and inference samples (300 x 800 input rasters) every 20 ms into one file while the
    viewer polls with ``--interval-s 0``; frames per second from the viewer's own trace
@@ -69,9 +72,9 @@ def _kill_live_viewers(out: Path) -> None:
 def overhead(reps: int, tmp: Path) -> dict:
     levels = tmp / "L.npy"
     np.save(levels, np.random.default_rng(0).integers(0, 16, (128, 24)))
-    rows = {"A": [], "B": [], "C": []}
+    rows = {"A": [], "A2": [], "B": [], "C": []}
     for i in range(reps):
-        order = ["A", "B", "C"] if i % 2 == 0 else ["C", "B", "A"]
+        order = ["A", "B", "A2", "C"] if i % 2 == 0 else ["C", "A2", "B", "A"]
         for mode in order:
             out = tmp / f"run_{mode}_{i}.h5"
             view = None
@@ -88,12 +91,45 @@ def overhead(reps: int, tmp: Path) -> dict:
                 if mode == "C":
                     _kill_live_viewers(out)
     res = {}
-    for mode in ("B", "C"):
+    for mode in ("A2", "B", "C"):
         for k, name in ((0, "process_wall"), (1, "programming_wall")):
             r = [b[k] / a[k] for a, b in zip(rows["A"], rows[mode])]
             res[f"{mode}/{name}"] = {"median_ratio": statistics.median(r), "min": min(r), "max": max(r),
                                      "baseline_median_s": statistics.median(a[k] for a in rows["A"])}
     return res
+
+
+def commit_cost(units: int, tmp: Path, reps: int = 5) -> dict:
+    """Seconds per unit: RunFile append+flush (with the commit log) vs bare h5py append+flush."""
+    import h5py
+
+    from bench.programming import CELL_DTYPE
+    from bench.runstore import RunFile
+
+    batch = np.zeros(16, CELL_DTYPE)
+    ratios, ours, bare = [], [], []
+    for i in range(reps):
+        t0 = time.perf_counter()
+        with RunFile(tmp / f"c{i}.h5", "chip_program") as run:
+            for _ in range(units):
+                run.append("cells", batch)
+                run.flush()
+        t_ours = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with h5py.File(tmp / f"b{i}.h5", "w") as f:
+            ds = f.create_dataset("cells", shape=(0,), maxshape=(None,), chunks=(4096,), dtype=CELL_DTYPE)
+            for _ in range(units):
+                n = ds.shape[0]
+                ds.resize(n + batch.size, axis=0)
+                ds[n:] = batch
+                f.flush()
+        t_bare = time.perf_counter() - t0
+        ours.append(t_ours / units)
+        bare.append(t_bare / units)
+        ratios.append(t_ours / t_bare)
+    return {"units": units, "runfile_ms_per_unit": 1e3 * statistics.median(ours),
+            "bare_h5py_ms_per_unit": 1e3 * statistics.median(bare), "median_ratio": statistics.median(ratios),
+            "min": min(ratios), "max": max(ratios)}
 
 
 def _writer(path: str, units: int, sleep_s: float) -> None:
@@ -169,14 +205,19 @@ def main(argv=None) -> int:
     reps = a.reps or (3 if a.quick else 8)
     with tempfile.TemporaryDirectory(prefix="bench_view_") as d:
         tmp = Path(d)
-        res = {"load_before": os.getloadavg()[0], "overhead": overhead(reps, tmp),
+        res = {"load_before": os.getloadavg()[0], "commit_cost": commit_cost(192, tmp),
+               "overhead": overhead(reps, tmp),
                "refresh": [refresh(3.0 if a.quick else 6.0, tmp, 0.0), refresh(3.0 if a.quick else 6.0, tmp, 0.5)],
                "reps": reps, "load_after": os.getloadavg()[0]}
     if a.json:
         print(json.dumps(res))
         return 0
     print(f"load average before/after: {res['load_before']:.2f} / {res['load_after']:.2f}; {reps} interleaved reps")
-    print("measurement with a viewer / without (ratio; 1.00 = no cost)")
+    c = res["commit_cost"]
+    print(f"writer, per flushed unit: RunFile {c['runfile_ms_per_unit']:.3f} ms vs bare h5py "
+          f"{c['bare_h5py_ms_per_unit']:.3f} ms (ratio median {c['median_ratio']:.2f} "
+          f"[{c['min']:.2f} .. {c['max']:.2f}], {c['units']} units)")
+    print("measurement with a viewer / without (ratio; 1.00 = no cost; A2 = second run without viewer)")
     for k, v in res["overhead"].items():
         print(f"  {k:<22} median {v['median_ratio']:.3f}  [{v['min']:.3f} .. {v['max']:.3f}]  "
               f"(baseline median {v['baseline_median_s']:.3f} s)")
