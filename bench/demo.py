@@ -251,7 +251,8 @@ def _smu_configs(b) -> list:
         v = float(d.get("voltage_v", RAILS.get(d["rail"], 1.8)))
         out.append(SmuConfig(resource=d["resource"], model=d["model"], rail=d["rail"], voltage_v=v,
                              current_limit_a=0.1, channel=int(d.get("channel", 1)),
-                             max_voltage_v=max(3.6, v), max_current_a=0.2, nplc=0.01))
+                             max_voltage_v=max(3.6, v), max_current_a=0.2, nplc=0.01,
+                             trigger_line=int(d.get("trigger_line", 0) or 0)))
     return out
 
 
