@@ -177,10 +177,16 @@ def _replay_workload(path: str) -> tuple[Any, Any, dict[str, float]]:
                 raise DataFormatError(f"{path}: no chip_input_packed dataset (not an 'infer' run file of "
                                       "this version): nothing to replay")
             ds = f["chip_input_packed"]
-            steps, rows = (int(v) for v in ds.attrs["shape_per_sample"])
+            shape = ds.attrs["shape_per_sample"]
+            if isinstance(shape, (str, bytes)):      # the run store keeps lists as JSON text
+                import json
+
+                shape = json.loads(shape)
+            steps, rows = (int(v) for v in shape)
             spikes = np.unpackbits(ds[:], axis=2, bitorder="little", count=rows).astype(bool)
             g = f["chip_targets_s"][:] if "chip_targets_s" in f else None
-            regs = {k[4:]: float(v) for k, v in f["chip_input_packed"].attrs.items() if k.startswith("reg_")}
+            regs = ({k[4:]: float(v) for k, v in f["chip_replay"].attrs.items() if k.startswith("reg_")}
+                    if "chip_replay" in f else {})
     except OSError as exc:
         raise DataFormatError(f"{path}: cannot read run file ({exc})") from None
     if spikes.shape[0] == 0 or spikes.shape[1] != steps:
