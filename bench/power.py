@@ -123,11 +123,15 @@ class PowerOptions:
 
 
 def power_up(smus: Sequence[Smu], setups: Sequence[RailSetup]) -> None:
-    """Configure (compliance first) and enable every rail."""
-    for smu, s in zip(smus, setups):
+    """Configure (compliance first) and enable every rail; a rail already on at these settings
+    is left alone (enabling again would ramp it through 0 V under a running chip)."""
+    todo = [(smu, s) for smu, s in zip(smus, setups)
+            if getattr(smu, "powered", None) != (s.voltage_v, s.current_limit_a, s.nplc)]
+    for smu, s in todo:
         smu.configure(s.voltage_v, s.current_limit_a, s.nplc)
-    for smu, s in zip(smus, setups):
+    for smu, s in todo:
         smu.enable(s.voltage_v)
+        smu.powered = (s.voltage_v, s.current_limit_a, s.nplc)
 
 
 def aperture_limits_s(smu: Smu) -> tuple[float, float]:

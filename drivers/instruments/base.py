@@ -579,6 +579,8 @@ class Smu(Instrument, ABC):
         self._level_v = 0.0
         self._nplc = None  # type: float | None
         self._armed: tuple[int, float, float] | None = None
+        self.powered: tuple[float, float, float | None] | None = None
+        """(voltage, limit, nplc) a procedure powered this rail up with; None when off."""
         self.identity = ""
         self._closed = False
         if check_idn:
@@ -750,6 +752,7 @@ class Smu(Instrument, ABC):
                 time.sleep(self.ramp_dwell_s)
 
     def disable(self) -> None:
+        self.powered = None
         self._write_output(False)
 
     def min_interval_s(self, aperture_s: float | None = None) -> float:
@@ -850,6 +853,7 @@ class Smu(Instrument, ABC):
         A reply left over from a query interrupted half-way (Ctrl-C) is drained first.
         """
         self.adapter.drain()
+        self.powered = None
         try:
             self.ramp_to(0.0)
         finally:
