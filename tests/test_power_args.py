@@ -12,6 +12,8 @@ import argparse
 import numpy as np
 import pytest
 
+from tests.strict_json import loads_strict
+
 from bench.cli import main
 from bench.commands import power as power_cmd
 from bench.errors import UsageError
@@ -186,7 +188,7 @@ def test_cli_long_interval_against_the_bench(bench, tmp_path, capsys):
                "--samples", "2", "--idle-points", "5", "--interval-us", "100000", "--out", str(out), "--json"])
     cap = capsys.readouterr()
     assert rc == 0, cap.err
-    res = json.loads(cap.out)
+    res = loads_strict(cap.out)
     assert res["interval_s"] == pytest.approx(0.1)
     assert 0.03 < res["average_power_w"] < 0.06
     rc = _main(["power", "--chip", bench.url, *_smu_args(bench),
