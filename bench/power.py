@@ -409,6 +409,7 @@ def measure_power(chip: Any, smus: Sequence[Smu], setups: Sequence[RailSetup], *
             lost[s.rail] += t.lost_points
         if run is not None:
             run.append("run/chunk_run_s", np.array([t_run]), units="s")
+            run.append("run/chunk_samples", np.array([part.shape[0]], np.int64), units="samples")
             run.flush()
 
     if triggered:

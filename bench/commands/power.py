@@ -20,6 +20,7 @@ from typing import Any
 
 from bench.commands._args import add_chip_argument, float_range, int_range, nonneg_int, pos_float
 from bench.errors import UsageError
+from bench.view.live import add_live_argument, follow
 
 DEFAULT_RAILS = ("VDDA", "VDDD", "VDDIO")
 
@@ -50,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                    help="check station, limits, SMU models, interval and write-verify schedule; touch nothing")
     p.add_argument("--out", metavar="RUN.h5", default=None, help="run file (HDF5) for traces and results "
                    "(required unless --dry-run)")
+    add_live_argument(p)
     p.set_defaults(func=_power)
 
 
@@ -214,6 +216,7 @@ def _power(args: argparse.Namespace) -> dict:
     if args.out is None:
         raise UsageError("--out RUN.h5 is required (unless --dry-run)")
     check_writable(args.out)
+    follow(args, args.out)
     if args.replay is not None:
         workload, replay_g, replay_regs = _replay_workload(args.replay)
     else:
