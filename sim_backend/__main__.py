@@ -1,6 +1,7 @@
 """``python -m sim_backend serve ...`` — the simulated bench process (same as ``snnbench sim serve``)."""
 import sys
 
+from sim_backend.die import DieError
 from sim_backend.server import serve
 
 if len(sys.argv) < 2 or sys.argv[1] != "serve":
@@ -8,6 +9,9 @@ if len(sys.argv) < 2 or sys.argv[1] != "serve":
     sys.exit(2)
 try:
     sys.exit(serve(sys.argv[2:]))
+except DieError as exc:
+    print(f"sim serve: error: {exc}", file=sys.stderr)
+    sys.exit(2)
 except OSError as exc:
     print(f"sim serve: error: {exc}", file=sys.stderr)
     sys.exit(1)
