@@ -233,6 +233,19 @@ def create_die(path: str | os.PathLike, chip_seed: int = 1, fidelity: str = "typ
     return die_info(p)
 
 
+def reset_die(path: str | os.PathLike) -> dict[str, Any]:
+    """Make the die at ``path`` fresh again (as fabricated): same seed, run seed and parameter
+    set, nothing programmed, no wear, clock at zero.  Refuses a die a simulator holds."""
+    p = Path(path)
+    with DieLock(p):
+        state, _board, _meta = read_die(p)
+        chip = VirtualChip.from_state(state)
+        fresh = VirtualChip(chip_seed=chip.chip_seed, run_seed=chip.run_seed, fidelity=chip.params)
+        now = time.time()
+        write_die_atomic(p, encode_die(fresh.state(), {}, saved_utc=now, created_utc=now))
+    return die_info(p)
+
+
 # --- lock ----------------------------------------------------------------------------------
 class DieLock:
     """Advisory lock on a die: ``F.lock`` beside ``F`` (flock on POSIX, msvcrt on Windows, via
