@@ -48,15 +48,20 @@ class SimBench:
         ready, _, _ = select.select([self.proc.stdout], [], [], startup_timeout_s)
         line = self.proc.stdout.readline() if ready else ""
         if not line:
-            err = ""
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().strip().splitlines()[-1:] or [""]
-                err = err[0]
-            code = self.proc.poll()
+            err, code = "", None
+            if ready:                      # stdout closed: the simulator is exiting
+                try:
+                    code = self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    code = None
+            if code is not None:
+                err = (self.proc.stderr.read().strip().splitlines()[-1:] or [""])[0]
             self.close()
             if code == 2:
                 raise SimBenchUsageError(err.removeprefix("sim serve: error: ") or "simulated bench refused to start")
-            raise SimBenchError(f"simulated bench did not start within {startup_timeout_s:g} s {err}".strip())
+            if code is not None:
+                raise SimBenchError(f"simulated bench exited with code {code} {err}".strip())
+            raise SimBenchError(f"simulated bench did not start within {startup_timeout_s:g} s")
         self.served = json.loads(line)
         self.chip_url: str = self.served["chip"]
         self.smu: list[dict] = list(self.served.get("smu", []))
