@@ -15,8 +15,8 @@ What the file holds (layout in docs/chip_model.md, "Die file"):
     totals, and the wall-clock time of the save (UTC).
 
 Saving is atomic: the file is built in memory, written to a temporary file in the same
-directory, fsync'ed, and renamed over the die with ``os.replace`` (then the directory is
-fsync'ed), so a simulator killed at any instant leaves either the old or the new die.
+directory, fsync'ed, and renamed over the die with ``os.replace``, so a simulator killed at
+any instant leaves either the old or the new die.
 
 Time passes between sessions: on load, the wall-clock time since the save is added to the
 chip clock, so relaxation and drift act as in a retention measurement; ``freeze=True`` keeps
@@ -73,7 +73,7 @@ def encode_die(state: dict, board_registers: dict[str, int], *, saved_utc: float
                created_utc: float) -> bytes:
     """The bytes of a die file holding ``VirtualChip.state()`` plus the board's registers."""
     buf = io.BytesIO()
-    with h5py.File(buf, "w", libver="latest") as h5:
+    with h5py.File(buf, "w") as h5:
         a = h5.attrs
         a["format"] = FORMAT
         a["format_version"] = FORMAT_VERSION
@@ -133,7 +133,9 @@ def read_die(path: str | os.PathLike) -> tuple[dict, dict[str, int], dict[str, A
 
 
 def write_die_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Replace ``path`` by ``data`` atomically (temporary file, fsync, rename, fsync the directory)."""
+    """Replace ``path`` by ``data`` atomically: temporary file in the same directory, fsync,
+    ``os.replace``.  The directory is not fsync'ed: after a power loss the rename may be lost,
+    which leaves the previous die, whole (before-or-after holds either way)."""
     p = Path(path)
     parent = p.parent if str(p.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=parent)
@@ -156,12 +158,6 @@ def write_die_atomic(path: str | os.PathLike, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    if hasattr(os, "O_DIRECTORY"):          # make the rename itself durable (POSIX)
-        dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
 
 
 def _umask_mode() -> int:
