@@ -45,8 +45,12 @@ class SimBench:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, env=env, text=True)
-        ready, _, _ = select.select([self.proc.stdout], [], [], startup_timeout_s)
-        line = self.proc.stdout.readline() if ready else ""
+        try:
+            ready, _, _ = select.select([self.proc.stdout], [], [], startup_timeout_s)
+            line = self.proc.stdout.readline() if ready else ""
+        except BaseException:      # Ctrl-C / SIGTERM while starting: never orphan the simulator
+            self.close()
+            raise
         if not line:
             err, code = "", None
             if ready:                      # stdout closed: the simulator is exiting

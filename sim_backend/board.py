@@ -2,9 +2,16 @@
 instruments) and the firmware that drives its chip."""
 from __future__ import annotations
 
-from sim_backend.die import FRESH_DIE_INFO, OpenDie
+from typing import TYPE_CHECKING
+
 from sim_backend.firmware import VirtualFirmware
 from sim_backend.world import SimWorld
+
+if TYPE_CHECKING:  # the die module (h5py) is imported only by simulators that use a die file
+    from sim_backend.die import OpenDie
+
+FRESH_DIE_INFO: dict = {"file": None, "persisted": False, "summary": "fresh die (not persisted)"}
+"""What ``chip info`` shows for a simulator that has no die file."""
 
 
 def make_board(chip_seed: int = 1, run_seed: int = 0, fidelity: str = "typical",

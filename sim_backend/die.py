@@ -397,7 +397,3 @@ class OpenDie:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-FRESH_DIE_INFO: dict[str, Any] = {"file": None, "persisted": False,
-                                  "summary": "fresh die (not persisted)"}
-"""What ``chip info`` shows for a simulator that has no die file."""

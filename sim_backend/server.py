@@ -24,7 +24,6 @@ import tty
 from collections.abc import Callable
 
 from sim_backend.board import make_board
-from sim_backend.die import OpenDie
 from sim_backend.firmware import VirtualFirmware
 from sim_backend.link import LinkModel
 
@@ -159,8 +158,12 @@ def run_serve(args: argparse.Namespace) -> int:
                      board_reset=args.board_reset, seed=args.run_seed + 7919)
     if args.freeze and not args.die:
         raise ValueError("--freeze needs --die FILE")
-    die = OpenDie(args.die, freeze=args.freeze, seed=args.seed, fidelity=args.fidelity,
-                  run_seed=args.run_seed) if args.die else None
+    die = None
+    if args.die:
+        from sim_backend.die import OpenDie
+
+        die = OpenDie(args.die, freeze=args.freeze, seed=args.seed, fidelity=args.fidelity,
+                      run_seed=args.run_seed)
     try:
         return _serve_board(args, link, make_board(args.seed, args.run_seed, args.fidelity, die=die), die)
     finally:
@@ -168,7 +171,7 @@ def run_serve(args: argparse.Namespace) -> int:
             die.close()
 
 
-def _serve_board(args: argparse.Namespace, link: LinkModel, fw: VirtualFirmware, die: OpenDie | None) -> int:
+def _serve_board(args: argparse.Namespace, link: LinkModel, fw: VirtualFirmware, die) -> int:
     pump = _Pump(fw, link)
     stop = threading.Event()
     if args.pty:

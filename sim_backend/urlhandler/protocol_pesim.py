@@ -19,7 +19,6 @@ import urllib.parse
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException
 
 from sim_backend.board import make_board
-from sim_backend.die import OpenDie
 from sim_backend.link import LinkModel
 
 _KNOWN = {"seed", "run_seed", "fidelity", "ber", "drop", "dup", "stall", "board_reset",
@@ -56,6 +55,8 @@ class Serial(SerialBase):
             self.link = LinkModel.from_query(parts.query, seed=run_seed + 7919)
             fidelity = q.get("fidelity", "typical")
             if q.get("die"):
+                from sim_backend.die import OpenDie
+
                 self.die = OpenDie(q["die"], freeze=freeze == "1", seed=seed, fidelity=fidelity,
                                    run_seed=run_seed)
             try:
