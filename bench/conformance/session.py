@@ -54,9 +54,9 @@ def foreign_session(ctx):
 def duplicated_pulse(ctx):
     link = ctx.link()
     det = ctx.deterministic(link)
-    rows, cols = ctx.sandbox.cells(16)
+    rows, cols = ctx.sandbox.cells(48)
     g0 = ctx.floor(link, rows, cols)
-    x, y = slice(0, 8), slice(8, 16)
+    x, y = slice(0, 24), slice(24, 48)
     st0 = ctx.status(link)
     data, crc = link.frame(Opcode.PULSE, ctx.pulses(rows[x], cols[x]))
     link.send(data + data)  # duplicated on the link
@@ -93,16 +93,16 @@ def seq_reused(ctx):
 def stale_duplicate(ctx):
     link = ctx.link()
     det = ctx.deterministic(link)
-    rows, cols = ctx.sandbox.cells(16, 16)
+    rows, cols = ctx.sandbox.cells(48, 48)
     g0 = ctx.floor(link, rows, cols)
-    data, crc = link.frame(Opcode.PULSE, ctx.pulses(rows[:8], cols[:8]))
+    data, crc = link.frame(Opcode.PULSE, ctx.pulses(rows[:24], cols[:24]))
     link.exchange(data, crc)
     link.ok(Opcode.PING, b"newer")
     r = link.exchange(data, crc)  # the PULSE arrives again, after a newer request
     expect_status(r, Status.STALE_SEQ, "a late duplicate PULSE")
-    link.ok(Opcode.PULSE, ctx.pulses(rows[8:], cols[8:]))
+    link.ok(Opcode.PULSE, ctx.pulses(rows[24:], cols[24:]))
     g = ctx.read(link, rows, cols)
-    ctx.acted_once(link, det, rows[:8], cols[:8], g0[:8], g[:8], g0[8:], g[8:], "late duplicate PULSE")
+    ctx.acted_once(link, det, rows[:24], cols[:24], g0[:24], g[:24], g0[24:], g[24:], "late duplicate PULSE")
 
 
 @check("session", "Reordered frames: a request overtaken by a newer one is answered STALE_SEQ, not executed.")
@@ -182,7 +182,7 @@ def status_not_sequenced(ctx):
                   "cells are not pulsed again.")
 def duplicated_write_verify(ctx):
     link = ctx.link()
-    rows, cols = ctx.sandbox.cells(4, 32)
+    rows, cols = ctx.sandbox.cells(4, 96)
     ctx.floor(link, rows, cols)
     s = ctx.sandbox
     sched = PulseSchedule(set_start_v=min(1.2, s.v_set_v), set_max_v=s.v_set_v, set_wl_v=s.v_wl_v,
