@@ -265,6 +265,16 @@ def window_excess_energy_j(tr: Trace, idle_w: float, t0_s: float, t1_s: float) -
     return q * v
 
 
+def chunk_net_energy_j(tr: Trace, idle_w: float, t_run_s: float, triggered: bool) -> float:
+    """Energy above the idle baseline (J) of one chunk's trace: with a hardware trigger the run
+    is known to occupy ``[0, t_run_s]`` of the trace (:func:`window_excess_energy_j`); without
+    one the estimate is alignment-free (whatever idle the trace holds cancels).  The one place
+    this is decided: the power procedure and the live view both call it."""
+    if triggered:
+        return window_excess_energy_j(tr, idle_w, 0.0, t_run_s)
+    return tr.energy_j() - idle_w * tr.duration_s
+
+
 def set_trigger_mode(chip: Any, mode: int) -> None:
     """Board trigger output (register TRIG_MODE): 0 off, 1 at RUN start, 2 at each sample."""
     chip.write_register("TRIG_MODE", float(mode))
@@ -398,12 +408,8 @@ def measure_power(chip: Any, smus: Sequence[Smu], setups: Sequence[RailSetup], *
         run_s += t_run
         points += n_points
         for s, t in zip(setups, traces):
-            e = t.energy_j()
-            gross[s.rail] += e
-            if triggered:       # the run is known to occupy [0, t_run] of the trace
-                net[s.rail] += window_excess_energy_j(t, idle_w[s.rail], 0.0, t_run)
-            else:               # alignment-free: whatever idle the trace holds cancels
-                net[s.rail] += e - idle_w[s.rail] * t.duration_s
+            gross[s.rail] += t.energy_j()
+            net[s.rail] += chunk_net_energy_j(t, idle_w[s.rail], t_run, triggered)
             covered_s[s.rail] += t.duration_s
             integrated_s[s.rail] += t.duration_s * t.covered_fraction
             lost[s.rail] += t.lost_points

@@ -452,12 +452,41 @@ def _power(f: h5py.File, c: _Committed) -> PowerData | None:
                 done = None
     energy = None
     if done:
-        net = 0.0
-        for r in rails:
-            if r.current_a.size and r.idle_current_a is not None and np.isfinite(r.period_s):
-                net += float(np.sum(r.current_a - r.idle_current_a) * r.voltage_v * r.period_s)
-        energy = net / done
+        energy = _net_energy_j(f, c, base, groups) / done
     return PowerData(rails, done, energy)
+
+
+def _net_energy_j(f: h5py.File, c: _Committed, base: str, groups: list[tuple[str, Any]]) -> float:
+    """Net energy (J) of the committed run chunks, computed chunk by chunk exactly as the power
+    procedure does (:func:`bench.power.chunk_net_energy_j`) from the stored traces."""
+    from bench.power import chunk_net_energy_j
+    from drivers.instruments.base import Trace
+
+    run_s = f"{base}run/chunk_run_s"
+    t_runs = c.read(run_s) if c.has(run_s) else np.zeros(0)
+    idle_w: dict[str, float] = {}
+    for name, v in groups:
+        if name.rsplit("/", 1)[0].endswith("idle"):
+            cur = c.read(f"{name}/current_a")
+            if cur.size:
+                idle_w[name.rsplit("/", 1)[-1]] = float(np.mean(cur)) * float(v)
+    net = 0.0
+    for name, v in groups:
+        rail = name.rsplit("/", 1)[-1]
+        if name.rsplit("/", 1)[0].endswith("idle") or rail not in idle_w or not c.has(f"{name}/chunk"):
+            continue
+        g = f[name]
+        m = min(c.n(f"{name}/current_a"), c.n(f"{name}/time_s"), c.n(f"{name}/chunk"))
+        cur, t, chunk = (c.read(f"{name}/{d}", 0, m) for d in ("current_a", "time_s", "chunk"))
+        triggered = int(g.attrs.get("trigger_line", -1)) >= 0
+        for k, t_run in enumerate(t_runs):
+            sel = chunk == k
+            if not np.any(sel):
+                continue
+            tr = Trace(cur[sel], t[sel], float(v), float(g.attrs.get("period_s", np.nan)),
+                       float(g.attrs.get("aperture_s", 0.0)))
+            net += chunk_net_energy_j(tr, idle_w[rail], float(t_run), triggered)
+    return net
 
 
 def _campaign_snapshot(p: str, f: h5py.File, upto: int | None) -> Snapshot:
