@@ -78,6 +78,9 @@ class _Cached:
 class VirtualFirmware:
     """Board firmware emulation; thread-safe (one lock around the chip)."""
 
+    job_class = WriteVerifyJob
+    """The write-verify state machine WRITE_VERIFY runs (the normative one)."""
+
     def __init__(self, chip: VirtualChip, lock: threading.Lock | None = None,
                  chip_id: int | None = None) -> None:
         self.chip = chip
@@ -365,7 +368,7 @@ class VirtualFirmware:
         if top > FW_V_MAX or int(r["width_ns"]) * 1e-9 > FW_WIDTH_MAX_S or uv > 1_000_000:
             raise CommandError(Status.OUT_OF_RANGE, "schedule voltage, width or read voltage beyond the board maxima")
         t0 = self.chip.clock_s
-        job = WriteVerifyJob.from_nano_siemens(targets["target_ns"], schedule)
+        job = self.job_class.from_nano_siemens(targets["target_ns"], schedule)
         while not job.finished:
             idx = job.to_read()
             batch = job.step(idx, self._measure(rows[idx], cols[idx], uv, averages))

@@ -140,6 +140,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-seed", type=_seed, default=0, help="run seed (cycle-to-cycle noise)")
     p.add_argument("--fidelity", default="typical", choices=["ideal", "typical", "worst"])
     p.add_argument("--no-instruments", action="store_true", help="serve the chip only")
+    p.add_argument("--ack-ms", type=float, default=None,
+                   help="acknowledge long jobs still running after this many ms with BUSY (default: never)")
     p.add_argument("--die", metavar="FILE", default=None,
                    help="die file holding the chip's state (created from --seed/--fidelity if missing); "
                         "without it the chip is a fresh die that is not persisted")
@@ -159,6 +161,8 @@ def run_serve(args: argparse.Namespace) -> int:
                      board_reset=args.board_reset, seed=args.run_seed + 7919)
     if args.freeze and not args.die:
         raise ValueError("--freeze needs --die FILE")
+    if args.ack_ms is not None and not 0 <= args.ack_ms <= 60_000:
+        raise ValueError(f"--ack-ms {args.ack_ms} is outside 0..60000")
     die = None
     if args.die:
         from sim_backend.die import OpenDie
@@ -173,6 +177,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def _serve_board(args: argparse.Namespace, link: LinkModel, fw: VirtualFirmware, die) -> int:
+    if args.ack_ms is not None:
+        fw.ack_s = args.ack_ms * 1e-3
     pump = _Pump(fw, link)
     stop = threading.Event()
     if args.pty:
