@@ -67,6 +67,10 @@ class ChipConfig:
     fidelity: str = "typical"
     seed: int = 1
     run_seed: int = 0
+    die: str = ""
+    """Simulated chip only: "" = a fresh die per command (not persisted); "default" = the
+    per-user default die (``bench.dies``); otherwise a die file path (relative to the station
+    file).  The built-in simulated bench uses "default"."""
 
 
 @dataclass(frozen=True)
@@ -186,7 +190,7 @@ def parse_station(data: dict[str, Any], source: str = "<station>") -> Station:
 def load_station(path: str | Path | None) -> Station:
     """Load and validate a station TOML file; ``None`` gives the built-in simulated bench."""
     if path is None:
-        return Station()
+        return Station(chip=ChipConfig(die="default"))
     p = Path(path)
     try:
         raw = p.read_bytes()

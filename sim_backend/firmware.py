@@ -239,6 +239,19 @@ class VirtualFirmware:
             self.session = 0
         self.decoder = FrameDecoder()
 
+    def add_command_hook(self, hook: Callable[[int], None]) -> None:
+        """Call ``hook(opcode)`` after every command handler, also a failed one, while the
+        handler's lock is held (the die file saves there: ``sim_backend.die``)."""
+        def wrap(opcode: int, handler: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
+            def run(payload: bytes) -> bytes:
+                try:
+                    return handler(payload)
+                finally:
+                    hook(opcode)
+            return run
+
+        self._handlers = {op: wrap(op, h) for op, h in self._handlers.items()}
+
     def _check_cells(self, rows: np.ndarray, cols: np.ndarray) -> None:
         if rows.size and (rows.max() >= self.chip.rows or cols.max() >= self.chip.columns):
             raise CommandError(Status.OUT_OF_RANGE, "cell address outside the array")
