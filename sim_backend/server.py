@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from sim_backend.board import make_board
 from sim_backend.firmware import VirtualFirmware
-from sim_backend.link import LinkModel
+from sim_backend.link import TO_BOARD, TO_HOST, LinkModel
 
 
 class _Pump:
@@ -39,7 +39,7 @@ class _Pump:
         with self.guard:
             if self.link.want_board_reset():
                 self.fw.reboot()
-            return self.link.corrupt(self.fw.feed(self.link.corrupt(data)))
+            return self.link.corrupt(self.fw.feed(self.link.corrupt(data, TO_BOARD)), TO_HOST)
 
 
 def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple[str, threading.Thread]:
@@ -147,6 +147,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --die: no wall time passes between sessions (bit-identical reads)")
     for name, help_ in (("ber", "bit-error rate per bit"), ("drop", "probability a chunk is dropped"),
                         ("dup", "probability a chunk is duplicated"), ("stall", "probability a chunk is held back"),
+                        ("reorder", "probability a chunk is overtaken by the next"),
                         ("board-reset", "probability the board resets per chunk")):
         p.add_argument(f"--{name}", type=float, default=0.0, help=f"link fault: {help_}")
 
@@ -154,7 +155,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port {args.port} is outside 0..65535")
-    link = LinkModel(ber=args.ber, drop=args.drop, dup=args.dup, stall=args.stall,
+    link = LinkModel(ber=args.ber, drop=args.drop, dup=args.dup, stall=args.stall, reorder=args.reorder,
                      board_reset=args.board_reset, seed=args.run_seed + 7919)
     if args.freeze and not args.die:
         raise ValueError("--freeze needs --die FILE")
