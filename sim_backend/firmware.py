@@ -398,7 +398,15 @@ class VirtualFirmware:
             raise CommandError(Status.NOT_READY, f"no input stored in slot {missing[0]}")
         batch = np.stack([self.inputs[s] for s in range(slot, slot + n)]) if n else np.zeros((0, 1, self.chip.rows), bool)
         t0 = self.chip.clock_s
+        trig_mode = self.regs.get(REGISTER_BY_NAME["TRIG_MODE"].id, 0)
+        world = getattr(self, "world", None)
+        if trig_mode and n and world is not None:
+            world.trigger(t0)            # the trigger output rises as the RUN starts
         out = self.chip.run(batch) if n else np.zeros((0, batch.shape[1], self.chip.neurons), bool)
+        if trig_mode == 2 and n > 1 and world is not None:
+            per = (self.chip.clock_s - t0) / n    # then at the start of every further sample
+            for i in range(1, n):
+                world.trigger(t0 + i * per)
         for i in range(n):
             self.outputs[slot + i] = out[i]
         return msg.encode_done(n, self._ns(self.chip.clock_s - t0))

@@ -1,9 +1,9 @@
 import os
 import uuid
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+import pytest
 
-import pytest  # noqa: E402
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import sim_backend  # noqa: E402,F401  (registers pesim://)
 from tests.procwatch import MARK_VAR, kill, wait_gone  # noqa: E402
