@@ -48,7 +48,7 @@ class SimBench:
         try:
             ready, _, _ = select.select([self.proc.stdout], [], [], startup_timeout_s)
             line = self.proc.stdout.readline() if ready else ""
-        except BaseException:      # Ctrl-C / SIGTERM while starting: never orphan the simulator
+        except BaseException:  # interrupted (SIGINT, SIGTERM) while starting: stop it, then unwind
             self.close()
             raise
         if not line:
