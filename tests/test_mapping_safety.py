@@ -76,3 +76,40 @@ def test_a_scale_beyond_the_g_unit_register_is_clipped_and_the_weights_re_mapped
     assert "G_UNIT" in st.mapping["scale_note"]
     # what the chip now computes is the layer's weights to within half a level (5 uS / 150 uS)
     assert np.abs(st.weights_realised - w).max() < 5 * US / (150 * US) + 0.02
+
+
+def test_route_around_aims_at_the_clamped_weight():
+    """A weight beyond -clamp is routed as -clamp: at 30 uS / unit, -5 clamped to -3 is -90 uS;
+    with G+ stuck at 20 uS the partner G- carries 110 uS (level 11), not the 150 uS of -5."""
+    w = np.zeros((2, 1))
+    w[0, 0] = -5.0
+    bad = np.full((128, 24), np.nan)
+    bad[0, 0] = 20 * US
+    m = M.map_weights(w, clamp=3.0, scale_s=30 * US, bad_cells_s=bad)
+    assert tuple(m.target_levels[0, 0:2]) == (2, 11)
+    assert m.uncorrectable_pairs == 0
+
+
+def test_route_around_counts_a_pair_more_than_half_a_level_off_as_uncorrectable():
+    """-1.0 at 50 uS / unit wants -50 uS; G- stuck at 38 uS: the best is G+ = 0, 12 uS short -
+    more than half a level (5 uS): uncorrectable."""
+    w = np.zeros((1, 1))
+    w[0, 0] = -1.0
+    bad = np.full((128, 24), np.nan)
+    bad[0, 1] = 38 * US
+    m = M.map_weights(w, clamp=3.0, scale_s=50 * US, bad_cells_s=bad)
+    assert tuple(m.target_levels[0, 0:2]) == (0, 4)
+    assert m.uncorrectable_pairs == 1
+    bad[0, 1] = 46 * US                                  # 4 uS short: within half a level
+    assert M.map_weights(w, clamp=3.0, scale_s=50 * US, bad_cells_s=bad).uncorrectable_pairs == 0
+
+
+def test_route_around_prefers_the_smaller_conductance_between_equally_good_choices():
+    """+0.9 at 50 uS / unit = +45 uS with G+ stuck at 80 uS: G- = 30 or 40 uS are both 5 uS
+    off; the smaller (less read current) wins."""
+    w = np.zeros((1, 1))
+    w[0, 0] = 0.9
+    bad = np.full((128, 24), np.nan)
+    bad[0, 0] = 80 * US
+    m = M.map_weights(w, clamp=3.0, scale_s=50 * US, bad_cells_s=bad)
+    assert tuple(m.target_levels[0, 0:2]) == (8, 3)
