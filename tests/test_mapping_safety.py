@@ -113,3 +113,16 @@ def test_route_around_prefers_the_smaller_conductance_between_equally_good_choic
     bad[0, 0] = 80 * US
     m = M.map_weights(w, clamp=3.0, scale_s=50 * US, bad_cells_s=bad)
     assert tuple(m.target_levels[0, 0:2]) == (8, 3)
+
+
+def test_software_forward_is_the_network_model_forward():
+    """The runner's all-software path (batched, threaded) gives the network model's spikes."""
+    from bench.hybrid import plan_network
+
+    net = Network.create((800, 30, 11), seed=1, init_scale=2.0)
+    runner = HybridRunner(net, None, plan=plan_network(net, None, chip_layers=[]))
+    x = np.random.default_rng(0).random((3, 300, 800)) < 0.05
+    got = runner.software_forward(x)
+    want = net.forward(x)[-1].astype(bool)
+    assert want.sum() > 10
+    np.testing.assert_array_equal(got, want)
