@@ -126,3 +126,15 @@ def test_software_forward_is_the_network_model_forward():
     want = net.forward(x)[-1].astype(bool)
     assert want.sum() > 10
     np.testing.assert_array_equal(got, want)
+
+
+def test_require_chip_layers_uses_the_given_geometry():
+    """A 30-neuron layer needs 3 PEs: refused on the default one-PE chip, placed on a 4-PE one."""
+    from bench.errors import ConfigError
+    from bench.hybrid import ChipGeometry, require_chip_layers
+
+    net = Network.create((800, 30), seed=1)
+    with pytest.raises(ConfigError, match=r"^model.h5: no layer of the model fits the chip.*needs 3 PE"):
+        require_chip_layers(net, "model.h5")
+    plan = require_chip_layers(net, "model.h5", ChipGeometry(pes=4))
+    assert plan.chip_layers == [0] and plan.layers[0].pes_used == 3
