@@ -133,7 +133,8 @@ def test_require_chip_layers_uses_the_given_geometry():
     from bench.errors import ConfigError
     from bench.hybrid import ChipGeometry, require_chip_layers
 
-    net = Network.create((800, 30), seed=1)
+    net = Network([Dense(np.random.default_rng(0).normal(0, 0.5, (30, 50)))],       # 50 -> 30
+                  input=InputConfig(sensor_width=5, sensor_height=5, padding=0, pool=1))
     with pytest.raises(ConfigError, match=r"^model.h5: no layer of the model fits the chip.*needs 3 PE"):
         require_chip_layers(net, "model.h5")
     plan = require_chip_layers(net, "model.h5", ChipGeometry(pes=4))
