@@ -76,6 +76,22 @@ def test_a_scale_beyond_the_g_unit_register_is_clipped_and_the_weights_re_mapped
     assert "G_UNIT" in st.mapping["scale_note"]
     # what the chip now computes is the layer's weights to within half a level (5 uS / 150 uS)
     assert np.abs(st.weights_realised - w).max() < 5 * US / (150 * US) + 0.02
+    assert st.programming["cells"] == 128 * 24 and st.programming["success"] >= 128 * 24 - 2
+    described = runner.describe()["chip_layers"]["0"]
+    assert described["programming"]["cells"] == 3072 and described["g_unit_s"] == pytest.approx(150 * US)
+
+
+def test_hybrid_outputs_are_boolean_spikes():
+    """HybridResult.outputs / software_outputs are documented as bool spike arrays."""
+    w = np.random.default_rng(4).normal(0.0, 1.0, (3, 4))
+    net = Network([Dense(w, clamp=3.0)], chip_layer=0,
+                  input=InputConfig(sensor_width=2, sensor_height=1, padding=0, pool=1))
+    x = np.random.default_rng(5).random((2, 300, 4)) < 0.3
+    with PEChip("pesim://?seed=5&fidelity=ideal") as chip:
+        res = HybridRunner(net, chip).run(x)
+    assert res.outputs.dtype == bool and res.outputs.shape == (2, 300, 3)
+    assert res.software_outputs is not None and res.software_outputs.dtype == bool
+    assert res.outputs.any()
 
 
 def test_route_around_aims_at_the_clamped_weight():
@@ -139,3 +155,15 @@ def test_require_chip_layers_uses_the_given_geometry():
         require_chip_layers(net, "model.h5")
     plan = require_chip_layers(net, "model.h5", ChipGeometry(pes=4))
     assert plan.chip_layers == [0] and plan.layers[0].pes_used == 3
+
+
+def test_level_maps_accept_whole_floats_and_refuse_nan():
+    lev = np.zeros((128, 24))
+    lev[0, 0] = 15.0
+    assert M.map_levels(lev).target_levels[0, 0] == 15
+    lev[1, 1] = np.nan
+    with pytest.raises(M.MappingError, match="^level map contains NaN or inf$"):
+        M.map_levels(lev)
+    lev[1, 1] = 2.5
+    with pytest.raises(M.MappingError, match="^level map must hold integer level indices$"):
+        M.map_levels(lev)
