@@ -48,6 +48,11 @@ def test_chip_parameter_overrides_replace_and_are_checked():
         p.replace(noise=1)
     with pytest.raises(ValueError, match="unknown chip parameter 'nope'"):
         ChipParams.preset("ideal", nope=1)
+    ideal = ChipParams.preset("ideal", read_noise_rel=0.03)
+    assert (ideal.name, ideal.read_noise_rel, ideal.stuck_on_frac) == ("ideal", 0.03, 0.0)
+    assert ChipParams.preset("worst").e_scale == 1.1 and ChipParams.preset().name == "typical"
+    with pytest.raises(ValueError, match=r"^unknown chip fidelity preset 'best'; choose one of \['ideal', 'typical', 'worst'\]$"):
+        ChipParams.preset("best")
     with pytest.raises(ValueError, match="unknown chip fidelity preset 'best'"):
         ChipParams.preset("best")
 
@@ -62,3 +67,16 @@ def test_calibration_reproduces_every_frozen_constant():
             assert dict(got) == pytest.approx(dict(want), rel=1e-9)
         else:
             assert got == pytest.approx(want, rel=1e-9), f.name
+
+
+def test_relaxation_spread_follows_the_published_fit():
+    """sigma(1 s) = 1.8 uS (NeuRRAM fits: 1-2.5 uS after 1 s), ~4 uS after a day, 0 at t <= 0,
+    logarithmic in between: sigma(t) = sigma_1s ln(1 + t/t0) / ln(1 + 1 s/t0), t0 = 100 us."""
+    p = ChipParams.preset("typical")
+    day = 86_400.0
+    got = p.relax_sigma_s(np.array([-5.0, 0.0, 1.0, day, 1e-4]))
+    want_day = 1.8e-6 * np.log(1 + day / 1e-4) / np.log(1 + 1e4)
+    assert got.tolist() == pytest.approx([0.0, 0.0, 1.8e-6, want_day, 1.8e-6 * np.log(2) / np.log(1 + 1e4)],
+                                         rel=1e-12, abs=1e-18)
+    assert 3.9e-6 < want_day < 4.1e-6
+    assert float(p.relax_sigma_s(1.0)) == pytest.approx(1.8e-6, rel=1e-12)
