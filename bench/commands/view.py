@@ -42,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                    help="with --screenshot --wait: give up after S seconds (default: wait for ever)")
     p.add_argument("--replay", action="store_true", help="play a finished run back at its recorded pace")
     p.add_argument("--speed", type=pos_float, default=1.0, metavar="K", help="replay K times faster (default 1)")
+    p.add_argument("--at-commit", type=int, default=None, metavar="N",
+                   help="show the file as it was after its N-th commit (flushed unit)")
     p.add_argument("--screenshot", metavar="PNG", help="render the window once offscreen into PNG and exit")
     p.add_argument("--size", type=_size, default=(1500, 950), metavar="WxH",
                    help="window size in pixels (default 1500x950)")
@@ -60,7 +62,7 @@ def _view(args: argparse.Namespace) -> dict:
     from bench.view.app import ViewOptions, check_input, run_viewer
 
     opts = ViewOptions(path=Path(args.file), wait=args.wait, wait_timeout_s=args.wait_timeout_s or 0.0,
-                       replay=args.replay, speed=args.speed,
+                       replay=args.replay, speed=args.speed, at_commit=args.at_commit,
                        screenshot=Path(args.screenshot) if args.screenshot else None, size=args.size,
                        interval_s=args.interval_s, until_done=args.until_done,
                        trace=Path(args.trace) if args.trace else None, axis=args.axis, column=args.column,

@@ -27,14 +27,21 @@ class Source:
     (the commit log's times, seconds since the run file was opened).
     """
 
-    def __init__(self, path: str | Path, replay: bool = False, speed: float = 1.0) -> None:
+    def __init__(self, path: str | Path, replay: bool = False, speed: float = 1.0,
+                 at_commit: int | None = None) -> None:
         self.path = str(path)
         self.replay = replay
         self.speed = speed
+        self.at_commit = at_commit
         self._t0: float | None = None
         self._times: list[float] = []
 
     def next(self) -> Snapshot:
+        if self.at_commit is not None:
+            snap = read_snapshot(self.path, upto=self.at_commit)
+            if snap.detail == "replay":
+                snap.detail = f"as at commit {snap.committed}"
+            return snap
         if not self.replay:
             return read_snapshot(self.path)
         if self._t0 is None:
