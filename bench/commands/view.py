@@ -9,6 +9,7 @@ The window reads only what the writer has committed and never writes the file (d
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from bench.commands._args import pos_float
@@ -83,6 +84,17 @@ def _view(args: argparse.Namespace) -> dict:
     return res  # pragma: no cover - _exit does not return
 
 
+def _finite(obj):
+    """Strict JSON: NaN / infinity (e.g. a figure not measured yet) become null."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def _exit(res: dict | None, args: argparse.Namespace, error: str = "", code: int = 0) -> None:
     """Print the result (or the error line) and leave without interpreter finalisation: PySide6
     aborted in its garbage collection at exit ("none_dealloc") after windows had been shown
@@ -97,7 +109,7 @@ def _exit(res: dict | None, args: argparse.Namespace, error: str = "", code: int
         if error:
             print(error, file=sys.stderr)
         elif args.json:
-            print(json.dumps(_jsonable(res), allow_nan=False))
+            print(json.dumps(_finite(_jsonable(res)), allow_nan=False))
         else:
             print(_human(res))
         sys.stdout.flush()
