@@ -3,7 +3,8 @@
 Layout conventions (DESIGN.md section 5):
 - root attributes: provenance (``snnbench_version``, ``git_revision``, ``kind``,
   ``utc_start``, ``utc_end``, ``station`` as JSON, ``chip_info`` as JSON, ``seeds`` as JSON,
-  ``complete`` = False until the run closes normally);
+  ``complete`` = False until the run closes normally); a resumed run (``mode="a"``) keeps
+  them as they were and records each resuming session's provenance in ``resumes/NNN``;
 - datasets carry a ``units`` attribute;
 - extendable datasets grow along axis 0 in batches (``append``), and ``flush`` after each
   completed unit of work means a killed process loses at most the unit in flight;
@@ -108,6 +109,18 @@ class RunFile:
             self.h5 = h5py.File(self.path, mode)
         except OSError as exc:
             raise RunStoreError(f"{self.path}: cannot open run file ({exc})") from None
+        session: dict[str, Any] = dict(attrs)
+        if station is not None:
+            session["station"] = dict(station)
+        if seeds is not None:
+            session["seeds"] = dict(seeds)
+        try:
+            self._start(mode, kind, session)
+        except BaseException:
+            self.h5.close()
+            raise
+
+    def _start(self, mode: str, kind: str, session: dict[str, Any]) -> None:
         if mode == "w" or "kind" not in self.h5.attrs:
             self.h5.attrs.update({
                 "kind": kind,
@@ -117,18 +130,12 @@ class RunFile:
                 "utc_end": "",
                 "complete": False,
             })
+            self.set_attrs("/", **session)
         else:
-            if self.h5.attrs.get("kind") != kind:
-                raise RunStoreError(f"{self.path}: is a {self.h5.attrs.get('kind')!r} run, not {kind!r}")
-            self.h5.attrs["complete"] = False
-            self.h5.attrs["resumed_utc"] = utc_now()
-        if station is not None:
-            self.h5.attrs["station"] = _attr(dict(station))
-        if seeds is not None:
-            self.h5.attrs["seeds"] = _attr(dict(seeds))
+            self._resume(kind, session)
+        # Live state for readers (not provenance): who writes, and the commit log.
         self.h5.attrs["writer_pid"] = os.getpid()
         self.h5.attrs["writer_host"] = socket.gethostname()
-        self.set_attrs("/", **attrs)
         self._t0 = time.monotonic()
         self._rows: dict[str, int] = {}
         """Rows of every dataset as of the last commit (what readers may read)."""
@@ -151,6 +158,20 @@ class RunFile:
                                    dtype=h5py.string_dtype())
         self._log = self.h5[COMMITS]
         self.flush()
+
+    def _resume(self, kind: str, session: dict[str, Any]) -> None:
+        """Reopen a run: the original provenance stays as it was; this session's provenance
+        goes to ``resumes/NNN`` (attributes the file does not have yet are added at the root)."""
+        root = self.h5.attrs
+        if root.get("kind") != kind:
+            raise RunStoreError(f"{self.path}: is a {root.get('kind')!r} run, not {kind!r}")
+        now = utc_now()
+        resumes = self.h5.require_group("resumes")
+        self.set_attrs(f"resumes/{len(resumes):03d}", **{**session, "utc_start": now,
+                       "snnbench_version": __version__, "git_revision": git_revision()})
+        self.set_attrs("/", **{k: v for k, v in session.items() if k not in root})
+        root["complete"] = False
+        root["resumed_utc"] = now
 
     # --- writing -----------------------------------------------------------------------
     def set_attrs(self, group: str = "/", **attrs: Any) -> None:
