@@ -10,6 +10,8 @@ and the error's one-line message, so the campaign goes on.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +74,14 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
+def _shutdown(smus) -> None:
+    for smu in smus:
+        with contextlib.suppress(Exception):
+            smu.shutdown()
+        with contextlib.suppress(Exception):
+            smu.close()
+
+
 def run_point(spec: PointSpec) -> PointResult:
     """Run the point's steps in order on a fresh bench; never raises (failures are results)."""
     import os
@@ -89,9 +99,26 @@ def run_point(spec: PointSpec) -> PointResult:
     status, error, url, point_s = STATUS_OK, "", "", 0.0
     try:
         station = load_station(spec.station_file)
+        needs_smu = any(proc == "power" for _, proc, _ in spec.steps)
         url = chip_url(spec) if station.simulated else station.chip.url
-        with open_bench(None, url if station.simulated else None, station=station) as b:
+        if station.simulated and needs_smu:
+            # the built-in simulated bench (a subprocess) with its SMU simulators, this point's die
+            url = "sim"
+            station = dataclasses.replace(station, chip=dataclasses.replace(
+                station.chip, seed=int(spec.setup.get("chip_seed", 1)), run_seed=spec.run_seed,
+                fidelity=spec.setup.get("fidelity", "typical")))
+        with contextlib.ExitStack() as stack:
+            b = stack.enter_context(open_bench(None, url if station.simulated and url != "sim" else None,
+                                               station=station, smu=needs_smu))
+            url = b.chip_url
             ctx = Context(chip=b.chip, station=station, seed=spec.seed_sequence, data_dir=spec.data_dir)
+            if needs_smu:
+                from bench.demo import _smu_configs
+                from drivers.instruments import open_smus
+
+                ctx.smu_configs = _smu_configs(b)
+                ctx.smus = open_smus(ctx.smu_configs)
+                stack.callback(_shutdown, ctx.smus)  # 0 V, output off, on every exit path
             t1 = time.perf_counter()
             try:
                 for name, proc, params in spec.steps:

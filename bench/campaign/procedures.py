@@ -17,6 +17,8 @@ wait           ``PEChip.wait`` (chip time)                     chip_s
 infer          ``HybridRunner.run`` on the synthetic test set  accuracy, software_accuracy,
                                                                drop_points, model_check,
                                                                chip_s_per_sample, dt_s
+power          ``bench.power.measure_power`` (SMU traces)       energy_per_sample_j, average_power_w,
+                                                               latency_s, tsops_per_w_dense
 =============  ==============================================  =================================
 
 Parameter names carry their unit at this edge (``tolerance_us``, ``v_read_v``, ``wait_s``);
@@ -95,6 +97,11 @@ class Context:
     runner: Any = None
     """The hybrid network runner once the model's chip layer is mapped."""
     net: Any = None
+    smus: list[Any] = field(default_factory=list)
+    """Open SMUs of the bench (only when a step needs them: ``power``)."""
+    smu_configs: list[Any] = field(default_factory=list)
+    chip_inputs: np.ndarray | None = None
+    """Input spikes the chip layer saw in the last ``infer`` (samples, steps, rows)."""
     arrays: dict[str, tuple[np.ndarray, str]] = field(default_factory=dict)
 
     def rng(self, stream: int) -> np.random.Generator:
@@ -320,12 +327,34 @@ def infer(ctx: Context, samples: int, acceleration: float) -> dict[str, float]:
     counts = res.outputs.sum(axis=1)
     ctx.arrays["infer/output_counts"] = (counts.astype(np.int32), "spikes")
     ctx.arrays["infer/labels"] = (labels, "class")
+    h = res.chip_inputs[runner.plan.chip_layers[-1]]
+    ctx.chip_inputs = np.zeros(h.shape[:2] + (ctx.chip.info().rows,), bool)
+    ctx.chip_inputs[:, :, :h.shape[2]] = h
     checks = np.ones(len(part), bool)
     for v in res.model_check.values():
         checks &= v
     return {"accuracy": chip.accuracy, "software_accuracy": sw.accuracy, "drop_points": cmp.drop_points,
             "model_check": float(checks.mean()), "chip_s_per_sample": res.seconds["chip_seconds"] / len(part),
             "dt_s": tb.dt_s}
+
+
+def power(ctx: Context, samples: int) -> dict[str, float]:
+    """``bench.power.measure_power`` with the bench's SMUs: the chip-layer inputs of the last
+    ``infer`` step (its first ``samples``), or the chip model's reference workload."""
+    from bench.errors import MeasurementError
+    from bench.power import PowerOptions, RailSetup, ReferenceWorkload, measure_power
+
+    if not ctx.smus:
+        raise MeasurementError("power: this bench has no SMUs")
+    setups = [RailSetup(c.rail, c.voltage_v, c.current_limit_a, c.nplc) for c in ctx.smu_configs]
+    if ctx.chip_inputs is not None:
+        spikes: Any = ctx.chip_inputs[:samples]
+    else:
+        spikes = ReferenceWorkload(samples, seed=int(ctx.seed.generate_state(1)[0] >> 1))
+    n = int(spikes.shape[0]) if hasattr(spikes, "shape") else samples
+    pw = measure_power(ctx.chip, ctx.smus, setups, spikes=spikes, options=PowerOptions(samples=n, program=False))
+    return {"energy_per_sample_j": float(pw["energy_per_sample_j"]), "average_power_w": float(pw["average_power_w"]),
+            "latency_s": float(pw["latency_s"]), "tsops_per_w_dense": float(pw["tsops_per_w"]["dense"])}
 
 
 def _procedures() -> dict[str, Procedure]:
@@ -355,6 +384,9 @@ def _procedures() -> dict[str, Procedure]:
                   ("accuracy", "software_accuracy", "drop_points", "model_check", "chip_s_per_sample", "dt_s"),
                   infer, "classify synthetic gesture test samples with the reference hybrid network",
                   _timebase_problems),
+        Procedure("power", (Param("samples", int, default=32, low=1, high=4096),),
+                  ("energy_per_sample_j", "average_power_w", "latency_s", "tsops_per_w_dense"), power,
+                  "energy per sample from the supply rails' SMU traces (the last infer's chip-layer inputs)"),
     ]
     return {p.name: p for p in procs}
 
