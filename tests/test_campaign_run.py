@@ -185,3 +185,49 @@ def test_shipped_time_scaling_with_power_runs(tmp_path, capsys):
     assert len(set(cols["infer.accuracy"][ideal].tolist())) == 1
     e = cols["power.energy_per_sample_j"]
     assert np.all(np.isfinite(e) & (e > 0))
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_report_pngs_and_html_in_own_process(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    plan = _plan(tmp_path, """
+        [campaign]
+        name = "rep"
+        seed = 1
+        repeats = 2
+        [[step]]
+        procedure = "program"
+        pattern = "ramp"
+        [[step]]
+        procedure = "wait"
+        [[step]]
+        procedure = "read"
+        [[axis]]
+        name = "elapsed_s"
+        param = "wait.wait_s"
+        values = [1.0, 100.0, 10000.0]
+        unit = "s"
+    """)
+    out = tmp_path / "c.h5"
+    assert _run(capsys, "campaign", "run", str(plan), "--out", str(out), "--workers", "0")[0] == 0
+    r = subprocess.run([sys.executable, "-m", "bench", "campaign", "report", str(out), "--out",
+                        str(tmp_path / "rep"), "--json"], capture_output=True, text=True, timeout=300,
+                       env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    names = {Path(p).name for p in rep["figures"]}
+    assert {"read.error_rms_us.png", "level_drift.png", "program.pulses_per_cell.png"} <= names
+    for p in rep["figures"]:
+        w, h = _png_size(Path(p))
+        assert w >= 800 and h >= 400
+    page = Path(rep["report"]).read_text()
+    assert all(n in page for n in names)
+    assert "<td>done</td><td>6</td>" in page and "<td>failed</td><td>0</td>" in page
+    assert 'procedure = &quot;wait&quot;' in page                         # the plan is on the page
