@@ -3,8 +3,12 @@
 - Cluster: a ``LocalCluster`` of ``workers`` single-threaded worker processes on 127.0.0.1 by
   default, or an existing cluster at ``scheduler`` (``tcp://host:port``) — one code path.
   ``workers = 0`` runs the points in this process (no dask; for debugging and baselines).
-- Submission: explicit keys ``<campaign>-<hash>/<index>/a<attempt>``, ``pure=False``,
-  ``retries=0``; at most ``window`` points in flight (``as_completed`` + ``add``).
+- Submission: explicit keys ``<campaign>-<hash>/<first index>[-<last>]/a<attempt>``,
+  ``pure=False``, ``retries=0``; at most ``window`` tasks in flight (``as_completed`` +
+  ``add``).  Fast points are grouped, consecutive, into tasks of about ``TASK_TARGET_S`` of
+  work (from the point times seen so far), so dask's per-task cost stays small; every
+  point still has its own seed and its own commit.  A task's points are committed
+  together (one table append, one flush pair).
 - Exactly once *in the file*: dask may run a task twice (a worker dies, the task reruns), so
   the coordinator drops a result whose point is already committed.  A point lost with its
   worker (``KilledWorker``, a lost connection) is resubmitted by the coordinator with the
@@ -33,6 +37,13 @@ from bench.campaign.point import STATUS_FAILED, PointResult, PointSpec, run_poin
 from bench.campaign.store import CampaignStore
 from bench.errors import BenchError, ConfigError
 from bench.runstore import utc_now
+
+
+COMMIT_PERIOD_S = 0.2
+"""In-process runs commit finished points at least this often (a kill loses at most this much)."""
+TASK_TARGET_S = 0.25
+"""Fast points are grouped into tasks of about this much work (dask's per-task cost ~ms)."""
+MAX_CHUNK = 256
 
 
 class EngineError(BenchError):
@@ -135,30 +146,37 @@ def run(plan: Plan, store: CampaignStore, opts: EngineOptions, data_dir: str | N
         opts.on_start(plan.n_points, store.committed)
     shipped = [0, 0]
 
-    def finished(res: PointResult) -> bool:
-        ok = store.commit(res)
-        if ok:
-            summary.committed_now += 1
-            summary.point_wall_s += res.wall_s
-            summary.point_inner_s += res.point_s
-            summary.failed_now += res.status == STATUS_FAILED
-        else:
-            summary.duplicates += 1
-        if opts.on_point:
-            opts.on_point(res, ok)
-        return ok
+    def finished(results: list[PointResult]) -> None:
+        flags = store.commit_many(results)
+        for res, ok in zip(results, flags):
+            if ok:
+                summary.committed_now += 1
+                summary.point_wall_s += res.wall_s
+                summary.point_inner_s += res.point_s
+                summary.failed_now += res.status == STATUS_FAILED
+            else:
+                summary.duplicates += 1
+            if opts.on_point:
+                opts.on_point(res, ok)
+            if res.status == STATUS_FAILED and plan.on_error == "stop" and summary.state == "running":
+                summary.state, summary.reason = "failed", f"point {res.index} failed: {res.error}"
 
     with _Stopper() as stop:
         if opts.workers == 0 and opts.scheduler is None:
             summary.workers = 1
+            batch: list[PointResult] = []
+            last = time.perf_counter()
             for i in pending:
-                if stop.stopping:
+                if stop.stopping or summary.state != "running":
                     break
                 res = run_point(todo[i])
-                finished(res)
-                if res.status == STATUS_FAILED and plan.on_error == "stop":
-                    summary.state, summary.reason = "failed", f"point {i} failed: {res.error}"
-                    break
+                batch.append(res)
+                # commit at least every COMMIT_PERIOD_S, and at once after a failure
+                if res.status == STATUS_FAILED or time.perf_counter() - last >= COMMIT_PERIOD_S:
+                    finished(batch)
+                    batch, last = [], time.perf_counter()
+            if batch:
+                finished(batch)
         else:
             _run_dask(plan, store, opts, todo, pending, stop, summary, finished, shipped)
         if summary.state == "running":
@@ -197,9 +215,15 @@ def _client(plan: Plan, opts: EngineOptions):
 
 
 def _run_dask(plan, store, opts, todo, pending, stop, summary, finished, shipped) -> None:
+    from dataclasses import replace
+
     from distributed import as_completed
 
+    from bench.campaign.point import run_points
+
+    t_start = time.perf_counter()
     client, cluster = _client(plan, opts)
+    summary.extra["cluster_start_s"] = time.perf_counter() - t_start
     try:
         info = client.scheduler_info()
         workers = info.get("workers", {})
@@ -212,57 +236,58 @@ def _run_dask(plan, store, opts, todo, pending, stop, summary, finished, shipped
         prefix = f"{plan.name}-{plan.sha256[:12]}"
         queue = list(pending)
         attempts: dict[int, int] = {}
-        owner: dict[Any, int] = {}
+        owner: dict[Any, list[int]] = {}
+        timing = {"points": 0, "seconds": 0.0}
 
-        def submit(i: int):
-            attempts[i] = attempts.get(i, 0) + 1
-            spec = todo[i]
-            if attempts[i] > 1:
-                from dataclasses import replace
+        def chunk_size() -> int:
+            """Points per task: about TASK_TARGET_S of work once point times are known."""
+            if not timing["points"]:
+                return 1
+            mean = timing["seconds"] / timing["points"]
+            return int(min(MAX_CHUNK, max(1, TASK_TARGET_S / max(mean, 1e-6))))
 
-                spec = replace(spec, attempt=attempts[i])
-            fut = client.submit(run_point, spec, key=f"{prefix}/{i:06d}/a{attempts[i]}", pure=False,
-                                retries=0, resources={resource: 1} if resource else None)
-            owner[fut] = i
+        def submit(idx: list[int]):
+            batch = []
+            for i in idx:
+                attempts[i] = attempts.get(i, 0) + 1
+                batch.append(replace(todo[i], attempt=attempts[i]) if attempts[i] > 1 else todo[i])
+            key = f"{prefix}/{idx[0]:06d}" + (f"-{idx[-1]:06d}" if len(idx) > 1 else "") + f"/a{attempts[idx[0]]}"
+            fut = client.submit(run_points, batch, key=key, pure=False, retries=0,
+                                resources={resource: 1} if resource else None)
+            owner[fut] = idx
             return fut
 
-        stop.on_cancel = lambda: client.cancel(list(owner), force=True)
-        ac = as_completed([submit(queue.pop(0)) for _ in range(min(window, len(queue)))], loop=client.loop)
-        stop_submitting = False
-        while True:
-            if stop.cancel.is_set():
-                for f in list(owner):
-                    f.cancel()
-                break
-            try:
-                fut = next(ac)
-            except StopIteration:
-                break
-            i = owner.pop(fut)
-            try:
-                res = fut.result()
-            except Exception as exc:  # noqa: BLE001 - lost worker, cancelled, comm error
-                if stop.cancel.is_set():
-                    continue
-                if attempts[i] < opts.max_attempts and not stop.stopping:
-                    summary.resubmitted += 1
-                    ac.add(submit(i))
-                    continue
-                from bench.campaign.point import PointResult as _R
+        def take() -> list[int]:
+            n = chunk_size()
+            idx, queue[:n] = queue[:n], []
+            return idx
 
-                res = _R(index=i, status=STATUS_FAILED, error=f"lost after {attempts[i]} attempts: "
-                         f"{type(exc).__name__}: {' '.join(str(exc).split())}", scalars={}, arrays={},
-                         seed=todo[i].run_seed, started_utc=utc_now(), ended_utc=utc_now(), wall_s=0.0,
-                         attempt=attempts[i])
-            shipped[0] += _bytes(res)
-            shipped[1] += 1
+        stop.on_cancel = lambda: client.cancel(list(owner), force=True)
+        ac = as_completed([submit(take()) for _ in range(min(window, len(queue)))], loop=client.loop)
+        for fut in ac:
+            idx = owner.pop(fut)
+            if stop.cancel.is_set():
+                continue
+            try:
+                results = fut.result()
+            except Exception as exc:  # noqa: BLE001 - lost worker, cancelled, comm error
+                if attempts[idx[0]] < opts.max_attempts and not stop.stopping:
+                    summary.resubmitted += len(idx)
+                    ac.add(submit(idx))
+                    continue
+                results = [PointResult(index=i, status=STATUS_FAILED, error=f"lost after {attempts[i]} attempts: "
+                                       f"{type(exc).__name__}: {' '.join(str(exc).split())}", scalars={}, arrays={},
+                                       seed=todo[i].run_seed, started_utc=utc_now(), ended_utc=utc_now(),
+                                       wall_s=0.0, attempt=attempts[i]) for i in idx]
             fut.release()
-            finished(res)
-            if res.status == STATUS_FAILED and plan.on_error == "stop" and summary.state == "running":
-                summary.state, summary.reason = "failed", f"point {i} failed: {res.error}"
-                stop_submitting = True
-            if queue and not stop.stopping and not stop_submitting:
-                ac.add(submit(queue.pop(0)))
+            for r in results:
+                shipped[0] += _bytes(r)
+                shipped[1] += 1
+                timing["points"] += 1
+                timing["seconds"] += r.wall_s
+            finished(results)
+            if queue and not stop.stopping and summary.state == "running":
+                ac.add(submit(take()))
     finally:
         client.close()
         if cluster is not None:
