@@ -5,7 +5,7 @@
    times (measured inside the points).  Baseline = the sum of point times of the same run.
    Target: overhead <= 10 %.  Measured in-process (``workers = 0``: the store's cost alone)
    and on one local dask worker (store + scheduling + shipping).
-   The local cluster's start-up (once per campaign) is reported apart from the overhead.
+   The local cluster's start-up and shut-down (once per campaign) are reported apart.
 2. Parallel efficiency: the same CPU-bound simulated campaign (program the reference chip
    layer + classify samples) on 1 and on 2 local dask workers, interleaved, median and
    spread; speed-up = wall(1) / wall(2), walls after cluster start-up.  Target >= 1.7x on
@@ -90,7 +90,7 @@ def overhead(tmp: Path, n_points: int) -> dict:
     out = {}
     for workers in (0, 1):
         s = run_once(text, workers, tmp, "trivial")
-        start = s.extra.get("cluster_start_s", 0.0)
+        start = s.extra.get("cluster_start_s", 0.0) + s.extra.get("cluster_stop_s", 0.0)
         out[f"workers{workers}"] = {
             "points": s.committed_now, "wall_s": s.wall_s, "sum_point_s": s.point_wall_s,
             "cluster_start_s": start, "overhead_ratio": (s.wall_s - start) / s.point_wall_s - 1.0,
@@ -107,7 +107,7 @@ def parallel(tmp: Path, points: int, samples: int, reps: int) -> dict:
     for _ in range(reps):  # interleaved: 1, 2, 1, 2, ...
         for w in (1, 2):
             s = run_once(text, w, tmp, "cpu")
-            walls[w].append(s.wall_s - s.extra.get("cluster_start_s", 0.0))
+            walls[w].append(s.wall_s - s.extra.get("cluster_start_s", 0.0) - s.extra.get("cluster_stop_s", 0.0))
             sums[w].append(s.point_wall_s)
             bytes_pp.append(s.bytes_per_point)
     speedups = [a / b for a, b in zip(walls[1], walls[2])]
@@ -135,7 +135,7 @@ def main() -> int:
         return 0
     for k, v in res["overhead"].items():
         print(f"overhead ({k}): {v['points']} trivial points, wall {v['wall_s']:.2f} s (cluster start "
-              f"{v['cluster_start_s']:.2f} s) vs sum of point times {v['sum_point_s']:.2f} s -> overhead "
+              f"+ stop {v['cluster_start_s']:.2f} s) vs sum of point times {v['sum_point_s']:.2f} s -> overhead "
               f"{100 * v['overhead_ratio']:.1f} % after start ({100 * v['overhead_ratio_with_start']:.1f} % with it) "
               f"({v['points_per_s']:.0f} points/s, {v['bytes_per_point']:.0f} B/point shipped)")
     p = res["parallel"]

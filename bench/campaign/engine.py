@@ -214,6 +214,13 @@ def _client(plan: Plan, opts: EngineOptions):
     return Client(cluster, set_as_default=False), cluster
 
 
+def _warm_up() -> None:
+    import bench.campaign.point  # noqa: F401
+    import bench.campaign.procedures  # noqa: F401
+    import bench.session  # noqa: F401
+    import sim_backend  # noqa: F401
+
+
 def _run_dask(plan, store, opts, todo, pending, stop, summary, finished, shipped) -> None:
     from dataclasses import replace
 
@@ -223,6 +230,13 @@ def _run_dask(plan, store, opts, todo, pending, stop, summary, finished, shipped
 
     t_start = time.perf_counter()
     client, cluster = _client(plan, opts)
+    try:
+        client.run(_warm_up)  # every worker imports the bench before the first point
+    except BaseException:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+        raise
     summary.extra["cluster_start_s"] = time.perf_counter() - t_start
     try:
         info = client.scheduler_info()
@@ -289,6 +303,8 @@ def _run_dask(plan, store, opts, todo, pending, stop, summary, finished, shipped
             if queue and not stop.stopping and summary.state == "running":
                 ac.add(submit(take()))
     finally:
+        t_stop = time.perf_counter()
         client.close()
         if cluster is not None:
             cluster.close()
+        summary.extra["cluster_stop_s"] = time.perf_counter() - t_stop
