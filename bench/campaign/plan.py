@@ -483,8 +483,10 @@ def parse_plan(text: str, source: str = "<plan>", base_dir: Path | None = None) 
                 station_file=station_file, setup=setup, steps=tuple(steps), axes=tuple(axes), text=text,
                 source=source, dims=tuple(dims))
 
-    # cross-parameter checks, per distinct combination the points really use
-    if not problems:
+    # cross-parameter checks, per distinct combination the points really use (also when other
+    # problems were found, as long as the grid itself expands: every problem is listed at once)
+    grid_ok = not any(p.startswith(("zip group", "the plan expands")) for p in problems)
+    if grid_ok and steps:
         seen: set[str] = set()
         for idx in range(0, plan.n_points, plan.repeats):
             _, point_steps = plan.point_params(idx)
@@ -493,8 +495,18 @@ def parse_plan(text: str, source: str = "<plan>", base_dir: Path | None = None) 
                 if key in seen:
                     continue
                 seen.add(key)
-                for m in PROCEDURES[proc_name].check(params, limits):
-                    problems.append(f"step {sname!r} {m}" + (f" (point {idx})" if plan.axes else ""))
+                proc = PROCEDURES[proc_name]
+                try:  # single parameters were checked above; here only their combination
+                    found = ([] if proc.check_extra is None
+                             or any(proc.param_by_name[k].check(v, limits) for k, v in params.items()
+                                    if k in proc.param_by_name)
+                             else proc.check_extra(params, limits))
+                except (KeyError, TypeError):  # a missing or mistyped parameter, reported above
+                    found = []
+                for m in found:
+                    msg = f"step {sname!r} {m}"
+                    if not any(msg in p for p in problems):
+                        problems.append(msg + (f" (point {idx})" if plan.axes else ""))
                 if len(problems) > 20:
                     break
     if problems:
