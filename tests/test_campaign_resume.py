@@ -169,3 +169,27 @@ def test_sigint_sigterm_stop_cleanly_and_resume(tmp_path, reference, sig, code):
     r = subprocess.run(_cmd(plan, out, "--resume", "--workers", "0"), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     _same_tables(_by_index(out), ref)
+
+
+def test_ctrl_c_to_the_process_group_with_local_workers(tmp_path, reference):
+    """Ctrl-C in a terminal reaches the client and its local dask workers: the client finishes
+    the points in flight, the workers do not die under them, nothing is recorded as failed."""
+    plan, ref = reference
+    out = tmp_path / "c.h5"
+    proc = subprocess.Popen(_cmd(plan, out, "--workers", "2", "--json"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert '"event": "point"' in proc.stdout.readline()
+        os.killpg(proc.pid, signal.SIGINT)
+        rest, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert '"state": "stopped"' in rest.strip().splitlines()[-1]
+    cols, _ = read_table(out)
+    assert np.all(cols["status"] == 0) and len(cols["index"]) < N_POINTS
+    r = subprocess.run(_cmd(plan, out, "--resume", "--workers", "2"), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    _same_tables(_by_index(out), ref)

@@ -209,8 +209,16 @@ def _client(plan: Plan, opts: EngineOptions):
     n = opts.workers if opts.workers is not None else (os.cpu_count() or 1)
     if not plan.simulated:
         n = 1  # one physical station: its points run one at a time
-    cluster = LocalCluster(n_workers=max(1, n), threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=logging.ERROR)
+    # The workers start with SIGINT ignored (inherited): Ctrl-C in a terminal reaches the whole
+    # process group, and only the client decides what an interrupt means (finish, then stop).
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        cluster = LocalCluster(n_workers=max(1, n), threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None, silence_logs=logging.ERROR)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old)
     return Client(cluster, set_as_default=False), cluster
 
 
@@ -285,7 +293,9 @@ def _run_dask(plan, store, opts, todo, pending, stop, summary, finished, shipped
             try:
                 results = fut.result()
             except Exception as exc:  # noqa: BLE001 - lost worker, cancelled, comm error
-                if attempts[idx[0]] < opts.max_attempts and not stop.stopping:
+                if stop.stopping:  # stopping: a lost point stays pending (redone on --resume)
+                    continue
+                if attempts[idx[0]] < opts.max_attempts:
                     summary.resubmitted += len(idx)
                     ac.add(submit(idx))
                     continue
