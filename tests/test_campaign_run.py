@@ -231,3 +231,30 @@ def test_report_pngs_and_html_in_own_process(tmp_path, capsys):
     assert all(n in page for n in names)
     assert "<td>done</td><td>6</td>" in page and "<td>failed</td><td>0</td>" in page
     assert 'procedure = &quot;wait&quot;' in page                         # the plan is on the page
+
+
+def test_finetune_step_then_infer(tmp_path, capsys):
+    """The finetune adapter runs bench.finetune on the point's chip; the next infer step maps the
+    tuned model (its programming is fresh: the runner was dropped)."""
+    plan, out = _plan(tmp_path, """
+        [campaign]
+        name = "ft"
+        seed = 1
+        [setup]
+        fidelity = "typical"
+        [[step]]
+        procedure = "finetune"
+        max_rounds = 1
+        samples = 24
+        [[step]]
+        procedure = "infer"
+        samples = 8
+    """), tmp_path / "c.h5"
+    code, stdout, err = _run(capsys, "campaign", "run", str(plan), "--out", str(out), "--workers", "0")
+    assert code == 0, err
+    cols, _ = read_table(out)
+    assert cols["status"][0] == 0, cols["error"][0]
+    assert cols["finetune.rounds"][0] == 1
+    assert cols["finetune.cells_reprogrammed"][0] >= 0
+    assert 0.0 <= cols["finetune.chip_accuracy_after"][0] <= 1.0
+    assert 0.0 <= cols["infer.accuracy"][0] <= 1.0

@@ -19,6 +19,9 @@ infer          ``HybridRunner.run`` on the synthetic test set  accuracy, softwar
                                                                chip_s_per_sample, dt_s
 power          ``bench.power.measure_power`` (SMU traces)       energy_per_sample_j, average_power_w,
                                                                latency_s, tsops_per_w_dense
+finetune       ``bench.finetune.finetune`` (chip in the loop)   rounds, val_accuracy_before/_best,
+                                                               chip_accuracy_before/_after,
+                                                               cells_reprogrammed
 =============  ==============================================  =================================
 
 Parameter names carry their unit at this edge (``tolerance_us``, ``v_read_v``, ``wait_s``);
@@ -357,6 +360,39 @@ def power(ctx: Context, samples: int) -> dict[str, float]:
             "latency_s": float(pw["latency_s"]), "tsops_per_w_dense": float(pw["tsops_per_w"]["dense"])}
 
 
+def finetune(ctx: Context, max_rounds: int, lr: float, samples: int) -> dict[str, float]:
+    """``bench.finetune.finetune`` of the reference model's chip layer on this point's chip
+    (train split: the last subjects held out; test split for chip accuracy before/after).
+    The tuned weights stay programmed; a later ``infer`` step maps the tuned model again."""
+    from bench.commands.infer import preprocess_config
+    from bench.data.dataset import load_split
+    from bench.data.preprocess import batch_to_spikes
+    from bench.demo import synthetic_set
+    from bench.finetune import FinetuneConfig, finetune as tune, split_by_subject
+    from bench.streaming import TimeBase
+
+    net = _net(ctx)
+    if ctx.data_dir is None or not Path(ctx.data_dir).is_dir():
+        ctx.data_dir = str(synthetic_set(0))
+    sensor = (int(net.input.sensor_width), int(net.input.sensor_height))
+    pcfg = preprocess_config(net)
+    tune_s, val_s, _ = split_by_subject(load_split(ctx.data_dir, "train", samples, sensor=sensor), 2)
+    test_s = load_split(ctx.data_dir, "test", samples, sensor=sensor)
+
+    def arr(ss):
+        return batch_to_spikes(ss, pcfg), np.array([q.label for q in ss], dtype=np.int64)
+
+    (xt, yt), (xv, yv), (xs, ys) = arr(tune_s), arr(val_s or test_s), arr(test_s)
+    cfg = FinetuneConfig(lr=lr, max_rounds=max_rounds, batch_size=min(64, len(yt)),
+                         seed=int(ctx.seed.generate_state(1)[0] >> 1))
+    res = tune(net, ctx.chip, xt, yt, xv, yv, cfg, schedule=_schedule(5.0, ctx.station.limits),
+               timebase=TimeBase.for_network(net), baud=ctx.station.link.baud,
+               latency_s=ctx.station.link.latency_s, x_test=xs, y_test=ys)
+    ctx.runner = None  # the model changed: the next infer maps and programs the tuned layer
+    return {k: float(res[k]) for k in ("rounds", "val_accuracy_before", "val_accuracy_best",
+                                       "chip_accuracy_before", "chip_accuracy_after", "cells_reprogrammed")}
+
+
 def _procedures() -> dict[str, Procedure]:
     from drivers.pechip import MAX_WAIT_S
 
@@ -387,6 +423,12 @@ def _procedures() -> dict[str, Procedure]:
         Procedure("power", (Param("samples", int, default=32, low=1, high=4096),),
                   ("energy_per_sample_j", "average_power_w", "latency_s", "tsops_per_w_dense"), power,
                   "energy per sample from the supply rails' SMU traces (the last infer's chip-layer inputs)"),
+        Procedure("finetune", (Param("max_rounds", int, default=5, low=1, high=50),
+                               Param("lr", float, default=0.1, low=1e-6, high=10.0),
+                               Param("samples", int, default=176, low=8, high=1176)),
+                  ("rounds", "val_accuracy_before", "val_accuracy_best", "chip_accuracy_before",
+                   "chip_accuracy_after", "cells_reprogrammed"), finetune,
+                  "chip-in-the-loop fine-tuning of the reference model's chip layer"),
     ]
     return {p.name: p for p in procs}
 
