@@ -72,3 +72,19 @@ def test_cluster_without_the_station_resource_is_refused(station, capsys):
                      "--scheduler", cluster.scheduler_address])
     err = capsys.readouterr().err
     assert code == 2 and "advertises the resource station-lab=1" in err
+    assert not out.exists()                                               # nothing written
+
+
+def test_unreachable_scheduler_writes_nothing(station, capsys):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    out = station / "c.h5"
+    code = main(["campaign", "run", str(station / "plan.toml"), "--out", str(out),
+                 "--scheduler", f"tcp://127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"tcp://127.0.0.1:{port}: cannot connect" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

@@ -62,7 +62,7 @@ class EngineOptions:
     """Called after each finished point with (result, committed)."""
     on_start: Callable[[int, int], None] | None = None
     """Called once with (n_points, already committed) before the first submission."""
-    connect_timeout_s: float = 30.0
+    connect_timeout_s: float = 15.0
 
 
 @dataclass
@@ -189,6 +189,22 @@ def run(plan: Plan, store: CampaignStore, opts: EngineOptions, data_dir: str | N
     summary.wall_s = time.perf_counter() - t0
     summary.bytes_per_point = shipped[0] / shipped[1] if shipped[1] else 0.0
     return summary
+
+
+def check_scheduler(plan: Plan, address: str, timeout_s: float = 10.0) -> int:
+    """Before anything is written: the scheduler answers, has a worker, and (physical station)
+    some worker advertises the station's resource.  Returns the number of workers."""
+    opts = EngineOptions(scheduler=address, connect_timeout_s=timeout_s)
+    client, _ = _client(plan, opts)
+    try:
+        workers = client.scheduler_info().get("workers", {})
+        resource = station_resource(plan)
+        if resource and not any(w.get("resources", {}).get(resource) for w in workers.values()):
+            raise ConfigError(f"no worker of {address} advertises the resource {resource}=1 "
+                              f"(start the station's worker with --resources \"{resource}=1\")")
+        return len(workers)
+    finally:
+        client.close()
 
 
 def _client(plan: Plan, opts: EngineOptions):

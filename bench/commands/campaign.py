@@ -172,6 +172,8 @@ def run_command(args: argparse.Namespace) -> dict[str, Any]:
     if args.scheduler and not args.scheduler.startswith(("tcp://", "tls://", "inproc://", "ws://", "wss://")):
         raise UsageError(f"--scheduler {args.scheduler!r}: expected an address like tcp://HOST:PORT")
     station_text = _check_station(plan)
+    if args.scheduler:
+        engine.check_scheduler(plan, args.scheduler)
     data_dir = None
     if _needs_data(plan):
         from bench.demo import synthetic_set
