@@ -247,3 +247,19 @@ def test_plan_error_lists_problems():
     assert any("campaign.seed must be in [0, 2^63)" in p for p in ei.value.problems)
     assert any("no [[step]]" in p for p in ei.value.problems)
     assert np.all([isinstance(p, str) and "\n" not in p for p in ei.value.problems])
+
+
+def test_plan_reference_names_every_procedure_parameter_and_result():
+    from bench.campaign.plan import SETUP_PARAMS
+    from bench.campaign.procedures import PROCEDURES
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "campaigns.md").read_text()
+    for proc in PROCEDURES.values():
+        row = next((line for line in doc.splitlines() if line.startswith(f"| `{proc.name}` |")), None)
+        assert row is not None, proc.name
+        for p in proc.params:
+            assert f"`{p.name}`" in row, (proc.name, p.name)
+        for r in proc.results:
+            assert r in row, (proc.name, r)
+    for name in SETUP_PARAMS:
+        assert f"{name} =" in doc
