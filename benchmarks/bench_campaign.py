@@ -103,12 +103,14 @@ def parallel(tmp: Path, points: int, samples: int, reps: int) -> dict:
     text = CPU.format(points=points, samples=samples)
     walls = {1: [], 2: []}
     sums = {1: [], 2: []}
+    cpus = {1: [], 2: []}
     bytes_pp = []
     for _ in range(reps):  # interleaved: 1, 2, 1, 2, ...
         for w in (1, 2):
             s = run_once(text, w, tmp, "cpu")
             walls[w].append(s.wall_s - s.extra.get("cluster_start_s", 0.0) - s.extra.get("cluster_stop_s", 0.0))
             sums[w].append(s.point_wall_s)
+            cpus[w].append(s.point_cpu_s / s.committed_now)
             bytes_pp.append(s.bytes_per_point)
     speedups = [a / b for a, b in zip(walls[1], walls[2])]
     med = {w: statistics.median(v) for w, v in walls.items()}
@@ -117,6 +119,8 @@ def parallel(tmp: Path, points: int, samples: int, reps: int) -> dict:
             "speedup_median": statistics.median(speedups), "speedup_min": min(speedups),
             "speedup_max": max(speedups), "point_s_median_1_worker": statistics.median(sums[1]) / points,
             "points_per_s_per_worker_1": points / med[1], "points_per_s_per_worker_2": points / med[2] / 2,
+            "cpu_s_per_point_1_worker": statistics.median(cpus[1]),
+            "cpu_s_per_point_2_workers": statistics.median(cpus[2]),
             "bytes_per_point": statistics.median(bytes_pp), "load_avg_1min": os.getloadavg()[0]}
 
 
@@ -142,7 +146,8 @@ def main() -> int:
     print(f"parallel: {p['points']} points x {p['samples_per_point']} samples, {p['reps']} interleaved reps: "
           f"speed-up 2 vs 1 worker median {p['speedup_median']:.2f}x (min {p['speedup_min']:.2f}, max "
           f"{p['speedup_max']:.2f}); 1 worker {p['points_per_s_per_worker_1']:.2f} points/s, 2 workers "
-          f"{p['points_per_s_per_worker_2']:.2f} points/s per worker; {p['bytes_per_point']:.0f} B/point; "
+          f"{p['points_per_s_per_worker_2']:.2f} points/s per worker; CPU per point {p['cpu_s_per_point_1_worker']:.2f} s "
+          f"(1 worker) vs {p['cpu_s_per_point_2_workers']:.2f} s (2 workers); {p['bytes_per_point']:.0f} B/point; "
           f"load {res['load_avg_1min_start']:.1f} -> {p['load_avg_1min']:.1f}")
     return 0
 

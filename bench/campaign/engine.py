@@ -76,6 +76,7 @@ class EngineSummary:
     wall_s: float = 0.0
     point_wall_s: float = 0.0
     point_inner_s: float = 0.0
+    point_cpu_s: float = 0.0
     workers: int = 0
     bytes_per_point: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -153,6 +154,7 @@ def run(plan: Plan, store: CampaignStore, opts: EngineOptions, data_dir: str | N
                 summary.committed_now += 1
                 summary.point_wall_s += res.wall_s
                 summary.point_inner_s += res.point_s
+                summary.point_cpu_s += res.cpu_s
                 summary.failed_now += res.status == STATUS_FAILED
             else:
                 summary.duplicates += 1

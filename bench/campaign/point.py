@@ -58,6 +58,8 @@ class PointResult:
     worker: str = ""
     point_s: float = 0.0
     """Time spent inside the point's steps (excludes opening the bench)."""
+    cpu_s: float = 0.0
+    """CPU time of the worker process during the point (user + system)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -92,7 +94,7 @@ def run_point(spec: PointSpec) -> PointResult:
     from bench.session import open_bench
     from bench.station import load_station
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     started = utc_now()
     scalars: dict[str, float] = {}
     ctx: Context | None = None
@@ -132,7 +134,8 @@ def run_point(spec: PointSpec) -> PointResult:
     return PointResult(index=spec.index, status=status, error=error, scalars=scalars, arrays=arrays,
                        seed=spec.run_seed, started_utc=started, ended_utc=utc_now(),
                        wall_s=time.perf_counter() - t0, attempt=spec.attempt, chip_url=url,
-                       worker=f"{socket.gethostname()}:{os.getpid()}", point_s=point_s)
+                       worker=f"{socket.gethostname()}:{os.getpid()}", point_s=point_s,
+                       cpu_s=time.process_time() - c0)
 
 
 def run_points(specs: list[PointSpec]) -> list[PointResult]:
