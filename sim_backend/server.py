@@ -135,6 +135,11 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-seed", type=_seed, default=0, help="run seed (cycle-to-cycle noise)")
     p.add_argument("--fidelity", default="typical", choices=["ideal", "typical", "worst"])
     p.add_argument("--no-instruments", action="store_true", help="serve the chip only")
+    p.add_argument("--lifeline", action="store_true",
+                   help="exit when stdin reaches end-of-file (the parent that holds the pipe died); "
+                        "used by the bench so no simulator outlives it")
+    p.add_argument("--parent-pid", type=_seed, default=None, metavar="PID",
+                   help="with --lifeline: also exit when this parent dies (Linux parent-death signal)")
     for name, help_ in (("ber", "bit-error rate per bit"), ("drop", "probability a chunk is dropped"),
                         ("dup", "probability a chunk is duplicated"), ("stall", "probability a chunk is held back"),
                         ("board-reset", "probability the board resets per chunk")):
@@ -144,6 +149,11 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port {args.port} is outside 0..65535")
+    done = threading.Event()
+    if getattr(args, "lifeline", False):  # first, so a parent dying during start-up is seen too
+        from sim_backend.lifeline import arm
+
+        arm(done.set, parent_pid=args.parent_pid)
     link = LinkModel(ber=args.ber, drop=args.drop, dup=args.dup, stall=args.stall,
                      board_reset=args.board_reset, seed=args.run_seed + 7919)
     fw = make_board(args.seed, args.run_seed, args.fidelity)
@@ -157,7 +167,6 @@ def run_serve(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise OSError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     smus, stop_instruments = ([], lambda: None) if args.no_instruments else _start_instruments(fw, args.host)
-    done = threading.Event()
 
     def on_signal(signum, frame):  # noqa: ARG001
         done.set()

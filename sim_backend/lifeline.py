@@ -1,0 +1,75 @@
+"""Die with the parent: how a simulator started by the bench never outlives it.
+
+Two independent mechanisms, armed by ``sim serve --lifeline`` (decision record 0014):
+
+1. **Lifeline pipe** (every OS, Windows included): the parent starts the child with
+   ``stdin`` connected to a pipe it never writes to.  When the parent exits — normally, by
+   an exception, or killed with SIGKILL — the operating system closes its end of the pipe,
+   and the child's blocking read of stdin returns end-of-file.  A daemon thread waiting on
+   that read then calls ``on_lost``.
+2. **Parent-death signal** (Linux): ``prctl(PR_SET_PDEATHSIG, SIGTERM)`` through ctypes
+   asks the kernel to send SIGTERM when the parent dies.  The kernel ties it to the
+   *thread* that forked, so the parent only asks for it (``--parent-pid``) when it starts
+   the child from its main thread.  A parent that died before the call is caught by
+   comparing ``os.getppid()`` with the pid the parent passed.
+
+If ``on_lost`` has not ended the process within ``grace_s`` (a server thread stuck in a
+long request), the process exits hard with ``os._exit``.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+PR_SET_PDEATHSIG = 1
+"""``prctl`` option number (linux/prctl.h)."""
+
+
+def set_parent_death_signal(sig: int = signal.SIGTERM) -> bool:
+    """Ask the Linux kernel to send ``sig`` when the parent dies; False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_stdin(on_lost: Callable[[], None], grace_s: float) -> None:
+    # os.read on the descriptor, not sys.stdin: a daemon thread blocked inside the buffered
+    # reader would hold its lock at interpreter shutdown.
+    try:
+        while os.read(0, 4096):
+            pass  # the parent never writes; anything it does write is ignored
+    except OSError:
+        pass
+    _lost(on_lost, grace_s)
+
+
+def _lost(on_lost: Callable[[], None], grace_s: float) -> None:
+    try:
+        on_lost()
+    finally:
+        time.sleep(grace_s)
+        os._exit(1)  # on_lost did not end the process in time
+
+
+def arm(on_lost: Callable[[], None], parent_pid: int | None = None, grace_s: float = 1.5) -> None:
+    """Arm both mechanisms: call ``on_lost`` (then exit after ``grace_s`` s) once the parent is gone.
+
+    ``parent_pid``: the pid the parent passed; given, the Linux parent-death signal is set too
+    (its SIGTERM handler is the process's own) and a parent already gone is detected at once.
+    """
+    if parent_pid is not None:
+        set_parent_death_signal(signal.SIGTERM)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            threading.Thread(target=_lost, args=(on_lost, grace_s), daemon=True).start()
+            return
+    threading.Thread(target=_watch_stdin, args=(on_lost, grace_s), name="lifeline", daemon=True).start()
