@@ -31,11 +31,14 @@ from bench import mapping as M
 from bench import programming as P
 from bench.commands._groups import group
 from bench.errors import DataFormatError, RunStoreError, UsageError
+from bench.npyfile import load_npy
 from bench.runstore import RunFile, check_writable, open_run
 from bench.station import load_station
-from bench.commands._args import add_chip_argument
+from bench.commands._args import add_chip_argument, int_range, pos_float
 from drivers.pechip import MAX_WAIT_S
 
+MAX_REPEATS = 100_000
+"""Most whole-array reads one ``chip read`` keeps (12 KB each in the run file)."""
 PROGRAM_KIND = "chip_program"
 READ_KIND = "chip_read"
 
@@ -59,8 +62,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("--out", required=True, metavar="RUN.h5", help="run file")
     p.add_argument("--bad-cells", metavar="RUN.h5",
                    help="route weights around the stuck cells found by a previous program run (--weights only)")
-    p.add_argument("--clamp", type=float, default=3.0, help="weight clamp of the layer (default 3)")
-    p.add_argument("--batch", type=int, default=1024, help="cells per unit of work / flush (default 1024)")
+    p.add_argument("--clamp", type=pos_float, default=3.0, help="weight clamp of the layer (default 3)")
+    p.add_argument("--batch", type=int_range(1, 3072, "the array has 128 x 24 = 3,072 cells"), default=1024, help="cells per unit of work / flush (default 1024)")
     p.add_argument("--traces", action="store_true", help="record per-pulse traces (host mode)")
     p.add_argument("--no-probe", action="store_true",
                    help="skip the stuck probe of cells already inside the verify window")
@@ -89,32 +92,12 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 # --- helpers ---------------------------------------------------------------------------------
-NPY_MAGIC = b"\x93NUMPY"
+MAX_NPY_ELEMENTS = 1 << 16
+"""Largest weights / levels array accepted (elements): far above the 128 x 24 = 3,072 cells."""
 
 
 def _load_npy(path: str, what: str) -> np.ndarray:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(len(NPY_MAGIC))
-    except FileNotFoundError:
-        raise DataFormatError(f"{path}: no such {what} file") from None
-    except IsADirectoryError:
-        raise DataFormatError(f"{path}: is a directory, not a .npy {what} file") from None
-    except OSError as exc:
-        raise DataFormatError(f"{path}: cannot read the {what} file ({exc.strerror})") from None
-    if head != NPY_MAGIC:
-        kind = "an .npz archive" if head.startswith(b"PK") else ("empty" if not head else "not a .npy file")
-        raise DataFormatError(f"{path}: {kind}; expected one .npy {what} array (numpy.save)")
-    try:
-        a = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        if "bject arrays" in str(exc):
-            raise DataFormatError(f"{path}: holds a pickled (object) array; expected a numeric .npy "
-                                  f"{what} array") from None
-        raise DataFormatError(f"{path}: not a readable .npy {what} array ({exc})") from None
-    if not isinstance(a, np.ndarray):
-        raise DataFormatError(f"{path}: expected one .npy array, got {type(a).__name__}")
-    return a
+    return load_npy(path, what, MAX_NPY_ELEMENTS)
 
 
 def _bad_cells(args) -> np.ndarray | None:
@@ -333,8 +316,9 @@ def read_command(args: argparse.Namespace) -> dict[str, Any]:
     from bench.session import open_bench
 
     station = load_station(args.station)
-    if args.repeats < 1:
-        raise UsageError(f"--repeats must be >= 1, got {args.repeats}")
+    if not 1 <= args.repeats <= MAX_REPEATS:
+        raise UsageError(f"--repeats must be in 1..{MAX_REPEATS} (each repeat is one whole-array read "
+                         f"kept in the run file), got {args.repeats}")
     if not 1 <= args.averages <= 0xFFFF:
         raise UsageError(f"--averages must be in [1, 65535], got {args.averages}")
     station.limits.check("read voltage", args.v_read, "v_read_max_v", low=1e-3)
