@@ -81,6 +81,8 @@ class DemoOptions:
     limit: int | None = None
     model: Path | None = None
     """Model file (default: the shipped reference model)."""
+    live: bool = False
+    """Follow the run file in the live view (a separate process)."""
 
 
 def _progress(opts: DemoOptions, total: int, desc: str):
@@ -125,6 +127,9 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
 
     t_start = time.perf_counter()
     run_path, station, schedule = preflight(opts)
+    from bench.view.live import follow
+
+    follow(opts.live, run_path)
     steps = ["data", "program", "infer", "power", "report"]
     bar = _progress(opts, len(steps), "demo")
     summary: dict[str, Any] = {}

@@ -339,6 +339,7 @@ def measure_power(chip: Any, smus: Sequence[Smu], setups: Sequence[RailSetup], *
             covered_s[s.rail] += t.duration_s
         if run is not None:
             run.append("run/chunk_run_s", np.array([t_run]), units="s")
+            run.append("run/chunk_samples", np.array([part.shape[0]], np.int64), units="samples")
             run.flush()
 
     # 4. figures --------------------------------------------------------------------------------

@@ -217,6 +217,7 @@ def summarise(res: ProgramResult, tolerance_s: float, readback_s: np.ndarray | N
         "success": int((res.success & d).sum()),
         "stuck_cells": int((res.stuck & d).sum()),
         "failed_cells": int((d & ~res.success & ~res.stuck).sum()),
+        "confirm_failed_cells": int((res.confirm_failed & d).sum()),
         "pulses_median": float(np.median(p)) if p.size else 0.0,
         "pulses_p95": float(np.percentile(p, 95)) if p.size else 0.0,
         "pulses_total": int(p.sum()),

@@ -3,10 +3,19 @@
 Layout conventions (DESIGN.md section 5):
 - root attributes: provenance (``snnbench_version``, ``git_revision``, ``kind``,
   ``utc_start``, ``utc_end``, ``station`` as JSON, ``chip_info`` as JSON, ``seeds`` as JSON,
-  ``complete`` = False until the run closes normally);
+  ``complete`` = False until the run closes normally); a resumed run (``mode="a"``) keeps
+  them as they were and records each resuming session's provenance in ``resumes/NNN``;
 - datasets carry a ``units`` attribute;
 - extendable datasets grow along axis 0 in batches (``append``), and ``flush`` after each
-  completed unit of work means a killed process loses at most the unit in flight.
+  completed unit of work means a killed process loses at most the unit in flight;
+- commit log, for readers that follow a live run (``snnbench view``, decision 0008): every
+  ``flush`` appends one JSON line to ``/_commits`` (``{"t": seconds since open, "rows":
+  {dataset: rows}}`` for the datasets whose row count changed since the previous commit), then
+  sets the root attribute ``committed`` (number of commit lines) LAST.  A reader takes
+  ``committed``, replays the first ``committed`` lines, and reads each dataset only up to the
+  rows recorded there; rows written after the last commit are ignored.  ``writer_pid`` and
+  ``writer_host`` name the writing process, so a reader can tell a live run from one whose
+  writer died (``complete`` still False).
 
 Files are written with HDF5's default (earliest) format on purpose: the newer format sets
 "file open for write" flags that make a file from a killed process unreadable without
@@ -21,8 +30,10 @@ import datetime as _dt
 import errno
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -140,6 +151,10 @@ def _attr(value: Any) -> Any:
     return value
 
 
+COMMITS = "_commits"
+"""Name of the commit-log dataset (one JSON line per flush; see the module docstring)."""
+
+
 class RunFile:
     """A run file being written.  Use as a context manager; see module docstring."""
 
@@ -154,9 +169,14 @@ class RunFile:
             self.h5 = h5py.File(self.path, mode)
         except OSError as exc:
             raise RunStoreError(f"{self.path}: cannot open run file ({exc})") from None
+        session: dict[str, Any] = dict(attrs)
+        if station is not None:
+            session["station"] = dict(station)
+        if seeds is not None:
+            session["seeds"] = dict(seeds)
         try:
             self.reserve()
-            self._guard("the provenance", self._start, kind, mode, station, seeds, attrs)
+            self._guard("the provenance", self._start, mode, kind, session)
         except BaseException:
             try:
                 self.h5.close()
@@ -166,8 +186,7 @@ class RunFile:
                 self.path.unlink(missing_ok=True)
             raise
 
-    def _start(self, kind: str, mode: str, station: Mapping[str, Any] | None,
-               seeds: Mapping[str, Any] | None, attrs: dict[str, Any]) -> None:
+    def _start(self, mode: str, kind: str, session: dict[str, Any]) -> None:
         if mode == "w" or "kind" not in self.h5.attrs:
             self.h5.attrs.update({
                 "kind": kind,
@@ -177,17 +196,42 @@ class RunFile:
                 "utc_end": "",
                 "complete": False,
             })
+            self.set_attrs("/", **session)
         else:
-            if self.h5.attrs.get("kind") != kind:
-                raise RunStoreError(f"{self.path}: is a {self.h5.attrs.get('kind')!r} run, not {kind!r}")
-            self.h5.attrs["complete"] = False
-            self.h5.attrs["resumed_utc"] = utc_now()
-        if station is not None:
-            self.h5.attrs["station"] = _attr(dict(station))
-        if seeds is not None:
-            self.h5.attrs["seeds"] = _attr(dict(seeds))
-        self.set_attrs("/", **attrs)
-        self.h5.flush()
+            self._resume(kind, session)
+        # Live state for readers (not provenance): who writes, and the commit log.
+        self.h5.attrs["writer_pid"] = os.getpid()
+        self.h5.attrs["writer_host"] = socket.gethostname()
+        self._t0 = time.monotonic()
+        self._rows: dict[str, int] = {}
+        """Rows of every dataset as of the last commit (what readers may read)."""
+        self._touched: set[str] = set()
+        if COMMITS in self.h5:   # resumed: later commits continue the log of earlier sessions
+            log = self.h5[COMMITS]
+            n = int(self.h5.attrs.get("committed", log.shape[0]))
+            for line in log[:n]:
+                rec = json.loads(line)
+                self._rows.update(rec.get("rows", {}))
+                self._t0 = min(self._t0, time.monotonic() - float(rec.get("t", 0.0)))
+            self._touched.update(self._rows)
+        else:
+            self.h5.create_dataset(COMMITS, shape=(0,), maxshape=(None,), chunks=(64,),
+                                   dtype=h5py.string_dtype())
+        self._commit()
+
+    def _resume(self, kind: str, session: dict[str, Any]) -> None:
+        """Reopen a run: the original provenance stays as it was; this session's provenance
+        goes to ``resumes/NNN`` (attributes the file does not have yet are added at the root)."""
+        root = self.h5.attrs
+        if root.get("kind") != kind:
+            raise RunStoreError(f"{self.path}: is a {root.get('kind')!r} run, not {kind!r}")
+        now = utc_now()
+        resumes = self.h5.require_group("resumes")
+        self.set_attrs(f"resumes/{len(resumes):03d}", **{**session, "utc_start": now,
+                       "snnbench_version": __version__, "git_revision": git_revision()})
+        self.set_attrs("/", **{k: v for k, v in session.items() if k not in root})
+        root["complete"] = False
+        root["resumed_utc"] = now
 
     # --- space -------------------------------------------------------------------------
     def reserve(self, nbytes: int = 0) -> None:
@@ -239,6 +283,7 @@ class RunFile:
         if name in self.h5:
             del self.h5[name]
         ds = self.h5.create_dataset(name, data=data)
+        self._touched.add(ds.name.lstrip("/"))
         ds.attrs["units"] = units
         for k, v in attrs.items():
             ds.attrs[k] = _attr(v)
@@ -260,6 +305,7 @@ class RunFile:
             for k, v in attrs.items():
                 ds.attrs[k] = _attr(v)
         ds = self.h5[name]
+        self._touched.add(ds.name.lstrip("/"))
         if ds.shape[1:] != batch.shape[1:]:
             raise RunStoreError(f"{self.path}: cannot append rows of shape {batch.shape[1:]} "
                                 f"to {name} with rows of shape {ds.shape[1:]}")
@@ -269,8 +315,30 @@ class RunFile:
         return ds
 
     def flush(self) -> None:
-        """Make everything written so far durable (call after each completed unit)."""
-        self._guard("the flush", self.h5.flush)
+        """Make everything written so far durable and committed (call after each completed unit).
+
+        Appends one commit line (row counts that changed since the last commit) and writes the
+        ``committed`` counter last; see the module docstring."""
+        self.reserve()
+        self._guard("the flush", self._commit)
+
+    def _commit(self) -> None:
+        changed: dict[str, int] = {}
+        for name in self._touched:
+            obj = self.h5.get(name)
+            rows = (obj.shape[0] if obj.shape else 1) if isinstance(obj, h5py.Dataset) else 0
+            if self._rows.get(name) != rows:
+                changed[name] = rows
+        self._touched = {n for n in self._touched if n in self.h5}
+        self._rows.update(changed)
+        log = self.h5[COMMITS]
+        n = int(self.h5.attrs.get("committed", 0))
+        if log.shape[0] != n:
+            log.resize(n, axis=0)
+        log.resize(n + 1, axis=0)
+        log[n] = json.dumps({"t": round(time.monotonic() - self._t0, 6), "rows": changed})
+        self.h5.attrs["committed"] = n + 1
+        self.h5.flush()
 
     def close(self, complete: bool = True) -> None:
         if not self.h5.id.valid:
@@ -279,7 +347,7 @@ class RunFile:
             if not self._no_space:  # out of space: leave the file as its last flush left it
                 self.h5.attrs["utc_end"] = utc_now()
                 self.h5.attrs["complete"] = bool(complete)
-                self._guard("the closing attributes", self.h5.flush)
+                self.flush()
         finally:
             try:
                 self.h5.close()

@@ -50,8 +50,12 @@ class SimBench:
         # reads end-of-file and exits (sim_backend/lifeline.py, decision record 0014).
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.PIPE, env=env, text=True)
-        ready, _, _ = select.select([self.proc.stdout], [], [], startup_timeout_s)
-        line = self.proc.stdout.readline() if ready else ""
+        try:
+            ready, _, _ = select.select([self.proc.stdout], [], [], startup_timeout_s)
+            line = self.proc.stdout.readline() if ready else ""
+        except BaseException:  # interrupted (SIGINT, SIGTERM) while starting: stop it, then unwind
+            self.close()
+            raise
         if not line:
             err = ""
             if self.proc.poll() is not None:

@@ -1,10 +1,16 @@
 """``PEChip``: the typed, SI-unit driver of the PE-macro chip behind the FPGA board.
 
 The link is any pyserial URL; the driver cannot tell the real board from the virtual
-firmware.  Reliability: every command carries a sequence number; on a timeout or a
-corrupted frame the *same* frame is resent, and the board answers a repeated sequence
-number from its reply cache without executing it again, so a retried PULSE never pulses
-twice.  One lock makes the driver the single owner of its link (thread-safe).
+firmware.  Reliability (protocol v2, docs/protocol.md): on connect the driver opens a
+session with HELLO (a random 32-bit session id); every command carries the session and a
+sequence number; a reply is accepted only when its session, seq and opcode are the
+request's and its echo is the request's CRC-32 — anything else (a late reply, another
+host's, a corrupted one) is discarded while waiting.  On a timeout or a corrupted frame the
+*identical* frame is resent, and the board answers it from its reply cache without executing
+it again, so a retried PULSE never pulses twice.  BUSY is followed by STATUS polls with
+back-off, bounded by the command's deadline, then the identical frame again.  A board that
+lost the session (NO_SESSION: it rebooted) gets a new HELLO and the command once more.  One
+lock makes the driver the single owner of its link (thread-safe).
 
 Safety: every voltage, pulse width, time step and schedule is checked against the
 station's :class:`~drivers.limits.ChipLimits` before a byte is sent.
@@ -12,6 +18,7 @@ station's :class:`~drivers.limits.ChipLimits` before a byte is sent.
 from __future__ import annotations
 
 import json
+import secrets
 import select
 import threading
 import time
@@ -25,8 +32,8 @@ from drivers.errors import ChipError, ChipTimeout, LimitError, LinkError, Protoc
 from drivers.limits import ChipLimits
 from drivers.transport import open_link
 from firmware_iface import messages as msg
-from firmware_iface.framing import Frame, FrameDecoder, encode_frame
-from firmware_iface.records import PayloadError, records
+from firmware_iface.framing import PROTOCOL_VERSION, Frame, FrameDecoder, encode_frame, frame_crc
+from firmware_iface.records import PayloadError
 from firmware_iface.spec import REGISTER_BY_NAME, Opcode, PulseKind, ReadMode, Status
 from firmware_iface.spikes import decode_output, encode_upload
 from firmware_iface.write_verify import PulseSchedule
@@ -45,6 +52,10 @@ class LinkStats:
     retries: int = 0
     timeouts: int = 0
     bad_frames: int = 0
+    rejected: int = 0
+    """Well-formed replies discarded because they did not answer the pending request."""
+    sessions: int = 0
+    """HELLOs that opened a session (1 + reconnects after a board reset)."""
     bytes_tx: int = 0
     bytes_rx: int = 0
     chip_seconds: float = 0.0
@@ -102,6 +113,15 @@ class PEChip:
         self._info: msg.ChipInfo | None = None
         self._regs: dict[str, float] = {}
         """Register values (SI) known to be in force: written or read by this driver."""
+        self._session = 0
+        self.hello: msg.Hello | None = None
+        """The board's HELLO reply of the current session."""
+        try:
+            with self._lock:
+                self._open_session()
+        except BaseException:
+            self.close()
+            raise
 
     # --- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
@@ -119,10 +139,26 @@ class PEChip:
 
     # --- transaction ---------------------------------------------------------------------
     def _next_seq(self) -> int:
-        self._seq = (self._seq + 1) & 0xFFFF or 1
+        self._seq = (self._seq + 1) & 0xFFFF
         return self._seq
 
-    def _await(self, seq: int, opcode: int, deadline: float) -> Frame | None:
+    def _open_session(self) -> None:
+        """HELLO with a fresh random session id; the board clears its reply cache."""
+        self._session = secrets.randbits(32) or 1
+        self._seq = 0xFFFF  # HELLO goes out with seq 0, the first command with seq 1
+        hello = self._parse("HELLO", msg.decode_hello, self._exchange(Opcode.HELLO, b"", self.timeout_s))
+        if hello.session != self._session or hello.protocol_version != PROTOCOL_VERSION:
+            raise ProtocolError(f"HELLO reply from {self.url} opened session {hello.session:#x} protocol "
+                                f"{hello.protocol_version}, expected {self._session:#x} protocol {PROTOCOL_VERSION}")
+        self.hello = hello
+        self.stats.sessions += 1
+
+    def _await(self, req: Frame, crc: int, deadline: float) -> Frame | None:
+        """The reply to ``req`` (or a BAD_FRAME report), None at the deadline.
+
+        A reply counts only when it is a response with the request's session, seq and opcode
+        and echoes the request's CRC-32; other frames are discarded (``stats.rejected``).
+        """
         port = self._port
         while True:
             if self._fd is not None:
@@ -132,53 +168,114 @@ class PEChip:
                 data = port.read(max(1, port.in_waiting))
             if data:
                 self.stats.bytes_rx += len(data)
-                bad_before = self._decoder.errors
+                bad_before, foreign_before = self._decoder.errors, self._decoder.foreign
                 frames = [f for f in self._decoder.feed(data) if f.is_response]
+                if self._decoder.foreign != foreign_before:
+                    v = self._decoder.last_foreign.version
+                    raise ProtocolError(f"the board at {self.url} speaks protocol version {v}; this host "
+                                        f"speaks version {PROTOCOL_VERSION}: update the board firmware "
+                                        f"(docs/protocol.md)")
                 self.stats.bad_frames += self._decoder.errors - bad_before
+                bad = None
                 for f in frames:
-                    if f.seq == seq and f.opcode == opcode and f.status != Status.BAD_FRAME:
+                    if (f.seq == req.seq and f.opcode == req.opcode and f.session == req.session
+                            and f.echo == crc and f.status != Status.BAD_FRAME):
                         return f
-                for f in frames:
-                    if f.status == Status.BAD_FRAME:
-                        return f
+                    if f.status == Status.BAD_FRAME and f.echo == 0:
+                        bad = f
+                    else:
+                        self.stats.rejected += 1
+                if bad is not None:
+                    return bad
                 continue
             if time.monotonic() >= deadline or not port.in_waiting and _synchronous(port):
                 return None
 
     def transact(self, opcode: Opcode, payload: bytes = b"", timeout_s: float | None = None) -> bytes:
-        """Send one command and return its reply payload (retrying on timeout / bad frames)."""
+        """Send one command and return its reply payload.
+
+        Retries the identical frame on a timeout or a corrupted frame; follows BUSY by polling
+        STATUS until ``timeout_s`` (the command's deadline); re-opens the session (up to ``retries``
+        times) when the board reports NO_SESSION.
+        """
         if self._port is None:
             raise ProtocolError(f"link {self.url} is closed")
         timeout = self.timeout_s if timeout_s is None else timeout_s
         with self._lock:
-            seq = self._next_seq()
-            wire = encode_frame(Frame(int(opcode), seq, payload))
-            self.stats.commands += 1
-            last = "no reply"
-            for attempt in range(self.retries + 1):
-                if attempt:
-                    self.stats.retries += 1
-                self.stats.round_trips += 1
-                self.stats.bytes_tx += len(wire)
-                try:
-                    self._port.write(wire)
-                    reply = self._await(seq, int(opcode), time.monotonic() + timeout)
-                except (OSError, SerialException) as exc:  # link lost (socket closed, device gone)
-                    raise LinkError(f"link {self.url} failed during {opcode.name}: "
-                                    f"{' '.join(str(exc).split())}") from None
-                if reply is None:
-                    self.stats.timeouts += 1
-                    last = f"no reply within {timeout:g} s"
-                    continue
-                if reply.status == Status.BAD_FRAME:
-                    last = "board received a corrupted frame"
-                    continue
-                if reply.status != Status.OK:
-                    name = Status(reply.status).name if reply.status in Status._value2member_map_ else "UNKNOWN"
-                    raise ChipError(reply.status, name, reply.payload.decode("utf-8", "replace"))
-                return reply.payload
-            err = ChipTimeout if last.startswith("no reply") else ProtocolError
-            raise err(f"{opcode.name} to {self.url} failed after {self.retries + 1} attempts: {last}")
+            if self._session == 0:
+                self._open_session()
+            return self._exchange(opcode, payload, timeout)
+
+    def _send(self, opcode: Opcode, wire: bytes, req: Frame, crc: int, timeout: float) -> Frame | None:
+        self.stats.round_trips += 1
+        self.stats.bytes_tx += len(wire)
+        try:
+            self._port.write(wire)
+            return self._await(req, crc, time.monotonic() + timeout)
+        except (OSError, SerialException) as exc:  # link lost (socket closed, device gone)
+            raise LinkError(f"link {self.url} failed during {opcode.name}: "
+                            f"{' '.join(str(exc).split())}") from None
+
+    def _exchange(self, opcode: Opcode, payload: bytes, timeout: float, reopened: int = 0) -> bytes:
+        req = Frame(int(opcode), self._next_seq(), payload, session=self._session)
+        wire, crc = encode_frame(req), frame_crc(req)
+        self.stats.commands += 1
+        deadline = time.monotonic() + timeout
+        last = "no reply"
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.retries += 1
+            rejected = self.stats.rejected
+            reply = self._send(opcode, wire, req, crc, timeout)
+            if reply is None:
+                self.stats.timeouts += 1
+                last = (f"no reply within {timeout:g} s" if self.stats.rejected == rejected else
+                        "only replies that do not answer this request arrived (session, seq, opcode or "
+                        "echo differ: a board replaying another request's reply?)")
+                continue
+            if reply.status == Status.BAD_FRAME:
+                last = "board received a corrupted frame"
+                continue
+            if reply.status == Status.BUSY:
+                reply = self._follow_busy(opcode, wire, req, crc, deadline, timeout)
+            if reply.status == Status.NO_SESSION and opcode != Opcode.HELLO and reopened < self.retries:
+                # the board lost our session (reset): it did not execute this frame
+                self.stats.commands -= 1
+                self.stats.retries += 1
+                self._open_session()
+                return self._exchange(opcode, payload, timeout, reopened + 1)
+            if reply.status != Status.OK:
+                name = Status(reply.status).name if reply.status in Status._value2member_map_ else "UNKNOWN"
+                raise ChipError(reply.status, name, reply.payload.decode("utf-8", "replace"))
+            return reply.payload
+        err = ChipTimeout if last.startswith("no reply") else ProtocolError
+        raise err(f"{opcode.name} to {self.url} failed after {self.retries + 1} attempts: {last}")
+
+    def _follow_busy(self, opcode: Opcode, wire: bytes, req: Frame, crc: int, deadline: float,
+                     timeout: float) -> Frame:
+        """BUSY: poll STATUS with back-off until idle, then resend the identical frame (the board
+        answers from its reply cache); bounded by the command's deadline."""
+        delay = 0.005
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ChipTimeout(f"{opcode.name} to {self.url}: board still BUSY after {timeout:g} s "
+                                  f"(the command's deadline)")
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 0.25)
+            state = msg.decode_status(self._exchange(Opcode.STATUS, b"", min(self.timeout_s, max(left, 0.05))))
+            if state["state"] == 1 and time.monotonic() < deadline:
+                continue
+            reply = None
+            for _ in range(self.retries + 1):
+                reply = self._send(opcode, wire, req, crc, min(self.timeout_s, max(left, 0.05)))
+                if reply is not None and reply.status != Status.BAD_FRAME:
+                    break
+                self.stats.retries += 1
+            if reply is None or reply.status == Status.BAD_FRAME:
+                raise ChipTimeout(f"{opcode.name} to {self.url}: no reply after the board left BUSY")
+            if reply.status != Status.BUSY:
+                return reply
 
     def _parse(self, what: str, fn, payload: bytes):
         try:
@@ -202,7 +299,9 @@ class PEChip:
     def read_register(self, name: str) -> float:
         """Register value in SI units (see ``firmware_iface.spec.REGISTERS``)."""
         reg = self._register(name)
-        _, code = self._parse("REG_READ", msg.decode_reg, self.transact(Opcode.REG_READ, msg.encode_reg(reg.id)))
+        reg_id, code = self._parse("REG_READ", msg.decode_reg, self.transact(Opcode.REG_READ, msg.encode_reg(reg.id)))
+        if reg_id != reg.id:
+            raise ProtocolError(f"REG_READ of {reg.name} answered for register 0x{reg_id:02x}")
         self._regs[reg.name] = reg.to_si(code)
         return self._regs[reg.name]
 
@@ -220,8 +319,10 @@ class PEChip:
         if not (np.isfinite(value) and reg.min_code <= code <= reg.max_code):
             raise LimitError(f"register {name} = {value!r} {reg.unit} is outside its range "
                              f"[{reg.to_si(reg.min_code):g}, {reg.to_si(reg.max_code):g}] {reg.unit}; nothing was sent")
-        _, code = self._parse("REG_WRITE", msg.decode_reg,
-                              self.transact(Opcode.REG_WRITE, msg.encode_reg(reg.id, code)))
+        reg_id, code = self._parse("REG_WRITE", msg.decode_reg,
+                                   self.transact(Opcode.REG_WRITE, msg.encode_reg(reg.id, code)))
+        if reg_id != reg.id:
+            raise ProtocolError(f"REG_WRITE of {reg.name} answered for register 0x{reg_id:02x}")
         self._regs[reg.name] = reg.to_si(code)
         return self._regs[reg.name]
 
@@ -290,10 +391,8 @@ class PEChip:
         if not np.all((kind == PulseKind.SET) | (kind == PulseKind.RESET)):
             raise ValueError("pulse kind must be PulseKind.SET or PulseKind.RESET")
         self._check_pulses(kind, v_bl, v_wl, v_sl, width)
-        p = records("PULSE", n)
-        p["kind"], p["row"], p["col"] = kind, rows, np.broadcast_to(np.asarray(cols, dtype=np.int64), (n,))
-        p["v_bl_mv"], p["v_wl_mv"], p["v_sl_mv"] = (np.round(v * 1e3) for v in (v_bl, v_wl, v_sl))
-        p["width_ns"] = np.round(width * 1e9)
+        p = msg.pulse_records(kind, rows, np.broadcast_to(np.asarray(cols, dtype=np.int64), (n,)),
+                              v_bl, v_wl, v_sl, width)
         per_frame = max(1, (self.info().max_payload - 64) // p.itemsize)
         total = 0.0
         for i in range(0, n, per_frame):

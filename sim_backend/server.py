@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from sim_backend.board import make_board
 from sim_backend.firmware import VirtualFirmware
-from sim_backend.link import LinkModel
+from sim_backend.link import TO_BOARD, TO_HOST, LinkModel
 
 
 class _Pump:
@@ -34,7 +34,7 @@ class _Pump:
         with self.guard:
             if self.link.want_board_reset():
                 self.fw.reboot()
-            return self.link.corrupt(self.fw.feed(self.link.corrupt(data)))
+            return self.link.corrupt(self.fw.feed(self.link.corrupt(data, TO_BOARD)), TO_HOST)
 
 
 def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple[str, threading.Thread]:
@@ -142,6 +142,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --lifeline: also exit when this parent dies (Linux parent-death signal)")
     for name, help_ in (("ber", "bit-error rate per bit"), ("drop", "probability a chunk is dropped"),
                         ("dup", "probability a chunk is duplicated"), ("stall", "probability a chunk is held back"),
+                        ("reorder", "probability a chunk is overtaken by the next"),
                         ("board-reset", "probability the board resets per chunk")):
         p.add_argument(f"--{name}", type=float, default=0.0, help=f"link fault: {help_}")
 
@@ -154,7 +155,7 @@ def run_serve(args: argparse.Namespace) -> int:
         from sim_backend.lifeline import arm
 
         arm(done.set, parent_pid=args.parent_pid)
-    link = LinkModel(ber=args.ber, drop=args.drop, dup=args.dup, stall=args.stall,
+    link = LinkModel(ber=args.ber, drop=args.drop, dup=args.dup, stall=args.stall, reorder=args.reorder,
                      board_reset=args.board_reset, seed=args.run_seed + 7919)
     fw = make_board(args.seed, args.run_seed, args.fidelity)
     pump = _Pump(fw, link)

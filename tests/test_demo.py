@@ -29,8 +29,14 @@ def test_json_keys(demo_run):
         assert key in d, key
     assert d["within_tolerance"] >= 0.99
     assert d["latency_s"] == pytest.approx(44.31e-6, rel=1e-6)
-    assert 0.02 < d["average_power_w"] < 0.08
-    assert d["accuracy"] > 0.5 and d["software_accuracy"] > 0.5
+    # published (DESIGN.md section 2): 43.83 mW average incl. I/O, 1.94 uJ per sample; the model
+    # is calibrated on statistics of this very layer, so the demo lands within a few percent
+    assert d["average_power_w"] == pytest.approx(43.83e-3, rel=0.05)
+    assert d["energy_per_sample_j"] == pytest.approx(1.94e-6, rel=0.05)
+    # software accuracy at least the paper's software figure (98.26 %, real data; the synthetic
+    # set is easier), and the chip no further below it than the paper's 5.2-point drop
+    assert d["software_accuracy"] >= 0.9826
+    assert d["accuracy"] >= d["software_accuracy"] - 0.052
 
 
 def test_run_file_holds_everything(demo_run):

@@ -35,6 +35,7 @@ from bench.npyfile import load_npy
 from bench.runstore import RunFile, check_writable, open_run
 from bench.station import load_station
 from bench.commands._args import add_chip_argument, int_range, pos_float
+from bench.view.live import add_live_argument, follow
 from drivers.pechip import MAX_WAIT_S
 
 MAX_REPEATS = 100_000
@@ -65,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("--clamp", type=pos_float, default=3.0, help="weight clamp of the layer (default 3)")
     p.add_argument("--batch", type=int_range(1, 3072, "the array has 128 x 24 = 3,072 cells"), default=1024, help="cells per unit of work / flush (default 1024)")
     p.add_argument("--traces", action="store_true", help="record per-pulse traces (host mode)")
+    add_live_argument(p)
     p.add_argument("--no-probe", action="store_true",
                    help="skip the stuck probe of cells already inside the verify window")
     for flag, field, unit in (("--set-start-v", "set_start_v", "V"), ("--reset-start-v", "reset_start_v", "V"),
@@ -88,6 +90,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                    help=f"retention: read again after each of these waits (chip seconds, cumulative; "
                         f"each <= {MAX_WAIT_S:g})")
     r.add_argument("--out", required=True, metavar="RUN.h5", help="run file")
+    add_live_argument(r)
     r.set_defaults(func=read_command)
 
 
@@ -221,6 +224,7 @@ def program_command(args: argparse.Namespace) -> dict[str, Any]:
     out = _out_path(args.out, overwrite=args.resume or args.force)
     previous = _previous(out, mapping.targets_s.ravel()) if args.resume else None
     tol_s = args.tolerance_us * 1e-6
+    follow(args, out)
 
     with open_bench(args.station, args.chip) as b:
         chip = b.chip
@@ -327,6 +331,7 @@ def read_command(args: argparse.Namespace) -> dict[str, Any]:
     if bad:
         raise UsageError(f"--wait-s values must be durations in [0, {MAX_WAIT_S:g}] s, got {bad[0]!r}")
     out = _out_path(args.out, overwrite=args.force)
+    follow(args, out)
     t0 = time.process_time()
     with open_bench(args.station, args.chip) as b:
         chip = b.chip

@@ -21,6 +21,7 @@ import numpy as np
 
 from bench.commands._args import MAX_SAMPLES, add_chip_argument, batch_size, int_range
 from bench.errors import UsageError
+from bench.view.live import add_live_argument, follow
 
 
 
@@ -41,6 +42,7 @@ def register(subparsers, common: argparse.ArgumentParser | None = None) -> None:
                    help="samples per unit of work (appended and flushed together; default 256)")
     p.add_argument("--acceleration", default=None, metavar="K",
                    help="dataset-time / chip-time factor (default: the model's, 50000)")
+    add_live_argument(p)
     p.set_defaults(func=infer_command)
 
 
@@ -116,6 +118,7 @@ def infer_command(args) -> dict[str, Any]:
     labels = np.array([s.label for s in samples], dtype=np.int64)
     if labels.max() >= net.n_classes:
         raise UsageError(f"{args.data}: labels go up to {labels.max()}, the model has {net.n_classes} classes")
+    follow(args, out)
     return run_inference(net, samples, cfg, timebase, station, out, chip_url=args.chip,
                          batch=args.batch, schedule=schedule, read_seconds=t_read, t_start=t_all,
                          provenance={"model": str(model_path), "model_sha256": _sha256(model_path),
@@ -160,7 +163,7 @@ def run_inference(net, samples, cfg, timebase, station, out, *, chip_url: str | 
         with RunFile(out, "infer", station=station.as_dict(),
                      seeds={"chip_seed": station.chip.seed, "run_seed": station.chip.run_seed},
                      chip_info=info.as_dict(), chip_url=b.chip_url, **(provenance or {})) as rf:
-            rf.set_attrs("/", plan=plan.as_dict(), plan_text=str(plan), n_classes=k,
+            rf.set_attrs("/", plan=plan.as_dict(), plan_text=str(plan), n_classes=k, samples_total=n,
                          layer_sizes=net.sizes, chip_layer=int(net.chip_layer),
                          preprocess={"sample_duration_us": cfg.sample_duration_us, "padding": cfg.padding,
                                      "pool": cfg.pool, "bin_us": cfg.bin_us, "sensor": list(cfg.sensor)})

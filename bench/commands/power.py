@@ -20,6 +20,7 @@ from typing import Any
 
 from bench.commands._args import add_chip_argument, float_range, int_range, pos_float, seed_int
 from bench.errors import UsageError
+from bench.view.live import add_live_argument, follow
 
 DEFAULT_RAILS = ("VDDA", "VDDD", "VDDIO")
 
@@ -43,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                    help=f"trace length margin over the expected run, 0..{MAX_MARGIN:g} (default 0.25)")
     p.add_argument("--no-program", action="store_true", help="do not write-verify the workload's conductances")
     p.add_argument("--out", metavar="RUN.h5", required=True, help="run file (HDF5) for traces and results")
+    add_live_argument(p)
     p.set_defaults(func=_power)
 
 
@@ -165,6 +167,7 @@ def _power(args: argparse.Namespace) -> dict:
     specs = {m.group("rail"): m.group("model") for m in map(_SPEC.match, args.smu) if m}
     _check_interval(args, [c.model for c in station.smu if c.rail not in specs] + list(specs.values()))
     check_writable(args.out)
+    follow(args, args.out)
     workload = ReferenceWorkload(args.samples, args.seed)
     opts = PowerOptions(samples=args.samples, seed=args.seed, idle_points=args.idle_points,
                         margin=args.margin, program=not args.no_program,

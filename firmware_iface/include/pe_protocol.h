@@ -5,13 +5,14 @@
 
 #include <stdint.h>
 
-#define PE_PROTOCOL_VERSION 1u
-#define PE_FW_VERSION_MAJOR 1u
+#define PE_PROTOCOL_VERSION 2u
+#define PE_FW_VERSION_MAJOR 2u
 #define PE_FW_VERSION_MINOR 0u
 #define PE_FW_VERSION_PATCH 0u
-#define PE_HEADER_SIZE 10u
+#define PE_HEADER_SIZE 20u
 #define PE_CRC_SIZE 4u
 #define PE_MAX_PAYLOAD 4194304u
+#define PE_MAX_WIRE_FRAME 4210843u
 #define PE_FLAG_RESPONSE 0x01u
 #define PE_DELIMITER 0x00u
 
@@ -29,6 +30,7 @@
 #define PE_OP_STATUS 0x30u
 #define PE_OP_RESET 0x31u
 #define PE_OP_WAIT 0x32u
+#define PE_OP_HELLO 0x40u
 #define PE_OP_SIM_QUERY 0xF0u
 
 /* Status */
@@ -42,6 +44,10 @@
 #define PE_STATUS_NOT_READY 0x07u
 #define PE_STATUS_UNSUPPORTED 0x08u
 #define PE_STATUS_INTERNAL 0x09u
+#define PE_STATUS_SEQ_REUSED 0x20u
+#define PE_STATUS_NO_SESSION 0x21u
+#define PE_STATUS_BAD_VERSION 0x22u
+#define PE_STATUS_STALE_SEQ 0x23u
 
 /* PulseKind */
 #define PE_PULSE_SET 0x01u
@@ -90,8 +96,12 @@ typedef struct {
     uint8_t flags;
     uint8_t status;
     uint16_t seq;
+    uint16_t _rsv;
+    uint32_t session;
+    uint32_t echo;
     uint32_t length;
 } pe_header_t;
+_Static_assert(sizeof(pe_header_t) == 20, "pe_header_t size");
 
 /* GET_INFO reply header; followed by `levels` x f32 conductance levels in siemens */
 typedef struct {
@@ -180,7 +190,7 @@ typedef struct {
     uint16_t reset_wl_mv;
     uint32_t width_ns;
     uint32_t v_read_uv;
-    float tolerance_s;
+    uint32_t tolerance_ns;
     uint16_t max_pulses;
     uint16_t read_averages;
     uint16_t flags;
@@ -188,12 +198,12 @@ typedef struct {
 } pe_schedule_t;
 _Static_assert(sizeof(pe_schedule_t) == 36, "pe_schedule_t size");
 
-/* write-verify target conductance (S) */
+/* write-verify target conductance in integer nano-siemens (nS) */
 typedef struct {
     uint8_t row;
     uint8_t col;
     uint16_t _pad;
-    float target_s;
+    uint32_t target_ns;
 } pe_target_t;
 _Static_assert(sizeof(pe_target_t) == 8, "pe_target_t size");
 
@@ -262,6 +272,22 @@ typedef struct {
     uint64_t duration_ns;
 } pe_wait_t;
 _Static_assert(sizeof(pe_wait_t) == 8, "pe_wait_t size");
+
+/* HELLO reply: protocol version, firmware version, the session now open, the largest payload and wire frame (bytes) the board accepts, its absolute maximum line voltage (mV) and pulse width (ns), capabilities */
+typedef struct {
+    uint8_t protocol;
+    uint8_t fw_major;
+    uint8_t fw_minor;
+    uint8_t fw_patch;
+    uint32_t session;
+    uint32_t max_payload;
+    uint32_t max_frame;
+    uint16_t v_max_mv;
+    uint16_t _pad;
+    uint32_t width_max_ns;
+    uint32_t capabilities;
+} pe_hello_t;
+_Static_assert(sizeof(pe_hello_t) == 28, "pe_hello_t size");
 
 #pragma pack(pop)
 

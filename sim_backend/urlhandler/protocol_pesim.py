@@ -4,7 +4,7 @@
 port whose far side is a :class:`~sim_backend.firmware.VirtualFirmware`.  Query fields:
 ``seed`` (chip seed), ``run_seed``, ``fidelity`` (ideal/typical/worst) and the link-model
 faults of :class:`~sim_backend.link.LinkModel` (``ber``, ``drop``, ``dup``, ``stall``,
-``board_reset``, ``link_seed``).
+``reorder``, ``board_reset``, ``link_seed``).
 
 The board answers synchronously inside ``write``; a ``read`` that finds nothing buffered
 returns at once, as a port whose timeout has elapsed would (nothing more can arrive).
@@ -16,9 +16,9 @@ import urllib.parse
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException
 
 from sim_backend.board import make_board
-from sim_backend.link import LinkModel
+from sim_backend.link import TO_BOARD, TO_HOST, LinkModel
 
-_KNOWN = {"seed", "run_seed", "fidelity", "ber", "drop", "dup", "stall", "board_reset",
+_KNOWN = {"seed", "run_seed", "fidelity", "ber", "drop", "dup", "stall", "reorder", "board_reset",
           "link_seed", "baud", "latency_s", "latency_ms"}
 
 
@@ -75,8 +75,8 @@ class Serial(SerialBase):
         data = bytes(data)
         if self.link.want_board_reset():
             self.firmware.reboot()
-        reply = self.firmware.feed(self.link.corrupt(data))
-        self._rx += self.link.corrupt(reply)
+        reply = self.firmware.feed(self.link.corrupt(data, TO_BOARD))
+        self._rx += self.link.corrupt(reply, TO_HOST)
         return len(data)
 
     def reset_input_buffer(self) -> None:
