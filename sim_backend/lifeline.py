@@ -13,8 +13,10 @@ Two independent mechanisms, armed by ``sim serve --lifeline`` (decision record 0
    the child from its main thread.  A parent that died before the call is caught by
    comparing ``os.getppid()`` with the pid the parent passed.
 
-If ``on_lost`` has not ended the process within ``grace_s`` (a server thread stuck in a
-long request), the process exits hard with ``os._exit``.
+Armed from ``python -m sim_backend`` before the simulator's imports; until the server has
+started, a lost parent ends the process at once; afterwards the server's stop event is set
+(an orderly exit), and if that has not ended the process within ``grace_s`` (a server thread
+stuck in a long request) it exits hard with ``os._exit``.
 """
 from __future__ import annotations
 
@@ -42,7 +44,18 @@ def set_parent_death_signal(sig: int = signal.SIGTERM) -> bool:
         return False
 
 
-def _watch_stdin(on_lost: Callable[[], None], grace_s: float) -> None:
+_handler: Callable[[], None] = lambda: os._exit(0)
+"""What to do when the parent is gone: exit at once until the server installs its orderly stop."""
+_armed = False
+
+
+def on_lost(handler: Callable[[], None]) -> None:
+    """Call ``handler`` (e.g. set the server's stop event) when the parent is gone."""
+    global _handler
+    _handler = handler
+
+
+def _watch_stdin(grace_s: float) -> None:
     # os.read on the descriptor, not sys.stdin: a daemon thread blocked inside the buffered
     # reader would hold its lock at interpreter shutdown.
     try:
@@ -50,26 +63,44 @@ def _watch_stdin(on_lost: Callable[[], None], grace_s: float) -> None:
             pass  # the parent never writes; anything it does write is ignored
     except OSError:
         pass
-    _lost(on_lost, grace_s)
+    _lost(grace_s)
 
 
-def _lost(on_lost: Callable[[], None], grace_s: float) -> None:
+def _lost(grace_s: float) -> None:
     try:
-        on_lost()
+        _handler()
     finally:
         time.sleep(grace_s)
-        os._exit(1)  # on_lost did not end the process in time
+        os._exit(1)  # the handler did not end the process in time
 
 
-def arm(on_lost: Callable[[], None], parent_pid: int | None = None, grace_s: float = 1.5) -> None:
-    """Arm both mechanisms: call ``on_lost`` (then exit after ``grace_s`` s) once the parent is gone.
+def arm(parent_pid: int | None = None, grace_s: float = 1.5) -> None:
+    """Arm both mechanisms (once; later calls do nothing): once the parent is gone, call the
+    :func:`on_lost` handler, then exit after ``grace_s`` s if the process is still there.
 
     ``parent_pid``: the pid the parent passed; given, the Linux parent-death signal is set too
     (its SIGTERM handler is the process's own) and a parent already gone is detected at once.
     """
+    global _armed
+    if _armed:
+        return
+    _armed = True
     if parent_pid is not None:
         set_parent_death_signal(signal.SIGTERM)
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
-            threading.Thread(target=_lost, args=(on_lost, grace_s), daemon=True).start()
+            threading.Thread(target=_lost, args=(grace_s,), daemon=True).start()
             return
-    threading.Thread(target=_watch_stdin, args=(on_lost, grace_s), name="lifeline", daemon=True).start()
+    threading.Thread(target=_watch_stdin, args=(grace_s,), name="lifeline", daemon=True).start()
+
+
+def arm_from_argv(argv: list[str]) -> None:
+    """Arm early, from ``sim serve`` options (``--lifeline``, ``--parent-pid N``), before the
+    simulator's heavy imports: a parent that dies during start-up is noticed at once."""
+    if "--lifeline" not in argv:
+        return
+    pid = None
+    if "--parent-pid" in argv:
+        i = argv.index("--parent-pid")
+        if i + 1 < len(argv) and argv[i + 1].isdigit():
+            pid = int(argv[i + 1])
+    arm(pid)

@@ -152,9 +152,10 @@ def run_serve(args: argparse.Namespace) -> int:
         raise ValueError(f"--port {args.port} is outside 0..65535")
     done = threading.Event()
     if getattr(args, "lifeline", False):  # first, so a parent dying during start-up is seen too
-        from sim_backend.lifeline import arm
+        from sim_backend import lifeline
 
-        arm(done.set, parent_pid=args.parent_pid)
+        lifeline.arm(args.parent_pid)   # already armed when started as python -m sim_backend
+        lifeline.on_lost(done.set)
     link = LinkModel(ber=args.ber, drop=args.drop, dup=args.dup, stall=args.stall, reorder=args.reorder,
                      board_reset=args.board_reset, seed=args.run_seed + 7919)
     fw = make_board(args.seed, args.run_seed, args.fidelity)
