@@ -447,5 +447,7 @@ _DEFAULT_QUERIES: dict[str, Callable[[VirtualFirmware], object]] = {
     "seeds": lambda fw: {"chip_seed": fw.chip.chip_seed, "run_seed": fw.chip.run_seed},
     # ground truth of the stuck-cell map (issue 4 tests): bool (rows, columns)
     "stuck": lambda fw: np.asarray(fw.chip.array.stuck).tolist(),
+    # programming pulses each cell has received since power-up (wear; issue 16 resume tests)
+    "pulse_counts": lambda fw: np.asarray(fw.chip.array.pulse_count).tolist(),
     "stuck_conductances": lambda fw: np.where(fw.chip.array.stuck, fw.chip.array.g_stuck, np.nan).tolist(),
 }

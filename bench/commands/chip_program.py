@@ -194,6 +194,18 @@ def _out_path(path: str, *, overwrite: bool = True) -> Path:
     return out
 
 
+INFLIGHT = "journal/inflight"
+"""Indices of the batch being programmed: written (and flushed) before the batch is sent,
+emptied with the flush that records it."""
+
+
+def _inflight(path: Path, previous: np.ndarray) -> np.ndarray:
+    """Cells journalled as in flight by an interrupted session and not recorded as done."""
+    with open_run(path) as h5:
+        idx = h5[INFLIGHT][()].astype(np.int64) if INFLIGHT in h5 else np.zeros(0, np.int64)
+    return idx[~np.isin(idx, previous["index"])] if previous.size else idx
+
+
 def _previous(path: Path, targets: np.ndarray) -> np.ndarray | None:
     """Stored cell records of a run to resume (checked against the new targets)."""
     if not path.exists():
@@ -239,14 +251,19 @@ def program_command(args: argparse.Namespace) -> dict[str, Any]:
         rows, cols, tflat = rr.ravel(), cc.ravel(), targets.ravel()
         skip = np.zeros(tflat.size, bool)
         resumed, requeued = 0, np.zeros(0, np.int64)
-        if previous is not None and previous.size:
+        inflight = _inflight(out, previous) if previous is not None else np.zeros(0, np.int64)
+        recovered = np.zeros(0, P.CELL_DTYPE)
+        if previous is not None and (previous.size or inflight.size):
             # Re-verify what the file says is done (one averaged array read): relaxation and
             # drift between sessions, or a different session/board state, make stale records.
-            keep, _ = P.reverify(chip, previous, tol_s, averages=max(8, schedule.read_averages),
-                                 v_read_v=schedule.v_read_v)
+            # The same read tells which in-flight cells the board finished: those within
+            # tolerance are recorded, not pulsed again (no extra wear).
+            readback = P.read_map(chip, averages=max(8, schedule.read_averages), v_read_v=schedule.v_read_v)
+            keep, _ = P.reverify(chip, previous, tol_s, readback=readback)
             resumed = int(previous.size)
             requeued = previous["index"][~keep].astype(np.int64)
-            previous = previous[keep]
+            recovered = P.recover_inflight(readback, inflight, rows, cols, tflat, tol_s)
+            previous = np.concatenate([previous[keep], recovered])
             skip[previous["index"]] = True
         mode = "a" if previous is not None else "w"
         with RunFile(out, PROGRAM_KIND, mode=mode, station=station.as_dict(),
@@ -279,15 +296,30 @@ def program_command(args: argparse.Namespace) -> dict[str, Any]:
                     ds.attrs["requeued_total"] = int(ds.attrs.get("requeued_total", 0)) + int(requeued.size)
                     run.flush()
 
+            if recovered.size or inflight.size:
+                with _DeferSigint():            # the in-flight batch of the interrupted session
+                    run.append("cells", recovered)
+                    run.write(INFLIGHT, np.zeros(0, np.int32), units="index")
+                    ds = run.h5["cells"]
+                    ds.attrs["recovered_total"] = int(ds.attrs.get("recovered_total", 0)) + int(recovered.size)
+                    run.flush()
+
+            def on_send(sel: np.ndarray) -> None:
+                with _DeferSigint():
+                    run.write(INFLIGHT, sel.astype(np.int32), units="index")
+                    run.flush()
+
             def on_batch(sel: np.ndarray, res: P.ProgramResult, traces: np.ndarray | None) -> None:
                 with _DeferSigint():
                     run.append("cells", res.records(sel))
                     if traces is not None and traces.size:
                         run.append("traces", traces, units="S, V")
+                    run.write(INFLIGHT, np.zeros(0, np.int32), units="index")
                     run.flush()
 
             res = P.program_cells(chip, rows, cols, tflat, schedule, mode=args.mode, batch_cells=args.batch,
-                                  probe=not args.no_probe, traces=args.traces, skip=skip, on_batch=on_batch)
+                                  probe=not args.no_probe, traces=args.traces, skip=skip, on_batch=on_batch,
+                                  on_send=on_send)
             if previous is not None and previous.size:
                 res.fill(previous)
             readback = P.read_map(chip, averages=max(8, schedule.read_averages), v_read_v=schedule.v_read_v)
@@ -308,7 +340,7 @@ def program_command(args: argparse.Namespace) -> dict[str, Any]:
                 "modelled_seconds": float(res.modelled_seconds(station.link.baud, station.link.latency_s)),
                 "chip_seconds": float(link.chip_seconds), "host_seconds": float(res.host_seconds),
                 "wall_seconds": float(res.wall_seconds), "mode": args.mode, "resumed_cells": resumed,
-                "requeued_cells": int(requeued.size), "schedule_station_capped": adjusted,
+                "requeued_cells": int(requeued.size), "recovered_inflight_cells": int(recovered.size), "schedule_station_capped": adjusted,
                 "scale_s": float(mapping.scale_s), "out": str(out),
             })
             run.set_attrs("summary", **summary)
