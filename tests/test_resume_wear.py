@@ -23,6 +23,7 @@ import pytest
 
 from drivers.pechip import PEChip
 from firmware_iface.framing import FrameDecoder
+from firmware_iface.bulk import decode_commit, decode_result
 from firmware_iface.messages import decode_cell_results
 from firmware_iface.spec import Opcode
 
@@ -54,6 +55,7 @@ class KillingRelay:
 
     def __init__(self, upstream: str, nth: int, min_cells: int) -> None:
         self.min_cells = min_cells
+        self.commits: dict[int, int] = {}
         host, port = upstream.removeprefix("socket://").rsplit(":", 1)
         self.upstream = (host, int(port))
         self.nth, self.seen = nth, 0
@@ -66,7 +68,7 @@ class KillingRelay:
     def _serve(self) -> None:
         conn, _ = self.srv.accept()
         up = socket.create_connection(self.upstream)
-        threading.Thread(target=self._pipe, args=(conn, up), daemon=True).start()
+        threading.Thread(target=self._pipe, args=(conn, up, self._note), daemon=True).start()
         buf = bytearray()
         dec = FrameDecoder()
         try:
@@ -79,8 +81,7 @@ class KillingRelay:
                     frame_bytes = bytes(buf[:end + 1])
                     del buf[:end + 1]
                     frames = dec.feed(frame_bytes)
-                    if any(f.is_response and f.opcode == Opcode.WRITE_VERIFY
-                           and decode_cell_results(f.payload)[0].size >= self.min_cells for f in frames):
+                    if any(self._is_big_write_verify(f) for f in frames):
                         self.seen += 1
                         if self.seen == self.nth:
                             self.victim.send_signal(signal.SIGKILL)
@@ -93,13 +94,30 @@ class KillingRelay:
             conn.close()
             up.close()
 
+    def _note(self, frames) -> None:
+        """Requests going to the board: which opcode each COMMIT (bounded transfer) runs."""
+        for f in frames:
+            if not f.is_response and f.opcode == Opcode.COMMIT:
+                self.commits[f.seq] = decode_commit(f.payload)[1]
+
     @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(src: socket.socket, dst: socket.socket, note) -> None:
+        dec = FrameDecoder()
         try:
             while data := src.recv(1 << 16):
+                note(dec.feed(data))
                 dst.sendall(data)
         except OSError:
             pass
+
+    def _is_big_write_verify(self, f) -> bool:
+        if not f.is_response:
+            return False
+        if f.opcode == Opcode.WRITE_VERIFY:
+            return decode_cell_results(f.payload)[0].size >= self.min_cells
+        if f.opcode == Opcode.COMMIT and self.commits.get(f.seq) == Opcode.WRITE_VERIFY:
+            return decode_result(f.payload)[2] >= 16 + 12 * self.min_cells   # DONE + CELL_RESULTs
+        return False
 
 
 def _board_state(url: str) -> tuple[np.ndarray, np.ndarray]:
