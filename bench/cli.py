@@ -141,7 +141,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
-            parser.print_help(sys.stderr)
+            print("snnbench: error: no command given (see 'snnbench --help')", file=sys.stderr)
             return 2
         result = args.func(args)
     except (KeyboardInterrupt, Terminated) as exc:
