@@ -1,5 +1,6 @@
 # Quick start: `make demo` runs the main job on the built-in simulated bench,
-# `make test` runs the test suite. Both create or update .venv themselves.
+# `make test` runs the test suite without the tests marked slow (`make test-all`, which CI's
+# .ci/run uses, runs them too). All create or update .venv themselves.
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
@@ -10,17 +11,26 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[gui,test]'
 	touch $(STAMP)
 
-.PHONY: venv demo test test-fast bench
+.PHONY: venv demo test test-fast test-all bench mutation
 venv: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/snnbench demo
 
 test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest -n 2 -q -m "not slow"
+
+test-fast: test
+
+test-all: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest -n 2 -q
 
-test-fast: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest -n 2 -q -m "not slow"
+# Mutation testing of the core modules (hours for every mutant; not in CI). A quick estimate:
+# `make mutation MUTATION_ARGS="--sample 25"`. See tools/mutation.py, decision 0013.
+MUTATION_ARGS ?=
+mutation: $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet -e '.[gui,test,mutation]'
+	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python tools/mutation.py $(MUTATION_ARGS)
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(VENV)/bin/python $$b || exit 1; done

@@ -1,10 +1,16 @@
 """``PEChip``: the typed, SI-unit driver of the PE-macro chip behind the FPGA board.
 
 The link is any pyserial URL; the driver cannot tell the real board from the virtual
-firmware.  Reliability: every command carries a sequence number; on a timeout or a
-corrupted frame the *same* frame is resent, and the board answers a repeated sequence
-number from its reply cache without executing it again, so a retried PULSE never pulses
-twice.  One lock makes the driver the single owner of its link (thread-safe).
+firmware.  Reliability (protocol v2, docs/protocol.md): on connect the driver opens a
+session with HELLO (a random 32-bit session id); every command carries the session and a
+sequence number; a reply is accepted only when its session, seq and opcode are the
+request's and its echo is the request's CRC-32 — anything else (a late reply, another
+host's, a corrupted one) is discarded while waiting.  On a timeout or a corrupted frame the
+*identical* frame is resent, and the board answers it from its reply cache without executing
+it again, so a retried PULSE never pulses twice.  BUSY is followed by STATUS polls with
+back-off, bounded by the command's deadline, then the identical frame again.  A board that
+lost the session (NO_SESSION: it rebooted) gets a new HELLO and the command once more.  One
+lock makes the driver the single owner of its link (thread-safe).
 
 Safety: every voltage, pulse width, time step and schedule is checked against the
 station's :class:`~drivers.limits.ChipLimits` before a byte is sent.
@@ -12,6 +18,7 @@ station's :class:`~drivers.limits.ChipLimits` before a byte is sent.
 from __future__ import annotations
 
 import json
+import secrets
 import select
 import threading
 import time
@@ -21,12 +28,13 @@ from types import TracebackType
 import numpy as np
 from serial import SerialException
 
+from drivers.bounded import BoundedTransfers
 from drivers.errors import ChipError, ChipTimeout, LimitError, LinkError, ProtocolError
 from drivers.limits import ChipLimits
 from drivers.transport import open_link
 from firmware_iface import messages as msg
-from firmware_iface.framing import Frame, FrameDecoder, encode_frame
-from firmware_iface.records import PayloadError, records
+from firmware_iface.framing import PROTOCOL_VERSION, Frame, FrameDecoder, encode_frame, frame_crc
+from firmware_iface.records import PayloadError
 from firmware_iface.spec import REGISTER_BY_NAME, Opcode, PulseKind, ReadMode, Status
 from firmware_iface.spikes import decode_output, encode_upload
 from firmware_iface.write_verify import PulseSchedule
@@ -45,10 +53,23 @@ class LinkStats:
     retries: int = 0
     timeouts: int = 0
     bad_frames: int = 0
+    rejected: int = 0
+    """Well-formed replies discarded because they did not answer the pending request."""
+    sessions: int = 0
+    """HELLOs that opened a session (1 + reconnects after a board reset)."""
     bytes_tx: int = 0
     bytes_rx: int = 0
     chip_seconds: float = 0.0
     """Chip busy time reported by the board (pulses, write-verify, runs, waits)."""
+    transfers: int = 0
+    """Commands sent as bounded transfers (STAGE / COMMIT / FETCH, drivers/bounded.py)."""
+    transfer_frames: int = 0
+    """Frames (counted in ``commands``) that those transfers took."""
+
+    @property
+    def operations(self) -> int:
+        """Commands as the caller issued them: a bounded transfer counts once."""
+        return self.commands - self.transfer_frames + self.transfers
 
     def modelled_seconds(self, baud: float, latency_s: float) -> float:
         """Wall time this traffic takes on a UART at ``baud`` (8N1) with ``latency_s`` per round trip."""
@@ -76,8 +97,11 @@ class WriteVerifyResult:
     chip_seconds: float = 0.0
 
 
-class PEChip:
-    """Driver of one PE-macro board.  Use as a context manager."""
+class PEChip(BoundedTransfers):
+    """Driver of one PE-macro board.  Use as a context manager.
+
+    Large transfers (whole-array reads, write-verify batches, uploads, output readouts) go in
+    bounded frames when the board supports them (:mod:`drivers.bounded`)."""
 
     def __init__(self, url: str, *, timeout_s: float = 2.0, retries: int = 5,
                  limits: ChipLimits | None = None, poll_s: float = 0.05) -> None:
@@ -102,6 +126,15 @@ class PEChip:
         self._info: msg.ChipInfo | None = None
         self._regs: dict[str, float] = {}
         """Register values (SI) known to be in force: written or read by this driver."""
+        self._session = 0
+        self.hello: msg.Hello | None = None
+        """The board's HELLO reply of the current session."""
+        try:
+            with self._lock:
+                self._open_session()
+        except BaseException:
+            self.close()
+            raise
 
     # --- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
@@ -119,10 +152,26 @@ class PEChip:
 
     # --- transaction ---------------------------------------------------------------------
     def _next_seq(self) -> int:
-        self._seq = (self._seq + 1) & 0xFFFF or 1
+        self._seq = (self._seq + 1) & 0xFFFF
         return self._seq
 
-    def _await(self, seq: int, opcode: int, deadline: float) -> Frame | None:
+    def _open_session(self) -> None:
+        """HELLO with a fresh random session id; the board clears its reply cache."""
+        self._session = secrets.randbits(32) or 1
+        self._seq = 0xFFFF  # HELLO goes out with seq 0, the first command with seq 1
+        hello = self._parse("HELLO", msg.decode_hello, self._exchange(Opcode.HELLO, b"", self.timeout_s))
+        if hello.session != self._session or hello.protocol_version != PROTOCOL_VERSION:
+            raise ProtocolError(f"HELLO reply from {self.url} opened session {hello.session:#x} protocol "
+                                f"{hello.protocol_version}, expected {self._session:#x} protocol {PROTOCOL_VERSION}")
+        self.hello = hello
+        self.stats.sessions += 1
+
+    def _await(self, req: Frame, crc: int, deadline: float) -> Frame | None:
+        """The reply to ``req`` (or a BAD_FRAME report), None at the deadline.
+
+        A reply counts only when it is a response with the request's session, seq and opcode
+        and echoes the request's CRC-32; other frames are discarded (``stats.rejected``).
+        """
         port = self._port
         while True:
             if self._fd is not None:
@@ -132,53 +181,116 @@ class PEChip:
                 data = port.read(max(1, port.in_waiting))
             if data:
                 self.stats.bytes_rx += len(data)
-                bad_before = self._decoder.errors
+                bad_before, foreign_before = self._decoder.errors, self._decoder.foreign
                 frames = [f for f in self._decoder.feed(data) if f.is_response]
+                if self._decoder.foreign != foreign_before:
+                    v = self._decoder.last_foreign.version
+                    raise ProtocolError(f"the board at {self.url} speaks protocol version {v}; this host "
+                                        f"speaks version {PROTOCOL_VERSION}: update the board firmware "
+                                        f"(docs/protocol.md)")
                 self.stats.bad_frames += self._decoder.errors - bad_before
+                bad = None
                 for f in frames:
-                    if f.seq == seq and f.opcode == opcode and f.status != Status.BAD_FRAME:
+                    if (f.seq == req.seq and f.opcode == req.opcode and f.session == req.session
+                            and f.echo == crc and f.status != Status.BAD_FRAME):
                         return f
-                for f in frames:
-                    if f.status == Status.BAD_FRAME:
-                        return f
+                    if f.status == Status.BAD_FRAME and f.echo == 0:
+                        bad = f
+                    else:
+                        self.stats.rejected += 1
+                if bad is not None:
+                    return bad
                 continue
             if time.monotonic() >= deadline or not port.in_waiting and _synchronous(port):
                 return None
 
     def transact(self, opcode: Opcode, payload: bytes = b"", timeout_s: float | None = None) -> bytes:
-        """Send one command and return its reply payload (retrying on timeout / bad frames)."""
+        """Send one command and return its reply payload.
+
+        Retries the identical frame on a timeout or a corrupted frame; follows BUSY by polling
+        STATUS until ``timeout_s`` (the command's deadline); re-opens the session (up to ``retries``
+        times) when the board reports NO_SESSION.
+        """
         if self._port is None:
             raise ProtocolError(f"link {self.url} is closed")
         timeout = self.timeout_s if timeout_s is None else timeout_s
         with self._lock:
-            seq = self._next_seq()
-            wire = encode_frame(Frame(int(opcode), seq, payload))
-            self.stats.commands += 1
-            last = "no reply"
-            for attempt in range(self.retries + 1):
-                if attempt:
-                    self.stats.retries += 1
-                self.stats.round_trips += 1
-                self.stats.bytes_tx += len(wire)
-                try:
-                    self._port.write(wire)
-                    reply = self._await(seq, int(opcode), time.monotonic() + timeout)
-                except (OSError, SerialException) as exc:  # link lost (socket closed, device gone)
-                    raise LinkError(f"link {self.url} failed during {opcode.name}: "
-                                    f"{' '.join(str(exc).split())}") from None
-                if reply is None:
-                    self.stats.timeouts += 1
-                    last = f"no reply within {timeout:g} s"
-                    continue
-                if reply.status == Status.BAD_FRAME:
-                    last = "board received a corrupted frame"
-                    continue
-                if reply.status != Status.OK:
-                    name = Status(reply.status).name if reply.status in Status._value2member_map_ else "UNKNOWN"
-                    raise ChipError(reply.status, name, reply.payload.decode("utf-8", "replace"))
-                return reply.payload
-            err = ChipTimeout if last.startswith("no reply") else ProtocolError
-            raise err(f"{opcode.name} to {self.url} failed after {self.retries + 1} attempts: {last}")
+            if self._session == 0:
+                self._open_session()
+            return self._exchange(opcode, payload, timeout)
+
+    def _send(self, opcode: Opcode, wire: bytes, req: Frame, crc: int, timeout: float) -> Frame | None:
+        self.stats.round_trips += 1
+        self.stats.bytes_tx += len(wire)
+        try:
+            self._port.write(wire)
+            return self._await(req, crc, time.monotonic() + timeout)
+        except (OSError, SerialException) as exc:  # link lost (socket closed, device gone)
+            raise LinkError(f"link {self.url} failed during {opcode.name}: "
+                            f"{' '.join(str(exc).split())}") from None
+
+    def _exchange(self, opcode: Opcode, payload: bytes, timeout: float, reopened: int = 0) -> bytes:
+        req = Frame(int(opcode), self._next_seq(), payload, session=self._session)
+        wire, crc = encode_frame(req), frame_crc(req)
+        self.stats.commands += 1
+        deadline = time.monotonic() + timeout
+        last = "no reply"
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.retries += 1
+            rejected, corrupted = self.stats.rejected, self.stats.bad_frames
+            reply = self._send(opcode, wire, req, crc, timeout)
+            if reply is None:
+                self.stats.timeouts += 1
+                last = (f"no reply within {timeout:g} s" if self.stats.rejected == rejected else
+                        "only replies that do not answer this request arrived (session, seq, opcode or "
+                        "echo differ: a board replaying another request's reply?)")
+                if self.stats.bad_frames != corrupted:  # bytes came back, but not as a valid frame
+                    last = "the reply arrived corrupted (CRC/COBS check failed)"
+                continue
+            if reply.status == Status.BAD_FRAME:
+                last = "board received a corrupted frame"
+                continue
+            if reply.status == Status.BUSY:
+                reply = self._follow_busy(opcode, wire, req, crc, deadline, timeout)
+            if reply.status == Status.NO_SESSION and opcode != Opcode.HELLO and reopened < self.retries:
+                # the board lost our session (reset): it did not execute this frame
+                self.stats.commands -= 1
+                self.stats.retries += 1
+                self._open_session()
+                return self._exchange(opcode, payload, timeout, reopened + 1)
+            if reply.status != Status.OK:
+                name = Status(reply.status).name if reply.status in Status._value2member_map_ else "UNKNOWN"
+                raise ChipError(reply.status, name, reply.payload.decode("utf-8", "replace"))
+            return reply.payload
+        err = ChipTimeout if last.startswith("no reply") else ProtocolError
+        raise err(f"{opcode.name} to {self.url} failed after {self.retries + 1} attempts: {last}")
+
+    def _follow_busy(self, opcode: Opcode, wire: bytes, req: Frame, crc: int, deadline: float,
+                     timeout: float) -> Frame:
+        """BUSY: poll STATUS with back-off until idle, then resend the identical frame (the board
+        answers from its reply cache); bounded by the command's deadline."""
+        delay = 0.005
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ChipTimeout(f"{opcode.name} to {self.url}: board still BUSY after {timeout:g} s "
+                                  f"(the command's deadline)")
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 0.25)
+            state = msg.decode_status(self._exchange(Opcode.STATUS, b"", min(self.timeout_s, max(left, 0.05))))
+            if state["state"] == 1 and time.monotonic() < deadline:
+                continue
+            reply = None
+            for _ in range(self.retries + 1):
+                reply = self._send(opcode, wire, req, crc, min(self.timeout_s, max(left, 0.05)))
+                if reply is not None and reply.status != Status.BAD_FRAME:
+                    break
+                self.stats.retries += 1
+            if reply is None or reply.status == Status.BAD_FRAME:
+                raise ChipTimeout(f"{opcode.name} to {self.url}: no reply after the board left BUSY")
+            if reply.status != Status.BUSY:
+                return reply
 
     def _parse(self, what: str, fn, payload: bytes):
         try:
@@ -197,12 +309,16 @@ class PEChip:
         """Chip identity and limits (cached)."""
         if self._info is None or refresh:
             self._info = self._parse("GET_INFO", msg.decode_info, self.transact(Opcode.GET_INFO))
+            self._board_limits = None
+            self.board_limits()  # the limits come with the identity (GET_LIMITS, BOUNDED boards)
         return self._info
 
     def read_register(self, name: str) -> float:
         """Register value in SI units (see ``firmware_iface.spec.REGISTERS``)."""
         reg = self._register(name)
-        _, code = self._parse("REG_READ", msg.decode_reg, self.transact(Opcode.REG_READ, msg.encode_reg(reg.id)))
+        reg_id, code = self._parse("REG_READ", msg.decode_reg, self.transact(Opcode.REG_READ, msg.encode_reg(reg.id)))
+        if reg_id != reg.id:
+            raise ProtocolError(f"REG_READ of {reg.name} answered for register 0x{reg_id:02x}")
         self._regs[reg.name] = reg.to_si(code)
         return self._regs[reg.name]
 
@@ -220,8 +336,10 @@ class PEChip:
         if not (np.isfinite(value) and reg.min_code <= code <= reg.max_code):
             raise LimitError(f"register {name} = {value!r} {reg.unit} is outside its range "
                              f"[{reg.to_si(reg.min_code):g}, {reg.to_si(reg.max_code):g}] {reg.unit}; nothing was sent")
-        _, code = self._parse("REG_WRITE", msg.decode_reg,
-                              self.transact(Opcode.REG_WRITE, msg.encode_reg(reg.id, code)))
+        reg_id, code = self._parse("REG_WRITE", msg.decode_reg,
+                                   self.transact(Opcode.REG_WRITE, msg.encode_reg(reg.id, code)))
+        if reg_id != reg.id:
+            raise ProtocolError(f"REG_WRITE of {reg.name} answered for register 0x{reg_id:02x}")
         self._regs[reg.name] = reg.to_si(code)
         return self._regs[reg.name]
 
@@ -233,8 +351,12 @@ class PEChip:
             raise ValueError(f"unknown register {name!r} (known: {', '.join(REGISTER_BY_NAME)})") from None
 
     # --- array access --------------------------------------------------------------------
-    def _read(self, req: msg.ReadRequest) -> np.ndarray:
-        return self._parse("READ_CELLS", msg.decode_conductances, self.transact(Opcode.READ_CELLS, msg.encode_read(req)))
+    def _read(self, req: msg.ReadRequest, n_cells: int) -> np.ndarray:
+        g = self._parse("READ_CELLS", msg.decode_conductances,
+                        self.call(Opcode.READ_CELLS, msg.encode_read(req), reply_bytes=4 * n_cells))
+        if g.size != n_cells:
+            raise ProtocolError(f"READ_CELLS reply holds {g.size} conductances, {n_cells} were asked for")
+        return g
 
     def _read_args(self, v_read_v: float, averages: int) -> tuple[int, int]:
         self.limits.check("read voltage", v_read_v, "v_read_max_v", low=1e-3)
@@ -251,22 +373,27 @@ class PEChip:
         if rows.size and (rows.min() < 0 or rows.max() >= info.rows or cols.min() < 0 or cols.max() >= info.columns):
             raise ValueError(f"cell address outside the {info.rows}x{info.columns} array")
         out = np.empty(rows.size)
+        lim = self.board_limits()
         chunk = max(1, (info.max_payload - 64) // 4)
+        if lim is not None:
+            chunk = min(chunk, lim.max_read_cells)
         for i in range(0, rows.size, chunk):
-            out[i:i + chunk] = self._read(msg.ReadRequest(ReadMode.LIST, uv, avg, 0, rows[i:i + chunk], cols[i:i + chunk]))
+            r, c = rows[i:i + chunk], cols[i:i + chunk]
+            out[i:i + chunk] = self._read(msg.ReadRequest(ReadMode.LIST, uv, avg, 0, r, c), r.size)
         return out
 
     def read_row(self, row: int, v_read_v: float = 0.2, averages: int = 1) -> np.ndarray:
         uv, avg = self._read_args(v_read_v, averages)
         if not 0 <= row < self.info().rows:
             raise ValueError(f"row {row} outside the array")
-        return self._read(msg.ReadRequest(ReadMode.ROW, uv, avg, row))
+        return self._read(msg.ReadRequest(ReadMode.ROW, uv, avg, row), self.info().columns)
 
     def read_array(self, v_read_v: float = 0.2, averages: int = 1) -> np.ndarray:
         """Conductance map (rows, columns) in siemens."""
         uv, avg = self._read_args(v_read_v, averages)
         info = self.info()
-        return self._read(msg.ReadRequest(ReadMode.ARRAY, uv, avg)).reshape(info.rows, info.columns)
+        return self._read(msg.ReadRequest(ReadMode.ARRAY, uv, avg), info.rows * info.columns).reshape(
+            info.rows, info.columns)
 
     def _check_pulses(self, kind, v_bl, v_wl, v_sl, width) -> None:
         is_set = np.asarray(kind) == PulseKind.SET
@@ -290,14 +417,15 @@ class PEChip:
         if not np.all((kind == PulseKind.SET) | (kind == PulseKind.RESET)):
             raise ValueError("pulse kind must be PulseKind.SET or PulseKind.RESET")
         self._check_pulses(kind, v_bl, v_wl, v_sl, width)
-        p = records("PULSE", n)
-        p["kind"], p["row"], p["col"] = kind, rows, np.broadcast_to(np.asarray(cols, dtype=np.int64), (n,))
-        p["v_bl_mv"], p["v_wl_mv"], p["v_sl_mv"] = (np.round(v * 1e3) for v in (v_bl, v_wl, v_sl))
-        p["width_ns"] = np.round(width * 1e9)
+        p = msg.pulse_records(kind, rows, np.broadcast_to(np.asarray(cols, dtype=np.int64), (n,)),
+                              v_bl, v_wl, v_sl, width)
         per_frame = max(1, (self.info().max_payload - 64) // p.itemsize)
+        lim = self.board_limits()
+        if lim is not None:
+            per_frame = min(per_frame, lim.max_pulse_records)
         total = 0.0
         for i in range(0, n, per_frame):
-            reply = self.transact(Opcode.PULSE, msg.encode_pulses(p[i:i + per_frame]))
+            reply = self.call(Opcode.PULSE, msg.encode_pulses(p[i:i + per_frame]))
             _, ns, _ = self._parse("PULSE", msg.decode_done, reply)
             total += ns * 1e-9
         self.stats.chip_seconds += total
@@ -315,6 +443,13 @@ class PEChip:
         if schedule.max_pulses > lim.max_pulses_per_cell:
             raise LimitError(f"schedule max_pulses = {schedule.max_pulses} exceeds the station limit "
                                    f"max_pulses_per_cell = {lim.max_pulses_per_cell}; nothing was sent")
+        board = self.board_limits()  # the station cannot allow more than the board advertises
+        if board is not None and schedule.max_pulses > board.max_pulses:
+            raise LimitError(f"schedule max_pulses = {schedule.max_pulses} exceeds the board's max_pulses = "
+                             f"{board.max_pulses} (GET_LIMITS); nothing was sent")
+        if board is not None and schedule.read_averages > board.max_averages:
+            raise LimitError(f"schedule read_averages = {schedule.read_averages} exceeds the board's "
+                             f"max_averages = {board.max_averages} (GET_LIMITS); nothing was sent")
 
     def write_verify(self, rows, cols, targets_s, schedule: PulseSchedule,
                      batch: int = 1024) -> WriteVerifyResult:
@@ -329,12 +464,16 @@ class PEChip:
             raise ValueError("write-verify targets must be finite conductances >= 0 S")
         res = np.zeros(rows.size, dtype=[("flags", "u1"), ("pulses", "<u2"), ("g_s", "<f4")])
         chip_s = 0.0
+        board = self.board_limits()
+        if board is not None:
+            batch = max(1, min(batch, board.max_wv_cells))
         for i in range(0, rows.size, batch):
             sl = slice(i, i + batch)
             payload = msg.encode_write_verify(schedule, rows[sl], cols[sl], targets[sl])
             # Board-side jobs take chip time: allow for the worst case on top of the link timeout.
             worst = schedule.max_pulses * (schedule.width_s + 2e-6 * schedule.read_averages) * 4
-            reply = self.transact(Opcode.WRITE_VERIFY, payload, timeout_s=self.timeout_s + worst + 5.0)
+            reply = self.call(Opcode.WRITE_VERIFY, payload, timeout_s=self.timeout_s + worst + 5.0,
+                              reply_bytes=16 + 12 * rows[sl].size)
             arr, ns = self._parse("WRITE_VERIFY", msg.decode_cell_results, reply)
             if arr.size != rows[sl].size or np.any(arr["row"] != rows[sl]) or np.any(arr["col"] != cols[sl]):
                 raise ProtocolError("WRITE_VERIFY reply does not match the requested cells")
@@ -360,7 +499,7 @@ class PEChip:
         sent = 0
         for i in range(0, spikes.shape[0], per_frame):
             payload = encode_upload(spikes[i:i + per_frame], slot=slot + i, choose=encoding)
-            self.transact(Opcode.UPLOAD_SPIKES, payload)
+            self.call(Opcode.UPLOAD_SPIKES, payload)
             sent += len(payload)
         return sent
 
@@ -391,7 +530,11 @@ class PEChip:
 
     def read_outputs(self, n: int, slot: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Output (counts (n, neurons), spikes (n, steps, neurons) bool) of stored results."""
-        return self._parse("READ_OUTPUT", decode_output, self.transact(Opcode.READ_OUTPUT, msg.encode_run(slot, n)))
+        info = self.info()
+        reply = self.call(Opcode.READ_OUTPUT, msg.encode_run(slot, n),
+                          reply_bytes=12 + n * info.neurons * (2 + 4 * info.max_steps))
+        return self._parse("READ_OUTPUT", lambda p: decode_output(p, n_expected=n, max_steps=info.max_steps,
+                                                                  max_neurons=info.neurons), reply)
 
     def infer(self, spikes: np.ndarray, chunk: int = 4096) -> np.ndarray:
         """Upload, run and read back in chunks that fit board memory: output spikes (n, steps, neurons)."""
@@ -427,7 +570,7 @@ class PEChip:
 
     def sim_query(self, name: str):
         """Simulator introspection (virtual boards only; a real board answers UNSUPPORTED)."""
-        return json.loads(self.transact(Opcode.SIM_QUERY, name.encode()).decode())
+        return json.loads(self.call(Opcode.SIM_QUERY, name.encode(), reply_bytes=1 << 20).decode())
 
 
 def _synchronous(port) -> bool:

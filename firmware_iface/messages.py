@@ -12,7 +12,7 @@ import numpy as np
 from firmware_iface.records import (PayloadError, expect_end, pack, pack_array, records,
                                     unpack, unpack_array)
 from firmware_iface.spec import RECORDS, Capability, ReadMode
-from firmware_iface.write_verify import PulseSchedule
+from firmware_iface.write_verify import PulseSchedule, to_nano_siemens
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,18 @@ def decode_conductances(payload: bytes) -> np.ndarray:
 
 
 # --- pulses --------------------------------------------------------------------------------
+def pulse_records(kind, rows, cols, v_bl_v, v_wl_v, v_sl_v, width_s) -> np.ndarray:
+    """PULSE records from SI values (arrays of one length): voltages rounded to whole mV,
+    widths to whole ns.  The host's PULSE and the board's write-verify use this one rounding."""
+    rows = np.asarray(rows)
+    p = records("PULSE", rows.size)
+    p["kind"], p["row"], p["col"] = kind, rows, cols
+    p["v_bl_mv"], p["v_wl_mv"], p["v_sl_mv"] = (np.round(np.asarray(v, dtype=float) * 1e3)
+                                                for v in (v_bl_v, v_wl_v, v_sl_v))
+    p["width_ns"] = np.round(np.asarray(width_s, dtype=float) * 1e9)
+    return p
+
+
 def encode_pulses(pulses: np.ndarray) -> bytes:
     """``pulses``: array of RECORDS['PULSE'] records."""
     return pack("COUNT", count=len(pulses)) + pack_array("PULSE", pulses)
@@ -168,7 +180,7 @@ def decode_pulses(payload: bytes) -> np.ndarray:
 def encode_write_verify(schedule: PulseSchedule, rows: np.ndarray, cols: np.ndarray,
                         targets_s: np.ndarray) -> bytes:
     t = records("TARGET", np.size(rows))
-    t["row"], t["col"], t["target_s"] = rows, cols, targets_s
+    t["row"], t["col"], t["target_ns"] = rows, cols, to_nano_siemens(targets_s)
     return schedule.to_bytes() + pack("COUNT", count=t.size) + t.tobytes()
 
 
@@ -192,6 +204,39 @@ def decode_cell_results(payload: bytes) -> tuple[np.ndarray, int]:
     arr, off = unpack_array("CELL_RESULT", payload, count, off)
     expect_end(payload, off, "WRITE_VERIFY reply")
     return arr, chip_ns
+
+
+# --- session -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Hello:
+    """HELLO reply contents (SI units)."""
+
+    protocol_version: int
+    firmware_version: str
+    session: int
+    max_payload: int
+    max_frame: int
+    v_max_v: float
+    width_max_s: float
+    capabilities: int
+
+
+def encode_hello(h: Hello) -> bytes:
+    major, minor, patch = (int(x) for x in h.firmware_version.split("."))
+    return pack("HELLO", protocol=h.protocol_version, fw_major=major, fw_minor=minor, fw_patch=patch,
+                session=h.session, max_payload=h.max_payload, max_frame=h.max_frame,
+                v_max_mv=round(h.v_max_v * 1e3), width_max_ns=round(h.width_max_s * 1e9),
+                capabilities=h.capabilities)
+
+
+def decode_hello(payload: bytes) -> Hello:
+    r, off = unpack("HELLO", payload)
+    expect_end(payload, off, "HELLO reply")
+    return Hello(protocol_version=int(r["protocol"]),
+                 firmware_version=f"{int(r['fw_major'])}.{int(r['fw_minor'])}.{int(r['fw_patch'])}",
+                 session=int(r["session"]), max_payload=int(r["max_payload"]), max_frame=int(r["max_frame"]),
+                 v_max_v=int(r["v_max_mv"]) / 1000.0, width_max_s=int(r["width_max_ns"]) / 1e9,
+                 capabilities=int(r["capabilities"]))
 
 
 # --- run / status / wait -------------------------------------------------------------------

@@ -4,7 +4,8 @@ and the binary layout of every payload record.
 Everything here is data: ``firmware_iface.messages`` encodes/decodes with it,
 ``firmware_iface.gendoc`` generates ``docs/protocol.md`` and ``include/pe_protocol.h``
 from it.  All multi-byte fields are little-endian; records are packed (no padding other
-than the explicit ``_pad`` fields).  Conductances travel as float32 siemens.
+than the explicit ``_pad`` fields).  Measured conductances travel as float32 siemens; write-verify targets and
+tolerances as integer nano-siemens (compared exactly on both sides).
 """
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ class Opcode(IntEnum):
     STATUS = 0x30
     RESET = 0x31
     WAIT = 0x32
+    HELLO = 0x40
+    STAGE = 0x50
+    COMMIT = 0x51
+    FETCH = 0x52
+    GET_LIMITS = 0x53
     SIM_QUERY = 0xF0
 
 
@@ -47,6 +53,11 @@ OPCODE_DOC: dict[Opcode, tuple[str, str, str]] = {
     Opcode.STATUS: ("Board state and counters.", "empty", "STATUS record"),
     Opcode.RESET: ("Soft reset: registers to defaults, sample memory cleared (array contents are non-volatile).", "empty", "empty"),
     Opcode.WAIT: ("Let chip time pass on the board (retention experiments).", "WAIT record", "DONE record"),
+    Opcode.HELLO: ("Open a session: the header's `session` (non-zero, random) becomes the board's current session; the reply cache is cleared.", "empty (session id and protocol version are in the header)", "HELLO record (the board's identity and limits)"),
+    Opcode.STAGE: ("Bounded frames: one piece of a large request, stored at `offset` of the staging buffer of transfer `id`.", "STAGE record, then the piece (<= LIMITS.max_chunk bytes)", "COUNT record (bytes of transfer `id` received so far)"),
+    Opcode.COMMIT: ("Bounded frames: execute the staged request of transfer `id` as `opcode` (at most once per id); its reply is kept for FETCH.", "COMMIT record", "RESULT record, then the first min(`length`, LIMITS.max_chunk) bytes of the kept reply payload"),
+    Opcode.FETCH: ("Bounded frames: a piece of the kept reply of transfer `id`.", "FETCH record", "`length` bytes of the kept reply payload from `offset`"),
+    Opcode.GET_LIMITS: ("Every limit the board enforces (OUT_OF_RANGE / NO_MEMORY before any work).", "empty", "LIMITS record"),
     Opcode.SIM_QUERY: ("Simulator introspection (virtual firmware only; real boards answer UNSUPPORTED).", "UTF-8 query name", "UTF-8 JSON"),
 }
 
@@ -64,6 +75,10 @@ class Status(IntEnum):
     NOT_READY = 7
     UNSUPPORTED = 8
     INTERNAL = 9
+    SEQ_REUSED = 0x20
+    NO_SESSION = 0x21
+    BAD_VERSION = 0x22
+    STALE_SEQ = 0x23
 
 
 STATUS_DOC: dict[Status, str] = {
@@ -77,6 +92,10 @@ STATUS_DOC: dict[Status, str] = {
     Status.NOT_READY: "requested results do not exist (e.g. READ_OUTPUT before RUN)",
     Status.UNSUPPORTED: "valid request this board cannot serve",
     Status.INTERNAL: "firmware fault",
+    Status.SEQ_REUSED: "the seq of the cached reply arrived with a different frame (not a retry); nothing executed",
+    Status.NO_SESSION: "the header's session is not the board's current session (or none is open): send HELLO; nothing executed",
+    Status.BAD_VERSION: "the frame's version byte is not this board's protocol version; payload: u8 version the board speaks",
+    Status.STALE_SEQ: "seq is older than the most recent one of this session (a late duplicate); nothing executed",
 }
 
 
@@ -87,6 +106,8 @@ class Capability(IntFlag):
     DENSE_UPLOAD = 0x02
     AER_UPLOAD = 0x04
     PARTIAL_SUM = 0x08
+    BOUNDED = 0x10
+    """STAGE / COMMIT / FETCH / GET_LIMITS: large transfers in frames of at most LIMITS.max_chunk bytes."""
     SIMULATED = 0x80
 
 
@@ -148,6 +169,8 @@ REGISTERS: tuple[Register, ...] = (
     Register(0x08, "N_STEPS", "steps", 1.0, 1, 4_096, 300, "steps per sample"),
     Register(0x09, "PE_SELECT", "1", 1.0, 0, 0, 0, "PE macro addressed by array commands"),
     Register(0x0A, "LATENCY", "s", 1e-9, 0, 1_000_000, 14_310, "circuit latency per sample (ns code)", writable=False),
+    Register(0x10, "TRIG_MODE", "1", 1.0, 0, 2, 0,
+             "trigger output line for the SMUs: 0 off, 1 one pulse at RUN start, 2 a pulse at each sample's start"),
 )
 REGISTER_BY_NAME = {r.name: r for r in REGISTERS}
 REGISTER_BY_ID = {r.id: r for r in REGISTERS}
@@ -172,10 +195,10 @@ RECORDS: dict[str, np.dtype] = {
     "SCHEDULE": np.dtype([
         ("set_start_mv", "<u2"), ("set_step_mv", "<u2"), ("set_max_mv", "<u2"), ("set_wl_mv", "<u2"),
         ("reset_start_mv", "<u2"), ("reset_step_mv", "<u2"), ("reset_max_mv", "<u2"), ("reset_wl_mv", "<u2"),
-        ("width_ns", "<u4"), ("v_read_uv", "<u4"), ("tolerance_s", "<f4"), ("max_pulses", "<u2"),
+        ("width_ns", "<u4"), ("v_read_uv", "<u4"), ("tolerance_ns", "<u4"), ("max_pulses", "<u2"),
         ("read_averages", "<u2"), ("flags", "<u2"), ("_pad", "<u2"),
     ]),
-    "TARGET": np.dtype([("row", "u1"), ("col", "u1"), ("_pad", "<u2"), ("target_s", "<f4")]),
+    "TARGET": np.dtype([("row", "u1"), ("col", "u1"), ("_pad", "<u2"), ("target_ns", "<u4")]),
     "CELL_RESULT": np.dtype([("row", "u1"), ("col", "u1"), ("flags", "u1"), ("_pad", "u1"),
                              ("pulses", "<u2"), ("_pad2", "<u2"), ("g_s", "<f4")]),
     "UPLOAD": np.dtype([("slot", "<u4"), ("n", "<u4"), ("steps", "<u2"), ("rows", "<u2")]),
@@ -186,6 +209,22 @@ RECORDS: dict[str, np.dtype] = {
                         ("frames_rx", "<u4"), ("bad_frames", "<u4"), ("duplicates", "<u4"),
                         ("samples_stored", "<u4"), ("outputs_ready", "<u4"), ("_pad2", "<u4")]),
     "WAIT": np.dtype([("duration_ns", "<u8")]),
+    "STAGE": np.dtype([("id", "<u4"), ("opcode", "u1"), ("_pad", "u1"), ("_pad2", "<u2"), ("total", "<u4"),
+                       ("offset", "<u4")]),
+    "COMMIT": np.dtype([("id", "<u4"), ("opcode", "u1"), ("_pad", "u1"), ("_pad2", "<u2"), ("total", "<u4")]),
+    "RESULT": np.dtype([("id", "<u4"), ("status", "u1"), ("_pad", "u1"), ("_pad2", "<u2"), ("length", "<u4")]),
+    "FETCH": np.dtype([("id", "<u4"), ("offset", "<u4"), ("length", "<u4")]),
+    "LIMITS": np.dtype([
+        ("max_chunk", "<u4"), ("max_payload", "<u4"), ("max_steps", "<u2"), ("max_pulses", "<u2"),
+        ("sample_slots", "<u4"), ("sample_memory_bits", "<u8"), ("max_pulse_records", "<u4"),
+        ("max_wv_cells", "<u4"), ("max_read_cells", "<u4"), ("max_averages", "<u2"), ("_pad", "<u2"),
+        ("max_wait_ns", "<u8"), ("max_chip_ns", "<u8"), ("memory_bytes", "<u8"),
+    ]),
+    "HELLO": np.dtype([
+        ("protocol", "u1"), ("fw_major", "u1"), ("fw_minor", "u1"), ("fw_patch", "u1"),
+        ("session", "<u4"), ("max_payload", "<u4"), ("max_frame", "<u4"), ("v_max_mv", "<u2"),
+        ("_pad", "<u2"), ("width_max_ns", "<u4"), ("capabilities", "<u4"),
+    ]),
 }
 RECORD_DOC: dict[str, str] = {
     "INFO": "GET_INFO reply header; followed by `levels` x f32 conductance levels in siemens",
@@ -196,7 +235,7 @@ RECORD_DOC: dict[str, str] = {
     "PULSE": "one programming pulse; kind 1 = SET (BL driven), 2 = RESET (SL driven)",
     "DONE": "completion: items processed and chip time the command took (ns)",
     "SCHEDULE": "incremental-step pulse schedule shared by host- and board-side write-verify",
-    "TARGET": "write-verify target conductance (S)",
+    "TARGET": "write-verify target conductance in integer nano-siemens (nS)",
     "CELL_RESULT": "write-verify per-cell result; flags bit0 success, bit1 stuck, bit2 confirm failed",
     "UPLOAD": "spike upload header: first slot, number of samples, steps and rows per sample",
     "SAMPLE": "per-sample header: encoding 0 = dense bitmap (steps x rows bits, LSB first), 1 = AER (u32 step << 8 | row)",
@@ -204,7 +243,13 @@ RECORD_DOC: dict[str, str] = {
     "OUTPUT": "output readout header",
     "STATUS": "board state (0 idle, 1 busy, 2 error) and counters",
     "WAIT": "duration to wait in chip time (ns)",
+    "STAGE": "bounded frames: transfer id (host-chosen, non-zero), the opcode it will run as, the request's total size and this piece's offset (bytes)",
+    "COMMIT": "bounded frames: run transfer `id` (all `total` bytes staged) as `opcode`",
+    "RESULT": "bounded frames: status of the committed command and the length of its kept reply payload (bytes)",
+    "FETCH": "bounded frames: `length` (<= max_chunk) bytes of transfer `id`'s kept reply from `offset`",
+    "LIMITS": "every limit the board enforces: frame piece and payload sizes (bytes), steps per sample, write-verify pulses per cell, sample slots and sample memory (bits), pulse records per PULSE, cells per WRITE_VERIFY and per READ_CELLS, read averages, longest WAIT and chip clock (ns), and the bound on the firmware's own memory (bytes)",
+    "HELLO": "HELLO reply: protocol version, firmware version, the session now open, the largest payload and wire frame (bytes) the board accepts, its absolute maximum line voltage (mV) and pulse width (ns), capabilities",
 }
 
-FW_VERSION = (1, 0, 0)
+FW_VERSION = (2, 0, 0)
 MAX_PING = 256

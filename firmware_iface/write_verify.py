@@ -38,7 +38,7 @@ class PulseSchedule:
     width_s: float = 1e-6
     v_read_v: float = 0.2
     tolerance_s: float = 2.5e-6
-    """Verify window half-width (S)."""
+    """Verify window half-width (S); crosses the wire as integer nS, the window is inclusive."""
     max_pulses: int = 200
     read_averages: int = 4
     confirm_read: bool = True
@@ -67,7 +67,7 @@ class PulseSchedule:
             reset_start_mv=mv(self.reset_start_v), reset_step_mv=mv(self.reset_step_v),
             reset_max_mv=mv(self.reset_max_v), reset_wl_mv=mv(self.reset_wl_v),
             width_ns=int(round(self.width_s * 1e9)), v_read_uv=int(round(self.v_read_v * 1e6)),
-            tolerance_s=self.tolerance_s, max_pulses=self.max_pulses,
+            tolerance_ns=int(to_nano_siemens(self.tolerance_s)), max_pulses=self.max_pulses,
             read_averages=self.read_averages,
             flags=int(ScheduleFlag.CONFIRM_READ) if self.confirm_read else 0,
         )
@@ -81,7 +81,7 @@ class PulseSchedule:
             set_wl_v=v("set_wl_mv"), reset_start_v=v("reset_start_mv"),
             reset_step_v=v("reset_step_mv"), reset_max_v=v("reset_max_mv"),
             reset_wl_v=v("reset_wl_mv"), width_s=int(r["width_ns"]) / 1e9,
-            v_read_v=int(r["v_read_uv"]) / 1e6, tolerance_s=float(r["tolerance_s"]),
+            v_read_v=int(r["v_read_uv"]) / 1e6, tolerance_s=int(r["tolerance_ns"]) / 1e9,
             max_pulses=int(r["max_pulses"]), read_averages=int(r["read_averages"]),
             confirm_read=bool(int(r["flags"]) & ScheduleFlag.CONFIRM_READ),
         ), off
@@ -108,16 +108,50 @@ class PulseBatch:
         return int(self.index.size)
 
 
-class WriteVerifyJob:
-    """Vectorised write-verify state machine over many cells (see module docstring)."""
+def to_nano_siemens(g_s) -> np.ndarray:
+    """Conductance (S) -> integer nano-siemens, the exact representation write-verify compares.
 
-    stuck_window_s = 1.0e-6
+    Normative rule (both modes, every target, tolerance and read): ``floor(x * 1e9 + 0.5)``
+    evaluated in IEEE-754 double precision.
+    """
+    return np.floor(np.asarray(g_s, dtype=np.float64) * 1e9 + 0.5).astype(np.int64)
+
+
+def as_reported(g_s) -> np.ndarray:
+    """A measured conductance as READ_CELLS reports it: rounded to float32 (returned as float64)."""
+    return np.asarray(g_s, dtype=np.float64).astype(np.float32).astype(np.float64)
+
+
+class WriteVerifyJob:
+    """Vectorised write-verify state machine over many cells (see module docstring).
+
+    All decisions use integers: conductances in nS (reads rounded to float32 first, as the
+    wire reports them, then :func:`to_nano_siemens`), voltages in mV, widths in ns, taken
+    from the schedule's wire record.  Host mode and board mode therefore decide identically.
+    """
+
+    stuck_window_ns = 1000
+    """A cell that never moved by more than this (nS) while pulsed is STUCK."""
     stuck_pulses = 12
+    """Pulses at the maximum voltage without moving by more than ``stuck_window_ns``: STUCK."""
 
     def __init__(self, targets_s: np.ndarray, schedule: PulseSchedule) -> None:
-        self.targets = np.asarray(targets_s, dtype=np.float64).ravel()
+        self._init(to_nano_siemens(np.ravel(targets_s)), schedule)
+
+    @classmethod
+    def from_nano_siemens(cls, targets_ns: np.ndarray, schedule: PulseSchedule) -> "WriteVerifyJob":
+        """A job whose targets arrive as integer nS (the TARGET record)."""
+        job = cls.__new__(cls)
+        job._init(np.asarray(targets_ns, dtype=np.int64).ravel(), schedule)
+        return job
+
+    def _init(self, targets_ns: np.ndarray, schedule: PulseSchedule) -> None:
+        self.targets_ns = targets_ns
+        self.targets = targets_ns / 1e9
         self.s = schedule
-        n = self.targets.size
+        r, _ = unpack("SCHEDULE", schedule.to_bytes())
+        self._w = {k: int(r[k]) for k in r.dtype.names if not k.startswith("_")}
+        n = targets_ns.size
         self.pulses = np.zeros(n, dtype=np.int64)
         self.done = np.zeros(n, dtype=bool)
         self.success = np.zeros(n, dtype=bool)
@@ -126,11 +160,11 @@ class WriteVerifyJob:
         self.g = np.full(n, np.nan)
         self._pending_confirm = np.zeros(n, dtype=bool)
         self._dir = np.zeros(n, dtype=np.int8)
-        self._v = np.zeros(n)
-        self._gmin = np.full(n, np.inf)
-        self._gmax = np.full(n, -np.inf)
+        self._v_mv = np.zeros(n, dtype=np.int64)
+        self._gmin = np.zeros(n, dtype=np.int64)
+        self._gmax = np.zeros(n, dtype=np.int64)
         self._at_max = np.zeros(n, dtype=np.int64)
-        self._g_at_max = np.full(n, np.nan)
+        self._g_at_max = np.zeros(n, dtype=np.int64)
         self.iterations = 0
 
     @property
@@ -143,18 +177,20 @@ class WriteVerifyJob:
 
     def step(self, idx: np.ndarray, g_read_s: np.ndarray) -> PulseBatch:
         """Feed reads of cells ``idx``; returns the pulses to apply before the next read."""
-        s = self.s
+        w = self._w
         idx = np.asarray(idx, dtype=np.int64)
-        g = np.asarray(g_read_s, dtype=np.float64)
+        g = as_reported(g_read_s)
+        g_ns = to_nano_siemens(g)
         self.iterations += 1
         self.g[idx] = g
-        err = g - self.targets[idx]
-        inside = np.abs(err) <= s.tolerance_s
+        err = g_ns - self.targets_ns[idx]
+        inside = np.abs(err) <= w["tolerance_ns"]
         pulsed = self.pulses[idx] > 0
-        self._gmin[idx] = np.where(pulsed, np.minimum(self._gmin[idx], g), g)
-        self._gmax[idx] = np.where(pulsed, np.maximum(self._gmax[idx], g), g)
+        self._gmin[idx] = np.where(pulsed, np.minimum(self._gmin[idx], g_ns), g_ns)
+        self._gmax[idx] = np.where(pulsed, np.maximum(self._gmax[idx], g_ns), g_ns)
 
-        confirmed = inside & (self._pending_confirm[idx] | (not s.confirm_read))
+        confirm = bool(w["flags"] & ScheduleFlag.CONFIRM_READ)
+        confirmed = inside & (self._pending_confirm[idx] | (not confirm))
         self.confirm_failed[idx[self._pending_confirm[idx] & ~inside]] = True
         self._pending_confirm[idx] = inside & ~confirmed
         ok = idx[confirmed]
@@ -162,45 +198,45 @@ class WriteVerifyJob:
         self.success[ok] = True
 
         out = ~inside
-        exhausted = out & (self.pulses[idx] >= s.max_pulses)
+        exhausted = out & (self.pulses[idx] >= w["max_pulses"])
         # stuck: pulsed at the maximum voltage for stuck_pulses without moving
-        moved_at_max = np.abs(g - self._g_at_max[idx]) > self.stuck_window_s
+        moved_at_max = np.abs(g_ns - self._g_at_max[idx]) > self.stuck_window_ns
         at_max_stuck = out & (self._at_max[idx] >= self.stuck_pulses) & ~moved_at_max
         stop = exhausted | at_max_stuck
-        never_moved = (self._gmax[idx] - self._gmin[idx]) <= self.stuck_window_s
+        never_moved = (self._gmax[idx] - self._gmin[idx]) <= self.stuck_window_ns
         si = idx[stop]
         self.done[si] = True
         self.stuck[si] = at_max_stuck[stop] | never_moved[stop]
 
         go = out & ~stop
         gi = idx[go]
-        direction = np.where(err[go] < 0, 1, -1).astype(np.int8)
+        is_set = err[go] < 0
+        direction = np.where(is_set, 1, -1).astype(np.int8)
         same = direction == self._dir[gi]
-        start = np.where(direction > 0, s.set_start_v, s.reset_start_v)
-        stepv = np.where(direction > 0, s.set_step_v, s.reset_step_v)
-        vmax = np.where(direction > 0, s.set_max_v, s.reset_max_v)
-        v = np.where(same, np.minimum(self._v[gi] + stepv, vmax), start)
-        v = np.round(v, 6)
-        hit_max = v >= vmax - 1e-9
+        start = np.where(is_set, w["set_start_mv"], w["reset_start_mv"])
+        stepv = np.where(is_set, w["set_step_mv"], w["reset_step_mv"])
+        vmax = np.where(is_set, w["set_max_mv"], w["reset_max_mv"])
+        v = np.where(same, np.minimum(self._v_mv[gi] + stepv, vmax), start)
+        hit_max = v >= vmax
         newly = hit_max & ~(same & (self._at_max[gi] > 0))
-        self._g_at_max[gi[newly]] = g[go][newly]
+        self._g_at_max[gi[newly]] = g_ns[go][newly]
         self._at_max[gi] = np.where(hit_max, self._at_max[gi] + 1, 0)
         self._dir[gi] = direction
-        self._v[gi] = v
+        self._v_mv[gi] = v
         self.pulses[gi] += 1
-        is_set = direction > 0
-        zeros = np.zeros(gi.size)
+        zeros = np.zeros(gi.size, dtype=np.int64)
+        wl = np.where(is_set, w["set_wl_mv"], w["reset_wl_mv"])
         return PulseBatch(
             index=gi,
             kind=np.where(is_set, PulseKind.SET, PulseKind.RESET).astype(np.uint8),
-            v_bl_v=np.where(is_set, v, zeros),
-            v_wl_v=np.where(is_set, s.set_wl_v, s.reset_wl_v),
-            v_sl_v=np.where(is_set, zeros, v),
-            width_s=np.full(gi.size, s.width_s),
+            v_bl_v=np.where(is_set, v, zeros) / 1000.0,
+            v_wl_v=wl / 1000.0,
+            v_sl_v=np.where(is_set, zeros, v) / 1000.0,
+            width_s=np.full(gi.size, w["width_ns"]) / 1e9,
         )
 
     def flags(self) -> np.ndarray:
-        f = np.zeros(self.targets.size, dtype=np.uint8)
+        f = np.zeros(self.targets_ns.size, dtype=np.uint8)
         f[self.success] |= int(CellFlag.SUCCESS)
         f[self.stuck] |= int(CellFlag.STUCK)
         f[self.confirm_failed] |= int(CellFlag.CONFIRM_FAILED)

@@ -1,12 +1,19 @@
 """The virtual FPGA firmware: the board side of the protocol, driving a ``VirtualChip``.
 
 It consumes bytes and produces bytes, exactly like the real board on the far side of the
-serial link; transports (in-process URL, TCP, pty) only move those bytes.  Behaviour a
-host can rely on, and which the real firmware must share:
+serial link; transports (in-process URL, TCP, pty) only move those bytes.  It implements the
+session and retry rules of docs/protocol.md (protocol v2):
 
-- malformed frames (COBS/CRC/length) are answered with status BAD_FRAME, seq 0;
-- the reply to the most recent sequence number is cached: a request repeating that
-  sequence number (a host retry) gets the cached reply and is **not executed again**;
+- a frame failing COBS/CRC/length checks is answered BAD_FRAME (opcode, seq, session and
+  echo 0); a CRC-valid frame of another protocol version is answered BAD_VERSION;
+- HELLO opens a session (header ``session`` != 0) and clears the reply cache; any other
+  request whose session is not the current one is answered NO_SESSION, never executed;
+- the reply to the most recent seq is cached: the identical frame again (a retry) gets the
+  cached reply and is **not executed again**; the same seq with other content is answered
+  SEQ_REUSED, an older seq STALE_SEQ; STATUS is exempt (executed every time, never cached);
+- every reply copies the request's opcode, seq and session and echoes its CRC-32 trailer;
+- with ``ack_s`` set, a long job (WRITE_VERIFY, RUN, WAIT) still running after ``ack_s``
+  is answered BUSY; the host polls STATUS and then retries the identical frame;
 - every command is checked against the firmware's own ranges (OUT_OF_RANGE) besides the
   host's station limits.
 """
@@ -20,12 +27,16 @@ from collections.abc import Callable
 import numpy as np
 
 from firmware_iface import messages as msg
-from firmware_iface.framing import FLAG_RESPONSE, PROTOCOL_VERSION, Frame, FrameDecoder, encode_frame
-from firmware_iface.records import PayloadError, pack, records
-from firmware_iface.spec import (FW_VERSION, MAX_PING, REGISTER_BY_ID, REGISTER_BY_NAME, REGISTERS, Capability,
-                                 Opcode, PulseKind, ReadMode, Status)
+from firmware_iface.bulk import (Limits, decode_commit, decode_fetch, decode_stage, encode_limits,
+                                 encode_result)
+from firmware_iface.framing import (FLAG_RESPONSE, MAX_WIRE_FRAME, PROTOCOL_VERSION, Frame, FrameDecoder,
+                                    VersionError, encode_frame)
+from firmware_iface.records import PayloadError, pack, records, unpack
+from firmware_iface.spec import (FW_VERSION, MAX_PING, RECORDS, REGISTER_BY_ID, REGISTER_BY_NAME, REGISTERS,
+                                 Capability, Opcode, PulseKind, ReadMode, Status)
+from firmware_iface.spec_text import MAX_STEPS, MAX_WAIT_NS
 from firmware_iface.spikes import decode_upload, encode_output
-from firmware_iface.write_verify import WriteVerifyJob
+from firmware_iface.write_verify import WriteVerifyJob, as_reported
 from sim_backend.chip import VirtualChip
 
 
@@ -39,14 +50,62 @@ class CommandError(Exception):
 
 SAMPLE_SLOTS = 65536
 MAX_PAYLOAD = 4 * 1024 * 1024
+# --- limits advertised in LIMITS (GET_LIMITS) and enforced before any work (issue 16) ---------
+MAX_CHUNK = 1024
+"""Largest STAGE / FETCH piece (bytes): every frame of a bounded transfer stays this small."""
+MAX_PULSES = 1000
+"""Most write-verify pulses per cell (SCHEDULE.max_pulses)."""
+SAMPLE_MEMORY_BITS = 1 << 28
+"""Board sample memory: stored input spikes, steps x rows bits per sample (32 MiB packed)."""
+MAX_PULSE_RECORDS = 4096
+"""Most PULSE records in one PULSE command."""
+MAX_WV_CELLS = 4096
+"""Most targets in one WRITE_VERIFY."""
+MAX_READ_CELLS = 4096
+"""Most CELL records in one READ_CELLS (LIST)."""
+MAX_AVERAGES = 65535
+"""Most averages of one read (READ_CELLS, SCHEDULE.read_averages)."""
+MAX_CHIP_NS = 2**63 - 1
+"""The chip clock never passes this (a WAIT that would is OUT_OF_RANGE): STATUS.chip_ns fits."""
+MEMORY_BYTES = (3 * MAX_PAYLOAD                               # staging buffer, kept reply, one request
+                + SAMPLE_MEMORY_BITS                           # one upload decoded to bools (<= the memory)
+                + SAMPLE_MEMORY_BITS // 8 + SAMPLE_MEMORY_BITS // 128 * 12 // 8   # inputs, outputs packed
+                + SAMPLE_MEMORY_BITS                           # RUN: its inputs as bools
+                + SAMPLE_MEMORY_BITS // 128 * 12 * 8 * 2)      # RUN: float64 drive and outputs
+"""Bound on the memory the firmware allocates for requests, whatever they ask (bytes; < 1 GiB).
+Every size a request names is checked against the limits above before anything is allocated."""
 DT_MIN_S, DT_MAX_S = 10e-9, 10e-3
 # Absolute maxima the board firmware itself refuses beyond (the host's station limits are tighter).
 FW_V_MAX = 5.0
 FW_WIDTH_MAX_S = 1e-3
+LONG_JOBS = frozenset({Opcode.WRITE_VERIFY, Opcode.RUN, Opcode.WAIT, Opcode.COMMIT})
+"""Opcodes that may run longer than the acknowledge time and then answer BUSY."""
+
+
+def seq_newer(seq: int, last: int) -> bool:
+    """Serial-number order of 16-bit seqs (RFC 1982): is ``seq`` after ``last``?"""
+    return 0 < ((seq - last) & 0xFFFF) < 0x8000
+
+
+class _Cached:
+    """The reply cache entry: the most recent sequenced request and its reply."""
+
+    __slots__ = ("seq", "opcode", "crc", "length", "reply", "job")
+
+    def __init__(self, frame: Frame) -> None:
+        self.seq, self.opcode, self.crc, self.length = frame.seq, frame.opcode, frame.crc, len(frame.payload)
+        self.reply: bytes | None = None
+        self.job: threading.Thread | None = None
+
+    def same(self, frame: Frame) -> bool:
+        return (frame.crc, frame.opcode, len(frame.payload)) == (self.crc, self.opcode, self.length)
 
 
 class VirtualFirmware:
     """Board firmware emulation; thread-safe (one lock around the chip)."""
+
+    job_class = WriteVerifyJob
+    """The write-verify state machine WRITE_VERIFY runs (the normative one)."""
 
     def __init__(self, chip: VirtualChip, lock: threading.Lock | None = None,
                  chip_id: int | None = None) -> None:
@@ -57,9 +116,16 @@ class VirtualFirmware:
         self.frames_rx = 0
         self.duplicates = 0
         self.executed = 0
+        """Sequenced commands executed (each at most once, whatever the retries)."""
+        self.status_served = 0
         self.last_error = 0
         self.queries: dict[str, Callable[[], object]] = {}
-        self._last: tuple[int, int, bytes] | None = None  # (seq, opcode, reply bytes)
+        self.session = 0
+        """Current session id (0: none open, as after power-up or a reboot)."""
+        self.ack_s: float | None = None
+        """Acknowledge time of long jobs: None answers when done; else BUSY after ``ack_s``."""
+        self._cache: _Cached | None = None
+        self._guard = threading.Lock()
         self._reset_memory()
         self._handlers: dict[int, Callable[[bytes], bytes]] = {
             Opcode.PING: self._ping, Opcode.GET_INFO: self._info, Opcode.REG_READ: self._reg_read,
@@ -68,57 +134,131 @@ class VirtualFirmware:
             Opcode.UPLOAD_SPIKES: self._upload, Opcode.RUN: self._run,
             Opcode.READ_OUTPUT: self._read_output, Opcode.STATUS: self._status,
             Opcode.RESET: self._reset, Opcode.WAIT: self._wait, Opcode.SIM_QUERY: self._sim_query,
+            Opcode.HELLO: self._hello, Opcode.STAGE: self._stage, Opcode.COMMIT: self._commit,
+            Opcode.FETCH: self._fetch, Opcode.GET_LIMITS: self._get_limits,
         }
         self.regs = {r.id: r.default_code for r in REGISTERS}
         self._apply_registers()
 
     def _reset_memory(self) -> None:
-        self.inputs: dict[int, np.ndarray] = {}
-        self.outputs: dict[int, np.ndarray] = {}
+        self.inputs: dict[int, tuple[np.ndarray, int]] = {}
+        """slot -> (spikes packed with numpy.packbits (little), steps); ``rows`` bits per step."""
+        self.outputs: dict[int, tuple[np.ndarray, int]] = {}
+        """slot -> (output spikes packed, steps); ``neurons`` bits per step."""
+        self.memory_bits = 0
+        """Bits of sample memory in use (inputs)."""
+        self._staging: tuple[int, int, bytearray, np.ndarray] | None = None
+        """Bounded transfer being received: (id, opcode, buffer, filled mask)."""
+        self._kept: tuple[int, int, bytes] | None = None
+        """Result of the last committed transfer: (id, status, reply payload)."""
 
     # --- byte interface ----------------------------------------------------------------
     def feed(self, data: bytes) -> bytes:
         """Bytes from the host in, bytes to the host out."""
         out = []
-        errors_before = self.decoder.errors
-        for frame in self.decoder.feed(data):
-            out.append(self.handle(frame))
-        for _ in range(self.decoder.errors - errors_before):
-            out.append(encode_frame(Frame(opcode=0, seq=0, flags=FLAG_RESPONSE, status=Status.BAD_FRAME)))
+        for ev in self.decoder.feed_events(data):
+            if isinstance(ev, Frame):
+                out.append(self.handle(ev))
+            elif isinstance(ev, VersionError):
+                self.last_error = int(Status.BAD_VERSION)
+                out.append(encode_frame(Frame(0, 0, bytes([PROTOCOL_VERSION]), flags=FLAG_RESPONSE,
+                                              status=Status.BAD_VERSION)))
+            else:
+                self.last_error = int(Status.BAD_FRAME)
+                out.append(encode_frame(Frame(0, 0, flags=FLAG_RESPONSE, status=Status.BAD_FRAME)))
         return b"".join(out)
 
+    def _reply(self, req: Frame, status: Status, payload: bytes = b"") -> bytes:
+        if status != Status.OK:
+            self.last_error = int(status)
+        return encode_frame(Frame(req.opcode, req.seq, payload, flags=FLAG_RESPONSE, status=status,
+                                  session=req.session, echo=req.crc))
+
     def handle(self, frame: Frame) -> bytes:
-        self.frames_rx += 1
-        if frame.is_response:
-            return encode_frame(Frame(frame.opcode, frame.seq, flags=FLAG_RESPONSE,
-                                      status=Status.BAD_PAYLOAD))
-        if self._last is not None and self._last[0] == frame.seq and self._last[1] == frame.opcode:
-            self.duplicates += 1
-            return self._last[2]
-        handler = self._handlers.get(frame.opcode)
+        """One decoded request -> the reply bytes (session, retry and BUSY rules applied)."""
+        with self._guard:
+            self.frames_rx += 1
+            if frame.is_response:
+                return self._reply(frame, Status.BAD_PAYLOAD, b"a response frame sent to the board")
+            c = self._cache
+            busy = c is not None and c.job is not None and c.job.is_alive()
+            if frame.opcode == Opcode.HELLO:
+                if c is not None and frame.session == self.session and frame.seq == c.seq and c.same(frame):
+                    self.duplicates += 1
+                    return c.reply if c.reply is not None else self._reply(frame, Status.BUSY)
+                if busy:
+                    return self._reply(frame, Status.BUSY, b"a job is running")
+                if frame.session == 0:
+                    return self._reply(frame, Status.OUT_OF_RANGE, b"session id 0 is reserved")
+                self.session = frame.session
+                self._cache = None
+                return self._execute(frame)
+            if self.session == 0 or frame.session != self.session:
+                return self._reply(frame, Status.NO_SESSION,
+                                   b"no session open" if self.session == 0 else b"not the current session")
+            if frame.opcode == Opcode.STATUS:  # exempt from the seq rules: executed every time, not cached
+                return self._run_handler(frame)
+            if c is not None and frame.seq == c.seq:
+                if not c.same(frame):
+                    return self._reply(frame, Status.SEQ_REUSED, f"seq {frame.seq} was used by another frame".encode())
+                self.duplicates += 1
+                return c.reply if c.reply is not None else self._reply(frame, Status.BUSY, b"still running")
+            if busy:
+                return self._reply(frame, Status.BUSY, b"a job is running")
+            if c is not None and not seq_newer(frame.seq, c.seq):
+                return self._reply(frame, Status.STALE_SEQ,
+                                   f"seq {frame.seq} is not after the most recent {c.seq}".encode())
+            return self._execute(frame)
+
+    def _execute(self, frame: Frame) -> bytes:
+        """Run a sequenced request and cache its reply (a long job in the background)."""
+        entry = _Cached(frame)
+        self._cache = entry
+        if self.ack_s is None or frame.opcode not in LONG_JOBS:
+            entry.reply = self._run_handler(frame)
+            return entry.reply
+
+        def job() -> None:
+            entry.reply = self._run_handler(frame)
+
+        entry.job = threading.Thread(target=job, name="fw-job", daemon=True)
+        entry.job.start()
+        entry.job.join(self.ack_s)
+        if entry.reply is not None:
+            return entry.reply
+        return self._reply(frame, Status.BUSY, b"accepted; running")
+
+    def _run_handler(self, frame: Frame) -> bytes:
+        if frame.opcode == Opcode.STATUS:  # not sequenced: not counted in ``executed``
+            status, payload = self._invoke(frame.opcode, frame.payload)
+            self.status_served += 1
+        else:
+            with self.lock:
+                status, payload = self._invoke(frame.opcode, frame.payload)
+            if status == Status.OK:  # refused commands did not execute
+                self.executed += 1
+        return self._reply(frame, status, payload)
+
+    def _invoke(self, opcode: int, request: bytes) -> tuple[Status, bytes]:
+        """Run one handler: (status, reply payload); every failure becomes a status."""
+        handler = self._handlers.get(opcode)
         status, payload = Status.OK, b""
         if handler is None:
-            status = Status.UNKNOWN_OPCODE
-        else:
-            try:
-                with self.lock:
-                    payload = handler(frame.payload)
-                self.executed += 1
-            except CommandError as exc:
-                status, payload = exc.status, str(exc).encode()[:200]
-            except PayloadError as exc:
-                status, payload = Status.BAD_PAYLOAD, str(exc).encode()[:200]
-            except Exception as exc:  # noqa: BLE001 - firmware answers, it never dies on a command
-                status, payload = Status.INTERNAL, f"{type(exc).__name__}: {exc}".encode()[:200]
+            return Status.UNKNOWN_OPCODE, b""
+        try:
+            payload = handler(request)
+        except CommandError as exc:
+            status, payload = exc.status, str(exc).encode()[:200]
+        except PayloadError as exc:
+            status, payload = Status.BAD_PAYLOAD, str(exc).encode()[:200]
+        except MemoryError:
+            status, payload = Status.NO_MEMORY, b"out of memory"
+        except Exception as exc:  # noqa: BLE001 - firmware answers, it never dies on a command
+            status, payload = Status.INTERNAL, f"{type(exc).__name__}: {exc}".encode()[:200]
         if status == Status.OK and len(payload) > MAX_PAYLOAD:
             status = Status.NO_MEMORY
             payload = f"reply of {len(payload)} bytes exceeds the {MAX_PAYLOAD}-byte frame limit".encode()
-        if status != Status.OK:
-            self.last_error = int(status)
-        reply = encode_frame(Frame(frame.opcode, frame.seq, payload, flags=FLAG_RESPONSE,
-                                   status=status, version=PROTOCOL_VERSION))
-        self._last = (frame.seq, frame.opcode, reply)
-        return reply
+        return status, payload
 
     # --- helpers ------------------------------------------------------------------------
     def _apply_registers(self) -> None:
@@ -139,8 +279,23 @@ class VirtualFirmware:
         """A board reset from outside (power glitch, watchdog): registers to defaults,
         sample memory and the reply cache gone, a half-received frame discarded."""
         self._reset(b"")
-        self._last = None
+        with self._guard:
+            self._cache = None
+            self.session = 0
         self.decoder = FrameDecoder()
+
+    def add_command_hook(self, hook: Callable[[int], None]) -> None:
+        """Call ``hook(opcode)`` after every command handler, also a failed one, while the
+        handler's lock is held (the die file saves there: ``sim_backend.die``)."""
+        def wrap(opcode: int, handler: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
+            def run(payload: bytes) -> bytes:
+                try:
+                    return handler(payload)
+                finally:
+                    hook(opcode)
+            return run
+
+        self._handlers = {op: wrap(op, h) for op, h in self._handlers.items()}
 
     def _check_cells(self, rows: np.ndarray, cols: np.ndarray) -> None:
         if rows.size and (rows.max() >= self.chip.rows or cols.max() >= self.chip.columns):
@@ -151,19 +306,97 @@ class VirtualFirmware:
         return int(round(seconds * 1e9))
 
     # --- handlers -----------------------------------------------------------------------
+    def _hello(self, p: bytes) -> bytes:
+        if p:
+            raise CommandError(Status.BAD_PAYLOAD, f"HELLO payload must be empty, got {len(p)} bytes")
+        return msg.encode_hello(msg.Hello(
+            protocol_version=PROTOCOL_VERSION, firmware_version=".".join(map(str, FW_VERSION)),
+            session=self.session, max_payload=MAX_PAYLOAD, max_frame=MAX_WIRE_FRAME, v_max_v=FW_V_MAX,
+            width_max_s=FW_WIDTH_MAX_S, capabilities=int(self._capabilities())))
+
+    @staticmethod
+    def _capabilities() -> Capability:
+        return (Capability.WRITE_VERIFY | Capability.DENSE_UPLOAD | Capability.AER_UPLOAD
+                | Capability.SIMULATED | Capability.BOUNDED)
+
+    # --- limits and bounded transfers (issue 16) -----------------------------------------
+    def limits(self) -> Limits:
+        """Every limit this board enforces (the LIMITS record)."""
+        return Limits(max_chunk=MAX_CHUNK, max_payload=MAX_PAYLOAD, max_steps=MAX_STEPS, max_pulses=MAX_PULSES,
+                      sample_slots=SAMPLE_SLOTS, sample_memory_bits=SAMPLE_MEMORY_BITS,
+                      max_pulse_records=MAX_PULSE_RECORDS, max_wv_cells=MAX_WV_CELLS,
+                      max_read_cells=MAX_READ_CELLS, max_averages=MAX_AVERAGES, max_wait_ns=MAX_WAIT_NS,
+                      max_chip_ns=MAX_CHIP_NS, memory_bytes=MEMORY_BYTES)
+
+    def _get_limits(self, p: bytes) -> bytes:
+        self._empty(p, "GET_LIMITS")
+        return encode_limits(self.limits())
+
+    _NOT_STAGED = frozenset({Opcode.STAGE, Opcode.COMMIT, Opcode.FETCH, Opcode.HELLO, Opcode.STATUS})
+
+    def _stage(self, p: bytes) -> bytes:
+        tid, opcode, total, offset, piece = decode_stage(p)
+        if tid == 0:
+            raise CommandError(Status.OUT_OF_RANGE, "transfer id 0 is reserved")
+        if opcode not in self._handlers or opcode in self._NOT_STAGED:
+            raise CommandError(Status.OUT_OF_RANGE, f"opcode 0x{opcode:02x} cannot be staged")
+        if total > MAX_PAYLOAD:
+            raise CommandError(Status.OUT_OF_RANGE, f"transfer of {total} bytes exceeds max_payload {MAX_PAYLOAD}")
+        if len(piece) > MAX_CHUNK:
+            raise CommandError(Status.OUT_OF_RANGE, f"piece of {len(piece)} bytes exceeds max_chunk {MAX_CHUNK}")
+        if offset + len(piece) > total:
+            raise CommandError(Status.OUT_OF_RANGE, f"piece {offset}+{len(piece)} beyond the transfer's {total} bytes")
+        st = self._staging
+        if st is None or st[0] != tid or st[1] != opcode or len(st[2]) != total:
+            st = self._staging = (tid, opcode, bytearray(total), np.zeros(total, bool))
+        st[2][offset:offset + len(piece)] = piece
+        st[3][offset:offset + len(piece)] = True
+        return pack("COUNT", count=int(st[3].sum()))
+
+    def _commit(self, p: bytes) -> bytes:
+        tid, opcode, total = decode_commit(p)
+        kept = self._kept
+        if kept is not None and kept[0] == tid:  # run at most once per transfer id
+            return encode_result(tid, kept[1], len(kept[2]), kept[2][:MAX_CHUNK])
+        st = self._staging
+        if st is None or st[0] != tid or st[1] != opcode or len(st[2]) != total:
+            raise CommandError(Status.NOT_READY, f"transfer {tid:#x} was not staged as {total} bytes of 0x{opcode:02x}")
+        if not st[3].all():
+            raise CommandError(Status.NOT_READY, f"transfer {tid:#x}: {int((~st[3]).sum())} bytes not staged")
+        self._staging = None
+        status, payload = self._invoke(opcode, bytes(st[2]))
+        self._kept = (tid, int(status), payload)
+        return encode_result(tid, int(status), len(payload), payload[:MAX_CHUNK])
+
+    def _fetch(self, p: bytes) -> bytes:
+        tid, offset, length = decode_fetch(p)
+        kept = self._kept
+        if kept is None or kept[0] != tid:
+            raise CommandError(Status.NOT_READY, f"no kept result of transfer {tid:#x}")
+        if length > MAX_CHUNK:
+            raise CommandError(Status.OUT_OF_RANGE, f"FETCH of {length} bytes exceeds max_chunk {MAX_CHUNK}")
+        if offset + length > len(kept[2]):
+            raise CommandError(Status.OUT_OF_RANGE, f"FETCH {offset}+{length} beyond the {len(kept[2])}-byte result")
+        return kept[2][offset:offset + length]
+
     def _ping(self, p: bytes) -> bytes:
         if len(p) > MAX_PING:
             raise CommandError(Status.BAD_PAYLOAD, f"PING payload over {MAX_PING} bytes")
         return p
 
+    @staticmethod
+    def _empty(p: bytes, what: str) -> None:
+        if p:
+            raise CommandError(Status.BAD_PAYLOAD, f"{what} payload must be empty, got {len(p)} bytes")
+
     def _info(self, p: bytes) -> bytes:
+        self._empty(p, "GET_INFO")
         c = self.chip
-        caps = (Capability.WRITE_VERIFY | Capability.DENSE_UPLOAD | Capability.AER_UPLOAD
-                | Capability.SIMULATED)
+        caps = self._capabilities()
         return msg.encode_info(msg.ChipInfo(
             chip_id=self.chip_id, firmware_version=".".join(map(str, FW_VERSION)),
             protocol_version=PROTOCOL_VERSION, rows=c.rows, columns=c.columns, neurons=c.neurons,
-            pes=c.pes, levels_s=tuple(float(x) for x in c.levels_s), max_steps=4096,
+            pes=c.pes, levels_s=tuple(float(x) for x in c.levels_s), max_steps=MAX_STEPS,
             dt_min_s=DT_MIN_S, dt_max_s=DT_MAX_S, latency_s=c.regs.latency_s,
             sample_slots=SAMPLE_SLOTS, max_payload=MAX_PAYLOAD, capabilities=int(caps)))
 
@@ -190,8 +423,10 @@ class VirtualFirmware:
     def _read(self, p: bytes) -> bytes:
         req = msg.decode_read(p)
         v = req.v_read_uv * 1e-6
-        if not 0 < v <= 1.0 or req.averages < 1:
-            raise CommandError(Status.OUT_OF_RANGE, "read voltage or averages out of range")
+        if not 0 < v <= 1.0 or not 1 <= req.averages <= MAX_AVERAGES:
+            raise CommandError(Status.OUT_OF_RANGE, f"read voltage or averages (1..{MAX_AVERAGES}) out of range")
+        if req.mode == ReadMode.LIST and len(req.rows) > MAX_READ_CELLS:
+            raise CommandError(Status.OUT_OF_RANGE, f"{len(req.rows)} cells exceed max_read_cells {MAX_READ_CELLS}")
         c = self.chip
         if req.mode == ReadMode.LIST:
             rows, cols = req.rows, req.cols
@@ -201,84 +436,146 @@ class VirtualFirmware:
             rr, cc = np.meshgrid(np.arange(c.rows), np.arange(c.columns), indexing="ij")
             rows, cols = rr.ravel(), cc.ravel()
         self._check_cells(rows, cols)
-        return msg.encode_conductances(c.read(rows, cols, v, req.averages))
+        return msg.encode_conductances(self._measure(rows, cols, req.v_read_uv, req.averages))
 
-    def _apply_pulses(self, kind: np.ndarray, rows: np.ndarray, cols: np.ndarray, v_bl: np.ndarray,
-                      v_wl: np.ndarray, v_sl: np.ndarray, width: np.ndarray) -> None:
+    def _measure(self, rows: np.ndarray, cols: np.ndarray, v_read_uv: int, averages: int) -> np.ndarray:
+        """Averaged reads as READ_CELLS reports them (float32 siemens); write-verify uses the same."""
+        return as_reported(self.chip.read(rows, cols, v_read_uv * 1e-6, averages))
+
+    def _apply_pulses(self, p: np.ndarray) -> None:
+        """Apply PULSE records in order, after checking the whole batch (nothing applied on error)."""
+        v_bl, v_wl, v_sl = p["v_bl_mv"] * 1e-3, p["v_wl_mv"] * 1e-3, p["v_sl_mv"] * 1e-3
+        width = p["width_ns"] * 1e-9
         if np.any((v_bl > FW_V_MAX) | (v_wl > FW_V_MAX) | (v_sl > FW_V_MAX)) or np.any(width > FW_WIDTH_MAX_S):
             raise CommandError(Status.OUT_OF_RANGE, "pulse beyond the firmware's absolute maxima")
+        kind = p["kind"]
         if not np.all((kind == PulseKind.SET) | (kind == PulseKind.RESET)):
             raise CommandError(Status.OUT_OF_RANGE, "pulse kind must be SET (1) or RESET (2)")
+        rows, cols = p["row"].astype(np.int64), p["col"].astype(np.int64)
         self._check_cells(rows, cols)
         signed = np.where(kind == PulseKind.SET, 1, -1)
         self.chip.pulse(signed, rows, cols, v_bl, v_wl, v_sl, width)
 
     def _pulse(self, p: bytes) -> bytes:
         pulses = msg.decode_pulses(p)
+        if len(pulses) > MAX_PULSE_RECORDS:
+            raise CommandError(Status.OUT_OF_RANGE, f"{len(pulses)} pulses exceed max_pulse_records {MAX_PULSE_RECORDS}")
         t0 = self.chip.clock_s
-        self._apply_pulses(pulses["kind"], pulses["row"].astype(np.int64), pulses["col"].astype(np.int64),
-                           pulses["v_bl_mv"] * 1e-3, pulses["v_wl_mv"] * 1e-3, pulses["v_sl_mv"] * 1e-3,
-                           pulses["width_ns"] * 1e-9)
+        self._apply_pulses(pulses)
         return msg.encode_done(len(pulses), self._ns(self.chip.clock_s - t0))
 
     def _write_verify(self, p: bytes) -> bytes:
         schedule, targets = msg.decode_write_verify(p)
         rows, cols = targets["row"].astype(np.int64), targets["col"].astype(np.int64)
         self._check_cells(rows, cols)
+        r, _ = unpack("SCHEDULE", p)
+        uv, averages = int(r["v_read_uv"]), int(r["read_averages"])
+        if rows.size > MAX_WV_CELLS:
+            raise CommandError(Status.OUT_OF_RANGE, f"{rows.size} targets exceed max_wv_cells {MAX_WV_CELLS}")
+        if int(r["max_pulses"]) > MAX_PULSES or averages > MAX_AVERAGES:
+            raise CommandError(Status.OUT_OF_RANGE, f"max_pulses {int(r['max_pulses'])} / read_averages {averages} "
+                                                    f"beyond the board's {MAX_PULSES} / {MAX_AVERAGES}")
+        top = max(int(r[k]) for k in ("set_max_mv", "set_wl_mv", "reset_max_mv", "reset_wl_mv")) * 1e-3
+        if top > FW_V_MAX or int(r["width_ns"]) * 1e-9 > FW_WIDTH_MAX_S or uv > 1_000_000:
+            raise CommandError(Status.OUT_OF_RANGE, "schedule voltage, width or read voltage beyond the board maxima")
         t0 = self.chip.clock_s
-        job = WriteVerifyJob(targets["target_s"].astype(np.float64), schedule)
+        job = self.job_class.from_nano_siemens(targets["target_ns"], schedule)
         while not job.finished:
             idx = job.to_read()
-            g = self.chip.read(rows[idx], cols[idx], schedule.v_read_v, schedule.read_averages)
-            batch = job.step(idx, g)
+            batch = job.step(idx, self._measure(rows[idx], cols[idx], uv, averages))
             if len(batch):
-                self._apply_pulses(batch.kind, rows[batch.index], cols[batch.index], batch.v_bl_v,
-                                   batch.v_wl_v, batch.v_sl_v, batch.width_s)
+                self._apply_pulses(msg.pulse_records(batch.kind, rows[batch.index], cols[batch.index],
+                                                     batch.v_bl_v, batch.v_wl_v, batch.v_sl_v, batch.width_s))
         res = records("CELL_RESULT", rows.size)
         res["row"], res["col"] = rows, cols
         res["flags"], res["pulses"], res["g_s"] = job.flags(), job.pulses, job.g
         return msg.encode_cell_results(res, self._ns(self.chip.clock_s - t0))
 
     def _upload(self, p: bytes) -> bytes:
-        slot, spikes, _ = decode_upload(p)
-        n, steps, rows = spikes.shape
+        # The header's sizes are checked before anything is decoded or allocated.
+        up, _ = unpack("UPLOAD", p)
+        slot, n, steps, rows = int(up["slot"]), int(up["n"]), int(up["steps"]), int(up["rows"])
+        if steps > MAX_STEPS:
+            raise CommandError(Status.OUT_OF_RANGE, f"upload has {steps} steps, the board runs at most {MAX_STEPS}")
         if rows != self.chip.rows:
             raise CommandError(Status.OUT_OF_RANGE, f"upload has {rows} rows, array has {self.chip.rows}")
         if slot + n > SAMPLE_SLOTS:
             raise CommandError(Status.NO_MEMORY, f"slots {slot}..{slot + n - 1} beyond {SAMPLE_SLOTS}")
+        if n * RECORDS["SAMPLE"].itemsize > len(p):
+            raise CommandError(Status.BAD_PAYLOAD, f"{n} samples announced in a {len(p)}-byte payload")
+        replaced = sum(self.inputs[s][1] for s in range(slot, slot + n) if s in self.inputs) * rows
+        if self.memory_bits - replaced + n * steps * rows > SAMPLE_MEMORY_BITS:
+            raise CommandError(Status.NO_MEMORY, f"{n} samples of {steps} x {rows} bits exceed the sample memory "
+                                                 f"({SAMPLE_MEMORY_BITS} bits, {self.memory_bits} in use)")
+        slot, spikes, _ = decode_upload(p)
         for i in range(n):
-            self.inputs[slot + i] = spikes[i]
+            old = self.inputs.get(slot + i)
+            self.memory_bits -= old[1] * rows if old else 0
+            self.inputs[slot + i] = (np.packbits(spikes[i], bitorder="little"), steps)
+            self.memory_bits += steps * rows
             self.outputs.pop(slot + i, None)
         return pack("COUNT", count=n)
 
+    def _input(self, s: int) -> np.ndarray:
+        packed, steps = self.inputs[s]
+        rows = self.chip.rows
+        return np.unpackbits(packed, count=steps * rows, bitorder="little").view(bool).reshape(steps, rows)
+
+    def _output(self, s: int) -> np.ndarray:
+        packed, steps = self.outputs[s]
+        k = self.chip.neurons
+        return np.unpackbits(packed, count=steps * k, bitorder="little").view(bool).reshape(steps, k)
+
+    @staticmethod
+    def _slots(slot: int, n: int) -> None:
+        if slot + n > SAMPLE_SLOTS:
+            raise CommandError(Status.OUT_OF_RANGE, f"slots {slot}..{slot + n - 1} beyond sample_slots {SAMPLE_SLOTS}")
+
     def _run(self, p: bytes) -> bytes:
         slot, n = msg.decode_run(p)
-        missing = [s for s in range(slot, slot + n) if s not in self.inputs]
-        if missing:
-            raise CommandError(Status.NOT_READY, f"no input stored in slot {missing[0]}")
-        batch = np.stack([self.inputs[s] for s in range(slot, slot + n)]) if n else np.zeros((0, 1, self.chip.rows), bool)
+        self._slots(slot, n)
+        missing = next((s for s in range(slot, slot + n) if s not in self.inputs), None)
+        if missing is not None:
+            raise CommandError(Status.NOT_READY, f"no input stored in slot {missing}")
+        batch = np.stack([self._input(s) for s in range(slot, slot + n)]) if n else np.zeros((0, 1, self.chip.rows), bool)
         t0 = self.chip.clock_s
+        trig_mode = self.regs.get(REGISTER_BY_NAME["TRIG_MODE"].id, 0)
+        world = getattr(self, "world", None)
+        if trig_mode and n and world is not None:
+            world.trigger(t0)            # the trigger output rises as the RUN starts
         out = self.chip.run(batch) if n else np.zeros((0, batch.shape[1], self.chip.neurons), bool)
+        if trig_mode == 2 and n > 1 and world is not None:
+            per = (self.chip.clock_s - t0) / n    # then at the start of every further sample
+            for i in range(1, n):
+                world.trigger(t0 + i * per)
         for i in range(n):
-            self.outputs[slot + i] = out[i]
+            self.outputs[slot + i] = (np.packbits(out[i], bitorder="little"), out.shape[1])
         return msg.encode_done(n, self._ns(self.chip.clock_s - t0))
 
     def _read_output(self, p: bytes) -> bytes:
         slot, n = msg.decode_run(p)
-        missing = [s for s in range(slot, slot + n) if s not in self.outputs]
-        if missing:
-            raise CommandError(Status.NOT_READY, f"no output for slot {missing[0]} (RUN first)")
+        self._slots(slot, n)
+        missing = next((s for s in range(slot, slot + n) if s not in self.outputs), None)
+        if missing is not None:
+            raise CommandError(Status.NOT_READY, f"no output for slot {missing} (RUN first)")
         if n == 0:
             return encode_output(np.zeros((0, self.n_steps, self.chip.neurons), bool))
-        return encode_output(np.stack([self.outputs[s] for s in range(slot, slot + n)]))
+        outs = [self._output(s) for s in range(slot, slot + n)]
+        if len({o.shape for o in outs}) > 1:
+            raise CommandError(Status.OUT_OF_RANGE, f"slots {slot}..{slot + n - 1} hold results of different lengths")
+        return encode_output(np.stack(outs))
 
     def _status(self, p: bytes) -> bytes:
+        self._empty(p, "STATUS")
+        c = self._cache
+        running = c is not None and c.job is not None and c.job.is_alive()
         return msg.encode_status(
-            state=0, last_error=self.last_error, chip_ns=self._ns(self.chip.clock_s),
+            state=1 if running else 0, last_error=self.last_error, chip_ns=self._ns(self.chip.clock_s),
             frames_rx=self.frames_rx, bad_frames=self.decoder.errors, duplicates=self.duplicates,
             samples_stored=len(self.inputs), outputs_ready=len(self.outputs))
 
     def _reset(self, p: bytes) -> bytes:
+        self._empty(p, "RESET")
         self.regs = {r.id: r.default_code for r in REGISTERS}
         self.chip.reset()
         self._apply_registers()
@@ -288,6 +585,10 @@ class VirtualFirmware:
 
     def _wait(self, p: bytes) -> bytes:
         ns = msg.decode_wait(p)
+        if ns > MAX_WAIT_NS:
+            raise CommandError(Status.OUT_OF_RANGE, f"WAIT of {ns} ns exceeds {MAX_WAIT_NS} ns")
+        if self._ns(self.chip.clock_s) + ns > MAX_CHIP_NS:
+            raise CommandError(Status.OUT_OF_RANGE, f"WAIT of {ns} ns would take the chip clock past {MAX_CHIP_NS} ns")
         self.chip.advance(ns * 1e-9)
         return msg.encode_done(0, ns)
 
@@ -311,5 +612,7 @@ _DEFAULT_QUERIES: dict[str, Callable[[VirtualFirmware], object]] = {
     "seeds": lambda fw: {"chip_seed": fw.chip.chip_seed, "run_seed": fw.chip.run_seed},
     # ground truth of the stuck-cell map (issue 4 tests): bool (rows, columns)
     "stuck": lambda fw: np.asarray(fw.chip.array.stuck).tolist(),
+    # programming pulses each cell has received since power-up (wear; issue 16 resume tests)
+    "pulse_counts": lambda fw: np.asarray(fw.chip.array.pulse_count).tolist(),
     "stuck_conductances": lambda fw: np.where(fw.chip.array.stuck, fw.chip.array.g_stuck, np.nan).tolist(),
 }

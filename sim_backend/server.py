@@ -5,6 +5,11 @@ instrument simulators (SCPI over TCP on 127.0.0.1) that share the chip's world.
 The first line on stdout is one JSON object naming what is served, e.g.
 ``{"chip": "socket://127.0.0.1:40123", "smu": [...], "pid": 1234}``; then it serves until
 SIGINT/SIGTERM and exits 0.
+
+``--die FILE`` serves the chip of a die file (made from ``--seed`` / ``--fidelity`` if it does
+not exist yet; an existing die keeps its own): loaded at start with the wall time since its
+last save applied as chip time (unless ``--freeze``), saved after every command that changes
+it, locked while served.  Without ``--die`` the chip is a fresh die that is not persisted.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from collections.abc import Callable
 
 from sim_backend.board import make_board
 from sim_backend.firmware import VirtualFirmware
-from sim_backend.link import LinkModel
+from sim_backend.link import TO_BOARD, TO_HOST, LinkModel
 
 
 class _Pump:
@@ -34,7 +39,7 @@ class _Pump:
         with self.guard:
             if self.link.want_board_reset():
                 self.fw.reboot()
-            return self.link.corrupt(self.fw.feed(self.link.corrupt(data)))
+            return self.link.corrupt(self.fw.feed(self.link.corrupt(data, TO_BOARD)), TO_HOST)
 
 
 def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple[str, threading.Thread]:
@@ -135,8 +140,21 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-seed", type=_seed, default=0, help="run seed (cycle-to-cycle noise)")
     p.add_argument("--fidelity", default="typical", choices=["ideal", "typical", "worst"])
     p.add_argument("--no-instruments", action="store_true", help="serve the chip only")
+    p.add_argument("--ack-ms", type=float, default=None,
+                   help="acknowledge long jobs still running after this many ms with BUSY (default: never)")
+    p.add_argument("--die", metavar="FILE", default=None,
+                   help="die file holding the chip's state (created from --seed/--fidelity if missing); "
+                        "without it the chip is a fresh die that is not persisted")
+    p.add_argument("--freeze", action="store_true",
+                   help="with --die: no wall time passes between sessions (bit-identical reads)")
+    p.add_argument("--lifeline", action="store_true",
+                   help="exit when stdin reaches end-of-file (the parent that holds the pipe died); "
+                        "used by the bench so no simulator outlives it")
+    p.add_argument("--parent-pid", type=_seed, default=None, metavar="PID",
+                   help="with --lifeline: also exit when this parent dies (Linux parent-death signal)")
     for name, help_ in (("ber", "bit-error rate per bit"), ("drop", "probability a chunk is dropped"),
                         ("dup", "probability a chunk is duplicated"), ("stall", "probability a chunk is held back"),
+                        ("reorder", "probability a chunk is overtaken by the next"),
                         ("board-reset", "probability the board resets per chunk")):
         p.add_argument(f"--{name}", type=float, default=0.0, help=f"link fault: {help_}")
 
@@ -144,9 +162,35 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port {args.port} is outside 0..65535")
-    link = LinkModel(ber=args.ber, drop=args.drop, dup=args.dup, stall=args.stall,
+    done = threading.Event()
+    if getattr(args, "lifeline", False):  # first, so a parent dying during start-up is seen too
+        from sim_backend import lifeline
+
+        lifeline.arm(args.parent_pid)   # already armed when started as python -m sim_backend
+        lifeline.on_lost(done.set)
+    link = LinkModel(ber=args.ber, drop=args.drop, dup=args.dup, stall=args.stall, reorder=args.reorder,
                      board_reset=args.board_reset, seed=args.run_seed + 7919)
-    fw = make_board(args.seed, args.run_seed, args.fidelity)
+    if args.freeze and not args.die:
+        raise ValueError("--freeze needs --die FILE")
+    if args.ack_ms is not None and not 0 <= args.ack_ms <= 60_000:
+        raise ValueError(f"--ack-ms {args.ack_ms} is outside 0..60000")
+    die = None
+    if args.die:
+        from sim_backend.die import OpenDie
+
+        die = OpenDie(args.die, freeze=args.freeze, seed=args.seed, fidelity=args.fidelity,
+                      run_seed=args.run_seed)
+    try:
+        return _serve_board(args, link, make_board(args.seed, args.run_seed, args.fidelity, die=die), die, done)
+    finally:
+        if die is not None:
+            die.close()
+
+
+def _serve_board(args: argparse.Namespace, link: LinkModel, fw: VirtualFirmware, die,
+                 done: threading.Event) -> int:
+    if args.ack_ms is not None:
+        fw.ack_s = args.ack_ms * 1e-3
     pump = _Pump(fw, link)
     stop = threading.Event()
     if args.pty:
@@ -157,15 +201,16 @@ def run_serve(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise OSError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     smus, stop_instruments = ([], lambda: None) if args.no_instruments else _start_instruments(fw, args.host)
-    done = threading.Event()
 
     def on_signal(signum, frame):  # noqa: ARG001
         done.set()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    print(json.dumps({"chip": url, "smu": smus, "fidelity": args.fidelity, "seed": args.seed,
-                      "run_seed": args.run_seed, "pid": os.getpid()}), flush=True)
+    print(json.dumps({"chip": url, "smu": smus, "fidelity": fw.chip.fidelity, "seed": fw.chip.chip_seed,
+                      "run_seed": args.run_seed, "pid": os.getpid(),
+                      "die": str(die.path.resolve()) if die is not None else None,
+                      "freeze": bool(args.freeze)}), flush=True)
     try:
         while not done.wait(0.5):
             pass

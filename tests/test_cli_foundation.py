@@ -84,40 +84,7 @@ def test_debug_shows_traceback():
     assert code != 0 and "Traceback" in err
 
 
-def test_sim_serve_first_line_and_clean_exit():
-    p = subprocess.Popen([sys.executable, "-m", "bench", "sim", "serve", "--no-instruments"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = json.loads(p.stdout.readline())
-    assert line["chip"].startswith("socket://127.0.0.1:")
-    p.send_signal(2)
-    assert p.wait(timeout=10) == 0
-
-
-def test_sigterm_unwinds_and_stops_the_simulator(tmp_path):
-    """SIGTERM mid-command: exit 143 with one line, and the simulator subprocess is stopped."""
-    import signal
-    import time
-
-    st = tmp_path / "station.toml"
-    st.write_text("[chip]\nseed = 48611\n")  # a seed no other test uses: find our simulator by it
-    p = subprocess.Popen([sys.executable, "-m", "bench", "chip", "read", "--station", str(st),
-                          "--repeats", "100000", "--out", str(tmp_path / "r.h5")],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def sims():
-        out = subprocess.run(["pgrep", "-f", "sim_backend serve .*--seed 48611"], capture_output=True, text=True)
-        return out.stdout.split()
-
-    deadline = time.monotonic() + 60
-    while not sims() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert sims(), "simulator never started"
-    time.sleep(1.0)
-    p.send_signal(signal.SIGTERM)
-    _, err = p.communicate(timeout=60)
-    assert p.returncode == 143 and err.strip().splitlines()[-1] == "snnbench: terminated"
-    time.sleep(0.5)
-    assert not sims(), "simulator left running"
+# SIGINT / SIGTERM tests: tests/test_signals.py (deterministic, fixtures kill their children)
 
 
 def test_infer_refuses_a_model_with_nothing_on_the_chip(tmp_path):

@@ -5,11 +5,13 @@ import h5py
 import numpy as np
 import pytest
 
+from tests.strict_json import loads_strict
+
 import sim_backend  # noqa: F401
 from bench.cli import main
 from bench.data.synth import generate
-from bench.network.model import Network
-from bench.network.modelfile import save_model
+from bench.network.model import Network, predict
+from bench.network.modelfile import load_model, save_model
 
 IDEAL = "pesim://?seed=2&fidelity=ideal"
 
@@ -37,11 +39,19 @@ def test_infer_json_and_run_file(world, capsys):
                         "--data", str(world / "syn"), "--limit", "13", "--batch", "5",
                         "--out", str(out), "--json")
     assert code == 0, se
-    d = json.loads(so)
+    d = loads_strict(so)
     assert d["samples"] == 13
-    for k in ("accuracy", "software_accuracy"):
-        assert 0.0 <= d[k] <= 1.0
-    assert d["drop_points"] == pytest.approx(100 * (d["software_accuracy"] - d["accuracy"]))
+    # accuracies and drop counted independently: the software model run here on the stored
+    # inputs, the chip's stored predictions against the labels
+    net = load_model(world / "m.h5")
+    with h5py.File(out, "r") as f:
+        x = np.unpackbits(f["inputs_packed"][:], axis=2, bitorder="little").astype(bool)
+        labels, chip_pred = f["labels"][:], f["predictions"][:]
+    sw_correct = int(np.sum(predict(net.forward(x)[-1]) == labels))
+    chip_correct = int(np.sum(chip_pred == labels))
+    assert d["software_accuracy"] == sw_correct / 13
+    assert d["accuracy"] == chip_correct / 13
+    assert d["drop_points"] == pytest.approx(100 * (sw_correct - chip_correct) / 13)
     assert d["samples_per_second"] > 0 and d["chip_latency_s"] == pytest.approx(14.31e-6)
     assert d["model_check"] == 1.0  # ideal fidelity: chip == software model with realised weights
     assert [p["where"] for p in d["plan"]] == ["software", "software", "chip"]
@@ -72,7 +82,7 @@ def test_infer_over_socket_default_station(world, capsys):
     code, so, se = _run(capsys, "infer", "--model", str(world / "m.h5"), "--data", str(world / "syn"),
                         "--limit", "4", "--out", str(world / "run_sock.h5"), "--json")
     assert code == 0, se
-    d = json.loads(so)
+    d = loads_strict(so)
     assert d["chip_url"].startswith("socket://") and d["samples"] == 4
 
 
@@ -111,7 +121,7 @@ def test_acceleration_factor_changes_chip_clock_not_spikes(world, capsys):
                             "--data", str(world / "syn"), "--limit", "3", "--acceleration", k,
                             "--out", str(out), "--json")
         assert code == 0, se
-        d = json.loads(so)
+        d = loads_strict(so)
         assert d["dt_s"] == pytest.approx(0.005 / float(k)) and d["fidelity"] == "ideal"
         with h5py.File(out, "r") as f:
             outs[k] = f["chip_output_spikes"][:]

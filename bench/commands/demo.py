@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.commands._args import sample_limit
+from bench.view.live import add_live_argument
+
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser(
@@ -12,8 +15,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         description="The main job on the built-in simulated bench (or the station's hardware with --station).")
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="output directory (default runs/demo)")
     p.add_argument("--quick", action="store_true", help="a third of the test split (for CI)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N test samples")
+    p.add_argument("--limit", type=sample_limit, default=None, metavar="N", help="at most N test samples")
     p.add_argument("--model", metavar="MODEL.h5", help="model file (default: the shipped reference model)")
+    add_live_argument(p)
     p.set_defaults(func=_demo)
     r = subparsers.add_parser("report", parents=[common], help="figures (PNG) and an HTML page from a run file")
     r.add_argument("run", metavar="RUN.h5")
@@ -29,7 +33,7 @@ def _demo(args: argparse.Namespace) -> dict:
         raise UsageError(f"--limit must be >= 1, got {args.limit}")
     res = run_demo(DemoOptions(out_dir=Path(args.out), station=args.station, quick=args.quick,
                                progress=not args.json, limit=args.limit,
-                               model=Path(args.model) if args.model else None))
+                               model=Path(args.model) if args.model else None, live=args.live))
     if args.json:
         res.pop("summary", None)
     return res

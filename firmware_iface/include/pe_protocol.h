@@ -5,13 +5,14 @@
 
 #include <stdint.h>
 
-#define PE_PROTOCOL_VERSION 1u
-#define PE_FW_VERSION_MAJOR 1u
+#define PE_PROTOCOL_VERSION 2u
+#define PE_FW_VERSION_MAJOR 2u
 #define PE_FW_VERSION_MINOR 0u
 #define PE_FW_VERSION_PATCH 0u
-#define PE_HEADER_SIZE 10u
+#define PE_HEADER_SIZE 20u
 #define PE_CRC_SIZE 4u
 #define PE_MAX_PAYLOAD 4194304u
+#define PE_MAX_WIRE_FRAME 4210843u
 #define PE_FLAG_RESPONSE 0x01u
 #define PE_DELIMITER 0x00u
 
@@ -29,6 +30,11 @@
 #define PE_OP_STATUS 0x30u
 #define PE_OP_RESET 0x31u
 #define PE_OP_WAIT 0x32u
+#define PE_OP_HELLO 0x40u
+#define PE_OP_STAGE 0x50u
+#define PE_OP_COMMIT 0x51u
+#define PE_OP_FETCH 0x52u
+#define PE_OP_GET_LIMITS 0x53u
 #define PE_OP_SIM_QUERY 0xF0u
 
 /* Status */
@@ -42,6 +48,10 @@
 #define PE_STATUS_NOT_READY 0x07u
 #define PE_STATUS_UNSUPPORTED 0x08u
 #define PE_STATUS_INTERNAL 0x09u
+#define PE_STATUS_SEQ_REUSED 0x20u
+#define PE_STATUS_NO_SESSION 0x21u
+#define PE_STATUS_BAD_VERSION 0x22u
+#define PE_STATUS_STALE_SEQ 0x23u
 
 /* PulseKind */
 #define PE_PULSE_SET 0x01u
@@ -69,6 +79,7 @@
 #define PE_CAP_DENSE_UPLOAD 0x02u
 #define PE_CAP_AER_UPLOAD 0x04u
 #define PE_CAP_PARTIAL_SUM 0x08u
+#define PE_CAP_BOUNDED 0x10u
 #define PE_CAP_SIMULATED 0x80u
 
 /* Registers: value_SI = code * scale */
@@ -82,6 +93,7 @@
 #define PE_REG_N_STEPS 0x08u /* steps, scale 1, codes 1..4096, default 300 */
 #define PE_REG_PE_SELECT 0x09u /* 1, scale 1, codes 0..0, default 0 */
 #define PE_REG_LATENCY 0x0Au /* s, scale 1e-09, codes 0..1000000, default 14310, read-only */
+#define PE_REG_TRIG_MODE 0x10u /* 1, scale 1, codes 0..2, default 0 */
 
 #pragma pack(push, 1)
 typedef struct {
@@ -90,8 +102,12 @@ typedef struct {
     uint8_t flags;
     uint8_t status;
     uint16_t seq;
+    uint16_t _rsv;
+    uint32_t session;
+    uint32_t echo;
     uint32_t length;
 } pe_header_t;
+_Static_assert(sizeof(pe_header_t) == 20, "pe_header_t size");
 
 /* GET_INFO reply header; followed by `levels` x f32 conductance levels in siemens */
 typedef struct {
@@ -180,7 +196,7 @@ typedef struct {
     uint16_t reset_wl_mv;
     uint32_t width_ns;
     uint32_t v_read_uv;
-    float tolerance_s;
+    uint32_t tolerance_ns;
     uint16_t max_pulses;
     uint16_t read_averages;
     uint16_t flags;
@@ -188,12 +204,12 @@ typedef struct {
 } pe_schedule_t;
 _Static_assert(sizeof(pe_schedule_t) == 36, "pe_schedule_t size");
 
-/* write-verify target conductance (S) */
+/* write-verify target conductance in integer nano-siemens (nS) */
 typedef struct {
     uint8_t row;
     uint8_t col;
     uint16_t _pad;
-    float target_s;
+    uint32_t target_ns;
 } pe_target_t;
 _Static_assert(sizeof(pe_target_t) == 8, "pe_target_t size");
 
@@ -262,6 +278,80 @@ typedef struct {
     uint64_t duration_ns;
 } pe_wait_t;
 _Static_assert(sizeof(pe_wait_t) == 8, "pe_wait_t size");
+
+/* bounded frames: transfer id (host-chosen, non-zero), the opcode it will run as, the request's total size and this piece's offset (bytes) */
+typedef struct {
+    uint32_t id;
+    uint8_t opcode;
+    uint8_t _pad;
+    uint16_t _pad2;
+    uint32_t total;
+    uint32_t offset;
+} pe_stage_t;
+_Static_assert(sizeof(pe_stage_t) == 16, "pe_stage_t size");
+
+/* bounded frames: run transfer `id` (all `total` bytes staged) as `opcode` */
+typedef struct {
+    uint32_t id;
+    uint8_t opcode;
+    uint8_t _pad;
+    uint16_t _pad2;
+    uint32_t total;
+} pe_commit_t;
+_Static_assert(sizeof(pe_commit_t) == 12, "pe_commit_t size");
+
+/* bounded frames: status of the committed command and the length of its kept reply payload (bytes) */
+typedef struct {
+    uint32_t id;
+    uint8_t status;
+    uint8_t _pad;
+    uint16_t _pad2;
+    uint32_t length;
+} pe_result_t;
+_Static_assert(sizeof(pe_result_t) == 12, "pe_result_t size");
+
+/* bounded frames: `length` (<= max_chunk) bytes of transfer `id`'s kept reply from `offset` */
+typedef struct {
+    uint32_t id;
+    uint32_t offset;
+    uint32_t length;
+} pe_fetch_t;
+_Static_assert(sizeof(pe_fetch_t) == 12, "pe_fetch_t size");
+
+/* every limit the board enforces: frame piece and payload sizes (bytes), steps per sample, write-verify pulses per cell, sample slots and sample memory (bits), pulse records per PULSE, cells per WRITE_VERIFY and per READ_CELLS, read averages, longest WAIT and chip clock (ns), and the bound on the firmware's own memory (bytes) */
+typedef struct {
+    uint32_t max_chunk;
+    uint32_t max_payload;
+    uint16_t max_steps;
+    uint16_t max_pulses;
+    uint32_t sample_slots;
+    uint64_t sample_memory_bits;
+    uint32_t max_pulse_records;
+    uint32_t max_wv_cells;
+    uint32_t max_read_cells;
+    uint16_t max_averages;
+    uint16_t _pad;
+    uint64_t max_wait_ns;
+    uint64_t max_chip_ns;
+    uint64_t memory_bytes;
+} pe_limits_t;
+_Static_assert(sizeof(pe_limits_t) == 64, "pe_limits_t size");
+
+/* HELLO reply: protocol version, firmware version, the session now open, the largest payload and wire frame (bytes) the board accepts, its absolute maximum line voltage (mV) and pulse width (ns), capabilities */
+typedef struct {
+    uint8_t protocol;
+    uint8_t fw_major;
+    uint8_t fw_minor;
+    uint8_t fw_patch;
+    uint32_t session;
+    uint32_t max_payload;
+    uint32_t max_frame;
+    uint16_t v_max_mv;
+    uint16_t _pad;
+    uint32_t width_max_ns;
+    uint32_t capabilities;
+} pe_hello_t;
+_Static_assert(sizeof(pe_hello_t) == 28, "pe_hello_t size");
 
 #pragma pack(pop)
 
