@@ -258,3 +258,17 @@ def test_finetune_step_then_infer(tmp_path, capsys):
     assert cols["finetune.cells_reprogrammed"][0] >= 0
     assert 0.0 <= cols["finetune.chip_accuracy_after"][0] <= 1.0
     assert 0.0 <= cols["infer.accuracy"][0] <= 1.0
+
+
+def test_live_view_reads_the_campaign_file(tmp_path, capsys):
+    """The agreed layout, end to end: the live view's reader (issue 12) understands what the
+    campaign writes, including a failed point and the grid shape."""
+    from bench.view.model import read_snapshot
+
+    plan, out = _plan(tmp_path, FAILING.format(on_error="continue")), tmp_path / "c.h5"
+    assert _run(capsys, "campaign", "run", str(plan), "--out", str(out), "--workers", "0")[0] == 0
+    snap = read_snapshot(out)
+    assert snap.kind == "campaign" and snap.committed == 4
+    assert snap.campaign.grid_shape == (4, 1)
+    assert snap.campaign.counts == {"done": 3, "failed": 1, "skipped": 0, "pending": 0}
+    assert snap.campaign.status.tolist() == [0, 1, 0, 0]
