@@ -174,17 +174,26 @@ def test_time_scaling_accuracy_constant_at_ideal(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_shipped_time_scaling_with_power_runs(tmp_path, capsys):
-    out = tmp_path / "ts.h5"
-    code, stdout, err = _run(capsys, "campaign", "run", str(ROOT / "campaigns" / "time_scaling.toml"),
-                             "--out", str(out), "--workers", "2", "--json")
-    assert code == 0, err
+def test_shipped_time_scaling_with_power_runs(tmp_path):
+    """The whole shipped plan (power steps on the built-in simulated bench with its SMUs), on 2
+    local workers; every point on a fresh die of its own (nothing in the per-user die home)."""
+    import os
+    import subprocess
+    import sys
+
+    out, home = tmp_path / "ts.h5", tmp_path / "dies"
+    home.mkdir()
+    r = subprocess.run([sys.executable, "-m", "bench", "campaign", "run", str(ROOT / "campaigns" / "time_scaling.toml"),
+                        "--out", str(out), "--workers", "2", "--json"], capture_output=True, text=True, timeout=1200,
+                       env={**os.environ, "SNNBENCH_DIE_HOME": str(home)})
+    assert r.returncode == 0, r.stderr
     cols, _ = read_table(out)
     assert np.all(cols["status"] == 0)
     ideal = cols["setup.fidelity"] == "ideal"
     assert len(set(cols["infer.accuracy"][ideal].tolist())) == 1
     e = cols["power.energy_per_sample_j"]
     assert np.all(np.isfinite(e) & (e > 0))
+    assert list(home.iterdir()) == []
 
 
 def _png_size(path: Path) -> tuple[int, int]:
