@@ -244,11 +244,14 @@ class PowerPanel(Panel):
                 base.setValue(r.idle_current_a * 1e3)
             p.setTitle(f"{r.rail}: supply current at {r.voltage_v:g} V"
                        + ("" if r.idle_current_a is None else f", idle {r.idle_current_a * 1e3:.3g} mA"))
-        if d.energy_per_sample_j is None:
-            self.label.setText("power: energy per sample shown once the first chunk of samples is stored")
-        else:
-            self.label.setText(f"power: energy per sample {d.energy_per_sample_j * 1e6:.4g} µJ (net of idle) "
+        if d.measured_j is not None:
+            self.label.setText(f"power: energy per sample {d.measured_j * 1e6:.4g} µJ (measured, net of idle) "
                                f"over {d.samples_done} samples")
+        elif d.estimate_j is not None:
+            self.label.setText(f"power: energy per sample ≈ {d.estimate_j * 1e6:.4g} µJ (running estimate, net "
+                               f"of idle) over {d.samples_done} samples")
+        else:
+            self.label.setText("power: energy per sample shown once the first chunk of samples is stored")
 
 
 class CampaignPanel(Panel):
