@@ -25,6 +25,28 @@ MAX_WAIT_NS = 10**16
 MAX_STEPS = 4096
 """Largest number of steps per sample (INFO.max_steps)."""
 
+def job_deadline_s(opcode: int, payload: bytes, run_chip_s: float = 0.0) -> float:
+    """The normative deadline (s) of a request's *final* reply, from its payload (see the
+    opcode sections): WRITE_VERIFY from its schedule and count, WAIT from its duration, RUN
+    from ``run_chip_s`` (n x (steps x TIME_STEP + LATENCY), which the host knows); other
+    opcodes ACK_S.  Malformed payloads get ACK_S (the board refuses them at once)."""
+    from firmware_iface.records import PayloadError, unpack
+
+    try:
+        if opcode == Opcode.WRITE_VERIFY:
+            r, off = unpack("SCHEDULE", payload)
+            c, _ = unpack("COUNT", payload, off)
+            return (int(c["count"]) * (int(r["max_pulses"]) + 2)
+                    * (int(r["width_ns"]) * 1e-9 + int(r["read_averages"]) * READ_TIME_S) + SLACK_S)
+        if opcode == Opcode.WAIT:
+            return int(unpack("WAIT", payload)[0]["duration_ns"]) * 1e-9 + SLACK_S
+        if opcode == Opcode.RUN:
+            return run_chip_s + SLACK_S
+    except PayloadError:
+        pass
+    return ACK_S
+
+
 LINK_LAYER = f"""\
 - **UART** (real board): {UART_BAUD:,} baud, 8 data bits, no parity, 1 stop bit (8N1), no flow
   control (neither RTS/CTS nor XON/XOFF). The host has at most one request in flight, so a
@@ -250,6 +272,63 @@ OPCODE_SPEC: dict[Opcode, OpcodeSpec] = {
         "session open; simulator only", (_SESSION, ("a real board, or an unknown query", "UNSUPPORTED")),
         "none", "UTF-8 JSON", _SHORT, "yes"),
 }
+
+_LIMITS = "GET_LIMITS"
+OPCODE_SPEC.update({
+    Opcode.STAGE: OpcodeSpec(
+        "session open; capability BOUNDED; id != 0; the target opcode is stageable (not STAGE, COMMIT, FETCH, "
+        "HELLO, STATUS); total <= LIMITS.max_payload; piece <= LIMITS.max_chunk; offset + piece <= total",
+        (_SESSION, _SIZE, ("id 0, target opcode not stageable", "OUT_OF_RANGE"),
+         ("total > max_payload, piece > max_chunk, piece beyond total", "OUT_OF_RANGE")),
+        "a new id (or other opcode / total) starts a new staging buffer, dropping the previous one; the piece "
+        "is stored at `offset`", "COUNT record: bytes of the transfer received so far", _SHORT,
+        "yes (the same piece again stores the same bytes)"),
+    Opcode.COMMIT: OpcodeSpec(
+        "session open; all `total` bytes of transfer `id` staged as `opcode`, or `id` is the last committed "
+        "transfer", (_SESSION, _SIZE, ("transfer not (completely) staged", "NOT_READY")),
+        "runs the staged payload as `opcode` exactly as if it had arrived in one frame (all its checks apply) "
+        "and keeps the reply; a COMMIT of the last committed id runs nothing and answers the kept reply again",
+        "RESULT record (the command's status and reply length) then the first min(length, max_chunk) bytes "
+        "of its reply payload", "the deadline of the target opcode",
+        "yes: at most one execution per transfer id, whatever the seq"),
+    Opcode.FETCH: OpcodeSpec(
+        "session open; `id` is the last committed transfer; length <= max_chunk; offset + length <= the kept "
+        "reply's length", (_SESSION, _SIZE, ("no kept reply of this id", "NOT_READY"),
+                           ("length > max_chunk or beyond the kept reply", "OUT_OF_RANGE")),
+        "none", "`length` bytes of the kept reply payload from `offset`", _SHORT, "yes"),
+    Opcode.GET_LIMITS: OpcodeSpec(
+        "session open; capability BOUNDED", (_SESSION, _EMPTY), "none", "LIMITS record", _SHORT, "yes"),
+})
+
+BOUNDED_FRAMES = """\
+- **Why**: the chance that a frame crosses a faulty link intact falls with its length; a board
+  with capability BOUNDED (0x10) therefore takes large requests and returns large replies in
+  pieces of at most `LIMITS.max_chunk` bytes (1024 on the virtual board), each its own frame.
+- **Transfer**: the host picks a random non-zero 32-bit `id`; sends the request payload with
+  STAGE pieces (offset, total, target opcode), then COMMIT; the board runs the assembled payload
+  as the target opcode (all of that opcode's checks apply) and keeps the reply; the COMMIT reply
+  is a RESULT record (status, length) plus the first piece; the host FETCHes the rest. The host
+  uses a transfer whenever the request, or the reply it may get, exceeds the piece size.
+- **Retries**: every frame of a transfer is retried on its own (the identical frame, answered
+  from the reply cache); if all of a frame's attempts fail, the host sends it again under a new
+  seq after a back-off (1 ms, doubling, at most 0.1 s): STAGE and FETCH are idempotent and a
+  COMMIT runs at most once per transfer id. A command's retry budget is `retries` (station
+  `chip.retries`, default 5) re-sends per frame, pooled over all its frames.
+- **Corruption**: a reply that arrives but fails the frame checks is reported as corrupted,
+  never as "no reply".
+- **Limits**: GET_LIMITS returns every limit the board enforces (LIMITS record): sample steps,
+  sample slots and sample memory, write-verify pulses per cell, cells per WRITE_VERIFY and per
+  READ_CELLS, pulses per PULSE, read averages, the longest WAIT, the chip-clock ceiling, piece
+  and payload sizes, and the bound on the firmware's own memory. Every request that names a
+  size beyond one is refused (OUT_OF_RANGE, NO_MEMORY for sample memory) before any work or
+  allocation. The host refuses a schedule beyond the board's `max_pulses` as it refuses one
+  beyond the station's `max_pulses_per_cell`.
+- **Fault budget** (default settings: retries 5, timeout 2 s; measured by
+  benchmarks/bench_fuzz.py over 10 link seeds, see docs/BENCHMARKS.md): `chip program` of the
+  whole array and `infer --limit 16` complete, with results bit-identical to a clean link, at
+  bit-error rates up to 1e-5 per bit with 0.5 % of chunks dropped per direction; at 1e-4 with
+  2 % dropped they complete with `chip.retries` = 20.
+"""
 
 GENERAL_STATUS = """\
 Any request: a response frame sent to the board (flags bit 0 set) is answered BAD_PAYLOAD; an

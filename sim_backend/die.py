@@ -117,7 +117,7 @@ def read_die(path: str | os.PathLike) -> tuple[dict, dict[str, int], dict[str, A
                 "regs": json.loads(a["regs_json"]), "counters": json.loads(a["counters_json"]),
                 "energy_j": json.loads(a["energy_j_json"]),
                 "rail_energy_j": json.loads(a["rail_energy_j_json"]),
-                "cells": {k: h5["cells"][k][()] for k in h5["cells"]},
+                "cells": {k: ds[()] for k, ds in h5["cells"].items()},
                 "theta_mismatch": h5["neurons/theta_mismatch"][()],
                 "tau_mismatch": h5["neurons/tau_mismatch"][()],
             }

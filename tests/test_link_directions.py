@@ -204,3 +204,50 @@ def test_a_late_reply_after_a_resend_is_accepted_once(scripted_board):
         assert chip.read_register("THRESHOLD") == pytest.approx(0.5, abs=1e-3)
         assert chip.stats.retries == 1
         assert chip.read_register("N_STEPS") == 300
+
+
+# --- timing and configuration of the link model -------------------------------------------------
+def test_link_timing_is_uart_8n1_plus_latency():
+    """10 bits per byte on the wire: 300 bytes at 3 Mbaud take 1 ms; a round trip adds latency."""
+    link = LinkModel(baud=3e6, latency_s=2e-3)
+    assert link.transfer_s(300) == pytest.approx(1e-3)
+    assert link.round_trip_s(100, 200) == pytest.approx(3e-3)
+    assert LinkModel(baud=115_200).transfer_s(1) == pytest.approx(10 / 115_200)
+
+
+def test_link_from_url_query():
+    link = LinkModel.from_query("baud=921600&latency_ms=0.5&drop=0.01&ber=1e-6&dup=0.02&stall=0.03"
+                                "&reorder=0.04&board_reset=0.05&link_seed=12", seed=3)
+    assert (link.baud, link.latency_s, link.seed) == (921_600, pytest.approx(5e-4), 12)
+    assert (link.drop, link.ber, link.dup, link.stall, link.reorder, link.board_reset) == \
+        (0.01, 1e-6, 0.02, 0.03, 0.04, 0.05)
+    assert link.faulty
+    plain = LinkModel.from_query("latency_s=0.25", seed=3)
+    assert (plain.latency_s, plain.seed, plain.baud) == (0.25, 3, 3e6)
+    assert not plain.faulty
+    assert plain.corrupt(b"abc", TO_HOST) == b"abc" and plain.corrupt(b"", TO_BOARD) == b""
+
+
+@pytest.mark.parametrize("kw", [{"baud": 0}, {"baud": -1}, {"latency_s": -1e-3}, {"drop": 1.0},
+                                {"ber": -0.1}, {"dup": 1.5}, {"stall": 1}, {"board_reset": 2}])
+def test_link_parameters_are_checked(kw):
+    with pytest.raises(ValueError, match="link"):
+        LinkModel(**kw)
+
+
+def test_faults_are_counted_and_seeded():
+    def run(seed):
+        link = LinkModel(ber=1e-3, drop=0.1, dup=0.1, stall=0.1, reorder=0.1, board_reset=0.1, seed=seed)
+        out = [link.corrupt(bytes(range(64)), d) for _ in range(300) for d in (TO_BOARD, TO_HOST)]
+        resets = [link.want_board_reset() for _ in range(300)]
+        return out, resets, dict(link.stats)
+
+    a, b, c = run(1), run(1), run(2)
+    assert a == b and a[0] != c[0]
+    stats = a[2]
+    for k in ("bit_errors", "dropped", "duplicated", "stalled", "reordered", "board_resets"):
+        assert stats[k] > 10, k
+    assert stats["board_resets"] == sum(a[1])
+    # 600 chunks of 64 bytes: drops are 10 % of them, bit errors 1e-3 of the bits that were not dropped
+    assert 30 < stats["dropped"] < 90
+    assert 0.5e-3 < stats["bit_errors"] / (8 * 64 * (600 - stats["dropped"])) < 1.5e-3

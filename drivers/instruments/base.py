@@ -816,7 +816,9 @@ class Smu(Instrument, ABC):
         if expected_s > timeout_s:
             raise InstrumentError(f"{self.label}: a {n}-point trace at {interval:g} s takes {expected_s:g} s, "
                                   f"longer than the {timeout_s:g} s allowed")
-        end = self._armed_at + expected_s
+        # armed on a hardware trigger, the acquisition starts at the trigger -- which came before
+        # this call (the caller ran the action that raises it), so it ends by now + the duration
+        end = (time.monotonic() if self._armed_line is not None else self._armed_at) + expected_s
         while True:
             self.adapter.check_alive()
             left = end - time.monotonic()
@@ -827,7 +829,9 @@ class Smu(Instrument, ABC):
                 break
             time.sleep(self.poll_s)
             self._probe()
-        read_timeout = self.probe_timeout_s + n * 2e-5        # ~20 us per value over the link
+        # completion + read-out: the probe timeout, as long again as the acquisition (a reading
+        # slower than the model's overhead says), ~20 us per value over the link
+        read_timeout = self.probe_timeout_s + expected_s + n * 2e-5
         current, stamps, comp = self._fetch(n, read_timeout)
         self._armed = None
         if current.shape != (n,) or stamps.shape != (n,):
