@@ -275,6 +275,8 @@ class CampaignPanel(Panel):
         self.p_grid.invertY(True)
         self.p_res = g.addPlot(row=0, col=1, title="result")
         self.c_res = self.p_res.plot(pen=None, symbol="o", symbolSize=8, symbolBrush=(40, 90, 200))
+        for name in ("bottom", "left"):
+            self.p_res.getAxis(name).enableAutoSIPrefix(False)
         self.images = {"grid": self.i_grid}
         self._grid_shape = None
         self._last: CampaignData | None = None
@@ -320,6 +322,12 @@ class CampaignPanel(Panel):
         if self._grid_shape != grid.shape:
             fit(self.p_grid, grid.shape[1], grid.shape[0])
             self._grid_shape = grid.shape
+            names = [str(a.get("name")) for a in d.axes]
+            if len(d.grid_shape) > 1 and names:
+                self.p_grid.setLabel("left", names[0])
+                self.p_grid.setLabel("bottom", " x ".join(names[1:]) or "point")
+            else:
+                self.p_grid.setLabel("bottom", "point")
         self._fill(self.axis, [str(a.get("name")) for a in d.axes])
         self._fill(self.column, list(d.result_columns))
         self._plot()
