@@ -300,7 +300,9 @@ def test_replay_plays_at_k_times_the_recorded_pace(tmp_path):
     assert done == sorted(done) and done[-1] == 3072
     assert len(set(done)) >= 5
     t_done = [ln["t"] for ln in trace_lines(tr) if ln["counts"].get("program", {}).get("done") == 3072][0]
-    assert 4.0 / 2 * 0.8 < t_done < 4.0 / 2 + 3.0, (t_done, wall)   # 8 x 0.5 s recorded, at 2x
+    # 8 x 0.5 s recorded, played at 2x: not before ~2 s (the upper bound only guards a hang:
+    # a loaded machine delays a viewer at nice 10)
+    assert 4.0 / 2 * 0.8 < t_done < 4.0 / 2 + 20.0, (t_done, wall)
 
 
 # --- bad input ---------------------------------------------------------------------------------------
