@@ -326,6 +326,12 @@ class CampaignPanel(Panel):
             if len(d.grid_shape) > 1 and names:
                 self.p_grid.setLabel("left", names[0])
                 self.p_grid.setLabel("bottom", " x ".join(names[1:]) or "point")
+                for axis, spec, n in (("left", d.axes[0], grid.shape[0]),
+                                      ("bottom", d.axes[1] if len(d.axes) == 2 else None, grid.shape[1])):
+                    vals = list(spec.get("values", [])) if spec else []
+                    if len(vals) == n:   # tick each row / column with its axis value
+                        self.p_grid.getAxis(axis).setTicks([[(i + 0.5, f"{v:g}" if isinstance(v, (int, float))
+                                                              else str(v)) for i, v in enumerate(vals)]])
             else:
                 self.p_grid.setLabel("bottom", "point")
         self._fill(self.axis, [str(a.get("name")) for a in d.axes])
