@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import pkgutil
 import signal
@@ -44,15 +45,34 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"snnbench: error: {message}\n")
 
 
+def _nonfinite(v: Any) -> bool:
+    return isinstance(v, (float, np.floating)) and not math.isfinite(float(v))
+
+
 def _jsonable(obj: Any) -> Any:
+    """Make ``obj`` strict JSON: numpy to Python, paths to text, and every non-finite float
+    (NaN, +-inf: not JSON) to ``null`` with a sibling ``"<key>_reason"`` saying why, unless
+    the producer gave one already.  Never raises on a result a command returned."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            key = str(k)
+            if _nonfinite(v):
+                out[key] = None
+                reason = obj.get(f"{key}_reason")
+                out[f"{key}_reason"] = (reason if isinstance(reason, str) else
+                                        f"not a finite number ({float(v)!r}): undefined for this run")
+            elif key not in out:
+                out[key] = _jsonable(v)
+        return out
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     if isinstance(obj, np.generic):
-        return obj.item()
+        obj = obj.item()
+    if _nonfinite(obj):   # inside a list: no key to hang a reason on
+        return None
     if hasattr(obj, "__fspath__"):
         return str(obj)
     return obj
@@ -99,6 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; exit code 1 (and the rails named last on stderr) whenever an SMU
+    output could not be confirmed off, whatever the command's own outcome."""
+    from drivers.instruments import safety
+
+    safety.clear_unconfirmed()
+    code = _main(argv)
+    lines = safety.unconfirmed()
+    for line in lines:
+        print(line, file=sys.stderr)
+    sys.stderr.flush()
+    return 1 if lines and code in (0, 2) else code
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     if threading_main():
@@ -110,18 +144,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("snnbench: error: no command given (see 'snnbench --help')", file=sys.stderr)
             return 2
         result = args.func(args)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as exc:
+        # SIGTERM is 143 (128 + 15) whoever's handler turned it into an exception: the CLI's
+        # own (Terminated) or the SMU safety guard's (safety.Terminated, a KeyboardInterrupt)
+        from drivers.instruments.safety import Terminated as GuardTerminated
+
+        if isinstance(exc, (Terminated, GuardTerminated)):
+            print("snnbench: terminated", file=sys.stderr)
+            return 143
         print("snnbench: interrupted", file=sys.stderr)
         return 130
-    except Terminated:
-        print("snnbench: terminated", file=sys.stderr)
-        return 143
     except Exception as exc:  # noqa: BLE001 - the CLI boundary turns every error into one line
         code = getattr(exc, "exit_code", None)
         if debug or code is None and not isinstance(exc, (OSError, ValueError)):
             raise
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"snnbench: error: {msg}", file=sys.stderr)
+        for line in getattr(exc, "details", ()):  # e.g. every problem of a campaign plan
+            print(f"snnbench: error: {' '.join(str(line).split())}", file=sys.stderr)
         return int(code) if code is not None else (2 if isinstance(exc, ValueError) else 1)
     if result is SILENT:
         return 0

@@ -6,7 +6,9 @@ Steps (each a unit of work, flushed to the run file when done):
 3. program: board-side write-verify of the 120->11 layer, read back (conductance map);
 4. infer: the test split through the hybrid network (hidden layers in software, output
    layer on the chip), scored against the software-only network;
-5. power: the chip layer's workload replayed while the SMUs sample every rail;
+5. power: measured during step 4 when the SMUs' trigger inputs are wired to the board
+   (``bench.power_inpass``), and the chip layer's workload replayed while the SMUs sample
+   every rail (``bench.power``), the two compared;
 6. report: figures and an HTML page (``bench.report``).
 
 Everything is validated before work starts: the output directory must be writable and the
@@ -118,6 +120,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
     from bench.hybrid import HybridRunner, plan_network
     from bench.network.modelfile import load_model
     from bench.power import PowerOptions, RailSetup, measure_power
+    from bench.power_inpass import InPassPower, missing_trigger
     from bench.programming import summarise
     from bench.report import format_table, summary_rows
     from bench.scoring import Comparison, Score, predict
@@ -139,7 +142,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         b = stack.enter_context(open_bench(None, None, smu=True, station=station))
         smu_cfgs = _smu_configs(b)
         smus = open_smus(smu_cfgs)
-        stack.callback(lambda: [s.close() for s in smus])
+        stack.callback(_close_all, smus)
         net = load_model(opts.model or REFERENCE_MODEL)
 
         bar.set_description("demo: data")
@@ -177,7 +180,17 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         bar.update()
 
         bar.set_description("demo: infer")
-        res = runner.run(x)
+        setups = [RailSetup(c.rail, c.voltage_v, c.current_limit_a, c.nplc) for c in smu_cfgs]
+        in_pass = None
+        why_not = missing_trigger(smu_cfgs)
+        if why_not is None:   # power measured during the pass itself, on the board's trigger
+            with InPassPower(b.chip, smus, setups, [c.trigger_line for c in smu_cfgs], run=run) as meter:
+                est = x.shape[0] * (x.shape[1] * timebase.dt_s + float(info.latency_s)) * len(plan.chip_layers)
+                res = meter.measure(int(x.shape[0]), est, lambda: runner.run(x),
+                                    lambda r: r.seconds["chip_seconds"])
+            in_pass = meter.result()
+        else:
+            res = runner.run(x)
         pred = predict(res.outputs, net.n_classes)
         sw_pred = predict(res.software_outputs, net.n_classes)
         chip_score, sw_score = Score(pred, labels, net.n_classes), Score(sw_pred, labels, net.n_classes)
@@ -204,7 +217,6 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         h = res.chip_inputs[plan.chip_layers[-1]]  # the inputs the chip layer saw, replayed
         chip_in = np.zeros(h.shape[:2] + (info.rows,), bool)
         chip_in[:, :, :h.shape[2]] = h
-        setups = [RailSetup(c.rail, c.voltage_v, c.current_limit_a, c.nplc) for c in smu_cfgs]
         pw = measure_power(b.chip, smus, setups, spikes=chip_in,
                            options=PowerOptions(samples=int(chip_in.shape[0]), program=False),
                            run=_Prefixed(run, "power"))
@@ -212,7 +224,12 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         summary.update(average_power_w=pw["average_power_w"], energy_per_sample_j=pw["energy_per_sample_j"],
                        latency_s=pw["latency_s"], tsops_per_w=pw["tsops_per_w"],
                        tsops_per_w_network=pw.get("tsops_per_w_network_dense_rate"),
-                       sops_per_sample=pw["sops_per_sample"])
+                       sops_per_sample=pw["sops_per_sample"],
+                       in_pass_energy_per_sample_j=None if in_pass is None else in_pass["energy_per_sample_j"],
+                       in_pass_vs_replay=None if in_pass is None or pw["energy_per_sample_j"] <= 0
+                       else in_pass["energy_per_sample_j"] / pw["energy_per_sample_j"])
+        if in_pass is None:
+            summary["in_pass_energy_per_sample_j_reason"] = why_not
         bar.update()
         import json as _json
 
@@ -228,6 +245,16 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
                           f"{rep['report']}\n({summary['samples']} test samples, "
                           f"{summary['seconds']:.1f} s)")
     return summary
+
+
+def _close_all(smus: list) -> None:
+    """Shut every rail down, each one tried even when another fails (failures are recorded
+    by ``safety.report_unconfirmed`` and named last by the CLI)."""
+    for s in smus:
+        try:
+            s.close()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def _report_subprocess(run_path: Path, out: Path) -> dict[str, Any]:
@@ -256,7 +283,8 @@ def _smu_configs(b) -> list:
         v = float(d.get("voltage_v", RAILS.get(d["rail"], 1.8)))
         out.append(SmuConfig(resource=d["resource"], model=d["model"], rail=d["rail"], voltage_v=v,
                              current_limit_a=0.1, channel=int(d.get("channel", 1)),
-                             max_voltage_v=max(3.6, v), max_current_a=0.2, nplc=0.01))
+                             max_voltage_v=max(3.6, v), max_current_a=0.2, nplc=0.01,
+                             trigger_line=int(d.get("trigger_line", 0) or 0)))
     return out
 
 

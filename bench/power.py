@@ -115,25 +115,31 @@ class PowerOptions:
     fetch_timeout_s: float = 60.0
     on_event: Callable[[str, dict], None] | None = None
     """Test hook: called with ("armed", {...}) after arming, etc."""
+    schedule: Any = None
+    """Write-verify schedule (default: ``PulseSchedule()``; commands pass the station's)."""
+    trigger_lines: Sequence[int | None] | None = None
+    """Per SMU, the hardware trigger input wired to the board's trigger output (None: none)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def power_up(smus: Sequence[Smu], setups: Sequence[RailSetup]) -> None:
-    """Configure (compliance first) and enable every rail."""
-    for smu, s in zip(smus, setups):
+    """Configure (compliance first) and enable every rail; a rail already on at these settings
+    is left alone (enabling again would ramp it through 0 V under a running chip)."""
+    todo = [(smu, s) for smu, s in zip(smus, setups)
+            if getattr(smu, "powered", None) != (s.voltage_v, s.current_limit_a, s.nplc)]
+    for smu, s in todo:
         smu.configure(s.voltage_v, s.current_limit_a, s.nplc)
-    for smu, s in zip(smus, setups):
+    for smu, s in todo:
         smu.enable(s.voltage_v)
+        smu.powered = (s.voltage_v, s.current_limit_a, s.nplc)
 
 
 def aperture_limits_s(smu: Smu) -> tuple[float, float]:
-    """Shortest and longest gap-free sample interval of one SMU (aperture = interval).
-
-    The aperture spans NPLC ``[nplc_min, nplc_max]`` of the line period; the timer spans
-    ``[min_interval_s, max_interval_s]``.
-    """
+    """Shortest and longest sample interval of one SMU: one reading (aperture + the model's
+    overhead) at NPLC ``[nplc_min, nplc_max]`` of the line period, within the timer's
+    ``[min_interval_s, max_interval_s]``."""
     r, lf = smu.range, smu.line_frequency_hz
-    return max(r.nplc_min / lf, r.min_interval_s), min(r.nplc_max / lf, r.max_interval_s)
+    return max(r.nplc_min / lf + r.overhead_s, r.min_interval_s), min(r.nplc_max / lf + r.overhead_s, r.max_interval_s)
 
 
 def describe_range_us(spans: Sequence[tuple[float, float]]) -> str:
@@ -144,28 +150,31 @@ def describe_range_us(spans: Sequence[tuple[float, float]]) -> str:
 def _describe_limits(smu: Smu) -> str:
     r, lf = smu.range, smu.line_frequency_hz
     lo, hi = aperture_limits_s(smu)
-    return (f"{smu.model} on {smu.rail or 'its rail'} integrates {lo * 1e6:.6g}..{hi * 1e6:.6g} us "
-            f"(NPLC {r.nplc_min:g}..{r.nplc_max:g} at {lf:g} Hz, timer up to {r.max_interval_s:g} s)")
+    return (f"{smu.model} on {smu.rail or 'its rail'} takes {lo * 1e6:.6g}..{hi * 1e6:.6g} us per reading "
+            f"(aperture NPLC {r.nplc_min:g}..{r.nplc_max:g} at {lf:g} Hz + {r.overhead_s * 1e6:.6g} us overhead, "
+            f"timer up to {r.max_interval_s:g} s)")
 
 
 def plan_interval(smus: Sequence[Smu], wanted_s: float | None,
                   apertures_s: Sequence[float | None] | None = None) -> float:
-    """The sample interval of every trace: gap-free, i.e. each SMU's aperture equals it.
+    """The sample interval of every trace.
 
-    The energy integral sum(I_k * V * period) is only right when every point averages over
-    its whole period: with an aperture shorter than the interval the points sample the rail
-    and a short run is either missed or counted period/aperture times over.  So the interval
-    must be one every SMU can integrate over; anything else is a usage error naming
-    ``--interval-us`` and the instrument's limits (never silently replaced).
+    One reading takes the aperture plus the model's overhead (``InstrumentRange.overhead_s``),
+    so the interval must be at least that on every SMU -- shorter, and a B2900 loses timer
+    ticks, points come twice as far apart and a nominal-period integral misses half the
+    energy.  Each SMU then integrates as much of the interval as it can (aperture = interval
+    - overhead, ``_match_aperture``); the traces are integrated over their own timestamps
+    and the covered fraction is reported.
 
-    Default (``wanted_s`` None): the longest configured aperture (or timer minimum) of the
-    SMUs (``apertures_s``, e.g. from the station's NPLC, else the instruments' current ones).
+    Default (``wanted_s`` None): the longest configured aperture (station NPLC, else the
+    instrument's current one) plus that SMU's overhead.  An explicit interval outside what
+    every SMU can do is a usage error naming ``--interval-us`` and the instrument's figures.
     """
     if wanted_s is None:
         aps = list(apertures_s) if apertures_s is not None else [None] * len(smus)
-        interval = max(max(a if a is not None else s.aperture_s, s.range.min_interval_s)
+        interval = max(max((a if a is not None else s.aperture_s) + s.range.overhead_s, s.range.min_interval_s)
                        for s, a in zip(smus, aps))
-        flag = f"the SMUs' apertures (station nplc, longest {interval * 1e6:.6g} us)"
+        flag = f"the SMUs' apertures (station nplc) + overhead, longest {interval * 1e6:.6g} us"
     else:
         interval = float(wanted_s)
         if not (math.isfinite(interval) and interval > 0):
@@ -178,17 +187,19 @@ def plan_interval(smus: Sequence[Smu], wanted_s: float | None,
         if not s_lo * (1 - 1e-9) <= interval <= s_hi * (1 + 1e-9):
             span = (f"all SMUs together accept {lo * 1e6:.6g}..{hi * 1e6:.6g} us" if lo <= hi
                     else "the SMUs have no interval in common")
-            raise UsageError(f"{flag}: not a gap-free sample interval for every SMU (the aperture must "
-                             f"equal the interval for an exact energy integral): the {_describe_limits(s)}; "
-                             f"{span}")
+            raise UsageError(f"{flag}: not a feasible sample interval for every SMU: the "
+                             f"{_describe_limits(s)}; {span}")
     return interval
 
 
 def _match_aperture(smus: Sequence[Smu], interval: float) -> None:
-    """Set every SMU's aperture to the interval (gap-free tiling; ``plan_interval`` checked it)."""
+    """Every SMU integrates as much of the interval as one reading allows:
+    aperture = interval - overhead (within its NPLC range; ``plan_interval`` checked it)."""
     for s in smus:
-        if abs(s.aperture_s - interval) > 1e-9 * interval:
-            s.nplc = interval * s.line_frequency_hz
+        r = s.range
+        ap = min(max(interval - r.overhead_s, r.nplc_min / s.line_frequency_hz), r.nplc_max / s.line_frequency_hz)
+        if abs(s.aperture_s - ap) > 1e-9 * ap:
+            s.nplc = ap * s.line_frequency_hz
 
 
 def plan_chunk(smus: Sequence[Smu], interval: float, est_sample_s: float, margin: float, pad_points: int,
@@ -208,10 +219,13 @@ def plan_chunk(smus: Sequence[Smu], interval: float, est_sample_s: float, margin
 
 def acquire(smus: Sequence[Smu], n_points: int, interval: float, action: Callable[[], Any] | None,
             timeout_s: float, on_event: Callable[[str, dict], None] | None = None,
-            store: Callable[[Smu, Trace], None] | None = None) -> tuple[list[Trace], Any]:
-    """Arm all SMUs, perform ``action`` (e.g. RUN), fetch every trace (stored as it comes)."""
-    for s in smus:
-        s.arm_trace(n_points, interval)
+            store: Callable[[Smu, Trace], None] | None = None,
+            trigger_lines: Sequence[int | None] | None = None) -> tuple[list[Trace], Any]:
+    """Arm all SMUs (on their hardware trigger line where given), perform ``action`` (e.g.
+    RUN), fetch every trace (stored as it comes)."""
+    lines = list(trigger_lines) if trigger_lines is not None else [None] * len(smus)
+    for s, line in zip(smus, lines):
+        s.arm_trace(n_points, interval, trigger_line=line)
     if on_event:
         on_event("armed", {"points": n_points, "interval_s": interval})
     result = action() if action is not None else None
@@ -222,6 +236,122 @@ def acquire(smus: Sequence[Smu], n_points: int, interval: float, action: Callabl
             store(s, tr)
         traces.append(tr)
     return traces, result
+
+
+def window_excess_energy_j(tr: Trace, idle_w: float, t0_s: float, t1_s: float) -> float:
+    """Energy above the idle baseline drawn inside ``[t0_s, t1_s]`` of the trace (trace time,
+    i.e. since the trigger), when the activity is known to lie in that window (hardware
+    trigger at RUN start).
+
+    Every aperture counts the excess charge it measured (all of it: outside the window there is
+    none to count, so nothing measured is misplaced); each part of a gap between apertures
+    that lies inside the window gets the mean in-window excess rate of its two neighbours (or
+    the one that overlaps the window).  Exact for activity inside one aperture and for a
+    steady run; errors come only from rate changes inside the gaps."""
+    v = tr.voltage_v
+    if v <= 0 or len(tr.current_a) == 0:
+        return 0.0
+    a = tr.aperture_s
+    t = np.asarray(tr.time_s, dtype=np.float64)
+    excess_q = (np.asarray(tr.current_a, dtype=np.float64) - idle_w / v) * a
+    overlap = np.clip(np.minimum(t + a, t1_s) - np.maximum(t, t0_s), 0.0, None)
+    rate = np.divide(excess_q, overlap, out=np.zeros_like(excess_q), where=overlap > 0)
+    q = float(np.sum(excess_q))
+    g0, g1 = t[:-1] + a, t[1:]
+    inside = np.clip(np.minimum(g1, t1_s) - np.maximum(g0, t0_s), 0.0, None)
+    both = (overlap[:-1] > 0).astype(float) + (overlap[1:] > 0).astype(float)
+    gap_rate = np.divide(rate[:-1] + rate[1:], both, out=np.zeros_like(inside), where=both > 0)
+    q += float(np.sum(inside * gap_rate))
+    return q * v
+
+
+def net_energy_j(tr: Trace, idle_w: float, run_s: float | None) -> float:
+    """Energy above the idle baseline in one trace: inside the run's window ``[0, run_s]``
+    when the trace was armed on the board's trigger at RUN start (``run_s`` given), else
+    alignment-free (the trace's energy minus idle power x its span: idle before and after the
+    run cancels).  The power procedure, the in-pass meter and the live viewer all use this."""
+    if run_s is not None:
+        return window_excess_energy_j(tr, idle_w, 0.0, run_s)
+    return tr.energy_j() - idle_w * tr.duration_s
+
+
+def set_trigger_mode(chip: Any, mode: int) -> None:
+    """Board trigger output (register TRIG_MODE): 0 off, 1 at RUN start, 2 at each sample."""
+    chip.write_register("TRIG_MODE", float(mode))
+
+
+def check_compliance(smus: Sequence[Smu], traces: Sequence[Trace], limits_a: Sequence[float],
+                     what: str = "power") -> None:
+    """A rail whose source was in its current limit during a trace measured the limit, not the
+    chip: fail (exit 1) naming the rail, the limit and the fraction of points in compliance."""
+    bad = [(s, t, lim) for s, t, lim in zip(smus, traces, limits_a) if t.compliance_fraction > 0]
+    if bad:
+        raise MeasurementError(f"{what}: " + "; ".join(
+            f"rail {s.rail} ({s.model} at {s.adapter.resource_name}) hit its current limit "
+            f"{lim:g} A in {t.compliance_fraction:.1%} of {len(t.current_a)} points" for s, t, lim in bad)
+            + " -- the readings are clamped, the energy would be wrong; raise current_limit_a "
+              "(within max_current_a) or check the load")
+
+
+def store_trace(run: Any, kind: str, chunk_no: int, smu: Smu, tr: Trace) -> None:
+    """Append one trace to ``run`` under ``<kind>/<rail>/`` (flushed): currents, times relative
+    to the trigger, compliance flags; settings and coverage as attributes."""
+    if run is None:
+        return
+    base = f"{kind}/{smu.rail}"
+    run.append(f"{base}/current_a", tr.current_a, units="A")
+    run.append(f"{base}/time_s", tr.time_s, units="s")
+    run.append(f"{base}/compliance", np.asarray(tr.compliance, dtype=bool))
+    run.append(f"{base}/chunk", np.full(tr.current_a.size, chunk_no, dtype=np.int32))
+    run.set_attrs(base, voltage_v=tr.voltage_v, period_s=tr.period_s, aperture_s=tr.aperture_s,
+                  model=smu.model, identity=smu.identity, resource=smu.adapter.resource_name,
+                  covered_fraction=tr.covered_fraction, lost_points=tr.lost_points,
+                  trigger_line=-1 if tr.meta.get("trigger_line") is None else int(tr.meta["trigger_line"]))
+    run.flush()
+
+
+def _runs(chip: Any, smus: Sequence[Smu], setups: Sequence[RailSetup], workload: Any, chunk: int,
+          est_sample_s: float, interval: float, opt: PowerOptions, run: Any, triggered: bool,
+          lines: Sequence[int | None], limits: Sequence[float],
+          store: Callable[[str, int], Callable[[Smu, Trace], None]], idle_w: dict[str, float]) -> tuple:
+    """Step 3 of :func:`measure_power`: every chunk uploaded, RUN inside the traces, energies booked."""
+    rails = [s.rail for s in setups]
+    gross = {r: 0.0 for r in rails}
+    net = {r: 0.0 for r in rails}
+    covered_s = {r: 0.0 for r in rails}
+    integrated_s = {r: 0.0 for r in rails}
+    lost = {r: 0 for r in rails}
+    run_s = 0.0
+    points = 0
+    spike_total = 0.0
+    for k, part in enumerate(workload.chunks(chunk)):
+        spike_total += float(np.count_nonzero(part))
+        chip.upload_spikes(part, slot=0)
+        duration = est_sample_s * part.shape[0] * (1 + opt.margin)
+        n_points = math.ceil(duration / interval) + opt.pad_points
+        traces, t_run = acquire(smus, n_points, interval, lambda p=part: chip.run(p.shape[0], slot=0),
+                                opt.fetch_timeout_s, opt.on_event, store("run", k), trigger_lines=lines)
+        check_compliance(smus, traces, limits)
+        t_run = float(t_run)
+        cover = min(t.duration_s for t in traces)
+        if t_run > cover:
+            raise MeasurementError(f"power: the run took {t_run:.6g} s of chip time but the traces "
+                                   f"cover only {cover:.6g} s; raise --margin")
+        run_s += t_run
+        points += n_points
+        for s, t in zip(setups, traces):
+            e = t.energy_j()
+            gross[s.rail] += e
+            net[s.rail] += net_energy_j(t, idle_w[s.rail], t_run if triggered else None)
+            covered_s[s.rail] += t.duration_s
+            integrated_s[s.rail] += t.duration_s * t.covered_fraction
+            lost[s.rail] += t.lost_points
+        if run is not None:
+            run.append("run/chunk_run_s", np.array([t_run]), units="s")
+            run.append("run/chunk_samples", np.array([part.shape[0]], np.int64), units="samples")
+            run.flush()
+
+    return net, gross, run_s, points, spike_total, covered_s, integrated_s, lost
 
 
 def measure_power(chip: Any, smus: Sequence[Smu], setups: Sequence[RailSetup], *,
@@ -272,7 +402,7 @@ def measure_power(chip: Any, smus: Sequence[Smu], setups: Sequence[RailSetup], *
 
         g = np.asarray(conductances_s, dtype=np.float64)
         rows, cols = np.nonzero(np.ones_like(g, dtype=bool))
-        res = chip.write_verify(rows, cols, g[rows, cols], PulseSchedule())
+        res = chip.write_verify(rows, cols, g[rows, cols], opt.schedule or PulseSchedule())
         programmed = {"cells": int(rows.size), "success": int(np.sum(res.success)),
                       "chip_seconds": float(res.chip_seconds)}
         if run is not None:
@@ -282,66 +412,32 @@ def measure_power(chip: Any, smus: Sequence[Smu], setups: Sequence[RailSetup], *
     power_up(smus, setups)
     _match_aperture(smus, interval)
 
-    store_index = {"n": 0}
+    lines = list(opt.trigger_lines) if opt.trigger_lines is not None else [None] * len(smus)
+    limits = [st.current_limit_a for st in setups]
 
     def store(kind: str, chunk_no: int) -> Callable[[Smu, Trace], None]:
-        def _store(smu: Smu, tr: Trace) -> None:
-            if run is None:
-                return
-            base = f"{kind}/{smu.rail}"
-            run.append(f"{base}/current_a", tr.current_a, units="A")
-            run.append(f"{base}/time_s", tr.time_s, units="s")
-            run.append(f"{base}/chunk", np.full(tr.current_a.size, chunk_no, dtype=np.int32))
-            run.set_attrs(base, voltage_v=tr.voltage_v, period_s=tr.period_s, aperture_s=tr.aperture_s,
-                          model=smu.model, identity=smu.identity, resource=smu.adapter.resource_name)
-            run.flush()
-            store_index["n"] += 1
-        return _store
-
-    def check_tiling(traces: Sequence[Trace]) -> None:
-        for s, t in zip(smus, traces):
-            if abs(t.aperture_s - t.period_s) > 1e-6 * t.period_s:
-                raise MeasurementError(f"power: {s.label}: aperture {t.aperture_s:.6g} s differs from the "
-                                       f"interval {t.period_s:.6g} s; the energy integral would be wrong")
+        return lambda smu, tr: store_trace(run, kind, chunk_no, smu, tr)
 
     # 2. idle baseline ----------------------------------------------------------------------
     idle_traces, _ = acquire(smus, opt.idle_points, interval, None, opt.fetch_timeout_s,
                              opt.on_event, store("idle", 0))
-    check_tiling(idle_traces)
+    check_compliance(smus, idle_traces, limits)
     idle_w = {s.rail: float(np.mean(t.current_a) * t.voltage_v) for s, t in zip(setups, idle_traces)}
 
     # 3. runs ------------------------------------------------------------------------------------
-    gross = {r: 0.0 for r in rails}
-    net = {r: 0.0 for r in rails}
-    covered_s = {r: 0.0 for r in rails}
-    run_s = 0.0
-    points = 0
-    spike_total = 0.0
-    for k, part in enumerate(workload.chunks(chunk)):
-        spike_total += float(np.count_nonzero(part))
-        chip.upload_spikes(part, slot=0)
-        duration = est_sample_s * part.shape[0] * (1 + opt.margin)
-        n_points = math.ceil(duration / interval) + opt.pad_points
-        traces, t_run = acquire(smus, n_points, interval, lambda p=part: chip.run(p.shape[0], slot=0),
-                                opt.fetch_timeout_s, opt.on_event, store("run", k))
-        check_tiling(traces)
-        t_run = float(t_run)
-        cover = min(t.duration_s for t in traces)
-        if t_run > cover:
-            raise MeasurementError(f"power: the run took {t_run:.6g} s of chip time but the traces "
-                                   f"cover only {cover:.6g} s; raise --margin")
-        run_s += t_run
-        points += n_points
-        for s, t in zip(setups, traces):
-            e = t.energy_j()
-            gross[s.rail] += e
-            net[s.rail] += e - idle_w[s.rail] * t.duration_s
-            covered_s[s.rail] += t.duration_s
-        if run is not None:
-            run.append("run/chunk_run_s", np.array([t_run]), units="s")
-            run.append("run/chunk_samples", np.array([part.shape[0]], np.int64), units="samples")
-            run.flush()
-
+    triggered = any(line is not None for line in lines)
+    if triggered:       # the board raises its trigger output at each RUN's start
+        set_trigger_mode(chip, 1)
+    try:
+        net, gross, run_s, points, spike_total, covered_s, integrated_s, lost = _runs(
+            chip, smus, setups, workload, chunk, est_sample_s, interval, opt, run, triggered, lines, limits, store,
+            idle_w)
+    finally:
+        if triggered:
+            try:
+                set_trigger_mode(chip, 0)
+            except Exception:  # noqa: BLE001 - the link may be why we are leaving; the error in flight wins
+                pass
     # 4. figures --------------------------------------------------------------------------------
     total_net = float(sum(net.values()))
     avg_w = total_net / run_s
@@ -352,13 +448,17 @@ def measure_power(chip: Any, smus: Sequence[Smu], setups: Sequence[RailSetup], *
     in_events = spike_total / n
     sops = {d: model_energy.sops_per_sample(d, steps=steps, in_events=in_events) for d in SOP_DEFINITIONS}
     tsops = {d: sops[d] / e_sample / 1e12 if e_sample > 0 else float("nan") for d in SOP_DEFINITIONS}
+    nan_reason = (f"net energy per sample {e_sample:.3g} J is not positive (the run drew no more than "
+                  "the idle baseline): TSOPS/W is undefined")
     # the published figure's form: dense SOPs of the whole 800-480-120-11 network per step at
     # the chip's step rate, over the measured power (sim_backend.physics.energy.tsops_per_w)
     network_rate = model_energy.tsops_per_w("dense", e_sample, steps=steps,
                                             synapses=model_energy.NETWORK_SYNAPSES, dt_s=dt_s,
                                             power_w=avg_w) if avg_w > 0 else float("nan")
     per_rail = {r: {"average_power_w": net[r] / run_s, "energy_per_sample_j": net[r] / n,
-                    "idle_power_w": idle_w[r], "gross_energy_j": gross[r], "traced_s": covered_s[r]}
+                    "idle_power_w": idle_w[r], "gross_energy_j": gross[r], "traced_s": covered_s[r],
+                    "covered_fraction": integrated_s[r] / covered_s[r] if covered_s[r] > 0 else 0.0,
+                    "lost_points": lost[r]}
                 for r in rails}
     result = {
         "average_power_w": avg_w,
@@ -375,9 +475,14 @@ def measure_power(chip: Any, smus: Sequence[Smu], setups: Sequence[RailSetup], *
         "trace_points": points,
         "rails": per_rail,
         "in_spikes_per_sample": in_events,
+        "hardware_trigger": triggered,
+        "covered_fraction": min(per_rail[r]["covered_fraction"] for r in rails),
         "smu": [{"rail": s.rail, "model": s.model, "resource": s.adapter.resource_name, "identity": s.identity}
                 for s in smus],
     }
+    if e_sample <= 0:
+        result["tsops_per_w_reason"] = nan_reason
+        result["tsops_per_w_network_dense_rate_reason"] = nan_reason
     if programmed is not None:
         result["programmed"] = programmed
     if run is not None:

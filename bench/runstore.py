@@ -206,18 +206,24 @@ class RunFile:
         self._rows: dict[str, int] = {}
         """Rows of every dataset as of the last commit (what readers may read)."""
         self._touched: set[str] = set()
+        """Datasets written since the last commit (their row counts are checked at the next)."""
+        self._committed = 0
         if COMMITS in self.h5:   # resumed: later commits continue the log of earlier sessions
             log = self.h5[COMMITS]
             n = int(self.h5.attrs.get("committed", log.shape[0]))
+            self._committed = n
             for line in log[:n]:
                 rec = json.loads(line)
                 self._rows.update(rec.get("rows", {}))
                 self._t0 = min(self._t0, time.monotonic() - float(rec.get("t", 0.0)))
             self._touched.update(self._rows)
+            if log.shape[0] != n:            # lines written after the last commit: drop them
+                log.resize(n, axis=0)
         else:
             self.h5.create_dataset(COMMITS, shape=(0,), maxshape=(None,), chunks=(64,),
                                    dtype=h5py.string_dtype())
-        self._commit()
+        self._log = self.h5[COMMITS]
+        self.flush()
 
     def _resume(self, kind: str, session: dict[str, Any]) -> None:
         """Reopen a run: the original provenance stays as it was; this session's provenance
@@ -329,16 +335,18 @@ class RunFile:
             rows = (obj.shape[0] if obj.shape else 1) if isinstance(obj, h5py.Dataset) else 0
             if self._rows.get(name) != rows:
                 changed[name] = rows
-        self._touched = {n for n in self._touched if n in self.h5}
+        self._touched = set()
         self._rows.update(changed)
-        log = self.h5[COMMITS]
-        n = int(self.h5.attrs.get("committed", 0))
-        if log.shape[0] != n:
-            log.resize(n, axis=0)
-        log.resize(n + 1, axis=0)
-        log[n] = json.dumps({"t": round(time.monotonic() - self._t0, 6), "rows": changed})
-        self.h5.attrs["committed"] = n + 1
+        n = self._committed
+        self._log.resize(n + 1, axis=0)
+        self._log[n] = json.dumps({"t": round(time.monotonic() - self._t0, 6), "rows": changed})
+        self.h5.attrs["committed"] = self._committed = n + 1
         self.h5.flush()
+
+    def touch(self, name: str) -> None:
+        """Note a dataset changed through ``self.h5`` directly (e.g. resized), so the next
+        commit records its row count."""
+        self._touched.add(name.strip("/"))
 
     def close(self, complete: bool = True) -> None:
         if not self.h5.id.valid:

@@ -15,6 +15,9 @@ import importlib.util
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from pathlib import Path
+
+from bench import dies
 from bench.simbench import SimBench
 from bench.station import Station, load_station
 from drivers.pechip import PEChip
@@ -43,6 +46,19 @@ def resolve_station(station_path: str | None) -> Station:
     return load_station(station_path)
 
 
+def station_die(st: Station) -> Path | None:
+    """The die file a simulated station's chip lives in (None: a fresh die per command)."""
+    die = st.chip.die
+    if not die:
+        return None
+    if die == "default":
+        return dies.prepare_current_die()
+    p = Path(die).expanduser()
+    if not p.is_absolute() and Path(st.source).is_file():
+        p = Path(st.source).parent / p
+    return p
+
+
 @contextlib.contextmanager
 def open_bench(station_path: str | None = None, chip_url: str | None = None, *,
                smu: bool = False, station: Station | None = None) -> Iterator[Bench]:
@@ -57,7 +73,8 @@ def open_bench(station_path: str | None = None, chip_url: str | None = None, *,
     with contextlib.ExitStack() as stack:
         if url == "sim":
             sim = stack.enter_context(SimBench(seed=st.chip.seed, run_seed=st.chip.run_seed,
-                                               fidelity=st.chip.fidelity, instruments=smu))
+                                               fidelity=st.chip.fidelity, instruments=smu,
+                                               die=station_die(st)))
             url = sim.chip_url
             if not st.smu:
                 smus = sim.smu

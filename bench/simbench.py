@@ -21,6 +21,12 @@ class SimBenchError(BenchError):
     exit_code = 1
 
 
+class SimBenchUsageError(SimBenchError):
+    """The simulator refused its arguments (e.g. its die file is in use): exit code 2."""
+
+    exit_code = 2
+
+
 def lifeline_arguments() -> list[str]:
     """``sim serve`` options that make the child die with this process (decision 0014).
 
@@ -38,11 +44,16 @@ class SimBench:
 
     def __init__(self, seed: int = 1, run_seed: int = 0, fidelity: str = "typical",
                  instruments: bool = True, extra: list[str] | None = None,
-                 startup_timeout_s: float = 30.0) -> None:
+                 startup_timeout_s: float = 30.0, die: str | os.PathLike | None = None,
+                 freeze: bool = False) -> None:
+        """``die``: the die file the simulated chip lives in (made from ``seed`` / ``fidelity`` if
+        missing); None = a fresh die, not persisted.  ``freeze``: no wall time passes on the die."""
         cmd = [sys.executable, "-m", "sim_backend", "serve", "--port", "0", "--seed", str(seed),
                "--run-seed", str(run_seed), "--fidelity", fidelity]
         if not instruments:
             cmd.append("--no-instruments")
+        if die is not None:
+            cmd += ["--die", os.fspath(die)] + (["--freeze"] if freeze else [])
         cmd += lifeline_arguments()
         cmd += extra or []
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -57,12 +68,20 @@ class SimBench:
             self.close()
             raise
         if not line:
-            err = ""
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().strip().splitlines()[-1:] or [""]
-                err = err[0]
+            err, code = "", None
+            if ready:                      # stdout closed: the simulator is exiting
+                try:
+                    code = self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    code = None
+            if code is not None:
+                err = (self.proc.stderr.read().strip().splitlines()[-1:] or [""])[0]
             self.close()
-            raise SimBenchError(f"simulated bench did not start within {startup_timeout_s:g} s {err}".strip())
+            if code == 2:
+                raise SimBenchUsageError(err.removeprefix("sim serve: error: ") or "simulated bench refused to start")
+            if code is not None:
+                raise SimBenchError(f"simulated bench exited with code {code} {err}".strip())
+            raise SimBenchError(f"simulated bench did not start within {startup_timeout_s:g} s")
         self.served = json.loads(line)
         self.chip_url: str = self.served["chip"]
         self.smu: list[dict] = list(self.served.get("smu", []))

@@ -23,6 +23,7 @@ Example (see ``bench/stations/lab_example.toml``)::
     rail = "VDDA"
     voltage_v = 1.8
     current_limit_a = 0.05
+    trigger_line = 1              # the board's trigger output wired to digital I/O line 1
 """
 from __future__ import annotations
 
@@ -52,6 +53,10 @@ class SmuConfig:
     max_current_a: float = 0.2
     """Station limit on this rail's current compliance."""
     nplc: float = 0.01
+    trigger_line: int = 0
+    """Hardware trigger input of this SMU wired to the board's trigger output (2450 digital
+    I/O line, B2900 external trigger input EXT<n>, 2600B digio line); 0 = not wired.  With a
+    line, ``power`` and the in-pass measurement of ``infer``/``demo`` arm the trace on it."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,10 @@ class ChipConfig:
     fidelity: str = "typical"
     seed: int = 1
     run_seed: int = 0
+    die: str = ""
+    """Simulated chip only: "" = a fresh die per command (not persisted); "default" = the
+    per-user default die (``bench.dies``); otherwise a die file path (relative to the station
+    file).  The built-in simulated bench uses "default"."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +99,7 @@ class Station:
         return d
 
 
-_NONNEGATIVE = {"retries", "seed", "run_seed", "latency_s"}
+_NONNEGATIVE = {"retries", "seed", "run_seed", "latency_s", "trigger_line"}
 _POSITIVE = {
     "timeout_s", "baud", "voltage_v", "current_limit_a", "max_voltage_v", "max_current_a",
     "nplc", "pulse_width_min_s", "pulse_width_max_s", "dt_min_s", "dt_max_s",
@@ -102,6 +111,7 @@ _CEILINGS = {
     "timeout_s": 3600.0, "retries": 100, "baud": 1e9, "latency_s": 10.0,
     "v_set_max_v": 5.0, "v_reset_max_v": 5.0, "v_wl_max_v": 5.0, "v_read_max_v": 1.0,
     "v_spike_max_v": 1.0, "pulse_width_max_s": 1e-3, "max_pulses_per_cell": 10_000,
+    "trigger_line": 14,
 }
 
 
@@ -186,7 +196,7 @@ def parse_station(data: dict[str, Any], source: str = "<station>") -> Station:
 def load_station(path: str | Path | None) -> Station:
     """Load and validate a station TOML file; ``None`` gives the built-in simulated bench."""
     if path is None:
-        return Station()
+        return Station(chip=ChipConfig(die="default"))
     p = Path(path)
     try:
         raw = p.read_bytes()

@@ -40,17 +40,22 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "bench", *args]
 
 
-def _program(levels: Path, out: Path, live: bool = False) -> tuple[float, float]:
-    """(process wall s, the command's programming wall_seconds) of one chip program run."""
+def _program(levels: Path, out: Path, live: bool = False) -> tuple[float, float, float]:
+    """(process wall s, the command's programming wall_seconds, process CPU s) of one run."""
     t0 = time.perf_counter()
-    r = subprocess.run(_cli("chip", "program", "--chip", "pesim://?seed=3&fidelity=typical", "--mode", "host",
-                            "--batch", "16", "--levels", str(levels), "--out", str(out), "--force", "--json",
-                            *(["--live"] if live else [])),
-                       capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=600)
-    wall = time.perf_counter() - t0
-    if r.returncode:
-        raise SystemExit(f"chip program failed: {r.stderr.strip()}")
-    return wall, float(json.loads(r.stdout)["wall_seconds"])
+    with tempfile.TemporaryFile("w+") as so:
+        p = subprocess.Popen(_cli("chip", "program", "--chip", "pesim://?seed=3&fidelity=typical", "--mode", "host",
+                                  "--batch", "16", "--levels", str(levels), "--out", str(out), "--force", "--json",
+                                  *(["--live"] if live else [])),
+                             stdout=so, stderr=subprocess.DEVNULL, env=ENV, cwd=ROOT)
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        so.seek(0)
+        text = so.read()
+    if p.returncode:
+        raise SystemExit(f"chip program failed (exit {p.returncode})")
+    return wall, float(json.loads(text)["wall_seconds"]), usage.ru_utime + usage.ru_stime
 
 
 def _kill_live_viewers(out: Path) -> None:
@@ -92,7 +97,7 @@ def overhead(reps: int, tmp: Path) -> dict:
                     _kill_live_viewers(out)
     res = {}
     for mode in ("A2", "B", "C"):
-        for k, name in ((0, "process_wall"), (1, "programming_wall")):
+        for k, name in ((0, "process_wall"), (1, "programming_wall"), (2, "process_cpu")):
             r = [b[k] / a[k] for a, b in zip(rows["A"], rows[mode])]
             res[f"{mode}/{name}"] = {"median_ratio": statistics.median(r), "min": min(r), "max": max(r),
                                      "baseline_median_s": statistics.median(a[k] for a in rows["A"])}

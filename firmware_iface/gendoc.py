@@ -76,7 +76,10 @@ def render_markdown() -> str:
         L.append(f"| 0x{op:02X} | {op.name} | {what} | {req} | {rep} |")
     L += [""] + T.GENERAL_STATUS.splitlines() + [""]
     for op in Opcode:
-        o = T.OPCODE_SPEC[op]
+        o = T.OPCODE_SPEC.get(op)
+        if o is None:  # an opcode added without its normative text (tests/test_protocol_spec.py fails)
+            L += [f"### 0x{op:02X} {op.name} [op.{op.name.lower()}]", "", "- No normative section yet.", ""]
+            continue
         L += [f"### 0x{op:02X} {op.name} [op.{op.name.lower()}]", "",
               f"- **Preconditions**: {o.pre}.",
               "- **Refusals** (checked before any effect; nothing is executed):"]

@@ -169,6 +169,8 @@ REGISTERS: tuple[Register, ...] = (
     Register(0x08, "N_STEPS", "steps", 1.0, 1, 4_096, 300, "steps per sample"),
     Register(0x09, "PE_SELECT", "1", 1.0, 0, 0, 0, "PE macro addressed by array commands"),
     Register(0x0A, "LATENCY", "s", 1e-9, 0, 1_000_000, 14_310, "circuit latency per sample (ns code)", writable=False),
+    Register(0x10, "TRIG_MODE", "1", 1.0, 0, 2, 0,
+             "trigger output line for the SMUs: 0 off, 1 one pulse at RUN start, 2 a pulse at each sample's start"),
 )
 REGISTER_BY_NAME = {r.name: r for r in REGISTERS}
 REGISTER_BY_ID = {r.id: r for r in REGISTERS}

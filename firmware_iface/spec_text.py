@@ -25,6 +25,28 @@ MAX_WAIT_NS = 10**16
 MAX_STEPS = 4096
 """Largest number of steps per sample (INFO.max_steps)."""
 
+def job_deadline_s(opcode: int, payload: bytes, run_chip_s: float = 0.0) -> float:
+    """The normative deadline (s) of a request's *final* reply, from its payload (see the
+    opcode sections): WRITE_VERIFY from its schedule and count, WAIT from its duration, RUN
+    from ``run_chip_s`` (n x (steps x TIME_STEP + LATENCY), which the host knows); other
+    opcodes ACK_S.  Malformed payloads get ACK_S (the board refuses them at once)."""
+    from firmware_iface.records import PayloadError, unpack
+
+    try:
+        if opcode == Opcode.WRITE_VERIFY:
+            r, off = unpack("SCHEDULE", payload)
+            c, _ = unpack("COUNT", payload, off)
+            return (int(c["count"]) * (int(r["max_pulses"]) + 2)
+                    * (int(r["width_ns"]) * 1e-9 + int(r["read_averages"]) * READ_TIME_S) + SLACK_S)
+        if opcode == Opcode.WAIT:
+            return int(unpack("WAIT", payload)[0]["duration_ns"]) * 1e-9 + SLACK_S
+        if opcode == Opcode.RUN:
+            return run_chip_s + SLACK_S
+    except PayloadError:
+        pass
+    return ACK_S
+
+
 LINK_LAYER = f"""\
 - **UART** (real board): {UART_BAUD:,} baud, 8 data bits, no parity, 1 stop bit (8N1), no flow
   control (neither RTS/CTS nor XON/XOFF). The host has at most one request in flight, so a

@@ -15,3 +15,8 @@ try:
 except OSError as exc:
     print(f"sim serve: error: {exc}", file=sys.stderr)
     sys.exit(1)
+except Exception as exc:  # noqa: BLE001 - e.g. a die file in use or unreadable: one line, exit 2
+    if getattr(exc, "exit_code", None) != 2:
+        raise
+    print(f"sim serve: error: {exc}", file=sys.stderr)
+    sys.exit(2)

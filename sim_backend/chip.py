@@ -5,11 +5,14 @@ All quantities are SI (seconds, volts, siemens, amperes, joules).  The firmware 
 the methods below; everything about *how* the chip behaves lives in ``sim_backend.physics``
 (parameters: ``sim_backend.physics.params.ChipParams``, documented in docs/chip_model.md).
 
-A chip instance = chip seed (device-to-device map, stuck cells, neuron mismatch) + run seed
-(cycle-to-cycle pulse response, read noise, inference noise).
+A chip instance = chip seed (device-to-device map, stuck cells, endurance limits, neuron
+mismatch) + run seed (cycle-to-cycle pulse response, read noise, inference noise).
+``state()`` / ``load_state()`` capture and restore everything the die keeps (the die file,
+``sim_backend.die``); ``revision`` counts the changes to it.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -77,6 +80,9 @@ class VirtualChip:
         self.counters = {"runs": 0, "samples": 0, "in_spikes": 0, "out_spikes": 0,
                          "pulses": 0, "reads": 0}
         self.last_run: dict = {}
+        self.revision = 0
+        """Incremented whenever the persistent state changes (cells, wear, params, registers
+        set through this object, chip time advanced on purpose); the die file saves on change."""
 
     # --- configuration --------------------------------------------------------------------
     @staticmethod
@@ -87,22 +93,67 @@ class VirtualChip:
 
     def _build(self, keep_state) -> None:
         chip_rng = np.random.default_rng([self.chip_seed, 0xC417])
-        self.array = RRAMArray(self.params, chip_rng, ROWS, COLUMNS)
+        self.array = RRAMArray(self.params, chip_rng, ROWS, COLUMNS,
+                               wear_rng=np.random.default_rng([self.chip_seed, 0xE4D]))
         z_th = chip_rng.standard_normal(NEURONS)
         z_tau = chip_rng.standard_normal(NEURONS)
         self.theta_mismatch = 1.0 + self.params.theta_mismatch_rel * z_th
         self.tau_mismatch = 1.0 + self.params.tau_mismatch_rel * z_tau
         if keep_state is not None:
-            self.array.g_prog, self.array.t_prog, self.array.xi, self.array.pulse_count = keep_state
+            a = self.array
+            a.g_prog, a.t_prog, a.xi, a.pulse_count = keep_state
+            a._refresh_stuck()
 
     def set_fidelity(self, fidelity: str | ChipParams, **overrides) -> None:
-        """Switch preset / overrides; array contents (programmed state) are kept."""
+        """Switch preset / overrides; array contents (programmed state, wear) are kept."""
         a = self.array
         state = (a.g_prog.copy(), a.t_prog.copy(), a.xi.copy(), a.pulse_count.copy())
         self.params = self._resolve(fidelity, overrides)
         self.fidelity = self.params.name
         self.levels_s = self.params.levels_s.copy()
         self._build(keep_state=state)
+        self.revision += 1
+
+    # --- persistent state (the die file) ------------------------------------------------------
+    def state(self) -> dict:
+        """Everything the die keeps, as plain values and numpy arrays (SI units): seeds, the
+        parameter set, chip clock, every per-cell array (``RRAMArray.STATE_FIELDS``), neuron
+        mismatch, chip-side register settings, counters and energy totals."""
+        return {
+            "chip_seed": int(self.chip_seed), "run_seed": int(self.run_seed),
+            "params": dataclasses.asdict(self.params), "clock_s": float(self.clock_s),
+            "cells": self.array.state(),
+            "theta_mismatch": self.theta_mismatch.copy(), "tau_mismatch": self.tau_mismatch.copy(),
+            "regs": dataclasses.asdict(self.regs), "counters": dict(self.counters),
+            "energy_j": dict(self.energy_j), "rail_energy_j": dict(self.rail_energy_j),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, run_seed: int | None = None) -> "VirtualChip":
+        """A chip in exactly the state ``state()`` captured (``run_seed`` overrides the noise
+        stream's seed, e.g. for a new session on a saved die)."""
+        params = ChipParams(**{k: (tuple(tuple(x) for x in v) if k == "idle_current_a" else v)
+                               for k, v in state["params"].items()})
+        chip = cls(chip_seed=int(state["chip_seed"]),
+                   run_seed=int(state["run_seed"] if run_seed is None else run_seed), fidelity=params)
+        chip.load_state(state)
+        return chip
+
+    def load_state(self, state: dict) -> None:
+        """Restore cells, mismatch, clock, registers, counters and energy from ``state()``
+        (same chip seed and parameter set as this chip's)."""
+        self.array.load_state(state["cells"])
+        for name in ("theta_mismatch", "tau_mismatch"):
+            v = np.asarray(state[name], dtype=np.float64)
+            if v.shape != (NEURONS,):
+                raise ValueError(f"{name} has shape {v.shape}, expected ({NEURONS},)")
+            setattr(self, name, v.copy())
+        self.clock_s = float(state["clock_s"])
+        self.regs = ChipRegisters(**state["regs"])
+        self.counters.update({k: int(v) for k, v in state["counters"].items()})
+        self.energy_j.update({k: float(v) for k, v in state["energy_j"].items()})
+        self.rail_energy_j.update({k: float(v) for k, v in state["rail_energy_j"].items()})
+        self.revision += 1
 
     # --- energy bookkeeping ---------------------------------------------------------------
     def _account(self, duration_s: float, comp_j: dict) -> None:
@@ -134,6 +185,8 @@ class VirtualChip:
         cols = np.atleast_1d(np.asarray(cols, dtype=np.int64))
         averages = max(int(averages), 1)
         g = self.array.read(rows, cols, float(v_read_v), averages, self.clock_s, self.rng)
+        if self.params.read_disturb_rel and v_read_v > 0.3:
+            self.revision += 1               # read disturb changed the cells
         n = rows.size
         dur = self.params.read_time_s * averages * n
         g_true = self.array.conductance(self.clock_s, rows, cols)
@@ -178,6 +231,7 @@ class VirtualChip:
             "wl": st["wl"] * dur + float(np.sum(c_line * v_wl ** 2)),
         }
         self.counters["pulses"] += n
+        self.revision += 1
         self._account(dur, {k: v * self.params.e_scale for k, v in e.items()})
 
     def conductances(self) -> np.ndarray:
@@ -187,6 +241,7 @@ class VirtualChip:
     def set_conductances(self, g_s: np.ndarray) -> None:
         """Back door: force the programmed state (tests, fast setup); stuck cells stay stuck."""
         self.array.set_conductance(g_s, self.clock_s)
+        self.revision += 1
 
     # --- inference ----------------------------------------------------------------------
     def weights(self) -> np.ndarray:
@@ -247,7 +302,9 @@ class VirtualChip:
             raise ValueError("cannot advance chip time by a negative amount")
         if seconds > 0:
             self._account(float(seconds), {})
+            self.revision += 1
 
     def reset(self) -> None:
         """Board reset: registers to defaults (array contents are non-volatile)."""
         self.regs = ChipRegisters()
+        self.revision += 1

@@ -104,6 +104,9 @@ class _Cached:
 class VirtualFirmware:
     """Board firmware emulation; thread-safe (one lock around the chip)."""
 
+    job_class = WriteVerifyJob
+    """The write-verify state machine WRITE_VERIFY runs (the normative one)."""
+
     def __init__(self, chip: VirtualChip, lock: threading.Lock | None = None,
                  chip_id: int | None = None) -> None:
         self.chip = chip
@@ -280,6 +283,19 @@ class VirtualFirmware:
             self._cache = None
             self.session = 0
         self.decoder = FrameDecoder()
+
+    def add_command_hook(self, hook: Callable[[int], None]) -> None:
+        """Call ``hook(opcode)`` after every command handler, also a failed one, while the
+        handler's lock is held (the die file saves there: ``sim_backend.die``)."""
+        def wrap(opcode: int, handler: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
+            def run(payload: bytes) -> bytes:
+                try:
+                    return handler(payload)
+                finally:
+                    hook(opcode)
+            return run
+
+        self._handlers = {op: wrap(op, h) for op, h in self._handlers.items()}
 
     def _check_cells(self, rows: np.ndarray, cols: np.ndarray) -> None:
         if rows.size and (rows.max() >= self.chip.rows or cols.max() >= self.chip.columns):
@@ -463,7 +479,7 @@ class VirtualFirmware:
         if top > FW_V_MAX or int(r["width_ns"]) * 1e-9 > FW_WIDTH_MAX_S or uv > 1_000_000:
             raise CommandError(Status.OUT_OF_RANGE, "schedule voltage, width or read voltage beyond the board maxima")
         t0 = self.chip.clock_s
-        job = WriteVerifyJob.from_nano_siemens(targets["target_ns"], schedule)
+        job = self.job_class.from_nano_siemens(targets["target_ns"], schedule)
         while not job.finished:
             idx = job.to_read()
             batch = job.step(idx, self._measure(rows[idx], cols[idx], uv, averages))
@@ -523,7 +539,15 @@ class VirtualFirmware:
             raise CommandError(Status.NOT_READY, f"no input stored in slot {missing}")
         batch = np.stack([self._input(s) for s in range(slot, slot + n)]) if n else np.zeros((0, 1, self.chip.rows), bool)
         t0 = self.chip.clock_s
+        trig_mode = self.regs.get(REGISTER_BY_NAME["TRIG_MODE"].id, 0)
+        world = getattr(self, "world", None)
+        if trig_mode and n and world is not None:
+            world.trigger(t0)            # the trigger output rises as the RUN starts
         out = self.chip.run(batch) if n else np.zeros((0, batch.shape[1], self.chip.neurons), bool)
+        if trig_mode == 2 and n > 1 and world is not None:
+            per = (self.chip.clock_s - t0) / n    # then at the start of every further sample
+            for i in range(1, n):
+                world.trigger(t0 + i * per)
         for i in range(n):
             self.outputs[slot + i] = (np.packbits(out[i], bitorder="little"), out.shape[1])
         return msg.encode_done(n, self._ns(self.chip.clock_s - t0))

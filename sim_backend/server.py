@@ -5,6 +5,11 @@ instrument simulators (SCPI over TCP on 127.0.0.1) that share the chip's world.
 The first line on stdout is one JSON object naming what is served, e.g.
 ``{"chip": "socket://127.0.0.1:40123", "smu": [...], "pid": 1234}``; then it serves until
 SIGINT/SIGTERM and exits 0.
+
+``--die FILE`` serves the chip of a die file (made from ``--seed`` / ``--fidelity`` if it does
+not exist yet; an existing die keeps its own): loaded at start with the wall time since its
+last save applied as chip time (unless ``--freeze``), saved after every command that changes
+it, locked while served.  Without ``--die`` the chip is a fresh die that is not persisted.
 """
 from __future__ import annotations
 
@@ -135,6 +140,13 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-seed", type=_seed, default=0, help="run seed (cycle-to-cycle noise)")
     p.add_argument("--fidelity", default="typical", choices=["ideal", "typical", "worst"])
     p.add_argument("--no-instruments", action="store_true", help="serve the chip only")
+    p.add_argument("--ack-ms", type=float, default=None,
+                   help="acknowledge long jobs still running after this many ms with BUSY (default: never)")
+    p.add_argument("--die", metavar="FILE", default=None,
+                   help="die file holding the chip's state (created from --seed/--fidelity if missing); "
+                        "without it the chip is a fresh die that is not persisted")
+    p.add_argument("--freeze", action="store_true",
+                   help="with --die: no wall time passes between sessions (bit-identical reads)")
     p.add_argument("--lifeline", action="store_true",
                    help="exit when stdin reaches end-of-file (the parent that holds the pipe died); "
                         "used by the bench so no simulator outlives it")
@@ -158,7 +170,27 @@ def run_serve(args: argparse.Namespace) -> int:
         lifeline.on_lost(done.set)
     link = LinkModel(ber=args.ber, drop=args.drop, dup=args.dup, stall=args.stall, reorder=args.reorder,
                      board_reset=args.board_reset, seed=args.run_seed + 7919)
-    fw = make_board(args.seed, args.run_seed, args.fidelity)
+    if args.freeze and not args.die:
+        raise ValueError("--freeze needs --die FILE")
+    if args.ack_ms is not None and not 0 <= args.ack_ms <= 60_000:
+        raise ValueError(f"--ack-ms {args.ack_ms} is outside 0..60000")
+    die = None
+    if args.die:
+        from sim_backend.die import OpenDie
+
+        die = OpenDie(args.die, freeze=args.freeze, seed=args.seed, fidelity=args.fidelity,
+                      run_seed=args.run_seed)
+    try:
+        return _serve_board(args, link, make_board(args.seed, args.run_seed, args.fidelity, die=die), die, done)
+    finally:
+        if die is not None:
+            die.close()
+
+
+def _serve_board(args: argparse.Namespace, link: LinkModel, fw: VirtualFirmware, die,
+                 done: threading.Event) -> int:
+    if args.ack_ms is not None:
+        fw.ack_s = args.ack_ms * 1e-3
     pump = _Pump(fw, link)
     stop = threading.Event()
     if args.pty:
@@ -175,8 +207,10 @@ def run_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    print(json.dumps({"chip": url, "smu": smus, "fidelity": args.fidelity, "seed": args.seed,
-                      "run_seed": args.run_seed, "pid": os.getpid()}), flush=True)
+    print(json.dumps({"chip": url, "smu": smus, "fidelity": fw.chip.fidelity, "seed": fw.chip.chip_seed,
+                      "run_seed": args.run_seed, "pid": os.getpid(),
+                      "die": str(die.path.resolve()) if die is not None else None,
+                      "freeze": bool(args.freeze)}), flush=True)
     try:
         while not done.wait(0.5):
             pass

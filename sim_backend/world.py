@@ -39,6 +39,9 @@ class SimWorld:
         self._idle = np.array([self.chip.idle_current_a()[r] for r in self._names])
         self._idle_list = [float(x) for x in self._idle]
         self.chip.activity_listeners.append(self._record)
+        self.trigger_listeners: list = []
+        """Callables ``f(t_s)``: instruments whose trigger input is wired to the board's
+        trigger output (``TRIG_MODE`` register); called under ``lock``."""
 
     # --- recording (called by the chip, under the caller's lock) ---------------------------
     def _record(self, t0: float, t1: float, rail_j: dict) -> None:
@@ -74,6 +77,12 @@ class SimWorld:
         for a, b, c in zip(self._t0, self._t1, self._cur):
             cum.append(cum[-1] + (c - self._idle) * (b - a))
         self._cum = cum
+
+    def trigger(self, t_s: float) -> None:
+        """The board raised its trigger output at chip time ``t_s`` (virtual firmware, RUN)."""
+        with self.lock:
+            for f in list(self.trigger_listeners):
+                f(float(t_s))
 
     # --- queries ---------------------------------------------------------------------------
     def clock_s(self) -> float:

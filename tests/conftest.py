@@ -1,9 +1,9 @@
 import os
 import uuid
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+import pytest
 
-import pytest  # noqa: E402
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import sim_backend  # noqa: E402,F401  (registers pesim://)
 from tests.procwatch import MARK_VAR, kill, wait_gone  # noqa: E402
@@ -22,3 +22,10 @@ def _no_process_outlives_the_tests():
         kill(left)
         pytest.fail("processes started by the tests outlived them (killed now): "
                     + "; ".join(f"{pid}: {cmd[:120]}" for pid, cmd in sorted(left.items())), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _own_die_home(tmp_path_factory, monkeypatch):
+    """Each test gets its own default-die home: the default station's persistent simulated
+    chip (bench.dies) is never shared between tests, nor with the user's own."""
+    monkeypatch.setenv("SNNBENCH_DIE_HOME", str(tmp_path_factory.mktemp("die_home")))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from bench.demo import REFERENCE_MODEL
+from tests.strict_json import loads_strict
 
 pytestmark = pytest.mark.skipif(not REFERENCE_MODEL.exists(), reason="reference model not shipped")
 
@@ -19,7 +20,7 @@ def demo_run(tmp_path_factory):
     p = subprocess.run([sys.executable, "-m", "bench", "demo", "--quick", "--json", "--out", str(out)],
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-2000:]
-    return out, json.loads(p.stdout)
+    return out, loads_strict(p.stdout)
 
 
 def test_json_keys(demo_run):
@@ -29,6 +30,10 @@ def test_json_keys(demo_run):
         assert key in d, key
     assert d["within_tolerance"] >= 0.99
     assert d["latency_s"] == pytest.approx(44.31e-6, rel=1e-6)
+    # issue 14: power measured during the accuracy pass (on the board's trigger) agrees with the
+    # replay of the same chip-layer inputs
+    assert d["in_pass_energy_per_sample_j"] > 0
+    assert d["in_pass_vs_replay"] == pytest.approx(1.0, abs=0.02)
     # published (DESIGN.md section 2): 43.83 mW average incl. I/O, 1.94 uJ per sample; the model
     # is calibrated on statistics of this very layer, so the demo lands within a few percent
     assert d["average_power_w"] == pytest.approx(43.83e-3, rel=0.05)

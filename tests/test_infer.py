@@ -5,6 +5,8 @@ import h5py
 import numpy as np
 import pytest
 
+from tests.strict_json import loads_strict
+
 import sim_backend  # noqa: F401
 from bench.cli import main
 from bench.data.synth import generate
@@ -37,7 +39,7 @@ def test_infer_json_and_run_file(world, capsys):
                         "--data", str(world / "syn"), "--limit", "13", "--batch", "5",
                         "--out", str(out), "--json")
     assert code == 0, se
-    d = json.loads(so)
+    d = loads_strict(so)
     assert d["samples"] == 13
     # accuracies and drop counted independently: the software model run here on the stored
     # inputs, the chip's stored predictions against the labels
@@ -80,7 +82,7 @@ def test_infer_over_socket_default_station(world, capsys):
     code, so, se = _run(capsys, "infer", "--model", str(world / "m.h5"), "--data", str(world / "syn"),
                         "--limit", "4", "--out", str(world / "run_sock.h5"), "--json")
     assert code == 0, se
-    d = json.loads(so)
+    d = loads_strict(so)
     assert d["chip_url"].startswith("socket://") and d["samples"] == 4
 
 
@@ -119,7 +121,7 @@ def test_acceleration_factor_changes_chip_clock_not_spikes(world, capsys):
                             "--data", str(world / "syn"), "--limit", "3", "--acceleration", k,
                             "--out", str(out), "--json")
         assert code == 0, se
-        d = json.loads(so)
+        d = loads_strict(so)
         assert d["dt_s"] == pytest.approx(0.005 / float(k)) and d["fidelity"] == "ideal"
         with h5py.File(out, "r") as f:
             outs[k] = f["chip_output_spikes"][:]

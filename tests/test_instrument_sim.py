@@ -61,20 +61,28 @@ def test_every_driver_path_against_its_simulator(bench, world, index):
         assert smu.measure_voltage() == pytest.approx(d["voltage_v"])
         assert smu.measure_power() == pytest.approx(idle * d["voltage_v"])
         # buffered trace covering a burst of activity
-        smu.arm_trace(100, 2e-4)
+        # (200 us aperture + the model's overhead <= 250 us: every model keeps this interval)
+        smu.arm_trace(100, 2.5e-4)
         t0 = world.clock_s()
         world.run(5e-3, {d["rail"]: 10e-3})
         tr = smu.fetch_trace(timeout_s=10)
         assert tr.current_a.shape == (100,)
-        assert tr.time_s == pytest.approx(np.arange(100) * 2e-4)
-        assert tr.current_a[:25] == pytest.approx(idle + 10e-3)
+        assert tr.time_s == pytest.approx(np.arange(100) * 2.5e-4)
+        assert tr.current_a[:20] == pytest.approx(idle + 10e-3)
         assert tr.current_a[-50:] == pytest.approx(idle)
-        assert tr.energy_j() == pytest.approx(world.energy_j(d["rail"], t0, t0 + 0.02), rel=1e-9)
-        # compliance clamps at the limit
+        assert tr.lost_points == 0 and tr.covered_fraction == pytest.approx(0.2 / 0.25, rel=0.01)
+        # over the actual times: only the burst's edge falls into a gap between two apertures
+        span = 99 * 2.5e-4 + 2e-4
+        assert tr.energy_j() == pytest.approx(world.energy_j(d["rail"], t0, t0 + span), rel=1e-2)
+        assert not tr.compliance.any()
+        # compliance clamps at the limit, and every point says so
         smu.current_limit = 1e-3
-        smu.arm_trace(10, 2e-4)
+        smu.arm_trace(10, 2.5e-4)
         world.run(2e-3, {d["rail"]: 10e-3})
-        assert smu.fetch_trace().current_a == pytest.approx(1e-3)
+        tr = smu.fetch_trace()
+        assert tr.current_a[:8] == pytest.approx(1e-3)
+        assert tr.compliance[:8].all()                  # the 2 ms burst: 8 points in compliance
+        assert not tr.compliance[8:].any()              # idle draws exactly the 1 mA limit: not clamped
     st = server.state()
     assert st["output"] is False and st["level_v"] == 0.0
 

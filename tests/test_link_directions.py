@@ -77,6 +77,7 @@ def _faulty_equals_clean(n: int, faults: str) -> None:
     with PEChip("pesim://?seed=5&fidelity=typical", retries=10) as clean:
         want = mixed_commands(clean, n)
         want_g = clean.read_array()
+        executed_clean = clean._port.firmware.executed
     with PEChip(f"pesim://?seed=5&fidelity=typical&{faults}&link_seed=3", retries=10) as faulty:
         got = mixed_commands(faulty, n)
         got_g = faulty.read_array()
@@ -85,7 +86,7 @@ def _faulty_equals_clean(n: int, faults: str) -> None:
     assert np.array_equal(got_g, want_g)
     assert link["stalled"] > n * 0.02 and link["duplicated"] > n * 0.005
     assert stats.retries >= link["stalled"] * 0.5       # late replies came after a resend
-    assert fw.executed == stats.commands                 # nothing executed twice
+    assert fw.executed == executed_clean                 # nothing executed twice
     assert fw.duplicates > 0
 
 
@@ -177,29 +178,76 @@ def scripted_board():
 def test_driver_rejects_a_duplicated_reply_to_an_earlier_request_by_sequence_number(scripted_board):
     """Protects the sequence-number check in the driver's reply wait: the duplicate of the
     previous REG_READ reply (same opcode, other register) arrives first and must be skipped."""
-    url = scripted_board(echo_previous={3})
-    with PEChip(url, timeout_s=1.0, retries=0) as chip:
-        chip.write_register("THRESHOLD", 1.25)                 # command 1
-        assert chip.read_register("THRESHOLD") == pytest.approx(1.25, abs=1e-3)   # 2
-        assert chip.read_register("N_STEPS") == 300            # 3: THRESHOLD's reply comes first
+    url = scripted_board(echo_previous={4})
+    with PEChip(url, timeout_s=1.0, retries=0) as chip:   # command 1 is the session's HELLO
+        chip.write_register("THRESHOLD", 1.25)                 # command 2
+        assert chip.read_register("THRESHOLD") == pytest.approx(1.25, abs=1e-3)   # 3
+        assert chip.read_register("N_STEPS") == 300            # 4: THRESHOLD's reply comes first
 
 
 def test_driver_rejects_a_late_reply_to_an_earlier_request_by_sequence_number(scripted_board):
     """The reply to a request the driver gave up on arrives during the next request."""
-    url = scripted_board(late={2})
-    with PEChip(url, timeout_s=0.3, retries=0) as chip:
-        chip.write_register("THRESHOLD", 0.75)                 # 1
+    url = scripted_board(late={3})
+    with PEChip(url, timeout_s=0.3, retries=0) as chip:   # command 1 is the session's HELLO
+        chip.write_register("THRESHOLD", 0.75)                 # 2
         with pytest.raises(ChipTimeout):
-            chip.read_register("THRESHOLD")                    # 2: its reply is late
-        assert chip.read_register("N_STEPS") == 300            # 3: late THRESHOLD reply first
+            chip.read_register("THRESHOLD")                    # 3: its reply is late
+        assert chip.read_register("N_STEPS") == 300            # 4: late THRESHOLD reply first
         assert chip.read_register("THRESHOLD") == pytest.approx(0.75, abs=1e-3)
 
 
 def test_a_late_reply_after_a_resend_is_accepted_once(scripted_board):
     """Stalled reply, resend, then both copies arrive: one result, executed once."""
-    url = scripted_board(late={2})
-    with PEChip(url, timeout_s=0.3, retries=2) as chip:
+    url = scripted_board(late={3})
+    with PEChip(url, timeout_s=0.3, retries=2) as chip:   # command 1 is the session's HELLO
         chip.write_register("THRESHOLD", 0.5)
         assert chip.read_register("THRESHOLD") == pytest.approx(0.5, abs=1e-3)
         assert chip.stats.retries == 1
         assert chip.read_register("N_STEPS") == 300
+
+
+# --- timing and configuration of the link model -------------------------------------------------
+def test_link_timing_is_uart_8n1_plus_latency():
+    """10 bits per byte on the wire: 300 bytes at 3 Mbaud take 1 ms; a round trip adds latency."""
+    link = LinkModel(baud=3e6, latency_s=2e-3)
+    assert link.transfer_s(300) == pytest.approx(1e-3)
+    assert link.round_trip_s(100, 200) == pytest.approx(3e-3)
+    assert LinkModel(baud=115_200).transfer_s(1) == pytest.approx(10 / 115_200)
+
+
+def test_link_from_url_query():
+    link = LinkModel.from_query("baud=921600&latency_ms=0.5&drop=0.01&ber=1e-6&dup=0.02&stall=0.03"
+                                "&reorder=0.04&board_reset=0.05&link_seed=12", seed=3)
+    assert (link.baud, link.latency_s, link.seed) == (921_600, pytest.approx(5e-4), 12)
+    assert (link.drop, link.ber, link.dup, link.stall, link.reorder, link.board_reset) == \
+        (0.01, 1e-6, 0.02, 0.03, 0.04, 0.05)
+    assert link.faulty
+    plain = LinkModel.from_query("latency_s=0.25", seed=3)
+    assert (plain.latency_s, plain.seed, plain.baud) == (0.25, 3, 3e6)
+    assert not plain.faulty
+    assert plain.corrupt(b"abc", TO_HOST) == b"abc" and plain.corrupt(b"", TO_BOARD) == b""
+
+
+@pytest.mark.parametrize("kw", [{"baud": 0}, {"baud": -1}, {"latency_s": -1e-3}, {"drop": 1.0},
+                                {"ber": -0.1}, {"dup": 1.5}, {"stall": 1}, {"board_reset": 2}])
+def test_link_parameters_are_checked(kw):
+    with pytest.raises(ValueError, match="link"):
+        LinkModel(**kw)
+
+
+def test_faults_are_counted_and_seeded():
+    def run(seed):
+        link = LinkModel(ber=1e-3, drop=0.1, dup=0.1, stall=0.1, reorder=0.1, board_reset=0.1, seed=seed)
+        out = [link.corrupt(bytes(range(64)), d) for _ in range(300) for d in (TO_BOARD, TO_HOST)]
+        resets = [link.want_board_reset() for _ in range(300)]
+        return out, resets, dict(link.stats)
+
+    a, b, c = run(1), run(1), run(2)
+    assert a == b and a[0] != c[0]
+    stats = a[2]
+    for k in ("bit_errors", "dropped", "duplicated", "stalled", "reordered", "board_resets"):
+        assert stats[k] > 10, k
+    assert stats["board_resets"] == sum(a[1])
+    # 600 chunks of 64 bytes: drops are 10 % of them, bit errors 1e-3 of the bits that were not dropped
+    assert 30 < stats["dropped"] < 90
+    assert 0.5e-3 < stats["bit_errors"] / (8 * 64 * (600 - stats["dropped"])) < 1.5e-3

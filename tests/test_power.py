@@ -8,6 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
+from tests.strict_json import loads_strict
+
 from bench.cli import main
 from bench.errors import MeasurementError
 from bench.power import PowerOptions, RailSetup, measure_power
@@ -152,7 +154,7 @@ def test_cli_against_simulated_bench(bench, tmp_path, capsys):
     assert rc == 0, captured.err
     lines = captured.out.strip().splitlines()
     assert len(lines) == 1
-    res = json.loads(lines[0])
+    res = loads_strict(lines[0])
     for key in ("average_power_w", "energy_per_sample_j", "latency_s", "sops_per_sample", "tsops_per_w"):
         assert key in res
     e_chip, p_chip, _ = _chip_truth(bench.chip, runs0)

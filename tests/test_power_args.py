@@ -12,6 +12,8 @@ import argparse
 import numpy as np
 import pytest
 
+from tests.strict_json import loads_strict
+
 from bench.cli import main
 from bench.commands import power as power_cmd
 from bench.errors import UsageError
@@ -117,11 +119,12 @@ def _open(bench_):
 def test_plan_interval_refuses_what_no_smu_can_tile(bench):
     smus = _open(bench)
     try:
-        # default: the station's aperture (0.01 NPLC at 50 Hz = 200 us)
-        assert plan_interval(smus, None, [0.01 / 50] * 3) == pytest.approx(200e-6)
+        # default: the station's aperture (0.01 NPLC at 50 Hz = 200 us) plus the largest per-reading
+        # overhead of the three models (2450: 30 us; B2900 20 us, 2600B 25 us)
+        assert plan_interval(smus, None, [0.01 / 50] * 3) == pytest.approx(230e-6)
         assert plan_interval(smus, 0.1) == 0.1
-        for bad in (1e-9, 150e-6, 1.0, 1e3):
-            with pytest.raises(UsageError, match=r"--interval-us.*2450 on VDDA integrates 200\.\.200000 us"):
+        for bad in (1e-9, 150e-6, 200e-6, 1.0, 1e3):
+            with pytest.raises(UsageError, match=r"--interval-us.*2450 on VDDA takes 230\.\.200030 us"):
                 plan_interval(smus, bad)
         with pytest.raises(UsageError, match="--margin"):
             plan_chunk(smus, 200e-6, 2.0, 10.0, 4, 65536)     # one sample needs > 60000 points
@@ -148,18 +151,23 @@ def test_nothing_is_powered_or_programmed_for_an_impossible_interval(bench):
     assert bench.chip.counters.get("runs", 0) == writes0
 
 
-@pytest.mark.parametrize("interval_s", [200e-6, 10e-3, 0.1, 0.2])
+@pytest.mark.parametrize("interval_s", [230e-6, 10e-3, 0.1, 0.2])
 def test_energy_is_right_at_long_intervals(bench, interval_s):
-    """QA: 1 s gave 195 W (aperture 200 us, period 1 s); every accepted interval must be exact."""
+    """QA: 1 s gave 195 W (aperture 200 us, period 1 s); every accepted interval must be exact.
+
+    A 2-sample run (89 us) is shorter than one aperture: with the SMUs armed on the board's
+    trigger the run sits inside the first aperture and is counted exactly (issue 14)."""
     spikes, g = reference_workload(2, 0)
     with PEChip(bench.url) as pe:
         smus = _open(bench)
         try:
             runs0 = bench.chip.counters["runs"]
             res = measure_power(pe, smus, bench.setups(), spikes=spikes, conductances_s=None,
-                                options=PowerOptions(interval_s=interval_s, idle_points=5))
+                                options=PowerOptions(interval_s=interval_s, idle_points=5,
+                                                     trigger_lines=[1, 1, 1]))
             e_chip, p_chip, _ = _chip_truth(bench.chip, runs0)
-            assert all(abs(s.aperture_s - interval_s) < 1e-9 * interval_s for s in smus)
+            # each SMU integrates all of the interval one reading allows: interval - its overhead
+            assert all(abs(s.aperture_s - (interval_s - s.range.overhead_s)) < 1e-9 * interval_s for s in smus)
         finally:
             for s in smus:
                 s.close()
@@ -180,7 +188,7 @@ def test_cli_long_interval_against_the_bench(bench, tmp_path, capsys):
                "--samples", "2", "--idle-points", "5", "--interval-us", "100000", "--out", str(out), "--json"])
     cap = capsys.readouterr()
     assert rc == 0, cap.err
-    res = json.loads(cap.out)
+    res = loads_strict(cap.out)
     assert res["interval_s"] == pytest.approx(0.1)
     assert 0.03 < res["average_power_w"] < 0.06
     rc = _main(["power", "--chip", bench.url, *_smu_args(bench),

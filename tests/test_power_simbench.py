@@ -6,6 +6,8 @@ import json
 import h5py
 import pytest
 
+from tests.strict_json import loads_strict
+
 from bench.cli import main
 from bench.simbench import SimBench
 from drivers.pechip import PEChip
@@ -16,7 +18,7 @@ def test_power_cli_default_simulated_bench(tmp_path, capsys):
     rc = main(["power", "--samples", "32", "--out", str(out), "--json"])
     cap = capsys.readouterr()
     assert rc == 0, cap.err
-    res = json.loads(cap.out)
+    res = loads_strict(cap.out)
     assert res["simulated"] is True
     assert res["average_power_w"] == pytest.approx(43.83e-3, rel=0.15)
     assert res["energy_per_sample_j"] == pytest.approx(res["average_power_w"] * res["latency_s"], rel=1e-9)
@@ -37,7 +39,7 @@ def test_power_matches_served_chip_energy_counters(tmp_path, capsys):
                    "--out", str(tmp_path / "p.h5"), "--json"])
         cap = capsys.readouterr()
         assert rc == 0, cap.err
-        res = json.loads(cap.out)
+        res = loads_strict(cap.out)
         with PEChip(sim.chip_url) as pe:
             e1 = pe.sim_query("energy_j")
             t1 = pe.sim_query("clock_s")

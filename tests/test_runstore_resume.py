@@ -87,3 +87,30 @@ def test_resuming_another_kind_of_run_is_refused_and_changes_nothing(tmp_path):
     assert _root_attrs(path) == before
     with h5py.File(path, "r") as f:           # the refused session left the file closed
         assert "resumes" not in f
+
+
+def test_a_reader_follows_a_run_another_process_is_writing(tmp_path):
+    """open_run reads without file locking: a live dashboard can open a run that another
+    process holds open for writing."""
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "live.h5"
+    child = textwrap.dedent(f"""
+        import sys, numpy as np
+        from bench.runstore import RunFile
+        run = RunFile({str(path)!r}, "live")
+        run.append("x", np.arange(3.0)); run.flush()
+        print("ready", flush=True)
+        sys.stdin.readline()
+        run.close()
+    """)
+    p = subprocess.Popen([sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        with open_run(path) as f:
+            assert f["x"][()].tolist() == [0.0, 1.0, 2.0] and not f.attrs["complete"]
+    finally:
+        p.communicate("\n", timeout=30)
+    assert p.returncode == 0

@@ -52,3 +52,22 @@ def test_no_samples_give_no_figures():
     cmp = Comparison(score(np.zeros((0, 5, 3), bool), empty, 3), score(np.zeros((0, 5, 3), bool), empty, 3))
     d = cmp.as_dict()
     assert d["accuracy"] is None and d["agreement"] is None and d["drop_points"] is None
+
+
+def test_table_header_and_a_class_only_one_side_has():
+    """The table names its columns, and a per-class drop needs both figures ("-" otherwise)."""
+    sw = score(_spikes(np.array([0, 1, 2])), np.array([0, 1, 2]), 3)
+    chip = score(_spikes(np.array([0, 1])), np.array([0, 1]), 3)      # no sample of class 2
+    lines = Comparison(sw, chip).table().splitlines()
+    assert lines[0].split() == ["class", "n", "software", "chip", "drop", "pp"]
+    assert lines[3].split() == ["2", "0", "100.00%", "-", "-"]
+
+
+@pytest.mark.parametrize("labels, preds, what", [([0, 3], [0, 1], "label"), ([0, 1], [3, 0], "prediction"),
+                                                 ([-1, 0], [0, 0], "label")])
+def test_labels_and_predictions_outside_the_classes_are_refused(labels, preds, what):
+    from bench.scoring import confusion_matrix
+
+    with pytest.raises(ValueError, match=f"^{what} outside 0..2$"):
+        confusion_matrix(np.array(labels), np.array(preds), 3)
+    assert confusion_matrix(np.array([2]), np.array([2]), 3)[2, 2] == 1     # n_classes - 1 is fine

@@ -47,9 +47,13 @@ def test_2450_full_session():
         (":SOUR:VOLT 0.9", None), (":SOUR:VOLT 1.125", None), (":SOUR:VOLT 1.35", None),
         (":SOUR:VOLT 1.575", None), (":SOUR:VOLT 1.8", None), (":SYST:ERR?", OK_SCPI),
         (":OUTP?", "1"), (":MEAS:CURR?", "+1.234000E-03"),
-        (':TRAC:CLE "defbuffer1"', None), (':TRIG:LOAD "SimpleLoop", 3, 0.0008, "defbuffer1"', None),
+        # the measure function is set again before every trace (:MEAS:VOLT? would have switched it);
+        # delay = interval 1 ms - aperture 200 us - overhead 30 us
+        (':SENS:FUNC "CURR"', None),
+        (':TRAC:CLE "defbuffer1"', None), (':TRIG:LOAD "SimpleLoop", 3, 0.00077, "defbuffer1"', None),
         (":INIT", None), (":SYST:ERR?", OK_SCPI),
-        ("*WAI", None), (':TRAC:DATA? 1, 3, "defbuffer1", READ, REL', "1E-3,0,2E-3,1E-3,3E-3,2E-3"),
+        ("*WAI", None), (':TRAC:DATA? 1, 3, "defbuffer1", READ, REL, SOURSTAT',
+                         "1E-3,0,128,2E-3,1E-3,160,3E-3,2E-3,128"),
         (":SOUR:VOLT 1.575", None), (":SOUR:VOLT 1.35", None), (":SOUR:VOLT 1.125", None),
         (":SOUR:VOLT 0.9", None), (":SOUR:VOLT 0.675", None), (":SOUR:VOLT 0.45", None),
         (":SOUR:VOLT 0.225", None), (":SOUR:VOLT 0", None), (":OUTP OFF", None), (":OUTP?", "0"),
@@ -62,7 +66,11 @@ def test_2450_full_session():
     tr = smu.fetch_trace()
     assert list(tr.current_a) == [1e-3, 2e-3, 3e-3]
     assert list(tr.time_s) == [0, 1e-3, 2e-3]
-    assert tr.energy_j() == pytest.approx(6e-3 * 1.8 * 1e-3)
+    assert list(tr.compliance) == [False, True, False]       # SOURSTAT bit 5 (32) = STAT_LIMIT
+    # by hand: apertures 0.2 ms x (1 + 2 + 3) mA = 1.2 uC; gaps 0.8 ms bridged by trapezoids
+    # 0.8 ms x (1.5 + 2.5) mA = 3.2 uC -> 4.4 uC at 1.8 V
+    assert tr.energy_j() == pytest.approx(4.4e-6 * 1.8)
+    assert tr.duration_s == pytest.approx(2.2e-3)
     smu.close()
     ad.assert_done()
 
@@ -73,16 +81,22 @@ def test_b2902_channel2_session():
         (":SENS2:CURR:PROT 0.1", None), (":SENS2:CURR:NPLC 0.01", None), (":SYST:ERR?", OK_B29),
         (":SOUR2:VOLT 0", None), (":OUTP2 ON", None), (":SOUR2:VOLT 0.2", None), (":SYST:ERR?", OK_B29),
         (":MEAS:VOLT? (@2)", "+2.000000E-01"), (":MEAS:CURR? (@2)", "+5.000000E-04"),
+        (":ARM2:ACQ:SOUR AINT", None),
         (":TRIG2:ACQ:SOUR TIM", None), (":TRIG2:ACQ:TIM 0.0005", None), (":TRIG2:ACQ:COUN 2", None),
         (":INIT:ACQ (@2)", None), (":SYST:ERR?", OK_B29),
-        ("*OPC?", "1"), (":FETC:ARR:CURR? (@2)", "+1.0E-03,+2.0E-03"), (":FETC:ARR:TIME? (@2)", "+0,+5E-4"),
+        ("*OPC?", "1"), (":FETC:ARR:CURR? (@2)", "+1.0E-03,+2.0E-03"),
+        (":FETC:ARR:TIME? (@2)", "+1.2500E+01,+1.2501E+01"),          # absolute: since the timer reset
+        (":FETC:ARR:STAT? (@2)", "+0,+2"),
         (":SOUR2:VOLT 0", None), (":OUTP2 OFF", None), (":OUTP2?", "0"),
     ], model="B2902A", channel=2, rail="VDDD")
     smu.configure(0.2, 0.1, 0.01)
     smu.enable()
     assert smu.measure_power() == pytest.approx(1e-4)
     smu.arm_trace(2, 5e-4)
-    assert list(smu.fetch_trace().current_a) == [1e-3, 2e-3]
+    tr = smu.fetch_trace()
+    assert list(tr.current_a) == [1e-3, 2e-3]
+    assert tr.time_s == pytest.approx([0.0, 1e-3])     # relative to the trigger; 1 ms apart as stamped
+    assert list(tr.compliance) == [False, True]         # status bits 1-2 = compliance
     smu.close()
     ad.assert_done()
 
@@ -101,6 +115,7 @@ def test_2602b_smub_session():
         ("waitcomplete()", None),
         ("printbuffer(1, 2, smub.nvbuffer1.readings)", "1.0e-03, 3.0e-03"),
         ("printbuffer(1, 2, smub.nvbuffer1.timestamps)", "5.0e+00, 5.001e+00"),
+        ("printbuffer(1, 2, smub.nvbuffer1.statuses)", "6.40000e+01, 0.00000e+00"),
         ("smub.measure.count = 1", None),
         ("smub.source.levelv = 0.25", None), ("smub.source.levelv = 0", None),
         ("smub.source.output = smub.OUTPUT_OFF", None), ("print(smub.source.output)", "0.00000e+00"),
@@ -113,6 +128,7 @@ def test_2602b_smub_session():
     tr = smu.fetch_trace()
     assert list(tr.current_a) == [1e-3, 3e-3]
     assert tr.time_s == pytest.approx([0.0, 1e-3])
+    assert list(tr.compliance) == [True, False]         # statuses bit 6 (64) = compliance
     smu.close()
     ad.assert_done()
 

@@ -335,3 +335,13 @@ def test_bad_input_one_line_exit_2(tmp_path, case):
     assert r.stderr.count("\n") == 1 and msg in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and r.stdout == ""
     assert not (tmp_path / "x.png").exists()
+
+
+def test_at_commit_shows_the_file_as_it_was(tmp_path):
+    f = tmp_path / "prog.h5"
+    W.write_program(f, units=4)      # commits: open, targets, 4 units, close
+    res, _ = shot(tmp_path, f, "--at-commit", "4")
+    assert res["counts"]["program"]["done"] == 1536
+    assert res["state"] == "running" and res["detail"] == "as at commit 4"
+    r = run("view", str(f), "--at-commit", "0", "--screenshot", str(tmp_path / "y.png"))
+    assert r.returncode == 2 and "--at-commit" in r.stderr

@@ -107,3 +107,30 @@ def test_board_mode_reports_confirm_failures_over_the_wire(noisy_programming):
     _, _, _, board = noisy_programming
     assert board.confirm_failed.sum() > 10
     assert board.success[board.confirm_failed].mean() > 0.5   # failed once, then verified
+
+
+def _result(pulses, done):
+    from bench.programming import ProgramResult
+
+    n = len(pulses)
+    return ProgramResult(rows=np.zeros(n, np.int64), cols=np.arange(n), targets_s=np.full(n, 10 * US),
+                         g_s=np.full(n, 10 * US), pulses=np.asarray(pulses, np.int64),
+                         success=np.ones(n, bool), stuck=np.zeros(n, bool),
+                         confirm_failed=np.zeros(n, bool), done=np.asarray(done, bool))
+
+
+def test_summary_pulse_statistics_by_hand():
+    """Pulses 1..20 on done cells: median 10.5, 95th percentile 19.05 (linear interpolation
+    between the 19th and 20th values at rank 0.95 x 19 = 18.05), total 210."""
+    res = _result(list(range(1, 21)) + [99], [True] * 20 + [False])
+    d = summarise(res, 2.5 * US)
+    assert (d["cells"], d["cells_total"]) == (20, 21)
+    assert d["pulses_median"] == 10.5
+    assert d["pulses_p95"] == pytest.approx(19.05)
+    assert d["pulses_total"] == 210
+
+
+def test_summary_of_nothing_done_is_zeros():
+    d = summarise(_result([3, 4], [False, False]), 2.5 * US)
+    assert (d["cells"], d["pulses_median"], d["pulses_p95"], d["pulses_total"]) == (0, 0.0, 0.0, 0)
+    assert d["within_tolerance"] == 0.0 and d["rms_error_us"] == 0.0

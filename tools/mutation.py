@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-min", type=float, default=24 * 60.0, help="wall-time budget (minutes)")
     ap.add_argument("--module", action="append", help="restrict to these module paths")
     ap.add_argument("--report", action="store_true", help="only report what was run")
+    ap.add_argument("--retry", action="store_true",
+                    help="run the surviving mutants again too (after new tests were written)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     a = ap.parse_args(argv)
     modules = [m for m in core_modules() if not a.module or m in a.module]
@@ -140,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         rng = random.Random(a.seed)
         only = {m: sorted(rng.sample(sorted(c), min(a.sample, len(c)))) for m, c in res.items()}
     if not a.report:
-        todo = [n for m in modules for n in (only[m] if only else res[m]) if res[m].get(n) is None]
+        todo = [n for m in modules for n in (only[m] if only else res[m])
+                if res[m].get(n) is None or (a.retry and res[m][n] not in KILLED)]
         t0 = time.monotonic()
         run(todo, a.children, a.budget_min * 60.0)
         took = time.monotonic() - t0

@@ -1,4 +1,6 @@
-"""``snnbench chip info``: identity and limits of the chip behind the link."""
+"""``snnbench chip info``: identity and limits of the chip behind the link, and for a simulated
+chip which die it is (file, seed, age since programming, total pulses), or that it is a fresh
+die that is not persisted."""
 from __future__ import annotations
 
 import argparse
@@ -26,7 +28,22 @@ def _info(args: argparse.Namespace) -> dict:
         out["round_trips"] = b.chip.stats.round_trips
         out["station"] = b.station.source
         out["station_limits"] = dict(vars(b.station.limits))
+        if b.simulated:
+            out["die"] = die_of(b.chip)
     return out
+
+
+def die_of(chip) -> dict | None:
+    """The simulator's report of its die (None if the board cannot say)."""
+    from drivers.errors import ChipError
+
+    try:
+        die = chip.sim_query("die")
+    except ChipError:
+        return None
+    if isinstance(die, dict) and die.get("persisted") is False:
+        die.setdefault("summary", "fresh die (not persisted)")
+    return die
 
 
 def register_reg(chip_group: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

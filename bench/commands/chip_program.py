@@ -293,6 +293,7 @@ def program_command(args: argparse.Namespace) -> dict[str, Any]:
                     kept = stored[~np.isin(stored["index"], requeued)]
                     ds.resize(kept.shape[0], axis=0)
                     ds[:] = kept
+                    run.touch("cells")
                     ds.attrs["requeued_total"] = int(ds.attrs.get("requeued_total", 0)) + int(requeued.size)
                     run.flush()
 

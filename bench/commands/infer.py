@@ -12,6 +12,7 @@ the same network is scored alongside, and the drop reported in percentage points
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import time
 from pathlib import Path
@@ -83,6 +84,36 @@ def _fidelity(b, station) -> str | None:
     return None
 
 
+_REPLAY_REGISTERS = ("V_READ", "V_SPIKE", "TIME_STEP", "THRESHOLD", "TAU", "REFRACTORY", "G_UNIT", "N_STEPS")
+"""Registers recorded with the chip-layer inputs so a replay runs under the same settings."""
+
+
+def _in_pass_meter(stack: contextlib.ExitStack, station, chip):
+    """Open the station's SMUs and start the in-pass power meter (``bench.power_inpass``), or
+    say why not.  The rails are shut down (0 V, off, confirmed) when ``stack`` closes."""
+    from bench.power import RailSetup
+    from bench.power_inpass import InPassPower, missing_trigger
+    from drivers.instruments import open_smus, safety
+
+    reason = missing_trigger(station.smu)
+    if reason is not None:
+        return None, reason
+    stack.enter_context(safety.guard())
+    smus = open_smus(station.smu)
+
+    def close_all() -> None:
+        for smu in smus:
+            try:
+                smu.close()
+            except Exception:  # noqa: BLE001 - recorded by safety.report_unconfirmed; try every rail
+                pass
+    stack.callback(close_all)
+    setups = [RailSetup(c.rail, c.voltage_v, c.current_limit_a, c.nplc) for c in station.smu]
+    meter = InPassPower(chip, smus, setups, [c.trigger_line for c in station.smu])
+    stack.enter_context(meter)
+    return meter, None
+
+
 def infer_command(args) -> dict[str, Any]:
     from bench.data.dataset import load_split, split_files
     from bench.network.modelfile import load_model
@@ -145,9 +176,11 @@ def run_inference(net, samples, cfg, timebase, station, out, *, chip_url: str | 
     n, k = len(samples), net.n_classes
     secs = {"reading": read_seconds, "preprocessing": 0.0, "software_layers": 0.0, "link": 0.0,
             "chip": 0.0, "software_reference": 0.0, "storing": 0.0, "programming": 0.0}
-    with open_bench(None, chip_url, station=station) as b:
+    with contextlib.ExitStack() as stack:
+        b = stack.enter_context(open_bench(None, chip_url, station=station))
         chip = b.chip
         info = chip.info()
+        meter, power_reason = _in_pass_meter(stack, station, chip) if station.smu else (None, None)
         plan = plan_network(net, info, chip_layers=chip_layers)
         if not plan.chip_layers:
             raise UsageError(f"no layer of the model fits this chip ({info.rows} rows, {info.neurons} "
@@ -155,7 +188,7 @@ def run_inference(net, samples, cfg, timebase, station, out, *, chip_url: str | 
         runner = HybridRunner(net, chip, plan=plan, timebase=timebase, baud=station.link.baud,
                               latency_s=station.link.latency_s, schedule=schedule)
         t0 = time.perf_counter()
-        runner.prepare()
+        layers = runner.prepare()
         secs["programming"] = time.perf_counter() - t0
         preds, sw_preds, checks = [], [], []
         chip_seconds = 0.0
@@ -177,7 +210,14 @@ def run_inference(net, samples, cfg, timebase, station, out, *, chip_url: str | 
                 t0 = time.perf_counter()
                 x = batch_to_spikes(part, cfg)
                 secs["preprocessing"] += time.perf_counter() - t0
-                res = runner.run(x)
+                if meter is not None:   # the SMUs' traces armed on the board's trigger around this batch
+                    est = len(part) * x.shape[1] * timebase.dt_s * len(plan.chip_layers) + \
+                        len(part) * float(info.latency_s) * len(plan.chip_layers)
+                    meter.run = rf
+                    res = meter.measure(len(part), est, lambda x=x: runner.run(x),
+                                        lambda r: r.seconds["chip_seconds"])
+                else:
+                    res = runner.run(x)
                 s = res.seconds
                 secs["software_layers"] += s["software"]
                 secs["software_reference"] += s["software_reference"]
@@ -198,6 +238,14 @@ def run_inference(net, samples, cfg, timebase, station, out, *, chip_url: str | 
                 rf.append("inputs_packed", np.packbits(x, axis=2, bitorder="little"), units="bits",
                           bitorder="little", shape_per_sample=[x.shape[1], x.shape[2]],
                           doc="input spikes (sample, step, packed inputs), numpy.packbits little")
+                last = plan.chip_layers[-1]
+                h = res.chip_inputs.get(last)
+                if h is not None:       # what the chip layer saw: 'power --replay' runs it again
+                    ci = np.zeros(h.shape[:2] + (int(info.rows),), bool)
+                    ci[:, :, :h.shape[2]] = h
+                    rf.append("chip_input_packed", np.packbits(ci, axis=2, bitorder="little"), units="bits",
+                              bitorder="little", shape_per_sample=[ci.shape[1], ci.shape[2]],
+                              doc="chip-layer input spikes (sample, step, packed rows), numpy.packbits little")
                 rf.append("chip_output_spikes", raw, units="spike",
                           doc="board output spikes of the chip layer (sample, step, PE neuron)")
                 rf.append("output_spikes", res.outputs, units="spike", doc="hybrid network output (sample, step, class)")
@@ -217,6 +265,13 @@ def run_inference(net, samples, cfg, timebase, station, out, *, chip_url: str | 
                 rf.flush()
                 secs["storing"] += time.perf_counter() - t0
             loop_s = time.perf_counter() - t_loop
+            st_last = layers.get(plan.chip_layers[-1])
+            if st_last is not None and st_last.targets_s is not None:
+                rf.write("chip_targets_s", np.asarray(st_last.targets_s), units="S",
+                         doc="conductance targets of the chip layer's array (rows, columns)")
+            if "chip_input_packed" in rf.h5:
+                rf.set_attrs("chip_replay", **{f"reg_{r}": chip.read_register(r) for r in _REPLAY_REGISTERS})
+            power = meter.result() if meter is not None else None
             chip_score = Score(np.concatenate(preds), labels, k)
             sw_score = Score(np.concatenate(sw_preds), labels, k)
             cmp = Comparison(sw_score, chip_score)
@@ -253,11 +308,19 @@ def run_inference(net, samples, cfg, timebase, station, out, *, chip_url: str | 
                 "chip_url": b.chip_url,
                 "fidelity": _fidelity(b, station),
                 "out": str(out),
+                "power": power,
             }
+            if power is None:
+                result["power_reason"] = power_reason or "the station has no SMUs"
             rf.set_attrs("/", result={kk: v for kk, v in result.items() if kk != "plan"},
                          accuracy=chip_score.accuracy, software_accuracy=sw_score.accuracy,
                          drop_points=cmp.drop_points)
-    result["summary"] = (f"{n} samples: chip {100 * chip_score.accuracy:.2f}%, software "
+    if power is not None:
+        result["energy_per_sample_j"] = power["energy_per_sample_j"]
+    result["summary"] = ((f"power during the pass: {power['energy_per_sample_j'] * 1e6:.4f} uJ/sample, "
+                          f"{power['average_power_w'] * 1e3:.3f} mW (traces cover "
+                          f"{power['covered_fraction']:.1%} of the run)\n" if power else "") +
+                         f"{n} samples: chip {100 * chip_score.accuracy:.2f}%, software "
                          f"{100 * sw_score.accuracy:.2f}%, drop {cmp.drop_points:+.2f} pp; "
                          f"{result['samples_per_second']:.0f} samples/s; run file {out}\n"
                          f"{plan}\n{cmp.table()}")

@@ -43,7 +43,14 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("--margin", type=_margin, default=0.25,
                    help=f"trace length margin over the expected run, 0..{MAX_MARGIN:g} (default 0.25)")
     p.add_argument("--no-program", action="store_true", help="do not write-verify the workload's conductances")
-    p.add_argument("--out", metavar="RUN.h5", required=True, help="run file (HDF5) for traces and results")
+    p.add_argument("--replay", metavar="INFER_RUN.h5", default=None,
+                   help="replay the chip-layer inputs (and conductances) recorded by 'infer' in that run "
+                        "file instead of the reference workload: the replay to compare with the power "
+                        "measured during the accuracy pass")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check station, limits, SMU models, interval and write-verify schedule; touch nothing")
+    p.add_argument("--out", metavar="RUN.h5", default=None, help="run file (HDF5) for traces and results "
+                   "(required unless --dry-run)")
     add_live_argument(p)
     p.set_defaults(func=_power)
 
@@ -70,7 +77,11 @@ def _smu_configs(args: argparse.Namespace, station: Any, served: list[dict]) -> 
     def default(rail: str, model: str, resource: str, channel: int = 1) -> SmuConfig:
         v = float(RAILS.get(rail, 1.8))
         return SmuConfig(resource=resource, model=model, rail=rail, voltage_v=v, current_limit_a=0.1,
-                         channel=channel, max_voltage_v=max(3.6, v), max_current_a=0.2, nplc=0.01)
+                         channel=channel, max_voltage_v=max(3.6, v), max_current_a=0.2, nplc=0.01,
+                         trigger_line=trigger.get(resource, 0))
+
+    # the simulated bench says which trigger input of each SMU is wired to the board
+    trigger = {d["resource"]: int(d.get("trigger_line", 0) or 0) for d in served}
 
     if not args.smu:
         if base:
@@ -154,8 +165,40 @@ def _check_interval(args: argparse.Namespace, models: list[str]) -> None:
                              f"{describe_range_us(spans)}")
 
 
+def _replay_workload(path: str) -> tuple[Any, Any, dict[str, float]]:
+    """(spikes, conductances or None, registers) recorded by ``infer`` in a run file."""
+    from bench.errors import DataFormatError
+    from bench.power import ArrayWorkload
+
+    import h5py
+    import numpy as np
+
+    try:
+        with h5py.File(path, "r") as f:
+            if "chip_input_packed" not in f:
+                raise DataFormatError(f"{path}: no chip_input_packed dataset (not an 'infer' run file of "
+                                      "this version): nothing to replay")
+            ds = f["chip_input_packed"]
+            shape = ds.attrs["shape_per_sample"]
+            if isinstance(shape, (str, bytes)):      # the run store keeps lists as JSON text
+                import json
+
+                shape = json.loads(shape)
+            steps, rows = (int(v) for v in shape)
+            spikes = np.unpackbits(ds[:], axis=2, bitorder="little", count=rows).astype(bool)
+            g = f["chip_targets_s"][:] if "chip_targets_s" in f else None
+            regs = ({k[4:]: float(v) for k, v in f["chip_replay"].attrs.items() if k.startswith("reg_")}
+                    if "chip_replay" in f else {})
+    except OSError as exc:
+        raise DataFormatError(f"{path}: cannot read run file ({exc})") from None
+    if spikes.shape[0] == 0 or spikes.shape[1] != steps:
+        raise DataFormatError(f"{path}: chip_input_packed holds no samples")
+    return ArrayWorkload(spikes), g, regs
+
+
 def _power(args: argparse.Namespace) -> dict:
     from bench.power import PowerOptions, RailSetup, ReferenceWorkload, measure_power
+    from bench.programming import schedule_for_station
     from bench.runstore import RunFile, check_writable
     from bench.session import open_bench
     from bench.station import load_station
@@ -164,13 +207,23 @@ def _power(args: argparse.Namespace) -> dict:
     # every argument is checked before the bench starts (argparse types did the numbers)
     _check_smu_specs(args.smu)
     station = load_station(args.station)
+    schedule = schedule_for_station(station)
     specs = {m.group("rail"): m.group("model") for m in map(_SPEC.match, args.smu) if m}
-    _check_interval(args, [c.model for c in station.smu if c.rail not in specs] + list(specs.values()))
+    models = [c.model for c in station.smu if c.rail not in specs] + list(specs.values())
+    _check_interval(args, models)
+    if args.dry_run:
+        return _dry_run(args, station, schedule, models)
+    if args.out is None:
+        raise UsageError("--out RUN.h5 is required (unless --dry-run)")
     check_writable(args.out)
     follow(args, args.out)
-    workload = ReferenceWorkload(args.samples, args.seed)
-    opts = PowerOptions(samples=args.samples, seed=args.seed, idle_points=args.idle_points,
-                        margin=args.margin, program=not args.no_program,
+    if args.replay is not None:
+        workload, replay_g, replay_regs = _replay_workload(args.replay)
+    else:
+        workload, replay_g, replay_regs = ReferenceWorkload(args.samples, args.seed), None, {}
+    conductances = workload.conductances_s if args.replay is None else replay_g
+    opts = PowerOptions(samples=workload.n_samples, seed=args.seed, idle_points=args.idle_points,
+                        margin=args.margin, program=not args.no_program, schedule=schedule,
                         interval_s=None if args.interval_us is None else args.interval_us * 1e-6)
     with safety.guard(), open_bench(args.station, args.chip, smu=True, station=station) as b:
         cfgs = _smu_configs(args, b.station, b.smu)
@@ -180,15 +233,19 @@ def _power(args: argparse.Namespace) -> dict:
                                  "its board has no SimWorld attached); name SMUs with --smu")
             raise UsageError("no SMUs: name them in the station file ([[smu]]) or with --smu")
         setups = [RailSetup(c.rail, c.voltage_v, c.current_limit_a, c.nplc) for c in cfgs]
+        opts.trigger_lines = [c.trigger_line or None for c in cfgs]
+        for name, value in replay_regs.items():     # the infer run's time step, gain, ...
+            b.chip.write_register(name, value)
         with RunFile(args.out, "power", station=b.station.as_dict(),
                      seeds={"workload_seed": args.seed, "chip_seed": b.station.chip.seed,
                             "run_seed": b.station.chip.run_seed},
-                     chip_info=b.chip.info().as_dict(), workload="reference") as run:
+                     chip_info=b.chip.info().as_dict(),
+                     workload="reference" if args.replay is None else f"replay of {args.replay}") as run:
             smus = open_smus(cfgs)
             try:
                 run.set_attrs("/", instruments=[{"rail": s.rail, "identity": s.identity,
                                                  "resource": s.adapter.resource_name} for s in smus])
-                result = measure_power(b.chip, smus, setups, spikes=workload, conductances_s=workload.conductances_s,
+                result = measure_power(b.chip, smus, setups, spikes=workload, conductances_s=conductances,
                                        options=opts, run=run)
             finally:
                 errors = []
@@ -197,14 +254,41 @@ def _power(args: argparse.Namespace) -> dict:
                         s.close()
                     except Exception as exc:  # noqa: BLE001 - every rail must still be tried
                         errors.append(str(exc))
-            if errors:
-                run.set_attrs("/", shutdown_errors=errors)
+                if errors:
+                    run.set_attrs("/", shutdown_errors=errors)
     result["out"] = str(args.out)
     result["chip_url"] = b.chip_url
     result["simulated"] = b.simulated
+    result["replay"] = args.replay
     result["summary"] = (f"{result['average_power_w'] * 1e3:.3f} mW average, "
                          f"{result['energy_per_sample_j'] * 1e6:.4f} uJ/sample, "
                          f"{result['latency_s'] * 1e6:.2f} us/sample over {result['samples']} samples; "
                          f"TSOPS/W dense {result['tsops_per_w']['dense']:.4g}, "
-                         f"event {result['tsops_per_w']['event']:.4g} -> {args.out}")
+                         f"event {result['tsops_per_w']['event']:.4g}; traces cover "
+                         f"{result['covered_fraction']:.1%} of the run -> {args.out}")
     return result
+
+
+def _dry_run(args: argparse.Namespace, station: Any, schedule: Any, models: list[str]) -> dict:
+    """What ``power`` would do, checked without touching chip or instruments."""
+    import dataclasses as dc
+
+    from drivers.instruments import smu_class
+
+    rails = []
+    for c in station.smu:
+        cls = smu_class(c.model)
+        rng = cls.ranges[cls.normalise_model(c.model)]
+        ap = {lf: c.nplc / lf for lf in (50.0, 60.0)}
+        if not rng.nplc_min <= c.nplc <= rng.nplc_max:
+            from bench.errors import ConfigError
+
+            raise ConfigError(f"{station.source}: smu rail {c.rail}: nplc {c.nplc:g} outside the {c.model}'s "
+                              f"{rng.nplc_min:g}..{rng.nplc_max:g}")
+        rails.append({"rail": c.rail, "model": c.model, "resource": c.resource, "voltage_v": c.voltage_v,
+                      "current_limit_a": c.current_limit_a, "trigger_line": c.trigger_line or None,
+                      "min_interval_s": {f"{lf:g}Hz": ap[lf] + rng.overhead_s for lf in ap}})
+    return {"dry_run": True, "station": station.source, "rails": rails, "models": models,
+            "write_verify_schedule": dc.asdict(schedule), "out": args.out,
+            "summary": f"{station.source}: {len(rails)} SMU rail(s), limits and default write-verify "
+                       "schedule accepted; nothing was touched"}

@@ -451,13 +451,44 @@ def _power(f: h5py.File, c: _Committed) -> PowerData | None:
             except (ValueError, TypeError):
                 done = None
     energy = None
-    if done:
+    runs = f"{base}run/chunk_run_s"
+    if done and c.has(runs):
+        energy = _net_energy(f, c, [n for n, _ in groups if not n.rsplit("/", 1)[0].endswith("idle")],
+                             idle, c.read(runs)) / done
+    elif done:      # files without per-chunk run times: points tiling the trace, each one period
         net = 0.0
         for r in rails:
             if r.current_a.size and r.idle_current_a is not None and np.isfinite(r.period_s):
                 net += float(np.sum(r.current_a - r.idle_current_a) * r.voltage_v * r.period_s)
         energy = net / done
     return PowerData(rails, done, energy)
+
+
+def _net_energy(f: h5py.File, c: _Committed, names: list[str], idle_a: dict[str, float],
+                run_s: np.ndarray) -> float:
+    """Net energy of the completed chunks, chunk by chunk, with the power procedure's own
+    estimator (``bench.power.net_energy_j``: instrument timestamps, run window on a trigger)."""
+    from bench.power import net_energy_j
+    from drivers.instruments import Trace
+
+    net = 0.0
+    for name in names:
+        g, rail = f[name], name.rsplit("/", 1)[-1]
+        m = min(c.n(f"{name}/current_a"), c.n(f"{name}/time_s"))
+        if rail not in idle_a or m == 0 or not c.has(f"{name}/chunk"):
+            continue
+        cur, t = c.read(f"{name}/current_a", 0, m), c.read(f"{name}/time_s", 0, m)
+        chunk = c.read(f"{name}/chunk", 0, m)
+        v, ap = float(g.attrs.get("voltage_v", np.nan)), float(g.attrs.get("aperture_s", np.nan))
+        triggered = int(g.attrs.get("trigger_line", -1)) >= 1
+        for k, t_run in enumerate(run_s):
+            sel = chunk == k
+            if not sel.any():
+                continue
+            tr = Trace(current_a=cur[sel], time_s=t[sel], voltage_v=v, period_s=float(g.attrs.get("period_s", ap)),
+                       aperture_s=ap)
+            net += net_energy_j(tr, idle_a[rail] * v, float(t_run) if triggered else None)
+    return net
 
 
 def _campaign_snapshot(p: str, f: h5py.File, upto: int | None) -> Snapshot:

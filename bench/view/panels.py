@@ -106,7 +106,10 @@ class ProgramPanel(Panel):
         self.p_pul = hist.addPlot(row=1, col=0, title="pulses per cell")
         self.c_pul = self.p_pul.plot(stepMode="center", fillLevel=0, brush=(220, 120, 40, 160))
         self.p_pul.setLabel("left", "cells")
-        g.layout.setColumnStretchFactor(3, 2)
+        for col, stretch in ((0, 2), (1, 2), (3, 3)):
+            g.layout.setColumnStretchFactor(col, stretch)
+        for p in (self.p_target, self.p_meas):   # the two maps side by side at the same size
+            p.setMinimumWidth(230)
         self.images = {"target": self.i_target, "measured": self.i_meas}
         self._cols = 0
 
@@ -241,9 +244,11 @@ class PowerPanel(Panel):
                 base.setValue(r.idle_current_a * 1e3)
             p.setTitle(f"{r.rail}: supply current at {r.voltage_v:g} V"
                        + ("" if r.idle_current_a is None else f", idle {r.idle_current_a * 1e3:.3g} mA"))
-        e = "n/a" if d.energy_per_sample_j is None else f"{d.energy_per_sample_j * 1e6:.4g} µJ"
-        s = "?" if d.samples_done is None else str(d.samples_done)
-        self.label.setText(f"power: energy per sample {e} (net of idle) over {s} samples")
+        if d.energy_per_sample_j is None:
+            self.label.setText("power: energy per sample shown once the first chunk of samples is stored")
+        else:
+            self.label.setText(f"power: energy per sample {d.energy_per_sample_j * 1e6:.4g} µJ (net of idle) "
+                               f"over {d.samples_done} samples")
 
 
 class CampaignPanel(Panel):

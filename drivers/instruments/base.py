@@ -46,6 +46,9 @@ class Adapter(ABC):
     def drain(self) -> None:
         """Discard a reply left over from an interrupted query (if any)."""
 
+    def check_alive(self) -> None:
+        """Raise InstrumentError if the link is known to be dead (default: cannot tell)."""
+
 
 _RM: Any = None
 
@@ -93,6 +96,32 @@ class VisaAdapter(Adapter):
         except Exception:  # noqa: BLE001 - another backend: keep its defaults
             pass
 
+    def _socket(self) -> Any:
+        try:
+            return self._res.visalib.sessions[self._res.session].interface
+        except Exception:  # noqa: BLE001 - not a socket session (GPIB, USB): no check
+            return None
+
+    def check_alive(self) -> None:
+        """Raise at once if the peer closed the connection (pyvisa-py would wait for its
+        timeout: a closed TCP socket reads as "no data yet")."""
+        import select
+        import socket
+
+        sock = self._socket()
+        if not isinstance(sock, socket.socket):
+            return
+        try:
+            sock.getpeername()
+        except OSError:
+            return            # never connected: the query itself reports why
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable and sock.recv(1, socket.MSG_PEEK) == b"":
+                raise InstrumentError(f"{self.resource_name}: connection lost (the instrument closed the link)")
+        except (OSError, ValueError):
+            raise InstrumentError(f"{self.resource_name}: connection lost") from None
+
     def _fail(self, what: str, message: str, exc: BaseException) -> InstrumentError:
         return InstrumentError(f"{self.resource_name}: {what} {message!r} failed ({_visa_reason(exc)})")
 
@@ -101,6 +130,7 @@ class VisaAdapter(Adapter):
 
         if self._closed:
             raise InstrumentError(f"{self.resource_name}: instrument is closed")
+        self.check_alive()
         try:
             self._res.write(message)
         except (pyvisa.errors.VisaIOError, OSError) as exc:
@@ -111,6 +141,7 @@ class VisaAdapter(Adapter):
 
         if self._closed:
             raise InstrumentError(f"{self.resource_name}: instrument is closed")
+        self.check_alive()
         old = None
         try:
             if timeout_s is not None:
@@ -411,24 +442,81 @@ class Instrument:
 
 @dataclass
 class Trace:
-    """A fetched buffered acquisition (SI units)."""
+    """A fetched buffered acquisition (SI units).
+
+    Point ``k`` is the mean current over ``[time_s[k], time_s[k] + aperture_s]``, with
+    ``time_s`` taken from the instrument's own timestamps (never a nominal period) and made
+    relative to the trigger (the first reading starts at the trigger on every model).
+    """
 
     current_a: np.ndarray
     time_s: np.ndarray
-    """Start of each point relative to the trigger (s)."""
+    """Start of each point relative to the trigger (s), from the instrument's timestamps."""
     voltage_v: float
     """Programmed source level during the trace."""
     period_s: float
+    """The requested (timer / loop) interval between points (s)."""
     aperture_s: float
     meta: dict[str, Any] = field(default_factory=dict)
+    compliance: np.ndarray | None = None
+    """Per point: the source was in its current limit (the reading is clamped, not the load)."""
+
+    def __post_init__(self) -> None:
+        if self.compliance is None:
+            self.compliance = np.zeros(len(self.current_a), dtype=bool)
 
     @property
     def duration_s(self) -> float:
-        return len(self.current_a) * self.period_s
+        """Span the trace integrates over: first point's start to the last point's end (s)."""
+        if len(self.time_s) == 0:
+            return 0.0
+        return float(self.time_s[-1] - self.time_s[0] + self.aperture_s)
 
     def energy_j(self) -> float:
-        """Energy over the trace, each point standing for its whole period."""
-        return float(np.sum(self.current_a) * self.voltage_v * self.period_s)
+        """Energy over :attr:`duration_s`, on the instrument's own timestamps: each aperture
+        counts what it measured (mean current x aperture); each gap between one aperture's end
+        and the next reading's start -- the per-reading overhead, or whole lost timer ticks --
+        is bridged by the trapezoid of its two neighbours.  Exact for a steady current and for
+        activity inside one aperture; a step inside a gap is off by at most gap x step / 2."""
+        i = np.asarray(self.current_a, dtype=np.float64)
+        if i.size == 0:
+            return 0.0
+        t = np.asarray(self.time_s, dtype=np.float64)
+        gaps = np.clip(np.diff(t) - self.aperture_s, 0.0, None)
+        charge = float(np.sum(i)) * self.aperture_s + float(np.sum(gaps * (i[1:] + i[:-1]) / 2))
+        return charge * self.voltage_v
+
+    @property
+    def lost_points(self) -> int:
+        """Timer ticks with no reading: spacings of more than 1.5 requested intervals count
+        ``round(spacing / interval) - 1`` lost points each."""
+        if len(self.time_s) < 2 or self.period_s <= 0:
+            return 0
+        d = np.diff(np.asarray(self.time_s, dtype=np.float64)) / self.period_s
+        return int(np.sum(np.where(d > 1.5, np.rint(d) - 1, 0)))
+
+    @property
+    def covered_fraction(self) -> float:
+        """Fraction of :attr:`duration_s` actually integrated by the points' apertures."""
+        t = np.asarray(self.time_s, dtype=np.float64)
+        if t.size == 0:
+            return 0.0
+        ends = np.minimum(t[:-1] + self.aperture_s, t[1:])     # overlapping apertures count once
+        covered = float(np.sum(ends - t[:-1])) + self.aperture_s
+        return min(1.0, covered / self.duration_s)
+
+    @property
+    def compliance_fraction(self) -> float:
+        c = np.asarray(self.compliance, dtype=bool)
+        return float(c.mean()) if c.size else 0.0
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One single reading and whether the source was in its current limit meanwhile."""
+
+    value: float
+    compliance: bool
 
 
 @dataclass(frozen=True)
@@ -444,6 +532,9 @@ class InstrumentRange:
     min_interval_s: float
     channels: int = 1
     max_interval_s: float = 1e3
+    overhead_s: float = 0.0
+    """Time one buffered reading takes beyond its aperture (A/D, auto-zero, data handling) (s):
+    the shortest point spacing is ``aperture + overhead_s`` (see each driver for the source)."""
 
 
 class Smu(Instrument, ABC):
@@ -488,6 +579,8 @@ class Smu(Instrument, ABC):
         self._level_v = 0.0
         self._nplc = None  # type: float | None
         self._armed: tuple[int, float, float] | None = None
+        self.powered: tuple[float, float, float | None] | None = None
+        """(voltage, limit, nplc) a procedure powered this rail up with; None when off."""
         self.identity = ""
         self._closed = False
         if check_idn:
@@ -544,10 +637,21 @@ class Smu(Instrument, ABC):
     def _write_output(self, on: bool) -> None: ...
 
     @abstractmethod
-    def _arm(self, n_points: int, interval_s: float) -> None: ...
+    def _arm(self, n_points: int, interval_s: float, trigger_line: int | None) -> None:
+        """Configure and start a buffered current acquisition: immediately, or -- with
+        ``trigger_line`` -- on the first rising edge at that hardware trigger input."""
 
     @abstractmethod
-    def _fetch(self, n_points: int, timeout_s: float) -> tuple[np.ndarray, np.ndarray]: ...
+    def _fetch(self, n_points: int, timeout_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(currents, timestamps as the instrument gives them, in-compliance flags)."""
+
+    @abstractmethod
+    def _probe(self) -> None:
+        """A cheap query the instrument answers even while acquiring (link liveness)."""
+
+    @abstractmethod
+    def in_compliance(self) -> bool:
+        """Whether the source is in (or has tripped) its current limit now."""
 
     @abstractmethod
     def measure_current(self) -> float: ...
@@ -648,35 +752,103 @@ class Smu(Instrument, ABC):
                 time.sleep(self.ramp_dwell_s)
 
     def disable(self) -> None:
+        self.powered = None
         self._write_output(False)
 
-    def arm_trace(self, n_points: int, interval_s: float) -> None:
-        """Arm a buffered acquisition of ``n_points`` at ``interval_s``; it starts now.
+    def min_interval_s(self, aperture_s: float | None = None) -> float:
+        """Shortest spacing of buffered points: aperture + the model's per-reading overhead."""
+        ap = self.aperture_s if aperture_s is None else aperture_s
+        return max(ap + self.range.overhead_s, self.range.min_interval_s)
 
-        The interval must be at least the aperture (NPLC / line frequency).
+    def arm_trace(self, n_points: int, interval_s: float, *, trigger_line: int | None = None,
+                  adjust: bool = False) -> float:
+        """Arm a buffered acquisition of ``n_points`` at ``interval_s``; returns the interval used.
+
+        It starts now, or with ``trigger_line`` on the first rising edge at that hardware
+        trigger input.  One reading takes the aperture plus the model's overhead
+        (:meth:`min_interval_s`); a shorter interval would lose timer ticks, so it is refused
+        with both figures named -- or, with ``adjust``, moved up to that minimum.
         """
         if not isinstance(n_points, (int, np.integer)) or not 1 <= n_points <= self.range.buffer_points:
             raise LimitError(f"{self.label}: trace of {n_points!r} points outside 1..{self.range.buffer_points}")
-        lo = max(self.aperture_s, self.range.min_interval_s)
-        strict_range(lo * (1 - 1e-9), self.range.max_interval_s, what="sample interval", unit=" s")(self, interval_s)
-        self._arm(int(n_points), float(interval_s))
+        need = self.min_interval_s()
+        if not (isinstance(interval_s, (int, float, np.floating)) and math.isfinite(float(interval_s))):
+            raise LimitError(f"{self.label}: sample interval {interval_s!r} is not a number")
+        if float(interval_s) < need * (1 - 1e-9):
+            if not adjust:
+                raise LimitError(
+                    f"{self.label}: sample interval {float(interval_s) * 1e6:.6g} us is shorter than one "
+                    f"reading takes on a {self.model} ({need * 1e6:.6g} us = aperture "
+                    f"{self.aperture_s * 1e6:.6g} us + overhead {self.range.overhead_s * 1e6:.6g} us); "
+                    "points would be lost; nothing was sent")
+            interval_s = need
+        strict_range(need * (1 - 1e-9), self.range.max_interval_s, what="sample interval", unit=" s")(self, interval_s)
+        if trigger_line is not None and not (isinstance(trigger_line, int) and trigger_line >= 1):
+            raise LimitError(f"{self.label}: trigger line {trigger_line!r} is not a line number >= 1")
+        self._arm(int(n_points), float(interval_s), trigger_line)
         self._armed = (int(n_points), float(interval_s), self._level_v)
+        self._armed_at = time.monotonic()
+        self._armed_line = trigger_line
         # A query after the trigger command returns only once the instrument has parsed it,
         # so the acquisition is known to be running when this returns.
         self.check_errors("arming the trace")
+        return float(interval_s)
+
+    poll_s: ClassVar[float] = 0.5
+    """Longest wait between liveness probes while an acquisition runs (s)."""
+    probe_timeout_s: ClassVar[float] = 2.0
+    """Timeout of each probe and of the final read-out queries (s) beyond the data size."""
 
     def fetch_trace(self, timeout_s: float = 30.0) -> Trace:
-        """Wait for the armed acquisition to complete and read it out."""
+        """Wait for the armed acquisition to complete and read it out.
+
+        Never one long blocking query: until the acquisition's expected end (points x
+        interval after arming) the driver sleeps in slices of :attr:`poll_s`, probing the link
+        each time with a short timeout; then the completion query and the read-out get a
+        timeout of :attr:`probe_timeout_s` plus what the data size needs.  A dead link is so
+        noticed within a few seconds, not after ``timeout_s`` (the ceiling for the expected
+        acquisition time itself).
+        """
         if self._armed is None:
             raise InstrumentError(f"{self.label}: fetch_trace without arm_trace")
         n, interval, level = self._armed
-        current, times = self._fetch(n, timeout_s)
+        expected_s = n * interval
+        if expected_s > timeout_s:
+            raise InstrumentError(f"{self.label}: a {n}-point trace at {interval:g} s takes {expected_s:g} s, "
+                                  f"longer than the {timeout_s:g} s allowed")
+        # armed on a hardware trigger, the acquisition starts at the trigger -- which came before
+        # this call (the caller ran the action that raises it), so it ends by now + the duration
+        end = (time.monotonic() if self._armed_line is not None else self._armed_at) + expected_s
+        while True:
+            self.adapter.check_alive()
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            if left <= self.poll_s:          # short: just wait for the end
+                time.sleep(left)
+                break
+            time.sleep(self.poll_s)
+            self._probe()
+        # completion + read-out: the probe timeout, as long again as the acquisition (a reading
+        # slower than the model's overhead says), ~20 us per value over the link
+        read_timeout = self.probe_timeout_s + expected_s + n * 2e-5
+        current, stamps, comp = self._fetch(n, read_timeout)
         self._armed = None
-        if current.shape != (n,):
+        if current.shape != (n,) or stamps.shape != (n,):
             raise InstrumentError(f"{self.label}: expected {n} buffered readings, got {current.size}")
-        return Trace(current_a=current, time_s=times, voltage_v=level, period_s=interval,
-                     aperture_s=self.aperture_s, meta={"model": self.model, "rail": self.rail,
-                                                       "identity": self.identity})
+        return Trace(current_a=current, time_s=stamps - stamps[0], voltage_v=level, period_s=interval,
+                     aperture_s=self.aperture_s, compliance=np.asarray(comp, dtype=bool),
+                     meta={"model": self.model, "rail": self.rail, "identity": self.identity,
+                           "trigger_line": self._armed_line, "stamps_t0_s": float(stamps[0])})
+
+    def read_current(self) -> Reading:
+        """One current reading with the instrument's in-compliance state."""
+        value = self.measure_current()
+        return Reading(value, self.in_compliance())
+
+    def read_voltage(self) -> Reading:
+        value = self.measure_voltage()
+        return Reading(value, self.in_compliance())
 
     # ---- shutdown ------------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -685,6 +857,7 @@ class Smu(Instrument, ABC):
         A reply left over from a query interrupted half-way (Ctrl-C) is drained first.
         """
         self.adapter.drain()
+        self.powered = None
         try:
             self.ramp_to(0.0)
         finally:
@@ -692,13 +865,23 @@ class Smu(Instrument, ABC):
         if self.output_enabled:
             raise InstrumentError(f"{self.label}: output still reported on after switching it off")
 
+    def describe_rail(self) -> str:
+        """'VDDA (2450 at TCPIP0::...)' -- how shutdown reports name this channel."""
+        return f"{self.rail or f'ch{self.channel}'} ({self.model} at {self.adapter.resource_name})"
+
     def close(self) -> None:
+        """Shut down (0 V, output off, confirmed) and close; raises if that cannot be confirmed,
+        after recording the rail with :func:`safety.report_unconfirmed`."""
         if self._closed:
             return
         from drivers.instruments import safety
 
+        level = self._level_v
         try:
             self.shutdown()
+        except BaseException as exc:
+            safety.report_unconfirmed(self.describe_rail(), level, str(exc))
+            raise
         finally:
             self._closed = True
             safety.unregister(self)

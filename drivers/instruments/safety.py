@@ -23,6 +23,29 @@ from typing import Any
 
 _lock = threading.RLock()
 _registry: dict[int, Any] = {}
+_unconfirmed: list[tuple[str, float, str]] = []
+
+
+def report_unconfirmed(rail: str, level_v: float, reason: str) -> None:
+    """Record a rail whose output could not be confirmed off at 0 V (``Smu.close`` does)."""
+    with _lock:
+        _unconfirmed.append((rail, float(level_v), reason))
+
+
+def unconfirmed() -> list[str]:
+    """One line per rail not confirmed off, for the last lines of a command's stderr:
+    ``VDDA (2450 at RESOURCE) could not be confirmed off — it may still be at 1.8 V``."""
+    with _lock:
+        seen: dict[str, float] = {}
+        for rail, level, _ in _unconfirmed:
+            seen[rail] = max(level, seen.get(rail, 0.0))
+        return [f"{rail} could not be confirmed off \u2014 it may still be at {level:g} V"
+                for rail, level in seen.items()]
+
+
+def clear_unconfirmed() -> None:
+    with _lock:
+        _unconfirmed.clear()
 
 
 def register(smu: Any) -> None:
@@ -85,6 +108,7 @@ def guard() -> Iterator[None]:
                 signal.signal(signal.SIGINT, old_int)
         for e in errors:
             print(f"snnbench: warning: safe shutdown: {e}", file=sys.stderr)
+        # the rails themselves are named last by the CLI (``unconfirmed()``)
 
 
 atexit.register(shutdown_all)

@@ -93,6 +93,7 @@
 #define PE_REG_N_STEPS 0x08u /* steps, scale 1, codes 1..4096, default 300 */
 #define PE_REG_PE_SELECT 0x09u /* 1, scale 1, codes 0..0, default 0 */
 #define PE_REG_LATENCY 0x0Au /* s, scale 1e-09, codes 0..1000000, default 14310, read-only */
+#define PE_REG_TRIG_MODE 0x10u /* 1, scale 1, codes 0..2, default 0 */
 
 #pragma pack(push, 1)
 typedef struct {

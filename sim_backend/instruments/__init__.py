@@ -27,6 +27,8 @@ __all__ = ["Acquisition", "ErrorQueue", "InstrumentServer", "Keithley2450Server"
 DEFAULT_BENCH: tuple[tuple[str, str, int], ...] = (("2450", "VDDA", 1), ("B2901A", "VDDD", 1),
                                                    ("2601B", "VDDIO", 1))
 """(model, rail, channel) of the default simulated SMUs."""
+SIM_TRIGGER_LINE = 1
+"""The trigger input each simulated SMU has wired to the board's trigger output."""
 
 
 def make_server(model: str, world: Any, rails: dict[int, str], host: str = "127.0.0.1",
@@ -48,7 +50,8 @@ def serve_instruments(world: Any, host: str = "127.0.0.1",
     """Start the simulated SMUs; return ``(descriptors, stop)``.
 
     Each descriptor: ``{"resource": "TCPIP0::127.0.0.1::PORT::SOCKET", "model": "2450",
-    "rail": "VDDA", "channel": 1, "voltage_v": 1.8}``.
+    "rail": "VDDA", "channel": 1, "voltage_v": 1.8, "trigger_line": 1}``: every simulated SMU's
+    trigger input (line 1) is wired to the board's trigger output (``world.trigger``).
     """
     servers: list[InstrumentServer] = []
     descriptors: list[dict[str, Any]] = []
@@ -57,7 +60,8 @@ def serve_instruments(world: Any, host: str = "127.0.0.1",
             srv = make_server(model, world, {channel: rail}, host).start()
             servers.append(srv)
             descriptors.append({"resource": srv.resource, "model": model, "rail": rail,
-                                "channel": channel, "voltage_v": float(world.rails[rail])})
+                                "channel": channel, "voltage_v": float(world.rails[rail]),
+                                "trigger_line": SIM_TRIGGER_LINE})
     except BaseException:
         for s in servers:
             s.stop()

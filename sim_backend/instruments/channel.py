@@ -1,14 +1,30 @@
 """One simulated SMU channel wired to a rail of the virtual chip.
 
 Time base: the world's chip clock.  A single reading integrates over one aperture starting
-now (and advances the world, idle, past it).  A buffered acquisition armed at chip time
-``t0`` takes point ``k`` as the mean current over ``[t0 + k*period, t0 + k*period +
-aperture]``; the points are computed when the host asks for them, after the world was
-advanced (idle) to the end of the last point that is needed.
+now (and advances the world, idle, past it).  A buffered acquisition whose first point starts
+at chip time ``t0`` (the moment it was armed, or -- armed on an external trigger -- the first
+trigger the board raises after arming, ``world.trigger``) takes point ``k`` as the mean
+current over ``[t0 + k*spacing, t0 + k*spacing + aperture]``; the points are computed when
+the host asks for them, after the world was advanced (idle) to the end of the last point
+that is needed.
+
+Measurement time (every model's manual): one reading takes the aperture *plus an overhead*
+(A/D conversion, auto-zero, data handling), so the spacing of buffered points is never
+shorter than ``aperture + overhead_s``.  How a shorter requested interval ends up depends on
+the instrument's trigger model, given by the server: ``lost_ticks`` (Keysight B2900 timer
+trigger: a tick arriving while the channel is still measuring is lost -- "Acquire Event
+Lost", SCPI Command Reference table 4-5 -- so points come a whole number of timer periods
+apart), ``stretch`` (2600B ``measure.interval``: the next reading starts when the previous
+one is done) or ``delay`` (2450 SimpleLoop: aperture + overhead + the programmed delay).
+The ``overhead_s`` figures are this simulator's model values per model, not quotations.
+
+Timestamps: the B2900 and 2600B stamp readings with an absolute time since the timer was
+reset (here: chip time since the world started); the 2450's ``REL`` element is relative to
+the first reading.  ``Acquisition.stamps_s`` gives what the instrument would report.
 
 Load model: the chip's rail current at the nominal rail voltage, scaled linearly with the
-programmed level (a resistive load); clamped at the current limit (compliance).  An output
-that is off sources nothing and reads 0 A, 0 V.
+programmed level (a resistive load); clamped at the current limit (compliance, flagged per
+reading).  An output that is off sources nothing and reads 0 A, 0 V.
 """
 from __future__ import annotations
 
@@ -19,31 +35,51 @@ from typing import Any
 import numpy as np
 
 
+def point_spacing(interval_s: float, measure_s: float, mode: str) -> float:
+    """Actual spacing of buffered points for a requested ``interval_s`` when one reading takes
+    ``measure_s`` (aperture + overhead), per trigger model (module docstring)."""
+    if mode == "lost_ticks":
+        return interval_s * max(1, math.ceil(measure_s / interval_s - 1e-9))
+    if mode == "stretch":
+        return max(interval_s, measure_s)
+    if mode == "delay":            # interval_s is the programmed delay here
+        return measure_s + interval_s
+    raise ValueError(f"unknown trigger model {mode!r}")
+
+
 @dataclass
 class Acquisition:
-    t0_s: float
+    t0_s: float | None
+    """Chip time of the first point's start; None while waiting for an external trigger."""
     n: int
     period_s: float
+    """Actual spacing of the points (s)."""
     aperture_s: float
     level_v: float
     limit_a: float
     output: bool
+    relative_stamps: bool = False
     values_a: np.ndarray | None = None
     compliance: np.ndarray | None = None
 
     @property
     def end_s(self) -> float:
+        assert self.t0_s is not None
         return self.t0_s + (self.n - 1) * self.period_s + self.aperture_s
 
     def completed(self, now_s: float) -> int:
-        if now_s < self.t0_s + self.aperture_s:
+        if self.t0_s is None or now_s < self.t0_s + self.aperture_s:
             return 0
         return min(self.n, int(math.floor((now_s - self.t0_s - self.aperture_s) / self.period_s + 1e-9)) + 1)
 
-    def times_s(self) -> np.ndarray:
-        return np.arange(self.n) * self.period_s
+    def starts_s(self) -> np.ndarray:
+        assert self.t0_s is not None
+        return self.t0_s + np.arange(self.n) * self.period_s
 
-
+    def stamps_s(self) -> np.ndarray:
+        """The instrument's timestamps: relative to the first reading, or absolute chip time."""
+        rel = np.arange(self.n) * self.period_s
+        return rel if self.relative_stamps else rel + float(self.t0_s or 0.0)
 @dataclass
 class SimChannel:
     world: Any
@@ -60,6 +96,10 @@ class SimChannel:
     source_func: str = "VOLT"
     acq: Acquisition | None = None
     compliance_events: int = 0
+    overhead_s: float = 0.0
+    """Per-reading overhead on top of the aperture (s): see the module docstring."""
+    last_compliance: bool = False
+    """The last single reading was clamped at the current limit."""
     history: list[tuple[str, Any]] = field(default_factory=list)
 
     def reset(self) -> None:
@@ -78,6 +118,20 @@ class SimChannel:
     def aperture_s(self) -> float:
         return self.nplc / self.line_frequency_hz
 
+    @property
+    def measure_s(self) -> float:
+        """Time one reading takes: aperture + overhead (s)."""
+        return self.aperture_s + self.overhead_s
+
+    def in_limit_now(self) -> bool:
+        """Whether the source is in current limit at this instant (the limit-tripped state)."""
+        if not self.output or self.level_v <= 0.0:
+            return False
+        with self.world.lock:
+            t = self._now()
+            i_chip = float(self.world.mean_current_a(self.rail, t, t))
+        return self._load(i_chip, self.level_v, self.limit_a, True)[2]
+
     def set_output(self, on: bool) -> None:
         self.output = bool(on)
         self.history.append(("output", self.output))
@@ -95,7 +149,8 @@ class SimChannel:
         return float(self.world.clock_s())
 
     def read(self) -> tuple[float, float]:
-        """One reading (current A, voltage V) integrated over one aperture from now."""
+        """One reading (current A, voltage V) integrated over one aperture from now;
+        ``last_compliance`` says whether it was clamped at the limit."""
         with self.world.lock:
             t0 = self._now()
             t1 = t0 + self.aperture_s
@@ -103,16 +158,29 @@ class SimChannel:
             i_chip = float(self.world.mean_current_a(self.rail, t0, t1)) if self.output else 0.0
         i, v, comp = self._load(i_chip, self.level_v, self.limit_a, self.output)
         self.compliance_events += comp
+        self.last_compliance = comp
         return i, v
 
     # ---- buffered acquisition ----------------------------------------------------------
-    def arm(self, n: int, period_s: float) -> Acquisition:
+    def arm(self, n: int, spacing_s: float, *, external: bool = False,
+            relative_stamps: bool = False) -> Acquisition:
+        """Start an acquisition of ``n`` points ``spacing_s`` apart (the actual spacing: see
+        :func:`point_spacing`): now, or at the next ``world.trigger`` when ``external``."""
         with self.world.lock:
-            t0 = self._now()
-        self.acq = Acquisition(t0_s=t0, n=int(n), period_s=max(float(period_s), self.aperture_s),
-                               aperture_s=self.aperture_s, level_v=self.level_v,
-                               limit_a=self.limit_a, output=self.output)
+            t0 = None if external else self._now()
+            self.acq = Acquisition(t0_s=t0, n=int(n), period_s=max(float(spacing_s), self.measure_s),
+                                   aperture_s=self.aperture_s, level_v=self.level_v,
+                                   limit_a=self.limit_a, output=self.output,
+                                   relative_stamps=relative_stamps)
         return self.acq
+
+    def on_trigger(self, t_s: float) -> None:
+        """The board's trigger line rose at chip time ``t_s`` (called under the world lock):
+        an acquisition waiting for its trigger starts now; later triggers are ignored (the
+        trigger model's arm layer has a count of one)."""
+        a = self.acq
+        if a is not None and a.t0_s is None:
+            a.t0_s = float(t_s)
 
     def completed(self) -> int:
         if self.acq is None:
@@ -124,7 +192,7 @@ class SimChannel:
         """Mean chip current of the first ``n`` windows (world lock held by the caller)."""
         if not a.output:
             return np.zeros(n)
-        starts = a.t0_s + np.arange(n) * a.period_s
+        starts = a.starts_s()[:n]
         vec = getattr(self.world, "mean_currents_a", None)
         if vec is not None:       # optional vectorised form of mean_current_a
             return np.asarray(vec(self.rail, starts, starts + a.aperture_s), dtype=np.float64)
@@ -140,8 +208,8 @@ class SimChannel:
     def complete(self) -> None:
         """Block-until-done (``*WAI``/``*OPC?``/``waitcomplete()``): advance the world to the end."""
         a = self.acq
-        if a is None or a.values_a is not None:
-            return
+        if a is None or a.values_a is not None or a.t0_s is None:
+            return          # nothing armed, already complete, or never triggered
         with self.world.lock:
             if self._now() < a.end_s:
                 self.world.advance_to(a.end_s)
@@ -149,19 +217,23 @@ class SimChannel:
         a.values_a, a.compliance = self._load_vec(raw, a)
         self.compliance_events += int(a.compliance.sum())
 
-    def buffer(self) -> tuple[np.ndarray, np.ndarray]:
-        """(currents, relative times) of the points the chip clock has reached."""
+    def buffer(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(currents, timestamps as the instrument reports them, in-compliance flags) of the
+        points the chip clock has reached."""
         a = self.acq
+        empty = (np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool))
         if a is None:
-            return np.zeros(0), np.zeros(0)
+            return empty
         n = self.completed()
         if n == a.n:
             self.complete()
         if n == 0:
-            return np.zeros(0), np.zeros(0)
+            return empty
         if a.values_a is None:
             # partial read: compute the reached points without advancing the world
             with self.world.lock:
                 raw = self._window_means(a, n)
-            return self._load_vec(raw, a)[0], a.times_s()[:n]
-        return a.values_a[:n], a.times_s()[:n]
+            vals, comp = self._load_vec(raw, a)
+            return vals, a.stamps_s()[:n], comp
+        assert a.compliance is not None
+        return a.values_a[:n], a.stamps_s()[:n], a.compliance[:n]

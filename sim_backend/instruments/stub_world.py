@@ -1,7 +1,7 @@
 """A tiny stand-in for ``sim_backend.world.SimWorld`` (tests and benchmarks).
 
 Same interface: ``rails``, ``lock``, ``clock_s()``, ``advance_to(t)``,
-``mean_current_a(rail, t0, t1)``, ``energy_j(rail, t0, t1)``.  Idle current per rail plus
+``mean_current_a(rail, t0, t1)``, ``energy_j(rail, t0, t1)``, ``trigger(t)``.  Idle current per rail plus
 rectangular activity bursts added with :meth:`run`.
 """
 from __future__ import annotations
@@ -18,6 +18,13 @@ class StubWorld:
         self.lock = threading.RLock()
         self._t = 0.0
         self.bursts: list[tuple[float, float, dict[str, float]]] = []
+        self.trigger_listeners: list = []
+
+    def trigger(self, t_s: float) -> None:
+        """A trigger edge at chip time ``t_s`` to every subscribed instrument (like SimWorld)."""
+        with self.lock:
+            for f in list(self.trigger_listeners):
+                f(float(t_s))
 
     def clock_s(self) -> float:
         with self.lock:

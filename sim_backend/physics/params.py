@@ -78,6 +78,13 @@ class ChipParams:
     relax_t0_s: float = 1e-4                # [fit] chosen so sigma(1 day) ~ 4 uS
     drift_mean_rel_per_ln: float = -0.00089  # [fit, interpreted] mean shift -0.089 % per ln(t/1 s)
 
+    # ---- endurance (wear) -------------------------------------------------------------------
+    endurance_median_pulses: float = 2e6    # [Huang 2013] 1e6 SET/RESET cycles (2 pulses each) for
+                                            # 4-level HfOx cells; per-cell limit is lognormal
+    endurance_sigma_ln: float = 0.5         # [model] lognormal spread of the per-cell limit
+    endurance_stuck_on_frac: float = 0.5    # [Grossi 2019: both modes seen; split model] share of
+                                            # worn-out cells that fail stuck-on (filament breakdown)
+
     # ---- crossbar ---------------------------------------------------------------------------
     ir_drop_rel: float = 0.0                # [model] optional IR-drop: I *= 1 - ir * (row/127)
 
@@ -142,11 +149,12 @@ PRESETS: dict[str, ChipParams] = {
         _TYPICAL, name="ideal", stuck_on_frac=0.0, stuck_off_frac=0.0, v_th_d2d_sigma_v=0.0,
         gain_d2d_sigma_ln=0.0, c2c_sigma_ln=0.0, c2c_add_sigma_s=0.0, read_noise_rel=0.0,
         read_noise_floor_s=0.0, relax_sigma_1s_s=0.0, drift_mean_rel_per_ln=0.0,
-        theta_mismatch_rel=0.0, tau_mismatch_rel=0.0, neuron_noise_sigma=0.0, column_noise=False),
+        theta_mismatch_rel=0.0, tau_mismatch_rel=0.0, neuron_noise_sigma=0.0, column_noise=False,
+        endurance_median_pulses=float("inf")),
     "worst": dataclasses.replace(
         _TYPICAL, name="worst", stuck_on_frac=0.01, stuck_off_frac=0.01, v_th_d2d_sigma_v=0.15,
         gain_d2d_sigma_ln=0.45, c2c_sigma_ln=0.6, c2c_add_sigma_s=0.8e-6, read_noise_rel=0.025,
         read_noise_floor_s=0.3e-6, relax_sigma_1s_s=2.5e-6, drift_mean_rel_per_ln=-0.003,
         theta_mismatch_rel=0.06, tau_mismatch_rel=0.06, neuron_noise_sigma=0.02, ir_drop_rel=0.03,
-        read_disturb_rel=1e-5, e_scale=1.1),
+        read_disturb_rel=1e-5, e_scale=1.1, endurance_median_pulses=2e5),
 }

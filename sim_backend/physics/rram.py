@@ -10,7 +10,12 @@ The conductance at chip time t is
 
 with sigma(t) = sigma_1s * ln(1 + t/t0) / ln(1 + 1 s/t0)  (log-time relaxation; 1.8 uS after
 1 s and ~4 uS after one day at ``typical``).  Stuck cells keep a fixed conductance and ignore
-pulses.  See docs/chip_model.md for the pulse-response equations and the sources.
+pulses.  Wear: every SET/RESET pulse a cell receives counts towards its own endurance limit
+(lognormal around ``endurance_median_pulses``); a cell whose count reaches its limit fails
+permanently, stuck-on or stuck-off.  See docs/chip_model.md for the pulse-response equations,
+the endurance model and the sources.
+
+``state()`` / ``load_state()`` give and restore every per-cell array (the die file).
 """
 from __future__ import annotations
 
@@ -22,8 +27,13 @@ from .params import ChipParams
 class RRAMArray:
     """A rows x cols array of 1T1R cells.  ``chip_rng`` fixes the device-to-device map."""
 
+    STATE_FIELDS = ("g_prog", "t_prog", "xi", "pulse_count", "fab_stuck_on", "fab_stuck_off",
+                    "g_fab_stuck", "v_set_th", "v_reset_th", "gain_set", "gain_reset",
+                    "endurance_pulses", "wear_stuck_on", "g_worn")
+    """Every per-cell array of the cell state, in the order ``state()`` returns them."""
+
     def __init__(self, params: ChipParams, chip_rng: np.random.Generator,
-                 rows: int = 128, cols: int = 24) -> None:
+                 rows: int = 128, cols: int = 24, wear_rng: np.random.Generator | None = None) -> None:
         self.params = params
         self.shape = (rows, cols)
         p = params
@@ -37,12 +47,10 @@ class RRAMArray:
         z_greset = chip_rng.standard_normal(sh)
         u_val = chip_rng.random(sh)
         u_init = chip_rng.random(sh)
-        self.stuck_on = u_stuck < p.stuck_on_frac
-        self.stuck_off = (u_stuck >= p.stuck_on_frac) & (u_stuck < p.stuck_on_frac + p.stuck_off_frac)
-        self.stuck = self.stuck_on | self.stuck_off
-        self.g_stuck = np.where(
-            self.stuck_on, p.g_stuck_on_lo_s + (p.g_stuck_on_hi_s - p.g_stuck_on_lo_s) * u_val,
-            p.g_min_s + (p.g_stuck_off_s * 0.9 - p.g_min_s) * u_val)
+        # fabrication defects (stuck from the start)
+        self.fab_stuck_on = u_stuck < p.stuck_on_frac
+        self.fab_stuck_off = (u_stuck >= p.stuck_on_frac) & (u_stuck < p.stuck_on_frac + p.stuck_off_frac)
+        self.g_fab_stuck = np.where(self.fab_stuck_on, self._g_on(u_val), self._g_off(u_val))
         self.v_set_th = p.v_set_th_v + p.v_th_d2d_sigma_v * z_vset
         self.v_reset_th = p.v_reset_th_v + p.v_th_d2d_sigma_v * z_vreset
         self.gain_set = p.set_gain_s_per_v * np.exp(p.gain_d2d_sigma_ln * z_gset)
@@ -53,6 +61,51 @@ class RRAMArray:
         self.t_prog = np.zeros(sh)
         self.xi = np.zeros(sh)
         self.pulse_count = np.zeros(sh, dtype=np.int64)
+        # Endurance (own stream, so the map above is the same with or without wear)
+        wr = wear_rng if wear_rng is not None else np.random.default_rng(chip_rng.integers(2 ** 63))
+        z_end = wr.standard_normal(sh)
+        u_mode = wr.random(sh)
+        u_worn = wr.random(sh)
+        self.endurance_pulses = p.endurance_median_pulses * np.exp(p.endurance_sigma_ln * z_end)
+        self.wear_stuck_on = u_mode < p.endurance_stuck_on_frac
+        self.g_worn = np.where(self.wear_stuck_on, self._g_on(u_worn), self._g_off(u_worn))
+        self._refresh_stuck()
+
+    # ------------------------------------------------------------------------------------
+    def _g_on(self, u: np.ndarray) -> np.ndarray:
+        p = self.params
+        return p.g_stuck_on_lo_s + (p.g_stuck_on_hi_s - p.g_stuck_on_lo_s) * u
+
+    def _g_off(self, u: np.ndarray) -> np.ndarray:
+        p = self.params
+        return p.g_min_s + (p.g_stuck_off_s * 0.9 - p.g_min_s) * u
+
+    @property
+    def worn(self) -> np.ndarray:
+        """Cells that failed by wear: pulse count reached their endurance limit (bool)."""
+        return self.pulse_count >= self.endurance_pulses
+
+    def _refresh_stuck(self) -> None:
+        """stuck / stuck_on / stuck_off / g_stuck from the fabrication defects and the wear."""
+        fab = self.fab_stuck_on | self.fab_stuck_off
+        worn = self.worn & ~fab
+        self.stuck_on = self.fab_stuck_on | (worn & self.wear_stuck_on)
+        self.stuck_off = self.fab_stuck_off | (worn & ~self.wear_stuck_on)
+        self.stuck = self.stuck_on | self.stuck_off
+        self.g_stuck = np.where(worn, self.g_worn, self.g_fab_stuck)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Copies of every per-cell array (``STATE_FIELDS``), SI units."""
+        return {k: np.array(getattr(self, k), copy=True) for k in self.STATE_FIELDS}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore the arrays of ``state()``; each must have the array shape."""
+        for k in self.STATE_FIELDS:
+            v = np.asarray(state[k])
+            if v.shape != self.shape:
+                raise ValueError(f"cell state {k!r} has shape {v.shape}, the array is {self.shape}")
+            setattr(self, k, np.array(v, dtype=getattr(self, k).dtype, copy=True))
+        self._refresh_stuck()
 
     # ------------------------------------------------------------------------------------
     def conductance(self, now_s, rows=None, cols=None) -> np.ndarray:
@@ -160,6 +213,8 @@ class RRAMArray:
         self.t_prog[r_u, c_u] = t_s[upd]
         self.xi[r_u, c_u] = xi_new[upd]
         self.pulse_count[rows, cols] += 1
+        if np.any(self.pulse_count[rows, cols] >= self.endurance_pulses[rows, cols]):
+            self._refresh_stuck()     # cells that reached their limit fail now, stuck from here on
         # cell current at the start of the pulse, limited by the access transistor
         g_now = np.where(stuck, self.g_stuck[idx], g0)
         i_cell = v_cell * g_now

@@ -2,9 +2,13 @@
 
 ``serial.serial_for_url("pesim://?seed=1&fidelity=typical&ber=1e-5&drop=0.005")`` gives a
 port whose far side is a :class:`~sim_backend.firmware.VirtualFirmware`.  Query fields:
-``seed`` (chip seed), ``run_seed``, ``fidelity`` (ideal/typical/worst) and the link-model
-faults of :class:`~sim_backend.link.LinkModel` (``ber``, ``drop``, ``dup``, ``stall``,
-``reorder``, ``board_reset``, ``link_seed``).
+``seed`` (chip seed), ``run_seed``, ``fidelity`` (ideal/typical/worst), ``die`` (a die file:
+the chip's state is loaded from it, saved to it after every command that changes it, and the
+file is locked while the port is open; made from ``seed``/``fidelity`` if missing), ``freeze``
+(1: no wall time passes between sessions on the die), ``ack_ms`` (long jobs still running after
+this many ms are acknowledged BUSY, docs/protocol.md [busy]) and the link-model faults of
+:class:`~sim_backend.link.LinkModel` (``ber``, ``drop``, ``dup``, ``stall``, ``reorder``, ``board_reset``,
+``link_seed``).  Without ``die`` the chip is a fresh die that is not persisted.
 
 The board answers synchronously inside ``write``; a ``read`` that finds nothing buffered
 returns at once, as a port whose timeout has elapsed would (nothing more can arrive).
@@ -19,7 +23,7 @@ from sim_backend.board import make_board
 from sim_backend.link import TO_BOARD, TO_HOST, LinkModel
 
 _KNOWN = {"seed", "run_seed", "fidelity", "ber", "drop", "dup", "stall", "reorder", "board_reset",
-          "link_seed", "baud", "latency_s", "latency_ms"}
+          "link_seed", "baud", "latency_s", "latency_ms", "die", "freeze", "ack_ms"}
 
 
 class Serial(SerialBase):
@@ -41,10 +45,28 @@ class Serial(SerialBase):
         if unknown:
             raise SerialException(f"pesim:// unknown option(s) {', '.join(unknown)} "
                                   f"(known: {', '.join(sorted(_KNOWN))})")
+        self.die = None
         try:
             seed, run_seed = int(q.get("seed", 1)), int(q.get("run_seed", 0))
+            freeze = q.get("freeze", "0")
+            if freeze not in ("0", "1"):
+                raise ValueError(f"freeze must be 0 or 1, got {freeze!r}")
+            if freeze == "1" and not q.get("die"):
+                raise ValueError("freeze=1 needs die=FILE")
             self.link = LinkModel.from_query(parts.query, seed=run_seed + 7919)
-            self.firmware = make_board(seed, run_seed, q.get("fidelity", "typical"))
+            fidelity = q.get("fidelity", "typical")
+            if q.get("die"):
+                from sim_backend.die import OpenDie
+
+                self.die = OpenDie(q["die"], freeze=freeze == "1", seed=seed, fidelity=fidelity,
+                                   run_seed=run_seed)
+            try:
+                self.firmware = make_board(seed, run_seed, fidelity, die=self.die)
+            except BaseException:
+                self._close_die()
+                raise
+            if "ack_ms" in q:
+                self.firmware.ack_s = float(q["ack_ms"]) * 1e-3
         except ValueError as exc:
             raise SerialException(f"pesim:// bad option: {exc}") from None
         self._rx = bytearray()
@@ -52,6 +74,12 @@ class Serial(SerialBase):
 
     def close(self) -> None:
         self.is_open = False
+        self._close_die()
+
+    def _close_die(self) -> None:
+        die, self.die = getattr(self, "die", None), None
+        if die is not None:
+            die.close()
 
     def _reconfigure_port(self) -> None:
         pass
