@@ -65,7 +65,8 @@ def test_failing_point_is_recorded_and_the_rest_complete(tmp_path, capsys):
     cols, attrs = read_table(out)
     bad = int(np.flatnonzero(cols["index"] == 1)[0])
     assert cols["status"][bad] == 1
-    assert "REG_WRITE" in cols["error"][bad] and "no reply" in cols["error"][bad]
+    # the link drops 99 % of chunks: the session's HELLO or the REG_WRITE times out
+    assert "ChipTimeout" in cols["error"][bad] and "no reply" in cols["error"][bad]
     assert math.isnan(cols["reg_read.value"][bad])
     for i in np.flatnonzero(cols["index"] != 1):
         assert cols["status"][i] == 0 and cols["error"][i] == ""
