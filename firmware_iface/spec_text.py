@@ -113,7 +113,8 @@ BUSY = f"""\
 STATUS_FIELDS = """\
 STATUS record: `state` 0 idle, 1 a job is running, 2 error; `last_error` the status code of the
 most recent non-OK reply (0 if none since power-up or RESET); `chip_ns` the chip clock (ns, never
-reset); `frames_rx` requests received; `bad_frames` runs dropped by the frame layer (COBS, CRC,
+reset): it advances only while the array works (reads, pulses, runs, waits), by exactly the
+`chip_ns` each DONE reports for its command, and not while idle; `frames_rx` requests received; `bad_frames` runs dropped by the frame layer (COBS, CRC,
 length, version, oversize); `duplicates` retries answered from the reply cache; `samples_stored`
 input samples in board memory; `outputs_ready` samples with stored results. RESET clears
 `last_error`, `samples_stored` and `outputs_ready`; the other counters count from power-up.
