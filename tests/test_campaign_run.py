@@ -73,6 +73,11 @@ def test_failing_point_is_recorded_and_the_rest_complete(tmp_path, capsys):
     with h5py.File(out, "r") as f:
         assert f["points/000001"].attrs["status"] == 1
         assert "no reply" in f["points/000001"].attrs["error"]
+        ok = f["points/000002"].attrs
+        assert json.loads(ok["results"])["reg_read.value"] == pytest.approx(0.25)
+        prov = json.loads(ok["provenance"])
+        assert prov["chip_info"]["rows"] == 128 and prov["chip_info"]["columns"] == 24   # the board's GET_INFO
+        assert json.loads(ok["params"])["setup"]["link_drop"] == 0.0
     code, stdout, _ = _run(capsys, "campaign", "status", str(out), "--json")
     st = json.loads(stdout)
     assert code == 0 and (st["done"], st["failed"], st["pending"], st["n_points"]) == (3, 1, 0, 4)

@@ -99,6 +99,7 @@ def run_point(spec: PointSpec) -> PointResult:
     scalars: dict[str, float] = {}
     ctx: Context | None = None
     status, error, url, point_s = STATUS_OK, "", "", 0.0
+    chip_info: dict[str, Any] = {}
     try:
         station = load_station(spec.station_file)
         needs_smu = any(proc == "power" for _, proc, _ in spec.steps)
@@ -123,6 +124,8 @@ def run_point(spec: PointSpec) -> PointResult:
                 ctx.smu_configs = _smu_configs(b)
                 ctx.smus = open_smus(ctx.smu_configs)
                 stack.callback(_shutdown, ctx.smus)  # 0 V, output off, on every exit path
+            info = b.chip.info()
+            chip_info = info.as_dict() if hasattr(info, "as_dict") else {"info": str(info)}
             t1 = time.perf_counter()
             try:
                 for name, proc, params in spec.steps:
@@ -137,7 +140,7 @@ def run_point(spec: PointSpec) -> PointResult:
                        seed=spec.run_seed, started_utc=started, ended_utc=utc_now(),
                        wall_s=time.perf_counter() - t0, attempt=spec.attempt, chip_url=url,
                        worker=f"{socket.gethostname()}:{os.getpid()}", point_s=point_s,
-                       cpu_s=time.process_time() - c0)
+                       cpu_s=time.process_time() - c0, extra={"chip_info": chip_info})
 
 
 def run_points(specs: list[PointSpec]) -> list[PointResult]:

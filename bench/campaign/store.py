@@ -238,7 +238,9 @@ class CampaignStore:
             "status": np.int64(res.status), "error": res.error, "seed": np.int64(res.seed),
             "started_utc": res.started_utc, "ended_utc": res.ended_utc, "wall_s": np.float64(res.wall_s),
             "attempt": np.int64(res.attempt),
-            "provenance": json.dumps({"chip_url": res.chip_url, "worker": res.worker})})
+            "results": json.dumps({k: (None if v != v else v) for k, v in res.scalars.items()}),
+            "provenance": json.dumps(_jsonable({"chip_url": res.chip_url, "worker": res.worker,
+                                                "chip_info": res.extra.get("chip_info", {})}))})
         for name, (arr, units) in res.arrays.items():
             ds = g.create_dataset(name, data=arr)
             ds.attrs["units"] = units
