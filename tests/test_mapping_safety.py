@@ -196,3 +196,13 @@ def test_random_level_maps_are_seeded():
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     assert a.shape == (128, 24) and a.min() == 0 and a.max() == 15
     assert M.random_levels(1, rows=4, columns=6, n_levels=3).max() <= 2
+
+
+def test_scale_of_an_all_zero_layer_and_bad_scales():
+    """No weight to fit: the top level (150 uS) maps to the clamp (or to 1 without a clamp)."""
+    assert M.map_weights(np.zeros((2, 2)), clamp=3.0).scale_s == pytest.approx(50 * US)
+    assert M.map_weights(np.zeros((2, 2)), clamp=np.inf).scale_s == pytest.approx(150 * US)
+    g = np.full((1, 2), 10 * US)
+    for bad in (0.0, -1e-6, np.inf, np.nan):
+        with pytest.raises(M.MappingError, match="^scale must be a finite conductance > 0 S"):
+            M.effective_weights(g, bad)
