@@ -141,7 +141,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
-            parser.print_help(sys.stderr)
+            print("snnbench: error: no command given (see 'snnbench --help')", file=sys.stderr)
             return 2
         result = args.func(args)
     except (KeyboardInterrupt, Terminated) as exc:
@@ -160,6 +160,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
             raise
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"snnbench: error: {msg}", file=sys.stderr)
+        for line in getattr(exc, "details", ()):  # e.g. every problem of a campaign plan
+            print(f"snnbench: error: {' '.join(str(line).split())}", file=sys.stderr)
         return int(code) if code is not None else (2 if isinstance(exc, ValueError) else 1)
     if result is SILENT:
         return 0

@@ -265,6 +265,16 @@ def window_excess_energy_j(tr: Trace, idle_w: float, t0_s: float, t1_s: float) -
     return q * v
 
 
+def net_energy_j(tr: Trace, idle_w: float, run_s: float | None) -> float:
+    """Energy above the idle baseline in one trace: inside the run's window ``[0, run_s]``
+    when the trace was armed on the board's trigger at RUN start (``run_s`` given), else
+    alignment-free (the trace's energy minus idle power x its span: idle before and after the
+    run cancels).  The power procedure, the in-pass meter and the live viewer all use this."""
+    if run_s is not None:
+        return window_excess_energy_j(tr, idle_w, 0.0, run_s)
+    return tr.energy_j() - idle_w * tr.duration_s
+
+
 def set_trigger_mode(chip: Any, mode: int) -> None:
     """Board trigger output (register TRIG_MODE): 0 off, 1 at RUN start, 2 at each sample."""
     chip.write_register("TRIG_MODE", float(mode))
@@ -298,6 +308,50 @@ def store_trace(run: Any, kind: str, chunk_no: int, smu: Smu, tr: Trace) -> None
                   covered_fraction=tr.covered_fraction, lost_points=tr.lost_points,
                   trigger_line=-1 if tr.meta.get("trigger_line") is None else int(tr.meta["trigger_line"]))
     run.flush()
+
+
+def _runs(chip: Any, smus: Sequence[Smu], setups: Sequence[RailSetup], workload: Any, chunk: int,
+          est_sample_s: float, interval: float, opt: PowerOptions, run: Any, triggered: bool,
+          lines: Sequence[int | None], limits: Sequence[float],
+          store: Callable[[str, int], Callable[[Smu, Trace], None]], idle_w: dict[str, float]) -> tuple:
+    """Step 3 of :func:`measure_power`: every chunk uploaded, RUN inside the traces, energies booked."""
+    rails = [s.rail for s in setups]
+    gross = {r: 0.0 for r in rails}
+    net = {r: 0.0 for r in rails}
+    covered_s = {r: 0.0 for r in rails}
+    integrated_s = {r: 0.0 for r in rails}
+    lost = {r: 0 for r in rails}
+    run_s = 0.0
+    points = 0
+    spike_total = 0.0
+    for k, part in enumerate(workload.chunks(chunk)):
+        spike_total += float(np.count_nonzero(part))
+        chip.upload_spikes(part, slot=0)
+        duration = est_sample_s * part.shape[0] * (1 + opt.margin)
+        n_points = math.ceil(duration / interval) + opt.pad_points
+        traces, t_run = acquire(smus, n_points, interval, lambda p=part: chip.run(p.shape[0], slot=0),
+                                opt.fetch_timeout_s, opt.on_event, store("run", k), trigger_lines=lines)
+        check_compliance(smus, traces, limits)
+        t_run = float(t_run)
+        cover = min(t.duration_s for t in traces)
+        if t_run > cover:
+            raise MeasurementError(f"power: the run took {t_run:.6g} s of chip time but the traces "
+                                   f"cover only {cover:.6g} s; raise --margin")
+        run_s += t_run
+        points += n_points
+        for s, t in zip(setups, traces):
+            e = t.energy_j()
+            gross[s.rail] += e
+            net[s.rail] += net_energy_j(t, idle_w[s.rail], t_run if triggered else None)
+            covered_s[s.rail] += t.duration_s
+            integrated_s[s.rail] += t.duration_s * t.covered_fraction
+            lost[s.rail] += t.lost_points
+        if run is not None:
+            run.append("run/chunk_run_s", np.array([t_run]), units="s")
+            run.append("run/chunk_samples", np.array([part.shape[0]], np.int64), units="samples")
+            run.flush()
+
+    return net, gross, run_s, points, spike_total, covered_s, integrated_s, lost
 
 
 def measure_power(chip: Any, smus: Sequence[Smu], setups: Sequence[RailSetup], *,
@@ -374,47 +428,16 @@ def measure_power(chip: Any, smus: Sequence[Smu], setups: Sequence[RailSetup], *
     triggered = any(line is not None for line in lines)
     if triggered:       # the board raises its trigger output at each RUN's start
         set_trigger_mode(chip, 1)
-    gross = {r: 0.0 for r in rails}
-    net = {r: 0.0 for r in rails}
-    covered_s = {r: 0.0 for r in rails}
-    integrated_s = {r: 0.0 for r in rails}
-    lost = {r: 0 for r in rails}
-    run_s = 0.0
-    points = 0
-    spike_total = 0.0
-    for k, part in enumerate(workload.chunks(chunk)):
-        spike_total += float(np.count_nonzero(part))
-        chip.upload_spikes(part, slot=0)
-        duration = est_sample_s * part.shape[0] * (1 + opt.margin)
-        n_points = math.ceil(duration / interval) + opt.pad_points
-        traces, t_run = acquire(smus, n_points, interval, lambda p=part: chip.run(p.shape[0], slot=0),
-                                opt.fetch_timeout_s, opt.on_event, store("run", k), trigger_lines=lines)
-        check_compliance(smus, traces, limits)
-        t_run = float(t_run)
-        cover = min(t.duration_s for t in traces)
-        if t_run > cover:
-            raise MeasurementError(f"power: the run took {t_run:.6g} s of chip time but the traces "
-                                   f"cover only {cover:.6g} s; raise --margin")
-        run_s += t_run
-        points += n_points
-        for s, t in zip(setups, traces):
-            e = t.energy_j()
-            gross[s.rail] += e
-            if triggered:       # the run is known to occupy [0, t_run] of the trace
-                net[s.rail] += window_excess_energy_j(t, idle_w[s.rail], 0.0, t_run)
-            else:               # alignment-free: whatever idle the trace holds cancels
-                net[s.rail] += e - idle_w[s.rail] * t.duration_s
-            covered_s[s.rail] += t.duration_s
-            integrated_s[s.rail] += t.duration_s * t.covered_fraction
-            lost[s.rail] += t.lost_points
-        if run is not None:
-            run.append("run/chunk_run_s", np.array([t_run]), units="s")
-            run.append("run/chunk_samples", np.array([part.shape[0]], np.int64), units="samples")
-            run.flush()
-
-    if triggered:
-        set_trigger_mode(chip, 0)
-
+    try:
+        net, gross, run_s, points, spike_total, covered_s, integrated_s, lost = _runs(
+            chip, smus, setups, workload, chunk, est_sample_s, interval, opt, run, triggered, lines, limits, store,
+            idle_w)
+    finally:
+        if triggered:
+            try:
+                set_trigger_mode(chip, 0)
+            except Exception:  # noqa: BLE001 - the link may be why we are leaving; the error in flight wins
+                pass
     # 4. figures --------------------------------------------------------------------------------
     total_net = float(sum(net.values()))
     avg_w = total_net / run_s

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from bench.errors import MeasurementError
-from bench.power import (RailSetup, _match_aperture, acquire, check_compliance, plan_interval, power_up,
-                         set_trigger_mode, store_trace, window_excess_energy_j)
+from bench.power import (RailSetup, _match_aperture, acquire, check_compliance, net_energy_j, plan_interval,
+                         power_up, set_trigger_mode, store_trace)
 from drivers.instruments import Smu
 
 
@@ -115,7 +115,7 @@ class InPassPower:
                                    f"cover only {cover:.6g} s after the trigger")
         batch_j = 0.0
         for st, t in zip(self.setups, traces):
-            e = window_excess_energy_j(t, self.idle_w[st.rail], 0.0, t_run)
+            e = net_energy_j(t, self.idle_w[st.rail], t_run)
             self.net_j[st.rail] += e
             batch_j += e
             self.covered[st.rail][0] += t.duration_s * t.covered_fraction

@@ -137,6 +137,11 @@ def schedule_for_station(station, tolerance_s: float = 5e-6) -> PulseSchedule:
 class _LimitsOnly:
     limits: Any
 
+    @staticmethod
+    def board_limits() -> None:
+        """No board yet: only the station's limits are checked."""
+        return None
+
 
 @dataclass
 class ProgramResult:
@@ -287,6 +292,7 @@ def program_cells(chip: PEChip, rows, cols, targets_s, schedule: PulseSchedule |
                   probe_offset_s: float = 20e-6, traces: bool = False,
                   skip: np.ndarray | None = None,
                   on_batch: Callable[[np.ndarray, ProgramResult, np.ndarray | None], None] | None = None,
+                  on_send: Callable[[np.ndarray], None] | None = None,
                   ) -> ProgramResult:
     """Program cells ``(rows[i], cols[i])`` to ``targets_s[i]`` (S) by write-verify.
 
@@ -294,6 +300,9 @@ def program_cells(chip: PEChip, rows, cols, targets_s, schedule: PulseSchedule |
     ``batch_cells``: cells per unit of work (one ``on_batch`` call, i.e. one flush).
     ``skip``: bool mask of cells already done (resume); they are not touched.
     ``on_batch(indices, result, traces)`` is called after each batch completes.
+    ``on_send(indices)`` is called before the first command of each batch is sent (the CLI
+    journals the batch as in flight, so a resume can tell which cells the board may have
+    pulsed without the host recording it).
     Everything (addresses, targets, schedule against the station limits, mode against the
     board's capabilities) is checked before the first pulse.
     """
@@ -321,6 +330,8 @@ def program_cells(chip: PEChip, rows, cols, targets_s, schedule: PulseSchedule |
     try:
         for start in range(0, todo.size, batch_cells):
             sel = todo[start:start + batch_cells]
+            if on_send is not None:
+                on_send(sel)
             r, c, t = rows[sel], cols[sel], targets[sel]
             trace_list: list | None = [] if traces and mode == "host" else None
             pulses = np.zeros(sel.size, np.int64)
@@ -363,7 +374,7 @@ def program_cells(chip: PEChip, rows, cols, targets_s, schedule: PulseSchedule |
 
 
 def reverify(chip: PEChip, records: np.ndarray, tolerance_s: float, *, averages: int = 8,
-             v_read_v: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+             v_read_v: float = 0.2, readback: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Re-check cells recorded as done by an earlier session (resume) with one averaged
     array read: conductances relax and drift between sessions (and a different session may
     not even hold the programmed state), so stored records are not trusted as they are.
@@ -371,15 +382,37 @@ def reverify(chip: PEChip, records: np.ndarray, tolerance_s: float, *, averages:
     ``records``: :data:`CELL_DTYPE` rows.  Returns ``(keep, readback_s)``: ``keep[i]`` is
     True when record ``i`` still stands -- the cell was flagged stuck (a stuck cell does not
     move; it is never counted as a success) or it reads within ``tolerance_s`` of its target
-    now; every other record must be programmed again."""
+    now; every other record must be programmed again.  ``readback``: an array read already
+    taken (S), used instead of reading again."""
     rec = np.asarray(records)
-    readback = read_map(chip, averages=averages, v_read_v=v_read_v)
+    if readback is None:
+        readback = read_map(chip, averages=averages, v_read_v=v_read_v)
     if rec.size == 0:
         return np.zeros(0, bool), readback
     g = readback[rec["row"].astype(np.int64), rec["col"].astype(np.int64)]
     stuck = (rec["flags"] & CellFlag.STUCK) > 0
     within = np.abs(g - rec["target_s"]) <= tolerance_s
     return stuck | within, readback
+
+
+def recover_inflight(readback_s: np.ndarray, indices: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                     targets_s: np.ndarray, tolerance_s: float) -> np.ndarray:
+    """Records (:data:`CELL_DTYPE`) of the in-flight cells an interrupted session left within
+    tolerance: the board finished their write-verify but the host died before recording it.
+
+    ``indices``: positions (in the target list) journalled as in flight; ``readback_s``: the
+    array read on resume.  A cell reading within ``tolerance_s`` of its target is recorded as
+    a success (its pulses unknown: 0) and is not programmed again -- no extra wear; the others
+    are left to be programmed."""
+    idx = np.asarray(indices, dtype=np.int64)
+    g = readback_s[rows[idx], cols[idx]]
+    ok = np.abs(g - targets_s[idx]) <= tolerance_s
+    out = np.zeros(int(ok.sum()), dtype=CELL_DTYPE)
+    i = idx[ok]
+    out["index"], out["row"], out["col"] = i, rows[i], cols[i]
+    out["target_s"], out["g_s"], out["pulses"] = targets_s[i], g[ok], 0
+    out["flags"] = int(CellFlag.SUCCESS)
+    return out
 
 
 def program_array(chip: PEChip, targets_s: np.ndarray, schedule: PulseSchedule | None = None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -268,19 +269,36 @@ def make_report(run_path: str | Path, out_dir: str | Path | None = None) -> dict
     """Render the figures and the HTML page; returns their paths."""
     run_path = Path(run_path)
     out = Path(out_dir) if out_dir else run_path.with_suffix("").parent / (run_path.stem + "_report")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunPathError(f"{out}: cannot create report directory ({exc.strerror})") from None
+    # The run file is opened and checked before the directory exists: a bad run file leaves
+    # nothing behind; a failure while rendering removes the directories this call created.
+    top_new = None
+    for p in (out, *out.parents):
+        if p.exists():
+            break
+        top_new = p
     with open_run(run_path) as f:
         if "kind" not in f.attrs:
             raise RunPathError(f"{run_path}: not a snnbench run file (no 'kind' attribute)")
-        kind = str(f.attrs["kind"])
-        complete = bool(f.attrs.get("complete", False))
-        summary = run_summary(f)
-        figures = [p for fig in FIGURES if (p := fig(f, out)) is not None]
-        attrs = {k: (v if isinstance(v, (str, int, float, bool)) else str(v)) for k, v in f.attrs.items()
-                 if k not in ("station", "summary")}
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunPathError(f"{out}: cannot create report directory ({exc.strerror})") from None
+        try:
+            return _render(f, run_path, out)
+        except BaseException:
+            if top_new is not None:
+                shutil.rmtree(top_new, ignore_errors=True)
+            raise
+
+
+def _render(f, run_path: Path, out: Path) -> dict[str, Any]:
+    """Figures and the HTML page of the open run file ``f`` into ``out``."""
+    kind = str(f.attrs["kind"])
+    complete = bool(f.attrs.get("complete", False))
+    summary = run_summary(f)
+    figures = [p for fig in FIGURES if (p := fig(f, out)) is not None]
+    attrs = {k: (v if isinstance(v, (str, int, float, bool)) else str(v)) for k, v in f.attrs.items()
+             if k not in ("station", "summary")}
     rows = summary_rows(summary)
     page = out / "index.html"
     cells = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>"

@@ -24,11 +24,15 @@ live dashboard can follow a run that is still being written.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import datetime as _dt
+import errno
 import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -85,6 +89,60 @@ def _make_parent(p: Path) -> None:
         raise RunPathError(f"{p}: cannot create directory {p.parent} ({exc.strerror})") from None
 
 
+NO_SPACE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+"""Out of space: disk full, file-size limit (RLIMIT_FSIZE), quota."""
+
+HEADROOM_BYTES = 1 << 20
+"""Space reserved beyond each write for HDF5's metadata (B-tree nodes, heaps, attributes)."""
+
+
+def _space_problem(path: Path, end: int, need: int) -> str | None:
+    """Why ``need`` bytes cannot be written from offset ``end`` of ``path`` (None: they can)."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if soft != resource.RLIM_INFINITY and end + need > soft:
+            return f"file-size limit {soft} bytes (RLIMIT_FSIZE)"
+    except (ImportError, OSError, ValueError):
+        pass
+    if _fallocate is None:
+        return None
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        if _fallocate(fd, _FALLOC_FL_KEEP_SIZE, end, need) != 0:
+            err = ctypes.get_errno()
+            if err in NO_SPACE_ERRNOS:
+                return os.strerror(err)
+    finally:
+        os.close(fd)
+    return None  # EOPNOTSUPP etc.: this file system cannot reserve; the write will tell
+
+
+_FALLOC_FL_KEEP_SIZE = 1
+
+
+def _load_fallocate():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.fallocate
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_fallocate = _load_fallocate()
+
+
+class NoSpaceError(RunStoreError):
+    """The run file could not grow (disk full, file-size limit, quota).  Raised *before*
+    the write that needed the space, so the file still holds every flushed unit."""
+
+
 def _attr(value: Any) -> Any:
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
@@ -104,7 +162,9 @@ class RunFile:
                  station: Mapping[str, Any] | None = None, seeds: Mapping[str, Any] | None = None,
                  **attrs: Any) -> None:
         self.path = check_writable(path)
+        self._no_space = False
         _make_parent(self.path)
+        existed = self.path.exists()
         try:
             self.h5 = h5py.File(self.path, mode)
         except OSError as exc:
@@ -115,9 +175,15 @@ class RunFile:
         if seeds is not None:
             session["seeds"] = dict(seeds)
         try:
-            self._start(mode, kind, session)
+            self.reserve()
+            self._guard("the provenance", self._start, mode, kind, session)
         except BaseException:
-            self.h5.close()
+            try:
+                self.h5.close()
+            except (OSError, RuntimeError):
+                pass
+            if not existed:  # nothing half-written: a file this call created goes again
+                self.path.unlink(missing_ok=True)
             raise
 
     def _start(self, mode: str, kind: str, session: dict[str, Any]) -> None:
@@ -140,17 +206,23 @@ class RunFile:
         self._rows: dict[str, int] = {}
         """Rows of every dataset as of the last commit (what readers may read)."""
         self._touched: set[str] = set()
+        """Datasets written since the last commit (their row counts are checked at the next)."""
+        self._committed = 0
         if COMMITS in self.h5:   # resumed: later commits continue the log of earlier sessions
             log = self.h5[COMMITS]
             n = int(self.h5.attrs.get("committed", log.shape[0]))
+            self._committed = n
             for line in log[:n]:
                 rec = json.loads(line)
                 self._rows.update(rec.get("rows", {}))
                 self._t0 = min(self._t0, time.monotonic() - float(rec.get("t", 0.0)))
             self._touched.update(self._rows)
+            if log.shape[0] != n:            # lines written after the last commit: drop them
+                log.resize(n, axis=0)
         else:
             self.h5.create_dataset(COMMITS, shape=(0,), maxshape=(None,), chunks=(64,),
                                    dtype=h5py.string_dtype())
+        self._log = self.h5[COMMITS]
         self.flush()
 
     def _resume(self, kind: str, session: dict[str, Any]) -> None:
@@ -167,6 +239,40 @@ class RunFile:
         root["complete"] = False
         root["resumed_utc"] = now
 
+    # --- space -------------------------------------------------------------------------
+    def reserve(self, nbytes: int = 0) -> None:
+        """Make sure ``nbytes`` (+ :data:`HEADROOM_BYTES`) can be written past the file's end.
+
+        Checked before HDF5 writes anything, so a full disk, a quota or a file-size limit is
+        found while the file is still consistent (as its last flush left it): NoSpaceError,
+        the file resumable.  The space is allocated without changing the file's size (Linux
+        ``fallocate(FALLOC_FL_KEEP_SIZE)``), so the file does not carry the reservation; the
+        file-size limit (RLIMIT_FSIZE) is compared directly.  Elsewhere the write itself
+        reports it (``_guard``).
+        """
+        if not self.h5.id.valid:
+            return
+        need = int(nbytes) + HEADROOM_BYTES
+        end = int(self.h5.id.get_filesize())
+        problem = _space_problem(self.path, end, need)
+        if problem:
+            self._no_space = True
+            raise NoSpaceError(
+                f"{self.path}: no space to write the run file ({problem}); it holds every unit "
+                f"finished so far: free space, then continue it (--resume where the command has it)")
+
+    def _guard(self, what: str, fn, *args):
+        """Run one HDF5 write; a failure (e.g. space ran out inside HDF5) is a one-line error."""
+        try:
+            return fn(*args)
+        except (OSError, RuntimeError) as exc:
+            if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS or "No space" in str(exc) \
+                    or "too large" in str(exc):
+                self._no_space = True
+                raise NoSpaceError(f"{self.path}: no space to write {what} ({' '.join(str(exc).split())})") \
+                    from None
+            raise RunStoreError(f"{self.path}: cannot write {what} ({' '.join(str(exc).split())})") from None
+
     # --- writing -----------------------------------------------------------------------
     def set_attrs(self, group: str = "/", **attrs: Any) -> None:
         g = self.h5.require_group(group)
@@ -175,9 +281,14 @@ class RunFile:
 
     def write(self, name: str, data: Any, units: str = "", **attrs: Any) -> h5py.Dataset:
         """Write (or replace) a fixed-size dataset."""
+        data = np.asarray(data)
+        self.reserve(data.nbytes)
+        return self._guard(name, self._write, name, data, units, attrs)
+
+    def _write(self, name: str, data: np.ndarray, units: str, attrs: dict[str, Any]) -> h5py.Dataset:
         if name in self.h5:
             del self.h5[name]
-        ds = self.h5.create_dataset(name, data=np.asarray(data))
+        ds = self.h5.create_dataset(name, data=data)
         self._touched.add(ds.name.lstrip("/"))
         ds.attrs["units"] = units
         for k, v in attrs.items():
@@ -187,6 +298,10 @@ class RunFile:
     def append(self, name: str, batch: Any, units: str = "", **attrs: Any) -> h5py.Dataset:
         """Append a batch of rows (axis 0) to an extendable, chunked dataset."""
         batch = np.asarray(batch)
+        self.reserve(batch.nbytes)
+        return self._guard(name, self._append, name, batch, units, attrs)
+
+    def _append(self, name: str, batch: np.ndarray, units: str, attrs: dict[str, Any]) -> h5py.Dataset:
         if name not in self.h5:
             chunk_rows = max(1, min(4096, (1 << 16) // max(1, batch[0:1].nbytes)))
             ds = self.h5.create_dataset(name, shape=(0,) + batch.shape[1:], dtype=batch.dtype,
@@ -210,38 +325,57 @@ class RunFile:
 
         Appends one commit line (row counts that changed since the last commit) and writes the
         ``committed`` counter last; see the module docstring."""
+        self.reserve()
+        self._guard("the flush", self._commit)
+
+    def _commit(self) -> None:
         changed: dict[str, int] = {}
         for name in self._touched:
             obj = self.h5.get(name)
             rows = (obj.shape[0] if obj.shape else 1) if isinstance(obj, h5py.Dataset) else 0
             if self._rows.get(name) != rows:
                 changed[name] = rows
-        self._touched = {n for n in self._touched if n in self.h5}
+        self._touched = set()
         self._rows.update(changed)
-        log = self.h5[COMMITS]
-        n = int(self.h5.attrs.get("committed", 0))
-        if log.shape[0] != n:
-            log.resize(n, axis=0)
-        log.resize(n + 1, axis=0)
-        log[n] = json.dumps({"t": round(time.monotonic() - self._t0, 6), "rows": changed})
-        self.h5.attrs["committed"] = n + 1
+        n = self._committed
+        self._log.resize(n + 1, axis=0)
+        self._log[n] = json.dumps({"t": round(time.monotonic() - self._t0, 6), "rows": changed})
+        self.h5.attrs["committed"] = self._committed = n + 1
         self.h5.flush()
+
+    def touch(self, name: str) -> None:
+        """Note a dataset changed through ``self.h5`` directly (e.g. resized), so the next
+        commit records its row count."""
+        self._touched.add(name.strip("/"))
 
     def close(self, complete: bool = True) -> None:
         if not self.h5.id.valid:
             return
-        self.h5.attrs["utc_end"] = utc_now()
-        self.h5.attrs["complete"] = bool(complete)
-        self.flush()
-        self.h5.close()
+        try:
+            if not self._no_space:  # out of space: leave the file as its last flush left it
+                self.h5.attrs["utc_end"] = utc_now()
+                self.h5.attrs["complete"] = bool(complete)
+                self.flush()
+        finally:
+            try:
+                self.h5.close()
+            except (OSError, RuntimeError):
+                pass
+            try:  # give back the blocks reserved past the end (truncating to the same size does)
+                os.truncate(self.path, os.stat(self.path).st_size)
+            except OSError:
+                pass
 
     def __enter__(self) -> "RunFile":
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if et is not None and self.h5.id.valid:
-            self.h5.attrs["error"] = f"{et.__name__}: {ev}"
+        if et is not None and self.h5.id.valid and not self._no_space:
+            try:
+                self.h5.attrs["error"] = f"{et.__name__}: {ev}"
+            except (OSError, RuntimeError):
+                pass
         self.close(complete=et is None)
 
 

@@ -66,7 +66,7 @@ def open_bench(station_path: str | None = None, chip_url: str | None = None, *,
     st = station or load_station(station_path)
     register_sim_urls()
     sim = None
-    url = chip_url or st.chip.url
+    url = st.chip.url if chip_url is None else chip_url  # --chip '' is an error, not "use the default"
     smus: list[dict] = [
         {"resource": s.resource, "model": s.model, "rail": s.rail, "channel": s.channel}
         for s in st.smu]

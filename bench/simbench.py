@@ -11,6 +11,7 @@ import os
 import select
 import subprocess
 import sys
+import threading
 from types import TracebackType
 
 from bench.errors import BenchError
@@ -24,6 +25,18 @@ class SimBenchUsageError(SimBenchError):
     """The simulator refused its arguments (e.g. its die file is in use): exit code 2."""
 
     exit_code = 2
+
+
+def lifeline_arguments() -> list[str]:
+    """``sim serve`` options that make the child die with this process (decision 0014).
+
+    The Linux parent-death signal follows the thread that started the child, so it is asked
+    for only from the main thread; the stdin lifeline covers every other case and every OS.
+    """
+    args = ["--lifeline"]
+    if threading.current_thread() is threading.main_thread():
+        args += ["--parent-pid", str(os.getpid())]
+    return args
 
 
 class SimBench:
@@ -41,14 +54,17 @@ class SimBench:
             cmd.append("--no-instruments")
         if die is not None:
             cmd += ["--die", os.fspath(die)] + (["--freeze"] if freeze else [])
+        cmd += lifeline_arguments()
         cmd += extra or []
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # stdin is the lifeline: a pipe this process never writes to; when it dies the child
+        # reads end-of-file and exits (sim_backend/lifeline.py, decision record 0014).
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL, env=env, text=True)
+                                     stdin=subprocess.PIPE, env=env, text=True)
         try:
             ready, _, _ = select.select([self.proc.stdout], [], [], startup_timeout_s)
             line = self.proc.stdout.readline() if ready else ""
-        except BaseException:      # Ctrl-C / SIGTERM while starting: never orphan the simulator
+        except BaseException:  # interrupted (SIGINT, SIGTERM) while starting: stop it, then unwind
             self.close()
             raise
         if not line:
@@ -71,6 +87,8 @@ class SimBench:
         self.smu: list[dict] = list(self.served.get("smu", []))
 
     def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()  # cuts the lifeline: the child starts its orderly exit
         if self.proc.poll() is None:
             self.proc.terminate()
             try:

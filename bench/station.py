@@ -160,6 +160,12 @@ def parse_station(data: dict[str, Any], source: str = "<station>") -> Station:
     chip = _build(ChipConfig, data.get("chip", {}), "chip", source)
     if chip.fidelity not in ("ideal", "typical", "worst"):
         raise ConfigError(f"{source}: chip.fidelity must be ideal, typical or worst, got {chip.fidelity!r}")
+    if chip.url != "sim":
+        from drivers.transport import url_problem
+
+        problem = url_problem(chip.url)
+        if problem:
+            raise ConfigError(f"{source}: chip.url = {chip.url!r}: {problem}")
     link = _build(LinkConfig, data.get("link", {}), "link", source)
     limits = _build(Limits, data.get("limits", {}), "limits", source)
     if limits.dt_min_s > limits.dt_max_s:

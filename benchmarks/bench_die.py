@@ -3,7 +3,8 @@
 Measured, interleaved, on a programmed die (every cell written, wear counted):
 - save: ``OpenDie.save()`` (state -> HDF5 image in memory -> temporary file, fsync, rename)
   and the part of it that builds the HDF5 image;
-- load: opening a die (lock, read, rebuild the chip with the saved state, release);
+- load: opening a die (lock, read, rebuild the chip with the saved state, release), and the
+  part of it that reads the file;
 - baselines in the same run: the same arrays written with ``np.savez`` (+ fsync and rename, the
   same durability) and read back with ``np.load``;
 - file size, and the raw bytes of the arrays it holds.
@@ -15,6 +16,7 @@ repetitions, with the ratio to the baseline of the same repetition.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim_backend.die import OpenDie, encode_die
+from sim_backend.die import OpenDie, encode_die, read_die
 
 
 def _program(die: OpenDie) -> None:
@@ -59,9 +61,16 @@ def _npz_load(path: Path) -> None:
 
 
 def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+    """Wall time of ``fn()``, the cyclic garbage collector run before and held off during it
+    (so one phase does not pay for another's garbage)."""
+    gc.collect()
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+    finally:
+        gc.enable()
 
 
 def _stats(xs: list[float]) -> dict[str, float]:
@@ -82,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         arrays = _arrays(die.chip.state())
         die.close()
         _npz_save(npz_path, arrays)
-        rows = {k: [] for k in ("save", "encode", "npz_save", "load", "npz_load")}
+        rows = {k: [] for k in ("save", "encode", "npz_save", "load", "read", "npz_load")}
         for _ in range(reps):               # interleaved: each repetition measures all
             d_open = OpenDie(die_path)
             rows["save"].append(_timed(d_open.save))
@@ -91,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             d_open.close()
             rows["npz_save"].append(_timed(lambda: _npz_save(npz_path, arrays)))
             rows["load"].append(_timed(lambda: OpenDie(die_path).close()))
+            rows["read"].append(_timed(lambda: read_die(die_path)))
             rows["npz_load"].append(_timed(lambda: _npz_load(npz_path)))
         size = die_path.stat().st_size
         raw = sum(a.nbytes for a in arrays.values())
@@ -104,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         "npz_save_ms": {k: v * 1e3 for k, v in _stats(rows["npz_save"]).items()},
         "save_vs_npz": _stats(save_ratio),
         "load_ms": {k: v * 1e3 for k, v in _stats(rows["load"]).items()},
+        "read_ms": {k: v * 1e3 for k, v in _stats(rows["read"]).items()},
         "npz_load_ms": {k: v * 1e3 for k, v in _stats(rows["npz_load"]).items()},
         "load_vs_npz": _stats(load_ratio),
         "file_bytes": size, "npz_bytes": npz_size, "raw_array_bytes": raw,
@@ -123,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     print(line("save", "save_ms", "npz_save_ms", "save_vs_npz"))
     print(f"       of which building the HDF5 image in memory: {result['encode_ms']['median']:.2f} ms")
     print(line("load", "load_ms", "npz_load_ms", "load_vs_npz"))
+    print(f"       of which reading the file: {result['read_ms']['median']:.2f} ms (the rest: lock, "
+          f"rebuilding the chip model)")
     print(f"file   {size / 1024:.0f} KiB (npz of the same arrays {npz_size / 1024:.0f} KiB, "
           f"raw arrays {raw / 1024:.0f} KiB, ratio {size / raw:.2f})")
     print(f"targets met: {result['targets_met']}")

@@ -28,6 +28,7 @@ from types import TracebackType
 import numpy as np
 from serial import SerialException
 
+from drivers.bounded import BoundedTransfers
 from drivers.errors import ChipError, ChipTimeout, LimitError, LinkError, ProtocolError
 from drivers.limits import ChipLimits
 from drivers.transport import open_link
@@ -60,6 +61,15 @@ class LinkStats:
     bytes_rx: int = 0
     chip_seconds: float = 0.0
     """Chip busy time reported by the board (pulses, write-verify, runs, waits)."""
+    transfers: int = 0
+    """Commands sent as bounded transfers (STAGE / COMMIT / FETCH, drivers/bounded.py)."""
+    transfer_frames: int = 0
+    """Frames (counted in ``commands``) that those transfers took."""
+
+    @property
+    def operations(self) -> int:
+        """Commands as the caller issued them: a bounded transfer counts once."""
+        return self.commands - self.transfer_frames + self.transfers
 
     def modelled_seconds(self, baud: float, latency_s: float) -> float:
         """Wall time this traffic takes on a UART at ``baud`` (8N1) with ``latency_s`` per round trip."""
@@ -87,8 +97,11 @@ class WriteVerifyResult:
     chip_seconds: float = 0.0
 
 
-class PEChip:
-    """Driver of one PE-macro board.  Use as a context manager."""
+class PEChip(BoundedTransfers):
+    """Driver of one PE-macro board.  Use as a context manager.
+
+    Large transfers (whole-array reads, write-verify batches, uploads, output readouts) go in
+    bounded frames when the board supports them (:mod:`drivers.bounded`)."""
 
     def __init__(self, url: str, *, timeout_s: float = 2.0, retries: int = 5,
                  limits: ChipLimits | None = None, poll_s: float = 0.05) -> None:
@@ -225,13 +238,15 @@ class PEChip:
         for attempt in range(self.retries + 1):
             if attempt:
                 self.stats.retries += 1
-            rejected = self.stats.rejected
+            rejected, corrupted = self.stats.rejected, self.stats.bad_frames
             reply = self._send(opcode, wire, req, crc, timeout)
             if reply is None:
                 self.stats.timeouts += 1
                 last = (f"no reply within {timeout:g} s" if self.stats.rejected == rejected else
                         "only replies that do not answer this request arrived (session, seq, opcode or "
                         "echo differ: a board replaying another request's reply?)")
+                if self.stats.bad_frames != corrupted:  # bytes came back, but not as a valid frame
+                    last = "the reply arrived corrupted (CRC/COBS check failed)"
                 continue
             if reply.status == Status.BAD_FRAME:
                 last = "board received a corrupted frame"
@@ -294,6 +309,8 @@ class PEChip:
         """Chip identity and limits (cached)."""
         if self._info is None or refresh:
             self._info = self._parse("GET_INFO", msg.decode_info, self.transact(Opcode.GET_INFO))
+            self._board_limits = None
+            self.board_limits()  # the limits come with the identity (GET_LIMITS, BOUNDED boards)
         return self._info
 
     def read_register(self, name: str) -> float:
@@ -334,8 +351,12 @@ class PEChip:
             raise ValueError(f"unknown register {name!r} (known: {', '.join(REGISTER_BY_NAME)})") from None
 
     # --- array access --------------------------------------------------------------------
-    def _read(self, req: msg.ReadRequest) -> np.ndarray:
-        return self._parse("READ_CELLS", msg.decode_conductances, self.transact(Opcode.READ_CELLS, msg.encode_read(req)))
+    def _read(self, req: msg.ReadRequest, n_cells: int) -> np.ndarray:
+        g = self._parse("READ_CELLS", msg.decode_conductances,
+                        self.call(Opcode.READ_CELLS, msg.encode_read(req), reply_bytes=4 * n_cells))
+        if g.size != n_cells:
+            raise ProtocolError(f"READ_CELLS reply holds {g.size} conductances, {n_cells} were asked for")
+        return g
 
     def _read_args(self, v_read_v: float, averages: int) -> tuple[int, int]:
         self.limits.check("read voltage", v_read_v, "v_read_max_v", low=1e-3)
@@ -352,22 +373,27 @@ class PEChip:
         if rows.size and (rows.min() < 0 or rows.max() >= info.rows or cols.min() < 0 or cols.max() >= info.columns):
             raise ValueError(f"cell address outside the {info.rows}x{info.columns} array")
         out = np.empty(rows.size)
+        lim = self.board_limits()
         chunk = max(1, (info.max_payload - 64) // 4)
+        if lim is not None:
+            chunk = min(chunk, lim.max_read_cells)
         for i in range(0, rows.size, chunk):
-            out[i:i + chunk] = self._read(msg.ReadRequest(ReadMode.LIST, uv, avg, 0, rows[i:i + chunk], cols[i:i + chunk]))
+            r, c = rows[i:i + chunk], cols[i:i + chunk]
+            out[i:i + chunk] = self._read(msg.ReadRequest(ReadMode.LIST, uv, avg, 0, r, c), r.size)
         return out
 
     def read_row(self, row: int, v_read_v: float = 0.2, averages: int = 1) -> np.ndarray:
         uv, avg = self._read_args(v_read_v, averages)
         if not 0 <= row < self.info().rows:
             raise ValueError(f"row {row} outside the array")
-        return self._read(msg.ReadRequest(ReadMode.ROW, uv, avg, row))
+        return self._read(msg.ReadRequest(ReadMode.ROW, uv, avg, row), self.info().columns)
 
     def read_array(self, v_read_v: float = 0.2, averages: int = 1) -> np.ndarray:
         """Conductance map (rows, columns) in siemens."""
         uv, avg = self._read_args(v_read_v, averages)
         info = self.info()
-        return self._read(msg.ReadRequest(ReadMode.ARRAY, uv, avg)).reshape(info.rows, info.columns)
+        return self._read(msg.ReadRequest(ReadMode.ARRAY, uv, avg), info.rows * info.columns).reshape(
+            info.rows, info.columns)
 
     def _check_pulses(self, kind, v_bl, v_wl, v_sl, width) -> None:
         is_set = np.asarray(kind) == PulseKind.SET
@@ -394,9 +420,12 @@ class PEChip:
         p = msg.pulse_records(kind, rows, np.broadcast_to(np.asarray(cols, dtype=np.int64), (n,)),
                               v_bl, v_wl, v_sl, width)
         per_frame = max(1, (self.info().max_payload - 64) // p.itemsize)
+        lim = self.board_limits()
+        if lim is not None:
+            per_frame = min(per_frame, lim.max_pulse_records)
         total = 0.0
         for i in range(0, n, per_frame):
-            reply = self.transact(Opcode.PULSE, msg.encode_pulses(p[i:i + per_frame]))
+            reply = self.call(Opcode.PULSE, msg.encode_pulses(p[i:i + per_frame]))
             _, ns, _ = self._parse("PULSE", msg.decode_done, reply)
             total += ns * 1e-9
         self.stats.chip_seconds += total
@@ -414,6 +443,13 @@ class PEChip:
         if schedule.max_pulses > lim.max_pulses_per_cell:
             raise LimitError(f"schedule max_pulses = {schedule.max_pulses} exceeds the station limit "
                                    f"max_pulses_per_cell = {lim.max_pulses_per_cell}; nothing was sent")
+        board = self.board_limits()  # the station cannot allow more than the board advertises
+        if board is not None and schedule.max_pulses > board.max_pulses:
+            raise LimitError(f"schedule max_pulses = {schedule.max_pulses} exceeds the board's max_pulses = "
+                             f"{board.max_pulses} (GET_LIMITS); nothing was sent")
+        if board is not None and schedule.read_averages > board.max_averages:
+            raise LimitError(f"schedule read_averages = {schedule.read_averages} exceeds the board's "
+                             f"max_averages = {board.max_averages} (GET_LIMITS); nothing was sent")
 
     def write_verify(self, rows, cols, targets_s, schedule: PulseSchedule,
                      batch: int = 1024) -> WriteVerifyResult:
@@ -428,12 +464,16 @@ class PEChip:
             raise ValueError("write-verify targets must be finite conductances >= 0 S")
         res = np.zeros(rows.size, dtype=[("flags", "u1"), ("pulses", "<u2"), ("g_s", "<f4")])
         chip_s = 0.0
+        board = self.board_limits()
+        if board is not None:
+            batch = max(1, min(batch, board.max_wv_cells))
         for i in range(0, rows.size, batch):
             sl = slice(i, i + batch)
             payload = msg.encode_write_verify(schedule, rows[sl], cols[sl], targets[sl])
             # Board-side jobs take chip time: allow for the worst case on top of the link timeout.
             worst = schedule.max_pulses * (schedule.width_s + 2e-6 * schedule.read_averages) * 4
-            reply = self.transact(Opcode.WRITE_VERIFY, payload, timeout_s=self.timeout_s + worst + 5.0)
+            reply = self.call(Opcode.WRITE_VERIFY, payload, timeout_s=self.timeout_s + worst + 5.0,
+                              reply_bytes=16 + 12 * rows[sl].size)
             arr, ns = self._parse("WRITE_VERIFY", msg.decode_cell_results, reply)
             if arr.size != rows[sl].size or np.any(arr["row"] != rows[sl]) or np.any(arr["col"] != cols[sl]):
                 raise ProtocolError("WRITE_VERIFY reply does not match the requested cells")
@@ -459,7 +499,7 @@ class PEChip:
         sent = 0
         for i in range(0, spikes.shape[0], per_frame):
             payload = encode_upload(spikes[i:i + per_frame], slot=slot + i, choose=encoding)
-            self.transact(Opcode.UPLOAD_SPIKES, payload)
+            self.call(Opcode.UPLOAD_SPIKES, payload)
             sent += len(payload)
         return sent
 
@@ -490,7 +530,11 @@ class PEChip:
 
     def read_outputs(self, n: int, slot: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Output (counts (n, neurons), spikes (n, steps, neurons) bool) of stored results."""
-        return self._parse("READ_OUTPUT", decode_output, self.transact(Opcode.READ_OUTPUT, msg.encode_run(slot, n)))
+        info = self.info()
+        reply = self.call(Opcode.READ_OUTPUT, msg.encode_run(slot, n),
+                          reply_bytes=12 + n * info.neurons * (2 + 4 * info.max_steps))
+        return self._parse("READ_OUTPUT", lambda p: decode_output(p, n_expected=n, max_steps=info.max_steps,
+                                                                  max_neurons=info.neurons), reply)
 
     def infer(self, spikes: np.ndarray, chunk: int = 4096) -> np.ndarray:
         """Upload, run and read back in chunks that fit board memory: output spikes (n, steps, neurons)."""
@@ -526,7 +570,7 @@ class PEChip:
 
     def sim_query(self, name: str):
         """Simulator introspection (virtual boards only; a real board answers UNSUPPORTED)."""
-        return json.loads(self.transact(Opcode.SIM_QUERY, name.encode()).decode())
+        return json.loads(self.call(Opcode.SIM_QUERY, name.encode(), reply_bytes=1 << 20).decode())
 
 
 def _synchronous(port) -> bool:

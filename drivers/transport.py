@@ -1,9 +1,40 @@
 """Open the chip's serial link from any pyserial URL, with errors a person can act on."""
 from __future__ import annotations
 
+import urllib.parse
+
 import serial
 
 from drivers.errors import BadURLError, LinkError
+
+_HOST_PORT_SCHEMES = ("socket", "rfc2217")
+"""pyserial URL schemes that name a TCP endpoint ``host:port``."""
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with the link URL's form (None if nothing is): empty, a TCP scheme
+    without host or with a port that is not an integer in 1..65535.  Whether the far side
+    answers is for :func:`open_link` to find out."""
+    if not isinstance(url, str) or not url.strip():
+        return "the URL is empty (give a device such as /dev/ttyUSB0 or socket://host:port)"
+    if url != url.strip():
+        return "the URL has leading or trailing white space"
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in _HOST_PORT_SCHEMES:
+        host, sep, port = parts.netloc.rpartition(":")
+        if not sep or not host:
+            return f"{parts.scheme}:// needs host:port, got {parts.netloc!r}"
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            return f"port {port!r} is not an integer in 1..65535"
+    return None
+
+
+def check_url(url: str) -> str:
+    """``url`` unchanged, or :class:`BadURLError` (exit 2) naming what is wrong with it."""
+    problem = url_problem(url)
+    if problem:
+        raise BadURLError(f"chip link URL {url!r}: {problem}")
+    return url
 
 
 def open_link(url: str, timeout_s: float = 0.05, baudrate: int = 3_000_000) -> serial.SerialBase:
@@ -11,6 +42,7 @@ def open_link(url: str, timeout_s: float = 0.05, baudrate: int = 3_000_000) -> s
 
     ``timeout_s`` is the *poll* timeout of one read; the driver keeps its own deadline.
     """
+    check_url(url)
     try:
         return serial.serial_for_url(url, baudrate=baudrate, timeout=timeout_s, write_timeout=5.0)
     except ValueError as exc:

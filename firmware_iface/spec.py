@@ -32,6 +32,10 @@ class Opcode(IntEnum):
     RESET = 0x31
     WAIT = 0x32
     HELLO = 0x40
+    STAGE = 0x50
+    COMMIT = 0x51
+    FETCH = 0x52
+    GET_LIMITS = 0x53
     SIM_QUERY = 0xF0
 
 
@@ -50,6 +54,10 @@ OPCODE_DOC: dict[Opcode, tuple[str, str, str]] = {
     Opcode.RESET: ("Soft reset: registers to defaults, sample memory cleared (array contents are non-volatile).", "empty", "empty"),
     Opcode.WAIT: ("Let chip time pass on the board (retention experiments).", "WAIT record", "DONE record"),
     Opcode.HELLO: ("Open a session: the header's `session` (non-zero, random) becomes the board's current session; the reply cache is cleared.", "empty (session id and protocol version are in the header)", "HELLO record (the board's identity and limits)"),
+    Opcode.STAGE: ("Bounded frames: one piece of a large request, stored at `offset` of the staging buffer of transfer `id`.", "STAGE record, then the piece (<= LIMITS.max_chunk bytes)", "COUNT record (bytes of transfer `id` received so far)"),
+    Opcode.COMMIT: ("Bounded frames: execute the staged request of transfer `id` as `opcode` (at most once per id); its reply is kept for FETCH.", "COMMIT record", "RESULT record, then the first min(`length`, LIMITS.max_chunk) bytes of the kept reply payload"),
+    Opcode.FETCH: ("Bounded frames: a piece of the kept reply of transfer `id`.", "FETCH record", "`length` bytes of the kept reply payload from `offset`"),
+    Opcode.GET_LIMITS: ("Every limit the board enforces (OUT_OF_RANGE / NO_MEMORY before any work).", "empty", "LIMITS record"),
     Opcode.SIM_QUERY: ("Simulator introspection (virtual firmware only; real boards answer UNSUPPORTED).", "UTF-8 query name", "UTF-8 JSON"),
 }
 
@@ -98,6 +106,8 @@ class Capability(IntFlag):
     DENSE_UPLOAD = 0x02
     AER_UPLOAD = 0x04
     PARTIAL_SUM = 0x08
+    BOUNDED = 0x10
+    """STAGE / COMMIT / FETCH / GET_LIMITS: large transfers in frames of at most LIMITS.max_chunk bytes."""
     SIMULATED = 0x80
 
 
@@ -199,6 +209,17 @@ RECORDS: dict[str, np.dtype] = {
                         ("frames_rx", "<u4"), ("bad_frames", "<u4"), ("duplicates", "<u4"),
                         ("samples_stored", "<u4"), ("outputs_ready", "<u4"), ("_pad2", "<u4")]),
     "WAIT": np.dtype([("duration_ns", "<u8")]),
+    "STAGE": np.dtype([("id", "<u4"), ("opcode", "u1"), ("_pad", "u1"), ("_pad2", "<u2"), ("total", "<u4"),
+                       ("offset", "<u4")]),
+    "COMMIT": np.dtype([("id", "<u4"), ("opcode", "u1"), ("_pad", "u1"), ("_pad2", "<u2"), ("total", "<u4")]),
+    "RESULT": np.dtype([("id", "<u4"), ("status", "u1"), ("_pad", "u1"), ("_pad2", "<u2"), ("length", "<u4")]),
+    "FETCH": np.dtype([("id", "<u4"), ("offset", "<u4"), ("length", "<u4")]),
+    "LIMITS": np.dtype([
+        ("max_chunk", "<u4"), ("max_payload", "<u4"), ("max_steps", "<u2"), ("max_pulses", "<u2"),
+        ("sample_slots", "<u4"), ("sample_memory_bits", "<u8"), ("max_pulse_records", "<u4"),
+        ("max_wv_cells", "<u4"), ("max_read_cells", "<u4"), ("max_averages", "<u2"), ("_pad", "<u2"),
+        ("max_wait_ns", "<u8"), ("max_chip_ns", "<u8"), ("memory_bytes", "<u8"),
+    ]),
     "HELLO": np.dtype([
         ("protocol", "u1"), ("fw_major", "u1"), ("fw_minor", "u1"), ("fw_patch", "u1"),
         ("session", "<u4"), ("max_payload", "<u4"), ("max_frame", "<u4"), ("v_max_mv", "<u2"),
@@ -222,6 +243,11 @@ RECORD_DOC: dict[str, str] = {
     "OUTPUT": "output readout header",
     "STATUS": "board state (0 idle, 1 busy, 2 error) and counters",
     "WAIT": "duration to wait in chip time (ns)",
+    "STAGE": "bounded frames: transfer id (host-chosen, non-zero), the opcode it will run as, the request's total size and this piece's offset (bytes)",
+    "COMMIT": "bounded frames: run transfer `id` (all `total` bytes staged) as `opcode`",
+    "RESULT": "bounded frames: status of the committed command and the length of its kept reply payload (bytes)",
+    "FETCH": "bounded frames: `length` (<= max_chunk) bytes of transfer `id`'s kept reply from `offset`",
+    "LIMITS": "every limit the board enforces: frame piece and payload sizes (bytes), steps per sample, write-verify pulses per cell, sample slots and sample memory (bits), pulse records per PULSE, cells per WRITE_VERIFY and per READ_CELLS, read averages, longest WAIT and chip clock (ns), and the bound on the firmware's own memory (bytes)",
     "HELLO": "HELLO reply: protocol version, firmware version, the session now open, the largest payload and wire frame (bytes) the board accepts, its absolute maximum line voltage (mV) and pulse width (ns), capabilities",
 }
 

@@ -25,6 +25,28 @@ MAX_WAIT_NS = 10**16
 MAX_STEPS = 4096
 """Largest number of steps per sample (INFO.max_steps)."""
 
+def job_deadline_s(opcode: int, payload: bytes, run_chip_s: float = 0.0) -> float:
+    """The normative deadline (s) of a request's *final* reply, from its payload (see the
+    opcode sections): WRITE_VERIFY from its schedule and count, WAIT from its duration, RUN
+    from ``run_chip_s`` (n x (steps x TIME_STEP + LATENCY), which the host knows); other
+    opcodes ACK_S.  Malformed payloads get ACK_S (the board refuses them at once)."""
+    from firmware_iface.records import PayloadError, unpack
+
+    try:
+        if opcode == Opcode.WRITE_VERIFY:
+            r, off = unpack("SCHEDULE", payload)
+            c, _ = unpack("COUNT", payload, off)
+            return (int(c["count"]) * (int(r["max_pulses"]) + 2)
+                    * (int(r["width_ns"]) * 1e-9 + int(r["read_averages"]) * READ_TIME_S) + SLACK_S)
+        if opcode == Opcode.WAIT:
+            return int(unpack("WAIT", payload)[0]["duration_ns"]) * 1e-9 + SLACK_S
+        if opcode == Opcode.RUN:
+            return run_chip_s + SLACK_S
+    except PayloadError:
+        pass
+    return ACK_S
+
+
 LINK_LAYER = f"""\
 - **UART** (real board): {UART_BAUD:,} baud, 8 data bits, no parity, 1 stop bit (8N1), no flow
   control (neither RTS/CTS nor XON/XOFF). The host has at most one request in flight, so a
@@ -91,7 +113,8 @@ BUSY = f"""\
 STATUS_FIELDS = """\
 STATUS record: `state` 0 idle, 1 a job is running, 2 error; `last_error` the status code of the
 most recent non-OK reply (0 if none since power-up or RESET); `chip_ns` the chip clock (ns, never
-reset); `frames_rx` requests received; `bad_frames` runs dropped by the frame layer (COBS, CRC,
+reset): it advances only while the array works (reads, pulses, runs, waits), by exactly the
+`chip_ns` each DONE reports for its command, and not while idle; `frames_rx` requests received; `bad_frames` runs dropped by the frame layer (COBS, CRC,
 length, version, oversize); `duplicates` retries answered from the reply cache; `samples_stored`
 input samples in board memory; `outputs_ready` samples with stored results. RESET clears
 `last_error`, `samples_stored` and `outputs_ready`; the other counters count from power-up.
@@ -180,7 +203,9 @@ OPCODE_SPEC: dict[Opcode, OpcodeSpec] = {
     Opcode.READ_CELLS: OpcodeSpec(
         "session open; 0 < v_read_uv <= 1,000,000 (1 V); averages >= 1; every addressed cell inside the "
         "array (LIST: each CELL; ROW: `row` < rows)",
-        (_SESSION, _SIZE, ("unknown mode", "BAD_PAYLOAD"), ("v_read_uv = 0 or > 1,000,000, averages = 0", "OUT_OF_RANGE"),
+        (_SESSION, _SIZE, ("unknown mode", "BAD_PAYLOAD"),
+         ("v_read_uv = 0 or > 1,000,000, averages = 0 or > LIMITS.max_averages", "OUT_OF_RANGE"),
+         ("LIST of more than LIMITS.max_read_cells cells", "OUT_OF_RANGE"),
          ("cell or row outside the array", "OUT_OF_RANGE"), ("reply larger than max_payload", "NO_MEMORY")),
         "reads at `v_read_uv` (the READ_REQ field, not the V_READ register) averaged `averages` times; "
         "conductances unchanged",
@@ -189,7 +214,8 @@ OPCODE_SPEC: dict[Opcode, OpcodeSpec] = {
     Opcode.PULSE: OpcodeSpec(
         "session open; `count` PULSE records follow; for every pulse: kind 1 or 2, cell inside the array, "
         "v_bl/v_wl/v_sl <= HELLO.v_max_mv, width_ns <= HELLO.width_max_ns",
-        (_SESSION, _SIZE, ("kind not 1 or 2", "OUT_OF_RANGE"), ("voltage or width beyond the board maxima", "OUT_OF_RANGE"),
+        (_SESSION, _SIZE, ("more than LIMITS.max_pulse_records pulses", "OUT_OF_RANGE"),
+         ("kind not 1 or 2", "OUT_OF_RANGE"), ("voltage or width beyond the board maxima", "OUT_OF_RANGE"),
          ("cell outside the array", "OUT_OF_RANGE")),
         "the whole batch is checked first (one bad pulse: nothing applied), then the pulses are applied "
         "in order; SET drives the bit line, RESET the source line",
@@ -201,6 +227,8 @@ OPCODE_SPEC: dict[Opcode, OpcodeSpec] = {
         "v_read_uv <= 1,000,000; every target cell inside the array",
         (_SESSION, _SIZE, ("schedule field zero or start > max", "BAD_PAYLOAD"),
          ("schedule voltage / width / read voltage beyond the board maxima", "OUT_OF_RANGE"),
+         ("more than LIMITS.max_wv_cells targets, max_pulses > LIMITS.max_pulses, read_averages > "
+          "LIMITS.max_averages", "OUT_OF_RANGE"),
          ("cell outside the array", "OUT_OF_RANGE")),
         "runs the normative write-verify algorithm (section Write-verify) on all targets",
         "DONE record (count = targets, chip_ns) then one CELL_RESULT per target, in request order",
@@ -210,13 +238,15 @@ OPCODE_SPEC: dict[Opcode, OpcodeSpec] = {
     Opcode.UPLOAD_SPIKES: OpcodeSpec(
         f"session open; rows = INFO.rows; 1 <= steps <= {MAX_STEPS}; slot + n <= INFO.sample_slots",
         (_SESSION, _SIZE, ("bad SAMPLE encoding / AER event outside the sample", "BAD_PAYLOAD"),
-         ("rows != INFO.rows or steps > max_steps", "OUT_OF_RANGE"), ("slot + n > sample_slots", "NO_MEMORY")),
+         ("rows != INFO.rows or steps > max_steps", "OUT_OF_RANGE"), ("slot + n > sample_slots", "NO_MEMORY"),
+         ("n x steps x rows bits would exceed LIMITS.sample_memory_bits in use", "NO_MEMORY"),
+         ("n larger than the payload can hold", "BAD_PAYLOAD")),
         "stores the n samples in slots slot .. slot+n-1 (replacing what was there) and discards the stored "
         "results of those slots; the run length of a sample is its `steps` (the N_STEPS register is not used)",
         "COUNT record: samples stored", _SHORT, "yes (the same upload stores the same data)"),
     Opcode.RUN: OpcodeSpec(
         "session open; every slot in slot .. slot+n-1 holds an input sample",
-        (_SESSION, _SIZE, ("a slot without input", "NOT_READY")),
+        (_SESSION, _SIZE, ("slot + n > sample_slots", "OUT_OF_RANGE"), ("a slot without input", "NOT_READY")),
         "runs the samples back to back; every sample starts from the rest state (neuron potentials, PSP "
         "and refractory state zero); the result of each sample replaces its slot's stored result",
         "DONE record: count = n, chip_ns = n x (steps x TIME_STEP + LATENCY)",
@@ -224,7 +254,8 @@ OPCODE_SPEC: dict[Opcode, OpcodeSpec] = {
         "no (retry answered from the cache)"),
     Opcode.READ_OUTPUT: OpcodeSpec(
         "session open; every slot in slot .. slot+n-1 holds a result; all n results have the same steps",
-        (_SESSION, _SIZE, ("a slot without result", "NOT_READY"), ("results of different lengths", "OUT_OF_RANGE"),
+        (_SESSION, _SIZE, ("slot + n > sample_slots", "OUT_OF_RANGE"), ("a slot without result", "NOT_READY"),
+         ("results of different lengths", "OUT_OF_RANGE"),
          ("reply larger than max_payload", "NO_MEMORY")),
         "none",
         "OUTPUT record (steps = the samples' steps; N_STEPS when n = 0), n x neurons u16 spike counts "
@@ -236,12 +267,14 @@ OPCODE_SPEC: dict[Opcode, OpcodeSpec] = {
         _SHORT, "yes"),
     Opcode.RESET: OpcodeSpec(
         "session open; no job running", (_SESSION, _EMPTY, ("a job is running", "BUSY")),
-        "registers to their defaults; sample memory and stored results cleared; `last_error` cleared; "
+        "registers to their defaults; sample memory, stored results, a staged transfer and the kept reply "
+        "of the last transfer cleared; `last_error` cleared; "
         "array conductances (non-volatile), the chip clock and the session are kept",
         "empty", _SHORT, "yes"),
     Opcode.WAIT: OpcodeSpec(
         f"session open; duration_ns <= {MAX_WAIT_NS}",
-        (_SESSION, _SIZE, (f"duration_ns > {MAX_WAIT_NS}", "OUT_OF_RANGE")),
+        (_SESSION, _SIZE, (f"duration_ns > {MAX_WAIT_NS}", "OUT_OF_RANGE"),
+         ("the chip clock would pass LIMITS.max_chip_ns", "OUT_OF_RANGE")),
         "lets chip time pass with the array idle (retention)",
         "DONE record: count 0, chip_ns = duration_ns",
         f"BUSY or final reply within {ACK_S:g} s; final within duration + {SLACK_S:g} s",
@@ -250,6 +283,66 @@ OPCODE_SPEC: dict[Opcode, OpcodeSpec] = {
         "session open; simulator only", (_SESSION, ("a real board, or an unknown query", "UNSUPPORTED")),
         "none", "UTF-8 JSON", _SHORT, "yes"),
 }
+
+_LIMITS = "GET_LIMITS"
+OPCODE_SPEC.update({
+    Opcode.STAGE: OpcodeSpec(
+        "session open; capability BOUNDED; id != 0; the target opcode is stageable (not STAGE, COMMIT, FETCH, "
+        "HELLO, STATUS); total <= LIMITS.max_payload; piece <= LIMITS.max_chunk; offset + piece <= total",
+        (_SESSION, _SIZE, ("id 0, target opcode not stageable", "OUT_OF_RANGE"),
+         ("total > max_payload, piece > max_chunk, piece beyond total", "OUT_OF_RANGE")),
+        "a new id (or other opcode / total) starts a new staging buffer, dropping the previous one; the piece "
+        "is stored at `offset`", "COUNT record: bytes of the transfer received so far", _SHORT,
+        "yes (the same piece again stores the same bytes)"),
+    Opcode.COMMIT: OpcodeSpec(
+        "session open; all `total` bytes of transfer `id` staged as `opcode`, or `id` is the last committed "
+        "transfer", (_SESSION, _SIZE, ("transfer not (completely) staged", "NOT_READY")),
+        "runs the staged payload as `opcode` exactly as if it had arrived in one frame (all its checks apply) "
+        "and keeps the reply; a COMMIT of the last committed id runs nothing and answers the kept reply again",
+        "RESULT record (the command's status and reply length) then the first min(length, max_chunk) bytes "
+        "of its reply payload", "the deadline of the target opcode",
+        "yes: at most one execution per transfer id, whatever the seq"),
+    Opcode.FETCH: OpcodeSpec(
+        "session open; `id` is the last committed transfer; length <= max_chunk; offset + length <= the kept "
+        "reply's length", (_SESSION, _SIZE, ("no kept reply of this id", "NOT_READY"),
+                           ("length > max_chunk or beyond the kept reply", "OUT_OF_RANGE")),
+        "none", "`length` bytes of the kept reply payload from `offset`", _SHORT, "yes"),
+    Opcode.GET_LIMITS: OpcodeSpec(
+        "session open; capability BOUNDED", (_SESSION, _EMPTY), "none", "LIMITS record", _SHORT, "yes"),
+})
+
+BOUNDED_FRAMES = """\
+- **Why**: the chance that a frame crosses a faulty link intact falls with its length; a board
+  with capability BOUNDED (0x10) therefore takes large requests and returns large replies in
+  pieces of at most `LIMITS.max_chunk` bytes (1024 on the virtual board), each its own frame.
+- **Transfer**: the host picks a random non-zero 32-bit `id`; sends the request payload with
+  STAGE pieces (offset, total, target opcode), then COMMIT; the board runs the assembled payload
+  as the target opcode (all of that opcode's checks apply) and keeps the reply; the COMMIT reply
+  is a RESULT record (status, length) plus the first piece; the host FETCHes the rest. The host
+  uses a transfer whenever the request, or the reply it may get, exceeds the piece size.
+- **Retries**: every frame of a transfer is retried on its own (the identical frame, answered
+  from the reply cache); if all of a frame's attempts fail, the host sends it again under a new
+  seq after a back-off (1 ms, doubling, at most 0.1 s): STAGE and FETCH are idempotent and a
+  COMMIT runs at most once per transfer id. A command's retry budget is `retries` (station
+  `chip.retries`, default 5) re-sends per frame, pooled over all its frames.
+- **Corruption**: a reply that arrives but fails the frame checks is reported as corrupted,
+  never as "no reply".
+- **Limits**: GET_LIMITS returns every limit the board enforces (LIMITS record): sample steps,
+  sample slots and sample memory, write-verify pulses per cell, cells per WRITE_VERIFY and per
+  READ_CELLS, pulses per PULSE, read averages, the longest WAIT, the chip-clock ceiling, piece
+  and payload sizes, and the bound on the firmware's own memory. Every request that names a
+  size beyond one is refused (OUT_OF_RANGE, NO_MEMORY for sample memory) before any work or
+  allocation. The host refuses a schedule beyond the board's `max_pulses` as it refuses one
+  beyond the station's `max_pulses_per_cell`.
+- **Fault budget** (the rates at which every command completes with the default settings,
+  retries 5 and timeout 2 s): bit-error rate up to 1e-5 per bit with up to 0.5 % of chunks
+  dropped in each direction -- `chip program` of the whole array and `infer --limit 16`
+  complete with results bit-identical to a clean link (tests/test_fault_budget.py, 10 link
+  seeds). Measured beyond it (benchmarks/bench_fuzz.py, docs/BENCHMARKS.md, 10 seeds per
+  point): every point of BER {0, 1e-6, 1e-5, 3e-5, 1e-4} x drop {0, 0.5 %, 2 %} completed with
+  the defaults, results identical, at 0.9-1.4 retries per command at 1e-5 and about 13 at 1e-4
+  (round trips 2.2 x the clean link's). At 1e-4 / 2 % the CI test grants `chip.retries` = 20.
+"""
 
 GENERAL_STATUS = """\
 Any request: a response frame sent to the board (flags bit 0 set) is answered BAD_PAYLOAD; an

@@ -78,12 +78,23 @@ def encode_upload(spikes: np.ndarray, slot: int = 0, choose: str = "auto") -> by
     return b"".join(parts)
 
 
-def decode_upload(payload: bytes) -> tuple[int, np.ndarray, np.ndarray]:
-    """Inverse of :func:`encode_upload`: (slot, spikes (n, steps, rows) bool, encodings (n,))."""
+DECODE_MAX_BITS = 1 << 30
+"""Largest upload :func:`decode_upload` expands (n x steps x rows bits) unless told otherwise."""
+
+
+def decode_upload(payload: bytes, max_bits: int = DECODE_MAX_BITS) -> tuple[int, np.ndarray, np.ndarray]:
+    """Inverse of :func:`encode_upload`: (slot, spikes (n, steps, rows) bool, encodings (n,)).
+
+    The header's sizes are checked before anything is allocated: every sample needs at least
+    its SAMPLE record in the payload, and n x steps x rows must not exceed ``max_bits``."""
     up, off = unpack("UPLOAD", payload)
     n, steps, rows = int(up["n"]), int(up["steps"]), int(up["rows"])
     if rows == 0 or steps == 0 or rows > MAX_ROWS_AER:
         raise PayloadError(f"upload of {steps} steps x {rows} rows is not valid")
+    if n * _SAMPLE.itemsize > len(payload) - off:
+        raise PayloadError(f"{n} samples announced, the payload holds at most {(len(payload) - off) // _SAMPLE.itemsize}")
+    if n * steps * rows > max_bits:
+        raise PayloadError(f"upload of {n} x {steps} x {rows} bits exceeds {max_bits}")
     dn = dense_nbytes(steps, rows)
     dense_rec = np.dtype([("sample", _SAMPLE), ("data", "u1", (dn,))])
     if n and len(payload) - off == n * dense_rec.itemsize:  # maybe all dense: one vectorised pass
@@ -133,10 +144,25 @@ def encode_output(spikes: np.ndarray) -> bytes:
             + counts.tobytes() + words.astype("<u4").tobytes())
 
 
-def decode_output(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`encode_output`: (counts (n, neurons), spikes (n, steps, neurons))."""
+OUTPUT_MAX_STEPS = 4096
+"""Most steps per sample an output readout may claim (INFO.max_steps of protocol 2)."""
+
+
+def decode_output(payload: bytes, n_expected: int | None = None, max_steps: int = OUTPUT_MAX_STEPS,
+                  max_neurons: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`encode_output`: (counts (n, neurons), spikes (n, steps, neurons)).
+
+    Sizes are checked before anything is allocated: ``n`` must be what was asked for
+    (``n_expected``), ``steps`` <= ``max_steps``, ``neurons`` <= ``max_neurons`` and the payload
+    exactly as long as the header says."""
     hdr, off = unpack("OUTPUT", payload)
     n, neurons, steps, events = (int(hdr[k]) for k in ("n", "neurons", "steps", "events"))
+    if n_expected is not None and n != n_expected:
+        raise PayloadError(f"output of {n} samples, {n_expected} were asked for")
+    if steps > max_steps or neurons > max_neurons or (n and not neurons):
+        raise PayloadError(f"output of {steps} steps x {neurons} neurons is outside {max_steps} x 1..{max_neurons}")
+    if n_expected is None and 2 * n * neurons > len(payload):
+        raise PayloadError(f"output claims {n} samples in {len(payload)} bytes")
     need = off + 2 * n * neurons + 4 * events
     if len(payload) != need:
         raise PayloadError(f"output payload of {len(payload)} bytes, expected {need}")

@@ -1,7 +1,11 @@
 """``python -m sim_backend serve ...`` — the simulated bench process (same as ``snnbench sim serve``)."""
 import sys
 
-from sim_backend.server import serve
+from sim_backend.lifeline import arm_from_argv
+
+arm_from_argv(sys.argv[2:])  # before the heavy imports (decision 0014)
+
+from sim_backend.server import serve  # noqa: E402
 
 if len(sys.argv) < 2 or sys.argv[1] != "serve":
     print("usage: python -m sim_backend serve [options]", file=sys.stderr)

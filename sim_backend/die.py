@@ -117,7 +117,7 @@ def read_die(path: str | os.PathLike) -> tuple[dict, dict[str, int], dict[str, A
                 "regs": json.loads(a["regs_json"]), "counters": json.loads(a["counters_json"]),
                 "energy_j": json.loads(a["energy_j_json"]),
                 "rail_energy_j": json.loads(a["rail_energy_j_json"]),
-                "cells": {k: h5["cells"][k][()] for k in h5["cells"]},
+                "cells": {k: ds[()] for k, ds in h5["cells"].items()},
                 "theta_mismatch": h5["neurons/theta_mismatch"][()],
                 "tau_mismatch": h5["neurons/tau_mismatch"][()],
             }
@@ -350,7 +350,7 @@ class OpenDie:
         return self.chip.revision != self._saved_rev or self._board_registers() != self._saved_regs
 
     def _after_command(self, _opcode: int) -> None:
-        if self.dirty:
+        if self._lock is not None and self.dirty:    # after close() the die is no longer ours
             self.save()
 
     # --- persistence -----------------------------------------------------------------------
@@ -384,12 +384,13 @@ class OpenDie:
         """Save if anything changed, then release the lock.  Idempotent."""
         if self._lock is None:
             return
-        try:
-            if self.dirty:
-                self.save()
-        finally:
-            self._lock.release()
-            self._lock = None
+        with self.fw.lock if self.fw is not None else contextlib.nullcontext():
+            try:
+                if self.dirty:
+                    self.save()
+            finally:
+                self._lock.release()
+                self._lock = None
 
     def __enter__(self) -> "OpenDie":
         return self

@@ -27,11 +27,13 @@ from collections.abc import Callable
 import numpy as np
 
 from firmware_iface import messages as msg
+from firmware_iface.bulk import (Limits, decode_commit, decode_fetch, decode_stage, encode_limits,
+                                 encode_result)
 from firmware_iface.framing import (FLAG_RESPONSE, MAX_WIRE_FRAME, PROTOCOL_VERSION, Frame, FrameDecoder,
                                     VersionError, encode_frame)
 from firmware_iface.records import PayloadError, pack, records, unpack
-from firmware_iface.spec import (FW_VERSION, MAX_PING, REGISTER_BY_ID, REGISTER_BY_NAME, REGISTERS, Capability,
-                                 Opcode, PulseKind, ReadMode, Status)
+from firmware_iface.spec import (FW_VERSION, MAX_PING, RECORDS, REGISTER_BY_ID, REGISTER_BY_NAME, REGISTERS,
+                                 Capability, Opcode, PulseKind, ReadMode, Status)
 from firmware_iface.spec_text import MAX_STEPS, MAX_WAIT_NS
 from firmware_iface.spikes import decode_upload, encode_output
 from firmware_iface.write_verify import WriteVerifyJob, as_reported
@@ -48,11 +50,35 @@ class CommandError(Exception):
 
 SAMPLE_SLOTS = 65536
 MAX_PAYLOAD = 4 * 1024 * 1024
+# --- limits advertised in LIMITS (GET_LIMITS) and enforced before any work (issue 16) ---------
+MAX_CHUNK = 1024
+"""Largest STAGE / FETCH piece (bytes): every frame of a bounded transfer stays this small."""
+MAX_PULSES = 1000
+"""Most write-verify pulses per cell (SCHEDULE.max_pulses)."""
+SAMPLE_MEMORY_BITS = 1 << 28
+"""Board sample memory: stored input spikes, steps x rows bits per sample (32 MiB packed)."""
+MAX_PULSE_RECORDS = 4096
+"""Most PULSE records in one PULSE command."""
+MAX_WV_CELLS = 4096
+"""Most targets in one WRITE_VERIFY."""
+MAX_READ_CELLS = 4096
+"""Most CELL records in one READ_CELLS (LIST)."""
+MAX_AVERAGES = 65535
+"""Most averages of one read (READ_CELLS, SCHEDULE.read_averages)."""
+MAX_CHIP_NS = 2**63 - 1
+"""The chip clock never passes this (a WAIT that would is OUT_OF_RANGE): STATUS.chip_ns fits."""
+MEMORY_BYTES = (3 * MAX_PAYLOAD                               # staging buffer, kept reply, one request
+                + SAMPLE_MEMORY_BITS                           # one upload decoded to bools (<= the memory)
+                + SAMPLE_MEMORY_BITS // 8 + SAMPLE_MEMORY_BITS // 128 * 12 // 8   # inputs, outputs packed
+                + SAMPLE_MEMORY_BITS                           # RUN: its inputs as bools
+                + SAMPLE_MEMORY_BITS // 128 * 12 * 8 * 2)      # RUN: float64 drive and outputs
+"""Bound on the memory the firmware allocates for requests, whatever they ask (bytes; < 1 GiB).
+Every size a request names is checked against the limits above before anything is allocated."""
 DT_MIN_S, DT_MAX_S = 10e-9, 10e-3
 # Absolute maxima the board firmware itself refuses beyond (the host's station limits are tighter).
 FW_V_MAX = 5.0
 FW_WIDTH_MAX_S = 1e-3
-LONG_JOBS = frozenset({Opcode.WRITE_VERIFY, Opcode.RUN, Opcode.WAIT})
+LONG_JOBS = frozenset({Opcode.WRITE_VERIFY, Opcode.RUN, Opcode.WAIT, Opcode.COMMIT})
 """Opcodes that may run longer than the acknowledge time and then answer BUSY."""
 
 
@@ -77,6 +103,9 @@ class _Cached:
 
 class VirtualFirmware:
     """Board firmware emulation; thread-safe (one lock around the chip)."""
+
+    job_class = WriteVerifyJob
+    """The write-verify state machine WRITE_VERIFY runs (the normative one)."""
 
     def __init__(self, chip: VirtualChip, lock: threading.Lock | None = None,
                  chip_id: int | None = None) -> None:
@@ -105,14 +134,23 @@ class VirtualFirmware:
             Opcode.UPLOAD_SPIKES: self._upload, Opcode.RUN: self._run,
             Opcode.READ_OUTPUT: self._read_output, Opcode.STATUS: self._status,
             Opcode.RESET: self._reset, Opcode.WAIT: self._wait, Opcode.SIM_QUERY: self._sim_query,
-            Opcode.HELLO: self._hello,
+            Opcode.HELLO: self._hello, Opcode.STAGE: self._stage, Opcode.COMMIT: self._commit,
+            Opcode.FETCH: self._fetch, Opcode.GET_LIMITS: self._get_limits,
         }
         self.regs = {r.id: r.default_code for r in REGISTERS}
         self._apply_registers()
 
     def _reset_memory(self) -> None:
-        self.inputs: dict[int, np.ndarray] = {}
-        self.outputs: dict[int, np.ndarray] = {}
+        self.inputs: dict[int, tuple[np.ndarray, int]] = {}
+        """slot -> (spikes packed with numpy.packbits (little), steps); ``rows`` bits per step."""
+        self.outputs: dict[int, tuple[np.ndarray, int]] = {}
+        """slot -> (output spikes packed, steps); ``neurons`` bits per step."""
+        self.memory_bits = 0
+        """Bits of sample memory in use (inputs)."""
+        self._staging: tuple[int, int, bytearray, np.ndarray] | None = None
+        """Bounded transfer being received: (id, opcode, buffer, filled mask)."""
+        self._kept: tuple[int, int, bytes] | None = None
+        """Result of the last committed transfer: (id, status, reply payload)."""
 
     # --- byte interface ----------------------------------------------------------------
     def feed(self, data: bytes) -> bytes:
@@ -191,29 +229,36 @@ class VirtualFirmware:
         return self._reply(frame, Status.BUSY, b"accepted; running")
 
     def _run_handler(self, frame: Frame) -> bytes:
-        handler = self._handlers.get(frame.opcode)
+        if frame.opcode == Opcode.STATUS:  # not sequenced: not counted in ``executed``
+            status, payload = self._invoke(frame.opcode, frame.payload)
+            self.status_served += 1
+        else:
+            with self.lock:
+                status, payload = self._invoke(frame.opcode, frame.payload)
+            if status == Status.OK:  # refused commands did not execute
+                self.executed += 1
+        return self._reply(frame, status, payload)
+
+    def _invoke(self, opcode: int, request: bytes) -> tuple[Status, bytes]:
+        """Run one handler: (status, reply payload); every failure becomes a status."""
+        handler = self._handlers.get(opcode)
         status, payload = Status.OK, b""
         if handler is None:
-            status = Status.UNKNOWN_OPCODE
-        else:
-            try:
-                if frame.opcode == Opcode.STATUS:  # not sequenced: not counted in ``executed``
-                    payload = handler(frame.payload)
-                    self.status_served += 1
-                else:
-                    with self.lock:
-                        payload = handler(frame.payload)
-                    self.executed += 1
-            except CommandError as exc:
-                status, payload = exc.status, str(exc).encode()[:200]
-            except PayloadError as exc:
-                status, payload = Status.BAD_PAYLOAD, str(exc).encode()[:200]
-            except Exception as exc:  # noqa: BLE001 - firmware answers, it never dies on a command
-                status, payload = Status.INTERNAL, f"{type(exc).__name__}: {exc}".encode()[:200]
+            return Status.UNKNOWN_OPCODE, b""
+        try:
+            payload = handler(request)
+        except CommandError as exc:
+            status, payload = exc.status, str(exc).encode()[:200]
+        except PayloadError as exc:
+            status, payload = Status.BAD_PAYLOAD, str(exc).encode()[:200]
+        except MemoryError:
+            status, payload = Status.NO_MEMORY, b"out of memory"
+        except Exception as exc:  # noqa: BLE001 - firmware answers, it never dies on a command
+            status, payload = Status.INTERNAL, f"{type(exc).__name__}: {exc}".encode()[:200]
         if status == Status.OK and len(payload) > MAX_PAYLOAD:
             status = Status.NO_MEMORY
             payload = f"reply of {len(payload)} bytes exceeds the {MAX_PAYLOAD}-byte frame limit".encode()
-        return self._reply(frame, status, payload)
+        return status, payload
 
     # --- helpers ------------------------------------------------------------------------
     def _apply_registers(self) -> None:
@@ -272,7 +317,67 @@ class VirtualFirmware:
     @staticmethod
     def _capabilities() -> Capability:
         return (Capability.WRITE_VERIFY | Capability.DENSE_UPLOAD | Capability.AER_UPLOAD
-                | Capability.SIMULATED)
+                | Capability.SIMULATED | Capability.BOUNDED)
+
+    # --- limits and bounded transfers (issue 16) -----------------------------------------
+    def limits(self) -> Limits:
+        """Every limit this board enforces (the LIMITS record)."""
+        return Limits(max_chunk=MAX_CHUNK, max_payload=MAX_PAYLOAD, max_steps=MAX_STEPS, max_pulses=MAX_PULSES,
+                      sample_slots=SAMPLE_SLOTS, sample_memory_bits=SAMPLE_MEMORY_BITS,
+                      max_pulse_records=MAX_PULSE_RECORDS, max_wv_cells=MAX_WV_CELLS,
+                      max_read_cells=MAX_READ_CELLS, max_averages=MAX_AVERAGES, max_wait_ns=MAX_WAIT_NS,
+                      max_chip_ns=MAX_CHIP_NS, memory_bytes=MEMORY_BYTES)
+
+    def _get_limits(self, p: bytes) -> bytes:
+        self._empty(p, "GET_LIMITS")
+        return encode_limits(self.limits())
+
+    _NOT_STAGED = frozenset({Opcode.STAGE, Opcode.COMMIT, Opcode.FETCH, Opcode.HELLO, Opcode.STATUS})
+
+    def _stage(self, p: bytes) -> bytes:
+        tid, opcode, total, offset, piece = decode_stage(p)
+        if tid == 0:
+            raise CommandError(Status.OUT_OF_RANGE, "transfer id 0 is reserved")
+        if opcode not in self._handlers or opcode in self._NOT_STAGED:
+            raise CommandError(Status.OUT_OF_RANGE, f"opcode 0x{opcode:02x} cannot be staged")
+        if total > MAX_PAYLOAD:
+            raise CommandError(Status.OUT_OF_RANGE, f"transfer of {total} bytes exceeds max_payload {MAX_PAYLOAD}")
+        if len(piece) > MAX_CHUNK:
+            raise CommandError(Status.OUT_OF_RANGE, f"piece of {len(piece)} bytes exceeds max_chunk {MAX_CHUNK}")
+        if offset + len(piece) > total:
+            raise CommandError(Status.OUT_OF_RANGE, f"piece {offset}+{len(piece)} beyond the transfer's {total} bytes")
+        st = self._staging
+        if st is None or st[0] != tid or st[1] != opcode or len(st[2]) != total:
+            st = self._staging = (tid, opcode, bytearray(total), np.zeros(total, bool))
+        st[2][offset:offset + len(piece)] = piece
+        st[3][offset:offset + len(piece)] = True
+        return pack("COUNT", count=int(st[3].sum()))
+
+    def _commit(self, p: bytes) -> bytes:
+        tid, opcode, total = decode_commit(p)
+        kept = self._kept
+        if kept is not None and kept[0] == tid:  # run at most once per transfer id
+            return encode_result(tid, kept[1], len(kept[2]), kept[2][:MAX_CHUNK])
+        st = self._staging
+        if st is None or st[0] != tid or st[1] != opcode or len(st[2]) != total:
+            raise CommandError(Status.NOT_READY, f"transfer {tid:#x} was not staged as {total} bytes of 0x{opcode:02x}")
+        if not st[3].all():
+            raise CommandError(Status.NOT_READY, f"transfer {tid:#x}: {int((~st[3]).sum())} bytes not staged")
+        self._staging = None
+        status, payload = self._invoke(opcode, bytes(st[2]))
+        self._kept = (tid, int(status), payload)
+        return encode_result(tid, int(status), len(payload), payload[:MAX_CHUNK])
+
+    def _fetch(self, p: bytes) -> bytes:
+        tid, offset, length = decode_fetch(p)
+        kept = self._kept
+        if kept is None or kept[0] != tid:
+            raise CommandError(Status.NOT_READY, f"no kept result of transfer {tid:#x}")
+        if length > MAX_CHUNK:
+            raise CommandError(Status.OUT_OF_RANGE, f"FETCH of {length} bytes exceeds max_chunk {MAX_CHUNK}")
+        if offset + length > len(kept[2]):
+            raise CommandError(Status.OUT_OF_RANGE, f"FETCH {offset}+{length} beyond the {len(kept[2])}-byte result")
+        return kept[2][offset:offset + length]
 
     def _ping(self, p: bytes) -> bytes:
         if len(p) > MAX_PING:
@@ -318,8 +423,10 @@ class VirtualFirmware:
     def _read(self, p: bytes) -> bytes:
         req = msg.decode_read(p)
         v = req.v_read_uv * 1e-6
-        if not 0 < v <= 1.0 or req.averages < 1:
-            raise CommandError(Status.OUT_OF_RANGE, "read voltage or averages out of range")
+        if not 0 < v <= 1.0 or not 1 <= req.averages <= MAX_AVERAGES:
+            raise CommandError(Status.OUT_OF_RANGE, f"read voltage or averages (1..{MAX_AVERAGES}) out of range")
+        if req.mode == ReadMode.LIST and len(req.rows) > MAX_READ_CELLS:
+            raise CommandError(Status.OUT_OF_RANGE, f"{len(req.rows)} cells exceed max_read_cells {MAX_READ_CELLS}")
         c = self.chip
         if req.mode == ReadMode.LIST:
             rows, cols = req.rows, req.cols
@@ -351,6 +458,8 @@ class VirtualFirmware:
 
     def _pulse(self, p: bytes) -> bytes:
         pulses = msg.decode_pulses(p)
+        if len(pulses) > MAX_PULSE_RECORDS:
+            raise CommandError(Status.OUT_OF_RANGE, f"{len(pulses)} pulses exceed max_pulse_records {MAX_PULSE_RECORDS}")
         t0 = self.chip.clock_s
         self._apply_pulses(pulses)
         return msg.encode_done(len(pulses), self._ns(self.chip.clock_s - t0))
@@ -361,11 +470,16 @@ class VirtualFirmware:
         self._check_cells(rows, cols)
         r, _ = unpack("SCHEDULE", p)
         uv, averages = int(r["v_read_uv"]), int(r["read_averages"])
+        if rows.size > MAX_WV_CELLS:
+            raise CommandError(Status.OUT_OF_RANGE, f"{rows.size} targets exceed max_wv_cells {MAX_WV_CELLS}")
+        if int(r["max_pulses"]) > MAX_PULSES or averages > MAX_AVERAGES:
+            raise CommandError(Status.OUT_OF_RANGE, f"max_pulses {int(r['max_pulses'])} / read_averages {averages} "
+                                                    f"beyond the board's {MAX_PULSES} / {MAX_AVERAGES}")
         top = max(int(r[k]) for k in ("set_max_mv", "set_wl_mv", "reset_max_mv", "reset_wl_mv")) * 1e-3
         if top > FW_V_MAX or int(r["width_ns"]) * 1e-9 > FW_WIDTH_MAX_S or uv > 1_000_000:
             raise CommandError(Status.OUT_OF_RANGE, "schedule voltage, width or read voltage beyond the board maxima")
         t0 = self.chip.clock_s
-        job = WriteVerifyJob.from_nano_siemens(targets["target_ns"], schedule)
+        job = self.job_class.from_nano_siemens(targets["target_ns"], schedule)
         while not job.finished:
             idx = job.to_read()
             batch = job.step(idx, self._measure(rows[idx], cols[idx], uv, averages))
@@ -378,25 +492,52 @@ class VirtualFirmware:
         return msg.encode_cell_results(res, self._ns(self.chip.clock_s - t0))
 
     def _upload(self, p: bytes) -> bytes:
-        slot, spikes, _ = decode_upload(p)
-        n, steps, rows = spikes.shape
+        # The header's sizes are checked before anything is decoded or allocated.
+        up, _ = unpack("UPLOAD", p)
+        slot, n, steps, rows = int(up["slot"]), int(up["n"]), int(up["steps"]), int(up["rows"])
         if steps > MAX_STEPS:
             raise CommandError(Status.OUT_OF_RANGE, f"upload has {steps} steps, the board runs at most {MAX_STEPS}")
         if rows != self.chip.rows:
             raise CommandError(Status.OUT_OF_RANGE, f"upload has {rows} rows, array has {self.chip.rows}")
         if slot + n > SAMPLE_SLOTS:
             raise CommandError(Status.NO_MEMORY, f"slots {slot}..{slot + n - 1} beyond {SAMPLE_SLOTS}")
+        if n * RECORDS["SAMPLE"].itemsize > len(p):
+            raise CommandError(Status.BAD_PAYLOAD, f"{n} samples announced in a {len(p)}-byte payload")
+        replaced = sum(self.inputs[s][1] for s in range(slot, slot + n) if s in self.inputs) * rows
+        if self.memory_bits - replaced + n * steps * rows > SAMPLE_MEMORY_BITS:
+            raise CommandError(Status.NO_MEMORY, f"{n} samples of {steps} x {rows} bits exceed the sample memory "
+                                                 f"({SAMPLE_MEMORY_BITS} bits, {self.memory_bits} in use)")
+        slot, spikes, _ = decode_upload(p)
         for i in range(n):
-            self.inputs[slot + i] = spikes[i]
+            old = self.inputs.get(slot + i)
+            self.memory_bits -= old[1] * rows if old else 0
+            self.inputs[slot + i] = (np.packbits(spikes[i], bitorder="little"), steps)
+            self.memory_bits += steps * rows
             self.outputs.pop(slot + i, None)
         return pack("COUNT", count=n)
 
+    def _input(self, s: int) -> np.ndarray:
+        packed, steps = self.inputs[s]
+        rows = self.chip.rows
+        return np.unpackbits(packed, count=steps * rows, bitorder="little").view(bool).reshape(steps, rows)
+
+    def _output(self, s: int) -> np.ndarray:
+        packed, steps = self.outputs[s]
+        k = self.chip.neurons
+        return np.unpackbits(packed, count=steps * k, bitorder="little").view(bool).reshape(steps, k)
+
+    @staticmethod
+    def _slots(slot: int, n: int) -> None:
+        if slot + n > SAMPLE_SLOTS:
+            raise CommandError(Status.OUT_OF_RANGE, f"slots {slot}..{slot + n - 1} beyond sample_slots {SAMPLE_SLOTS}")
+
     def _run(self, p: bytes) -> bytes:
         slot, n = msg.decode_run(p)
-        missing = [s for s in range(slot, slot + n) if s not in self.inputs]
-        if missing:
-            raise CommandError(Status.NOT_READY, f"no input stored in slot {missing[0]}")
-        batch = np.stack([self.inputs[s] for s in range(slot, slot + n)]) if n else np.zeros((0, 1, self.chip.rows), bool)
+        self._slots(slot, n)
+        missing = next((s for s in range(slot, slot + n) if s not in self.inputs), None)
+        if missing is not None:
+            raise CommandError(Status.NOT_READY, f"no input stored in slot {missing}")
+        batch = np.stack([self._input(s) for s in range(slot, slot + n)]) if n else np.zeros((0, 1, self.chip.rows), bool)
         t0 = self.chip.clock_s
         trig_mode = self.regs.get(REGISTER_BY_NAME["TRIG_MODE"].id, 0)
         world = getattr(self, "world", None)
@@ -408,17 +549,18 @@ class VirtualFirmware:
             for i in range(1, n):
                 world.trigger(t0 + i * per)
         for i in range(n):
-            self.outputs[slot + i] = out[i]
+            self.outputs[slot + i] = (np.packbits(out[i], bitorder="little"), out.shape[1])
         return msg.encode_done(n, self._ns(self.chip.clock_s - t0))
 
     def _read_output(self, p: bytes) -> bytes:
         slot, n = msg.decode_run(p)
-        missing = [s for s in range(slot, slot + n) if s not in self.outputs]
-        if missing:
-            raise CommandError(Status.NOT_READY, f"no output for slot {missing[0]} (RUN first)")
+        self._slots(slot, n)
+        missing = next((s for s in range(slot, slot + n) if s not in self.outputs), None)
+        if missing is not None:
+            raise CommandError(Status.NOT_READY, f"no output for slot {missing} (RUN first)")
         if n == 0:
             return encode_output(np.zeros((0, self.n_steps, self.chip.neurons), bool))
-        outs = [self.outputs[s] for s in range(slot, slot + n)]
+        outs = [self._output(s) for s in range(slot, slot + n)]
         if len({o.shape for o in outs}) > 1:
             raise CommandError(Status.OUT_OF_RANGE, f"slots {slot}..{slot + n - 1} hold results of different lengths")
         return encode_output(np.stack(outs))
@@ -445,6 +587,8 @@ class VirtualFirmware:
         ns = msg.decode_wait(p)
         if ns > MAX_WAIT_NS:
             raise CommandError(Status.OUT_OF_RANGE, f"WAIT of {ns} ns exceeds {MAX_WAIT_NS} ns")
+        if self._ns(self.chip.clock_s) + ns > MAX_CHIP_NS:
+            raise CommandError(Status.OUT_OF_RANGE, f"WAIT of {ns} ns would take the chip clock past {MAX_CHIP_NS} ns")
         self.chip.advance(ns * 1e-9)
         return msg.encode_done(0, ns)
 
@@ -468,5 +612,7 @@ _DEFAULT_QUERIES: dict[str, Callable[[VirtualFirmware], object]] = {
     "seeds": lambda fw: {"chip_seed": fw.chip.chip_seed, "run_seed": fw.chip.run_seed},
     # ground truth of the stuck-cell map (issue 4 tests): bool (rows, columns)
     "stuck": lambda fw: np.asarray(fw.chip.array.stuck).tolist(),
+    # programming pulses each cell has received since power-up (wear; issue 16 resume tests)
+    "pulse_counts": lambda fw: np.asarray(fw.chip.array.pulse_count).tolist(),
     "stuck_conductances": lambda fw: np.where(fw.chip.array.stuck, fw.chip.array.g_stuck, np.nan).tolist(),
 }

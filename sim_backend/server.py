@@ -140,11 +140,18 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-seed", type=_seed, default=0, help="run seed (cycle-to-cycle noise)")
     p.add_argument("--fidelity", default="typical", choices=["ideal", "typical", "worst"])
     p.add_argument("--no-instruments", action="store_true", help="serve the chip only")
+    p.add_argument("--ack-ms", type=float, default=None,
+                   help="acknowledge long jobs still running after this many ms with BUSY (default: never)")
     p.add_argument("--die", metavar="FILE", default=None,
                    help="die file holding the chip's state (created from --seed/--fidelity if missing); "
                         "without it the chip is a fresh die that is not persisted")
     p.add_argument("--freeze", action="store_true",
                    help="with --die: no wall time passes between sessions (bit-identical reads)")
+    p.add_argument("--lifeline", action="store_true",
+                   help="exit when stdin reaches end-of-file (the parent that holds the pipe died); "
+                        "used by the bench so no simulator outlives it")
+    p.add_argument("--parent-pid", type=_seed, default=None, metavar="PID",
+                   help="with --lifeline: also exit when this parent dies (Linux parent-death signal)")
     for name, help_ in (("ber", "bit-error rate per bit"), ("drop", "probability a chunk is dropped"),
                         ("dup", "probability a chunk is duplicated"), ("stall", "probability a chunk is held back"),
                         ("reorder", "probability a chunk is overtaken by the next"),
@@ -155,10 +162,18 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port {args.port} is outside 0..65535")
+    done = threading.Event()
+    if getattr(args, "lifeline", False):  # first, so a parent dying during start-up is seen too
+        from sim_backend import lifeline
+
+        lifeline.arm(args.parent_pid)   # already armed when started as python -m sim_backend
+        lifeline.on_lost(done.set)
     link = LinkModel(ber=args.ber, drop=args.drop, dup=args.dup, stall=args.stall, reorder=args.reorder,
                      board_reset=args.board_reset, seed=args.run_seed + 7919)
     if args.freeze and not args.die:
         raise ValueError("--freeze needs --die FILE")
+    if args.ack_ms is not None and not 0 <= args.ack_ms <= 60_000:
+        raise ValueError(f"--ack-ms {args.ack_ms} is outside 0..60000")
     die = None
     if args.die:
         from sim_backend.die import OpenDie
@@ -166,13 +181,16 @@ def run_serve(args: argparse.Namespace) -> int:
         die = OpenDie(args.die, freeze=args.freeze, seed=args.seed, fidelity=args.fidelity,
                       run_seed=args.run_seed)
     try:
-        return _serve_board(args, link, make_board(args.seed, args.run_seed, args.fidelity, die=die), die)
+        return _serve_board(args, link, make_board(args.seed, args.run_seed, args.fidelity, die=die), die, done)
     finally:
         if die is not None:
             die.close()
 
 
-def _serve_board(args: argparse.Namespace, link: LinkModel, fw: VirtualFirmware, die) -> int:
+def _serve_board(args: argparse.Namespace, link: LinkModel, fw: VirtualFirmware, die,
+                 done: threading.Event) -> int:
+    if args.ack_ms is not None:
+        fw.ack_s = args.ack_ms * 1e-3
     pump = _Pump(fw, link)
     stop = threading.Event()
     if args.pty:
@@ -183,7 +201,6 @@ def _serve_board(args: argparse.Namespace, link: LinkModel, fw: VirtualFirmware,
         except OSError as exc:
             raise OSError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     smus, stop_instruments = ([], lambda: None) if args.no_instruments else _start_instruments(fw, args.host)
-    done = threading.Event()
 
     def on_signal(signum, frame):  # noqa: ARG001
         done.set()

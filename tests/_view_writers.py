@@ -125,9 +125,14 @@ def write_power(path, units: int = 4, per_unit: int = 8, points: int = 200, slee
         for k in range(units):
             time.sleep(sleep)
             for rail, (v, i_run, _i) in RAILS.items():
+                # as bench.power.store_trace writes them: times relative to each chunk's
+                # trigger, the chunk number per point, back-to-back apertures, no trigger line
                 run.append(f"run/{rail}/current_a", np.full(points, i_run), units="A")
-                run.append(f"run/{rail}/time_s", (k * points + np.arange(points)) * PERIOD_S, units="s")
-                run.set_attrs(f"run/{rail}", voltage_v=v, period_s=PERIOD_S)
+                run.append(f"run/{rail}/time_s", np.arange(points) * PERIOD_S, units="s")
+                run.append(f"run/{rail}/chunk", np.full(points, k, dtype=np.int32))
+                run.set_attrs(f"run/{rail}", voltage_v=v, period_s=PERIOD_S, aperture_s=PERIOD_S,
+                              trigger_line=-1)
+            run.append("run/chunk_run_s", np.array([0.5 * points * PERIOD_S]), units="s")
             run.append("run/chunk_samples", np.array([per_unit]))
             run.flush()
         _hang(hang)

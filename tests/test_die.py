@@ -87,6 +87,7 @@ def test_default_station_program_then_read_and_reset(tmp_path):
     assert np.corrcoef(g.ravel(), target.ravel())[0, 1] > 0.9
     info = json.loads(cli("chip", "info", "--json").stdout)["die"]
     assert info["persisted"] and info["programmed"] and info["total_pulses"] > 3072
+    assert info["seed"] == 1 and 0 < info["age_since_programming_s"] < 600   # seconds since the program
     assert Path(info["file"]).parent == Path(os.environ["SNNBENCH_DIE_HOME"]).resolve()
 
     r = cli("sim", "die", "reset", "--json")
@@ -111,6 +112,19 @@ def test_pesim_without_die_is_a_fresh_die_and_says_so():
     die = json.loads(r.stdout)["die"]
     assert die["persisted"] is False and die["summary"] == "fresh die (not persisted)"
     assert not list(Path(os.environ["SNNBENCH_DIE_HOME"]).iterdir())
+
+
+def test_station_file_names_its_die(tmp_path):
+    st = tmp_path / "station.toml"
+    st.write_text('[chip]\nurl = "sim"\nseed = 21\ndie = "chips/mine.h5"\n')
+    (tmp_path / "chips").mkdir()
+    r = cli("--station", str(st), "chip", "info", "--json")
+    assert r.returncode == 0, r.stderr
+    die = json.loads(r.stdout)["die"]
+    assert die["file"] == str((tmp_path / "chips" / "mine.h5").resolve()) and die["seed"] == 21
+    st.write_text('[chip]\nurl = "sim"\n')                       # no die: fresh, and said so
+    die = json.loads(cli("--station", str(st), "chip", "info", "--json").stdout)["die"]
+    assert die["persisted"] is False and die["summary"] == "fresh die (not persisted)"
 
 
 def test_sim_die_new_use_info(tmp_path):

@@ -5,7 +5,6 @@ driver rules by tampering with the bytes between a real driver and the virtual f
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import struct
 import subprocess
@@ -20,8 +19,7 @@ from drivers.pechip import PEChip
 from firmware_iface.spec import REGISTER_BY_NAME, Opcode, Status
 from sim_backend.board import make_board
 from sim_backend.firmware import VirtualFirmware
-from sim_backend.link import LinkModel
-from sim_backend.server import _Pump, serve_tcp
+from tests.boards import tcp_board
 from tests.wire_ref import crc_of, read_frames, reference_frame, v1_frame
 
 SESSION = 0x5EED0001
@@ -267,17 +265,6 @@ def test_busy_never_cleared_ends_at_the_commands_deadline():
 
 
 # --- two hosts in a row ------------------------------------------------------------------------
-@contextlib.contextmanager
-def tcp_board(fw: VirtualFirmware):
-    stop = threading.Event()
-    url, thread = serve_tcp(_Pump(fw, LinkModel()), "127.0.0.1", 0, stop)
-    try:
-        yield url
-    finally:
-        stop.set()
-        thread.join(5)
-
-
 def test_two_host_processes_in_a_row_never_get_each_others_cached_replies():
     p = subprocess.Popen([sys.executable, "-m", "bench", "sim", "serve", "--fidelity", "ideal",
                           "--no-instruments"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -25,26 +25,40 @@ def _int(text: str, low: int) -> int:
     return v
 
 
-def int_range(low: int, high: int):
-    """argparse type factory: an integer in [low, high]."""
+def int_range(low: int, high: int, why: str = ""):
+    """argparse type factory: an integer in [low, high]; ``why`` says where the bound comes from."""
+    reason = f" ({why})" if why else ""
+
     def parse(text: str) -> int:
         v = _int(text, low)
         if v > high:
-            raise argparse.ArgumentTypeError(f"expected an integer in {low}..{high}, got {v}")
+            raise argparse.ArgumentTypeError(f"expected an integer in {low}..{high}{reason}, got {v}")
         return v
 
     return parse
 
 
-def float_range(low: float, high: float):
-    """argparse type factory: a finite number in [low, high]."""
+def float_range(low: float, high: float, why: str = ""):
+    """argparse type factory: a finite number in [low, high]; ``why`` says where the bound comes from."""
+    reason = f" ({why})" if why else ""
+
     def parse(text: str) -> float:
         v = _float(text)
         if not low <= v <= high:
-            raise argparse.ArgumentTypeError(f"expected a number in {low:g}..{high:g}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected a number in {low:g}..{high:g}{reason}, got {text!r}")
         return v
 
     return parse
+
+
+# Upper bounds shared by several commands, each with the reason a person reads in the error.
+MAX_SEED = 2**63 - 1
+seed_int = int_range(0, MAX_SEED, "stored as a signed 64-bit integer in run files")
+MAX_SAMPLES = 1_000_000
+sample_limit = int_range(1, MAX_SAMPLES, "more samples than any data split holds; "
+                                         "the DVS128 Gesture test split has 288")
+MAX_BATCH = 4096
+batch_size = int_range(1, MAX_BATCH, "one batch of 300-step samples is held in memory at once")
 
 
 def _float(text: str) -> float:

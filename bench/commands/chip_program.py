@@ -31,12 +31,15 @@ from bench import mapping as M
 from bench import programming as P
 from bench.commands._groups import group
 from bench.errors import DataFormatError, RunStoreError, UsageError
+from bench.npyfile import load_npy
 from bench.runstore import RunFile, check_writable, open_run
 from bench.station import load_station
-from bench.commands._args import add_chip_argument
+from bench.commands._args import add_chip_argument, int_range, pos_float
 from bench.view.live import add_live_argument, follow
 from drivers.pechip import MAX_WAIT_S
 
+MAX_REPEATS = 100_000
+"""Most whole-array reads one ``chip read`` keeps (12 KB each in the run file)."""
 PROGRAM_KIND = "chip_program"
 READ_KIND = "chip_read"
 
@@ -60,8 +63,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("--out", required=True, metavar="RUN.h5", help="run file")
     p.add_argument("--bad-cells", metavar="RUN.h5",
                    help="route weights around the stuck cells found by a previous program run (--weights only)")
-    p.add_argument("--clamp", type=float, default=3.0, help="weight clamp of the layer (default 3)")
-    p.add_argument("--batch", type=int, default=1024, help="cells per unit of work / flush (default 1024)")
+    p.add_argument("--clamp", type=pos_float, default=3.0, help="weight clamp of the layer (default 3)")
+    p.add_argument("--batch", type=int_range(1, 3072, "the array has 128 x 24 = 3,072 cells"), default=1024, help="cells per unit of work / flush (default 1024)")
     p.add_argument("--traces", action="store_true", help="record per-pulse traces (host mode)")
     add_live_argument(p)
     p.add_argument("--no-probe", action="store_true",
@@ -92,32 +95,12 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 # --- helpers ---------------------------------------------------------------------------------
-NPY_MAGIC = b"\x93NUMPY"
+MAX_NPY_ELEMENTS = 1 << 16
+"""Largest weights / levels array accepted (elements): far above the 128 x 24 = 3,072 cells."""
 
 
 def _load_npy(path: str, what: str) -> np.ndarray:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(len(NPY_MAGIC))
-    except FileNotFoundError:
-        raise DataFormatError(f"{path}: no such {what} file") from None
-    except IsADirectoryError:
-        raise DataFormatError(f"{path}: is a directory, not a .npy {what} file") from None
-    except OSError as exc:
-        raise DataFormatError(f"{path}: cannot read the {what} file ({exc.strerror})") from None
-    if head != NPY_MAGIC:
-        kind = "an .npz archive" if head.startswith(b"PK") else ("empty" if not head else "not a .npy file")
-        raise DataFormatError(f"{path}: {kind}; expected one .npy {what} array (numpy.save)")
-    try:
-        a = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        if "bject arrays" in str(exc):
-            raise DataFormatError(f"{path}: holds a pickled (object) array; expected a numeric .npy "
-                                  f"{what} array") from None
-        raise DataFormatError(f"{path}: not a readable .npy {what} array ({exc})") from None
-    if not isinstance(a, np.ndarray):
-        raise DataFormatError(f"{path}: expected one .npy array, got {type(a).__name__}")
-    return a
+    return load_npy(path, what, MAX_NPY_ELEMENTS)
 
 
 def _bad_cells(args) -> np.ndarray | None:
@@ -211,6 +194,18 @@ def _out_path(path: str, *, overwrite: bool = True) -> Path:
     return out
 
 
+INFLIGHT = "journal/inflight"
+"""Indices of the batch being programmed: written (and flushed) before the batch is sent,
+emptied with the flush that records it."""
+
+
+def _inflight(path: Path, previous: np.ndarray) -> np.ndarray:
+    """Cells journalled as in flight by an interrupted session and not recorded as done."""
+    with open_run(path) as h5:
+        idx = h5[INFLIGHT][()].astype(np.int64) if INFLIGHT in h5 else np.zeros(0, np.int64)
+    return idx[~np.isin(idx, previous["index"])] if previous.size else idx
+
+
 def _previous(path: Path, targets: np.ndarray) -> np.ndarray | None:
     """Stored cell records of a run to resume (checked against the new targets)."""
     if not path.exists():
@@ -256,14 +251,19 @@ def program_command(args: argparse.Namespace) -> dict[str, Any]:
         rows, cols, tflat = rr.ravel(), cc.ravel(), targets.ravel()
         skip = np.zeros(tflat.size, bool)
         resumed, requeued = 0, np.zeros(0, np.int64)
-        if previous is not None and previous.size:
+        inflight = _inflight(out, previous) if previous is not None else np.zeros(0, np.int64)
+        recovered = np.zeros(0, P.CELL_DTYPE)
+        if previous is not None and (previous.size or inflight.size):
             # Re-verify what the file says is done (one averaged array read): relaxation and
             # drift between sessions, or a different session/board state, make stale records.
-            keep, _ = P.reverify(chip, previous, tol_s, averages=max(8, schedule.read_averages),
-                                 v_read_v=schedule.v_read_v)
+            # The same read tells which in-flight cells the board finished: those within
+            # tolerance are recorded, not pulsed again (no extra wear).
+            readback = P.read_map(chip, averages=max(8, schedule.read_averages), v_read_v=schedule.v_read_v)
+            keep, _ = P.reverify(chip, previous, tol_s, readback=readback)
             resumed = int(previous.size)
             requeued = previous["index"][~keep].astype(np.int64)
-            previous = previous[keep]
+            recovered = P.recover_inflight(readback, inflight, rows, cols, tflat, tol_s)
+            previous = np.concatenate([previous[keep], recovered])
             skip[previous["index"]] = True
         mode = "a" if previous is not None else "w"
         with RunFile(out, PROGRAM_KIND, mode=mode, station=station.as_dict(),
@@ -293,7 +293,21 @@ def program_command(args: argparse.Namespace) -> dict[str, Any]:
                     kept = stored[~np.isin(stored["index"], requeued)]
                     ds.resize(kept.shape[0], axis=0)
                     ds[:] = kept
+                    run.touch("cells")
                     ds.attrs["requeued_total"] = int(ds.attrs.get("requeued_total", 0)) + int(requeued.size)
+                    run.flush()
+
+            if recovered.size or inflight.size:
+                with _DeferSigint():            # the in-flight batch of the interrupted session
+                    run.append("cells", recovered)
+                    run.write(INFLIGHT, np.zeros(0, np.int32), units="index")
+                    ds = run.h5["cells"]
+                    ds.attrs["recovered_total"] = int(ds.attrs.get("recovered_total", 0)) + int(recovered.size)
+                    run.flush()
+
+            def on_send(sel: np.ndarray) -> None:
+                with _DeferSigint():
+                    run.write(INFLIGHT, sel.astype(np.int32), units="index")
                     run.flush()
 
             def on_batch(sel: np.ndarray, res: P.ProgramResult, traces: np.ndarray | None) -> None:
@@ -301,10 +315,12 @@ def program_command(args: argparse.Namespace) -> dict[str, Any]:
                     run.append("cells", res.records(sel))
                     if traces is not None and traces.size:
                         run.append("traces", traces, units="S, V")
+                    run.write(INFLIGHT, np.zeros(0, np.int32), units="index")
                     run.flush()
 
             res = P.program_cells(chip, rows, cols, tflat, schedule, mode=args.mode, batch_cells=args.batch,
-                                  probe=not args.no_probe, traces=args.traces, skip=skip, on_batch=on_batch)
+                                  probe=not args.no_probe, traces=args.traces, skip=skip, on_batch=on_batch,
+                                  on_send=on_send)
             if previous is not None and previous.size:
                 res.fill(previous)
             readback = P.read_map(chip, averages=max(8, schedule.read_averages), v_read_v=schedule.v_read_v)
@@ -325,7 +341,7 @@ def program_command(args: argparse.Namespace) -> dict[str, Any]:
                 "modelled_seconds": float(res.modelled_seconds(station.link.baud, station.link.latency_s)),
                 "chip_seconds": float(link.chip_seconds), "host_seconds": float(res.host_seconds),
                 "wall_seconds": float(res.wall_seconds), "mode": args.mode, "resumed_cells": resumed,
-                "requeued_cells": int(requeued.size), "schedule_station_capped": adjusted,
+                "requeued_cells": int(requeued.size), "recovered_inflight_cells": int(recovered.size), "schedule_station_capped": adjusted,
                 "scale_s": float(mapping.scale_s), "out": str(out),
             })
             run.set_attrs("summary", **summary)
@@ -337,8 +353,9 @@ def read_command(args: argparse.Namespace) -> dict[str, Any]:
     from bench.session import open_bench
 
     station = load_station(args.station)
-    if args.repeats < 1:
-        raise UsageError(f"--repeats must be >= 1, got {args.repeats}")
+    if not 1 <= args.repeats <= MAX_REPEATS:
+        raise UsageError(f"--repeats must be in 1..{MAX_REPEATS} (each repeat is one whole-array read "
+                         f"kept in the run file), got {args.repeats}")
     if not 1 <= args.averages <= 0xFFFF:
         raise UsageError(f"--averages must be in [1, 65535], got {args.averages}")
     station.limits.check("read voltage", args.v_read, "v_read_max_v", low=1e-3)

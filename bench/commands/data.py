@@ -10,9 +10,14 @@ import json
 import time
 from typing import Any
 
-from bench.commands._args import nonneg_int
+from bench.commands._args import int_range, seed_int
 from bench.errors import UsageError
 
+
+
+_PER_CLASS = int_range(0, 1000, "the set is generated and written in full; the DVS128 Gesture "
+                                 "release has about 133 per class")
+_SUBJECTS = int_range(0, 1000, "every subject needs at least one recording per class; the release has 29")
 
 
 def register(subparsers, parent: argparse.ArgumentParser | None = None) -> None:
@@ -25,10 +30,10 @@ def register(subparsers, parent: argparse.ArgumentParser | None = None) -> None:
         description="Write a seeded synthetic DVS128-Gesture-like set (AEDAT 3.1 + labels + trial lists).",
     )
     s.add_argument("--out", required=True, metavar="DIR", help="output directory (must not exist or be empty)")
-    s.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
-    s.add_argument("--per-class", type=nonneg_int, default=None, metavar="N",
+    s.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
+    s.add_argument("--per-class", type=_PER_CLASS, default=None, metavar="N",
                    help="samples per class, train + test (default 32 -> 24 train + 8 test)")
-    s.add_argument("--subjects", type=nonneg_int, default=None, metavar="N",
+    s.add_argument("--subjects", type=_SUBJECTS, default=None, metavar="N",
                    help="number of subjects (default: 4 lighting conditions each)")
     s.set_defaults(func=synth_command)
     p.set_defaults(func=_data_help(p))

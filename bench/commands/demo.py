@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.commands._args import sample_limit
 from bench.view.live import add_live_argument
 
 
@@ -14,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         description="The main job on the built-in simulated bench (or the station's hardware with --station).")
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="output directory (default runs/demo)")
     p.add_argument("--quick", action="store_true", help="a third of the test split (for CI)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N test samples")
+    p.add_argument("--limit", type=sample_limit, default=None, metavar="N", help="at most N test samples")
     p.add_argument("--model", metavar="MODEL.h5", help="model file (default: the shipped reference model)")
     add_live_argument(p)
     p.set_defaults(func=_demo)

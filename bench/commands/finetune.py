@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.commands._args import add_chip_argument, nonneg_int, pos_float, pos_int
+from bench.commands._args import add_chip_argument, batch_size, int_range, pos_float, sample_limit, seed_int
 from bench.errors import UsageError
 
 
@@ -36,16 +36,16 @@ def register(subparsers, common_parent: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="MODEL2.h5", help="fine-tuned model file to write")
     p.add_argument("--run", metavar="RUN.h5", default=None,
                    help="run file (default: MODEL2.finetune.h5 next to --out)")
-    p.add_argument("--rounds", type=pos_int, default=20, metavar="N", help="at most N rounds (default 20)")
-    p.add_argument("--patience", type=pos_int, default=3, metavar="N",
+    p.add_argument("--rounds", type=int_range(1, 10_000, "each round programs the chip layer again"), default=20, metavar="N", help="at most N rounds (default 20)")
+    p.add_argument("--patience", type=int_range(1, 10_000, "at most the number of rounds"), default=3, metavar="N",
                    help="stop after N rounds without held-out improvement (default 3)")
     p.add_argument("--lr", type=pos_float, default=0.1, help="Adam learning rate (default 0.1)")
-    p.add_argument("--batch-size", type=pos_int, default=64, metavar="N",
+    p.add_argument("--batch-size", type=batch_size, default=64, metavar="N",
                    help="samples per round's chip forward / gradient step (default 64)")
-    p.add_argument("--val-subjects", type=pos_int, default=2, metavar="N",
+    p.add_argument("--val-subjects", type=int_range(1, 1000, "more subjects than any data set has"), default=2, metavar="N",
                    help="subjects of the train split held out for the stopping rule (default 2)")
-    p.add_argument("--limit", type=pos_int, default=None, metavar="N", help="at most N samples per split")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="batch order seed (default 0)")
+    p.add_argument("--limit", type=sample_limit, default=None, metavar="N", help="at most N samples per split")
+    p.add_argument("--seed", type=seed_int, default=0, help="batch order seed (default 0)")
     p.set_defaults(func=finetune_command)
 
 

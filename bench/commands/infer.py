@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.commands._args import add_chip_argument, nonneg_int, pos_int
+from bench.commands._args import MAX_SAMPLES, add_chip_argument, batch_size, int_range
 from bench.errors import UsageError
 from bench.view.live import add_live_argument, follow
 
@@ -37,9 +37,9 @@ def register(subparsers, common: argparse.ArgumentParser | None = None) -> None:
     p.add_argument("--model", required=True, metavar="MODEL", help="model file (snnbench-model HDF5)")
     p.add_argument("--data", required=True, metavar="DIR", help="data set directory (DVS128 Gesture layout)")
     p.add_argument("--split", default="test", choices=["train", "test"], help="split (default test)")
-    p.add_argument("--limit", type=nonneg_int, default=None, metavar="N", help="at most N samples")
+    p.add_argument("--limit", type=int_range(0, MAX_SAMPLES, "more samples than any data split holds; the DVS128 Gesture test split has 288"), default=None, metavar="N", help="at most N samples")
     p.add_argument("--out", required=True, metavar="RUN.h5", help="run file to write")
-    p.add_argument("--batch", type=pos_int, default=256, metavar="N",
+    p.add_argument("--batch", type=batch_size, default=256, metavar="N",
                    help="samples per unit of work (appended and flushed together; default 256)")
     p.add_argument("--acceleration", default=None, metavar="K",
                    help="dataset-time / chip-time factor (default: the model's, 50000)")

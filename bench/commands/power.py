@@ -18,7 +18,7 @@ import dataclasses
 import re
 from typing import Any
 
-from bench.commands._args import add_chip_argument, float_range, int_range, nonneg_int, pos_float
+from bench.commands._args import add_chip_argument, float_range, int_range, pos_float, seed_int
 from bench.errors import UsageError
 from bench.view.live import add_live_argument, follow
 
@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                    help="SMU resource (repeatable): RAIL=MODEL@RESOURCE or a bare VISA resource")
     p.add_argument("--samples", type=_samples, default=64,
                    help=f"samples to run back to back (default 64, at most {MAX_SAMPLES:,})")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="reference-workload seed (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="reference-workload seed (default 0)")
     p.add_argument("--idle-points", type=_idle_points, default=100,
                    help=f"points of the idle baseline trace (default 100, at most {MAX_IDLE_POINTS:,} "
                         "and the smallest SMU buffer)")
@@ -285,6 +285,11 @@ def _dry_run(args: argparse.Namespace, station: Any, schedule: Any, models: list
 
             raise ConfigError(f"{station.source}: smu rail {c.rail}: nplc {c.nplc:g} outside the {c.model}'s "
                               f"{rng.nplc_min:g}..{rng.nplc_max:g}")
+        if c.trigger_line and c.trigger_line > rng.trigger_lines:
+            from bench.errors import ConfigError
+
+            raise ConfigError(f"{station.source}: smu rail {c.rail}: trigger_line {c.trigger_line} outside the "
+                              f"{c.model}'s trigger inputs 1..{rng.trigger_lines}")
         rails.append({"rail": c.rail, "model": c.model, "resource": c.resource, "voltage_v": c.voltage_v,
                       "current_limit_a": c.current_limit_a, "trigger_line": c.trigger_line or None,
                       "min_interval_s": {f"{lf:g}Hz": ap[lf] + rng.overhead_s for lf in ap}})

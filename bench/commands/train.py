@@ -19,8 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from bench.commands._args import nonneg_int, pos_float, pos_int
+from bench.commands._args import batch_size, int_range, pos_float, sample_limit, seed_int
 from bench.errors import UsageError
+
+
+MAX_HIDDEN = 4096
+"""Largest hidden layer (neurons): BPTT keeps 300 steps of every layer's state per sample."""
+MAX_HIDDEN_LAYERS = 8
 
 
 def _sizes(text: str) -> list[int]:
@@ -30,6 +35,13 @@ def _sizes(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     if not v or any(n < 1 for n in v):
         raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1, got {text!r}")
+    big = [n for n in v if n > MAX_HIDDEN]
+    if big:
+        raise argparse.ArgumentTypeError(
+            f"hidden layer size {big[0]} exceeds {MAX_HIDDEN} (the 800-480-120-11 reference uses 480; "
+            f"larger layers do not fit training memory), got {text!r}")
+    if len(v) > MAX_HIDDEN_LAYERS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_HIDDEN_LAYERS} hidden layers, got {len(v)} in {text!r}")
     return v
 
 
@@ -42,18 +54,18 @@ def register(subparsers, common_parent: argparse.ArgumentParser) -> None:
         description="Train the chip's network on a DVS128-Gesture-layout data directory.")
     p.add_argument("--data", required=True, metavar="DIR", help="data directory (release or 'data synth')")
     p.add_argument("--out", required=True, metavar="MODEL.h5", help="model file to write")
-    p.add_argument("--epochs", type=pos_int, default=DEFAULT_EPOCHS, help=f"epochs (default {DEFAULT_EPOCHS})")
+    p.add_argument("--epochs", type=int_range(1, 100_000, "a checkpoint lets a longer run resume"), default=DEFAULT_EPOCHS, help=f"epochs (default {DEFAULT_EPOCHS})")
     p.add_argument("--hw-aware", action="store_true",
                    help="hardware-aware training of the chip layer (16-level quantisation, noise, mismatch)")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
-    p.add_argument("--batch-size", type=pos_int, default=8, help="batch size (default 8)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
+    p.add_argument("--batch-size", type=batch_size, default=8, help="batch size (default 8)")
     p.add_argument("--lr", type=pos_float, default=0.005, help="Adam learning rate (default 0.005)")
     p.add_argument("--hidden", type=_sizes, default=[480, 120], metavar="N,N",
                    help="hidden layer sizes (default 480,120)")
     p.add_argument("--surrogate", choices=("exp", "sigmoid", "fast_sigmoid"), default="exp",
                    help="surrogate derivative (default exp(-|u-theta|))")
     p.add_argument("--no-augment", action="store_true", help="no event augmentation")
-    p.add_argument("--limit", type=pos_int, default=None, metavar="N", help="use at most N samples per split")
+    p.add_argument("--limit", type=sample_limit, default=None, metavar="N", help="use at most N samples per split")
     p.add_argument("--checkpoint", metavar="FILE", default=None,
                    help="write a resumable checkpoint after every epoch")
     p.add_argument("--resume", metavar="FILE", default=None, help="continue from a checkpoint")

@@ -9,6 +9,7 @@ The window reads only what the writer has committed and never writes the file (d
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from bench.commands._args import pos_float
@@ -42,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                    help="with --screenshot --wait: give up after S seconds (default: wait for ever)")
     p.add_argument("--replay", action="store_true", help="play a finished run back at its recorded pace")
     p.add_argument("--speed", type=pos_float, default=1.0, metavar="K", help="replay K times faster (default 1)")
+    p.add_argument("--at-commit", type=int, default=None, metavar="N",
+                   help="show the file as it was after its N-th commit (flushed unit)")
     p.add_argument("--screenshot", metavar="PNG", help="render the window once offscreen into PNG and exit")
     p.add_argument("--size", type=_size, default=(1500, 950), metavar="WxH",
                    help="window size in pixels (default 1500x950)")
@@ -60,7 +63,7 @@ def _view(args: argparse.Namespace) -> dict:
     from bench.view.app import ViewOptions, check_input, run_viewer
 
     opts = ViewOptions(path=Path(args.file), wait=args.wait, wait_timeout_s=args.wait_timeout_s or 0.0,
-                       replay=args.replay, speed=args.speed,
+                       replay=args.replay, speed=args.speed, at_commit=args.at_commit,
                        screenshot=Path(args.screenshot) if args.screenshot else None, size=args.size,
                        interval_s=args.interval_s, until_done=args.until_done,
                        trace=Path(args.trace) if args.trace else None, axis=args.axis, column=args.column,
@@ -81,6 +84,17 @@ def _view(args: argparse.Namespace) -> dict:
     return res  # pragma: no cover - _exit does not return
 
 
+def _finite(obj):
+    """Strict JSON: NaN / infinity (e.g. a figure not measured yet) become null."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def _exit(res: dict | None, args: argparse.Namespace, error: str = "", code: int = 0) -> None:
     """Print the result (or the error line) and leave without interpreter finalisation: PySide6
     aborted in its garbage collection at exit ("none_dealloc") after windows had been shown
@@ -95,7 +109,7 @@ def _exit(res: dict | None, args: argparse.Namespace, error: str = "", code: int
         if error:
             print(error, file=sys.stderr)
         elif args.json:
-            print(json.dumps(_jsonable(res), allow_nan=False))
+            print(json.dumps(_finite(_jsonable(res)), allow_nan=False))
         else:
             print(_human(res))
         sys.stdout.flush()

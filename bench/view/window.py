@@ -8,6 +8,7 @@ the next tick; nothing the viewer does can block or change the writer (decision 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -23,20 +24,44 @@ STATE_STYLE = {RUNNING: "color: #1a6e1a", FINISHED: "color: #1a3e9e", ENDED: "co
 class Source:
     """Where snapshots come from: the file as it is now (follow) or as it was (replay).
 
-    Replay shows the file's commits at ``speed`` times the pace the writer committed them
-    (the commit log's times, seconds since the run file was opened).
+    Following, a tick whose file is unchanged (same size and modification time) returns None
+    without opening it, except every ``recheck_s`` (a writer that died changes nothing in the
+    file).  Replay shows the file's commits at ``speed`` times the pace the writer committed
+    them (the commit log's times, seconds since the run file was opened).
     """
 
-    def __init__(self, path: str | Path, replay: bool = False, speed: float = 1.0) -> None:
+    recheck_s = 2.0
+
+    def __init__(self, path: str | Path, replay: bool = False, speed: float = 1.0,
+                 at_commit: int | None = None) -> None:
         self.path = str(path)
         self.replay = replay
         self.speed = speed
+        self.at_commit = at_commit
+        self._stat: tuple[int, int] | None = None
+        self._last_read = 0.0
         self._t0: float | None = None
         self._times: list[float] = []
 
-    def next(self) -> Snapshot:
+    def next(self) -> Snapshot | None:
+        """The snapshot to show, or None when nothing can have changed since the last one."""
+        if self.at_commit is not None:
+            snap = read_snapshot(self.path, upto=self.at_commit)
+            if snap.detail == "replay":
+                snap.detail = f"as at commit {snap.committed}"
+            return snap
         if not self.replay:
-            return read_snapshot(self.path)
+            try:
+                st = os.stat(self.path)
+                key = (st.st_mtime_ns, st.st_size)
+            except OSError:
+                key = None
+            now = time.monotonic()
+            if key is not None and key == self._stat and now - self._last_read < self.recheck_s:
+                return None
+            snap = read_snapshot(self.path)
+            self._stat, self._last_read = key, now
+            return snap
         if self._t0 is None:
             self._times = read_snapshot(self.path).commit_times_s
             self._t0 = time.monotonic()
@@ -101,13 +126,20 @@ class ViewerWindow(QtWidgets.QMainWindow):
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.header.setText(f"{self.source.path}: cannot read ({self.last_error})")
             return
+        if snap is None:
+            return
         self.show_snapshot(snap)
         self.frames += 1
         if self._trace is not None:
+            # traced refreshes paint at once, so the time recorded includes the painting
+            t1 = time.perf_counter()
+            QtWidgets.QApplication.processEvents()
+            paint_s = time.perf_counter() - t1
             self._trace.write(json.dumps({"t": round(time.monotonic() - self._t0, 4), "frame": self.frames,
                                           "state": snap.state, "committed": snap.committed,
                                           "counts": snap.counts(),
-                                          "refresh_s": round(time.perf_counter() - t0, 5)}) + "\n")
+                                          "refresh_s": round(t1 - t0, 5), "paint_s": round(paint_s, 5),
+                                          "cpu_s": round(time.process_time(), 4)}) + "\n")
         if self.until_done and snap.state != RUNNING:
             self.finished_reason = snap.state
             self.timer.stop()

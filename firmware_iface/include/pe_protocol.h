@@ -31,6 +31,10 @@
 #define PE_OP_RESET 0x31u
 #define PE_OP_WAIT 0x32u
 #define PE_OP_HELLO 0x40u
+#define PE_OP_STAGE 0x50u
+#define PE_OP_COMMIT 0x51u
+#define PE_OP_FETCH 0x52u
+#define PE_OP_GET_LIMITS 0x53u
 #define PE_OP_SIM_QUERY 0xF0u
 
 /* Status */
@@ -75,6 +79,7 @@
 #define PE_CAP_DENSE_UPLOAD 0x02u
 #define PE_CAP_AER_UPLOAD 0x04u
 #define PE_CAP_PARTIAL_SUM 0x08u
+#define PE_CAP_BOUNDED 0x10u
 #define PE_CAP_SIMULATED 0x80u
 
 /* Registers: value_SI = code * scale */
@@ -273,6 +278,64 @@ typedef struct {
     uint64_t duration_ns;
 } pe_wait_t;
 _Static_assert(sizeof(pe_wait_t) == 8, "pe_wait_t size");
+
+/* bounded frames: transfer id (host-chosen, non-zero), the opcode it will run as, the request's total size and this piece's offset (bytes) */
+typedef struct {
+    uint32_t id;
+    uint8_t opcode;
+    uint8_t _pad;
+    uint16_t _pad2;
+    uint32_t total;
+    uint32_t offset;
+} pe_stage_t;
+_Static_assert(sizeof(pe_stage_t) == 16, "pe_stage_t size");
+
+/* bounded frames: run transfer `id` (all `total` bytes staged) as `opcode` */
+typedef struct {
+    uint32_t id;
+    uint8_t opcode;
+    uint8_t _pad;
+    uint16_t _pad2;
+    uint32_t total;
+} pe_commit_t;
+_Static_assert(sizeof(pe_commit_t) == 12, "pe_commit_t size");
+
+/* bounded frames: status of the committed command and the length of its kept reply payload (bytes) */
+typedef struct {
+    uint32_t id;
+    uint8_t status;
+    uint8_t _pad;
+    uint16_t _pad2;
+    uint32_t length;
+} pe_result_t;
+_Static_assert(sizeof(pe_result_t) == 12, "pe_result_t size");
+
+/* bounded frames: `length` (<= max_chunk) bytes of transfer `id`'s kept reply from `offset` */
+typedef struct {
+    uint32_t id;
+    uint32_t offset;
+    uint32_t length;
+} pe_fetch_t;
+_Static_assert(sizeof(pe_fetch_t) == 12, "pe_fetch_t size");
+
+/* every limit the board enforces: frame piece and payload sizes (bytes), steps per sample, write-verify pulses per cell, sample slots and sample memory (bits), pulse records per PULSE, cells per WRITE_VERIFY and per READ_CELLS, read averages, longest WAIT and chip clock (ns), and the bound on the firmware's own memory (bytes) */
+typedef struct {
+    uint32_t max_chunk;
+    uint32_t max_payload;
+    uint16_t max_steps;
+    uint16_t max_pulses;
+    uint32_t sample_slots;
+    uint64_t sample_memory_bits;
+    uint32_t max_pulse_records;
+    uint32_t max_wv_cells;
+    uint32_t max_read_cells;
+    uint16_t max_averages;
+    uint16_t _pad;
+    uint64_t max_wait_ns;
+    uint64_t max_chip_ns;
+    uint64_t memory_bytes;
+} pe_limits_t;
+_Static_assert(sizeof(pe_limits_t) == 64, "pe_limits_t size");
 
 /* HELLO reply: protocol version, firmware version, the session now open, the largest payload and wire frame (bytes) the board accepts, its absolute maximum line voltage (mV) and pulse width (ns), capabilities */
 typedef struct {

@@ -5,7 +5,8 @@ port whose far side is a :class:`~sim_backend.firmware.VirtualFirmware`.  Query 
 ``seed`` (chip seed), ``run_seed``, ``fidelity`` (ideal/typical/worst), ``die`` (a die file:
 the chip's state is loaded from it, saved to it after every command that changes it, and the
 file is locked while the port is open; made from ``seed``/``fidelity`` if missing), ``freeze``
-(1: no wall time passes between sessions on the die) and the link-model faults of
+(1: no wall time passes between sessions on the die), ``ack_ms`` (long jobs still running after
+this many ms are acknowledged BUSY, docs/protocol.md [busy]) and the link-model faults of
 :class:`~sim_backend.link.LinkModel` (``ber``, ``drop``, ``dup``, ``stall``, ``reorder``, ``board_reset``,
 ``link_seed``).  Without ``die`` the chip is a fresh die that is not persisted.
 
@@ -22,7 +23,7 @@ from sim_backend.board import make_board
 from sim_backend.link import TO_BOARD, TO_HOST, LinkModel
 
 _KNOWN = {"seed", "run_seed", "fidelity", "ber", "drop", "dup", "stall", "reorder", "board_reset",
-          "link_seed", "baud", "latency_s", "latency_ms", "die", "freeze"}
+          "link_seed", "baud", "latency_s", "latency_ms", "die", "freeze", "ack_ms"}
 
 
 class Serial(SerialBase):
@@ -64,6 +65,8 @@ class Serial(SerialBase):
             except BaseException:
                 self._close_die()
                 raise
+            if "ack_ms" in q:
+                self.firmware.ack_s = float(q["ack_ms"]) * 1e-3
         except ValueError as exc:
             raise SerialException(f"pesim:// bad option: {exc}") from None
         self._rx = bytearray()
