@@ -40,3 +40,29 @@ def test_protocol_adapter_names_the_step_that_went_wrong():
     with pytest.raises(AssertionError, match=r"^unexpected extra message #0: '\*RST'$"):
         c.write("*RST")
     assert c.sent == ["*RST"]
+
+
+def test_a_declared_control_reads_and_writes_exactly_its_commands():
+    """control(get, set, doc): reading sends the query and parses it, writing sends the set
+    command with the value formatted; measurement() is read-only."""
+    from drivers.instruments.base import Instrument, control, measurement
+
+    class Box(Instrument):
+        level = control(":LEV?", ":LEV {value}", "Level (V).")
+        temp = measurement(":TEMP?", "Temperature (K).")
+
+    a = ProtocolAdapter([(":LEV?", "1.25"), (":LEV 0.5", None), (":TEMP?", "300")])
+    box = Box(a)
+    assert box.level == 1.25
+    box.level = 0.5
+    assert box.temp == 300.0
+    with pytest.raises(AttributeError, match="^temp is read-only$"):
+        box.temp = 1.0
+    a.assert_done()
+    assert Box.level.__doc__ == "Level (V)."
+
+
+def test_a_write_where_a_query_was_expected_is_named():
+    a = ProtocolAdapter([("*IDN?", "X")])
+    with pytest.raises(AssertionError, match=r"^message #0 '\*IDN\?' was a write, dialogue says otherwise$"):
+        a.write("*IDN?")

@@ -179,3 +179,30 @@ def test_mapping_attributes_for_the_run_file():
     assert a["levels_s"] == pytest.approx([i * 10 * US for i in range(16)])
     # 1.0 -> 50 uS, 2.0 -> 100 uS, 0.5 -> 25 uS ~ level 2 (20 uS, tie goes down): rms of (0, 0, 0.1)
     assert a["quantisation_rms"] == pytest.approx(np.sqrt(0.1 ** 2 / 3))
+
+
+def test_route_around_aims_at_the_clamped_positive_weight():
+    """+5 clamped to +3 at 30 uS / unit is +90 uS; with G- stuck at 20 uS, G+ carries 110 uS."""
+    w = np.zeros((1, 1))
+    w[0, 0] = 5.0
+    bad = np.full((128, 24), np.nan)
+    bad[0, 1] = 20 * US
+    m = M.map_weights(w, clamp=3.0, scale_s=30 * US, bad_cells_s=bad)
+    assert tuple(m.target_levels[0, 0:2]) == (11, 2)
+
+
+def test_random_level_maps_are_seeded():
+    a, b, c = M.random_levels(7), M.random_levels(7), M.random_levels(8)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert a.shape == (128, 24) and a.min() == 0 and a.max() == 15
+    assert M.random_levels(1, rows=4, columns=6, n_levels=3).max() <= 2
+
+
+def test_scale_of_an_all_zero_layer_and_bad_scales():
+    """No weight to fit: the top level (150 uS) maps to the clamp (or to 1 without a clamp)."""
+    assert M.map_weights(np.zeros((2, 2)), clamp=3.0).scale_s == pytest.approx(50 * US)
+    assert M.map_weights(np.zeros((2, 2)), clamp=np.inf).scale_s == pytest.approx(150 * US)
+    g = np.full((1, 2), 10 * US)
+    for bad in (0.0, -1e-6, np.inf, np.nan):
+        with pytest.raises(M.MappingError, match="^scale must be a finite conductance > 0 S"):
+            M.effective_weights(g, bad)

@@ -82,8 +82,34 @@ def _check_run_file(path, res: dict, g: np.ndarray, volts: dict) -> None:
                 a = f[f"{kind}/{rail}"].attrs
                 assert a["voltage_v"] == pytest.approx(v) and 0 < a["aperture_s"] <= a["period_s"]
                 assert f[f"{kind}/{rail}/current_a"].attrs["units"] == "A"
+                assert f[f"{kind}/{rail}/time_s"].attrs["units"] == "s"
+                assert f[f"{kind}/{rail}/chunk"].dtype == np.int32
+                assert a["lost_points"] >= 0 and 0.5 < a["covered_fraction"] <= 1.0
             assert f[f"idle/{rail}/current_a"].shape == (100,)
         assert int(f["run/chunk_samples"][()].sum()) == 16
         stored = json.loads(f.attrs["result_json"])
         assert stored["energy_per_sample_j"] == pytest.approx(res["energy_per_sample_j"])
         assert json.loads(f.attrs["sop_definitions"]) == ["dense", "event"]
+
+
+def test_chunk_planning_by_hand():
+    """Samples per RUN fit every SMU buffer; a sample whose trace alone overflows the smallest
+    buffer is a usage error naming the points it needs (interval 2^-10 s, sample 2^-6 s, margin
+    0.5: 24 points + 4 padding = 28 > 10)."""
+    from types import SimpleNamespace
+
+    from bench.errors import UsageError
+    from bench.power import plan_chunk
+
+    def smu(points, rail="VDDA", model="2450"):
+        return SimpleNamespace(range=SimpleNamespace(buffer_points=points), rail=rail, model=model)
+
+    dt, est = 2.0 ** -10, 2.0 ** -6
+    big = [smu(100_000), smu(1_000, "VDDD", "B2902")]
+    # (1000 - 4 - 1) points x dt = 0.9717 s / 0.0234375 s per sample = 41 samples
+    assert plan_chunk(big, dt, est, 0.5, 4, slots=64) == 41
+    assert plan_chunk(big, dt, est, 0.5, 4, slots=64, wanted=10) == 10
+    assert plan_chunk(big, dt, est, 0.5, 4, slots=16) == 16
+    with pytest.raises(UsageError, match=r"^--margin 0.5 / --interval-us 976.562: one sample's trace needs 28 "
+                                         r"points, more than the B2902 on VDDD's buffer of 10; lower --margin"):
+        plan_chunk([smu(100), smu(10, "VDDD", "B2902")], dt, est, 0.5, 4, slots=64)

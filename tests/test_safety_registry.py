@@ -103,3 +103,9 @@ def test_unconfirmed_rails_are_named_once_at_their_highest_level():
         "VDDIO (B2900 at Y) could not be confirmed off \u2014 it may still be at 3.3 V"]
     safety.clear_unconfirmed()
     assert safety.unconfirmed() == []
+
+
+def test_terminated_names_the_signal():
+    with pytest.raises(safety.Terminated, match="^signal 15$"):
+        safety._on_sigterm(signal.SIGTERM, None)
+    assert issubclass(safety.Terminated, KeyboardInterrupt)

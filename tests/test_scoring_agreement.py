@@ -71,3 +71,18 @@ def test_labels_and_predictions_outside_the_classes_are_refused(labels, preds, w
     with pytest.raises(ValueError, match=f"^{what} outside 0..2$"):
         confusion_matrix(np.array(labels), np.array(preds), 3)
     assert confusion_matrix(np.array([2]), np.array([2]), 3)[2, 2] == 1     # n_classes - 1 is fine
+
+
+def test_score_record_by_hand():
+    s = score(_spikes(CHIP), LABELS, 3)
+    d = s.as_dict()
+    assert d == {"samples": 8, "correct": 5, "accuracy": 0.625,
+                 "per_class_accuracy": pytest.approx([2 / 3, 0.5, 2 / 3]),
+                 "confusion": [[2, 1, 0], [0, 1, 1], [0, 1, 2]]}
+
+
+def test_labels_and_predictions_must_pair_up():
+    from bench.scoring import confusion_matrix
+
+    with pytest.raises(ValueError, match="^3 labels but 2 predictions$"):
+        confusion_matrix(np.array([0, 1, 2]), np.array([0, 1]), 3)
