@@ -655,10 +655,6 @@ class Smu(Instrument, ABC):
         """(currents, timestamps as the instrument gives them, in-compliance flags)."""
 
     @abstractmethod
-    def _probe(self) -> None:
-        """A cheap query the instrument answers even while acquiring (link liveness)."""
-
-    @abstractmethod
     def _acquired(self) -> int:
         """Readings of the armed acquisition taken so far (answered while acquiring)."""
 

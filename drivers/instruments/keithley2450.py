@@ -95,9 +95,6 @@ class Keithley2450(ScpiSmu):
     def measure_voltage(self) -> float:
         return self.voltage
 
-    def _probe(self) -> None:
-        self.ask(":SYST:ERR:COUN?", timeout_s=self.probe_timeout_s)
-
     def in_compliance(self) -> bool:
         return parse_bool(self.ask(":SOUR:VOLT:ILIM:TRIP?"))
 

@@ -106,9 +106,6 @@ class Keithley2600(Smu):
     def measure_power(self) -> float:
         return self.power
 
-    def _probe(self) -> None:
-        self.ask("print(errorqueue.count)", timeout_s=self.probe_timeout_s)
-
     def in_compliance(self) -> bool:
         return parse_bool(self.ask(f"print({self.smu}.source.compliance)"))
 

@@ -85,9 +85,6 @@ class KeysightB2900(ScpiSmu):
     def measure_voltage(self) -> float:
         return self.voltage
 
-    def _probe(self) -> None:
-        self.ask(":SYST:ERR:COUN?", timeout_s=self.probe_timeout_s)
-
     def in_compliance(self) -> bool:
         return parse_bool(self.ask(f":SENS{self.channel}:CURR:PROT:TRIP?"))
 
