@@ -34,6 +34,7 @@ from typing import Any
 from bench.commands._args import nonneg_int, pos_int
 from bench.commands._groups import group
 from bench.errors import ConfigError, RunPathError, UsageError
+from bench.view.live import add_live_argument, follow
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -52,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     r.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="attach to a running dask scheduler")
     r.add_argument("--window", type=pos_int, default=None, metavar="N",
                    help="points in flight at once (default 2 per worker)")
+    add_live_argument(r)
     r.set_defaults(func=run_command)
 
     v = g.add_parser("validate", parents=[common], help="check a plan (all problems listed), run nothing")
@@ -180,6 +182,7 @@ def run_command(args: argparse.Namespace) -> dict[str, Any]:
 
         data_dir = str(synthetic_set(0))
 
+    follow(args, out)
     store = CampaignStore.reopen(out, plan) if resuming else CampaignStore.create(out, plan, station_text)
     bar = None
     json_lines = bool(args.json)

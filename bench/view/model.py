@@ -98,8 +98,15 @@ class RailTrace:
 class PowerData:
     rails: list[RailTrace]
     samples_done: int | None
-    energy_per_sample_j: float | None
-    """net of the idle baseline, over the samples run so far."""
+    estimate_j: float | None
+    """Running estimate of the energy per sample: sum of (I - I_idle) x V x period over the
+    stored run points of every rail, over the samples run so far."""
+    measured_j: float | None = None
+    """The power procedure's own energy per sample, once it is in the file (end of the run)."""
+
+    @property
+    def energy_per_sample_j(self) -> float | None:
+        return self.measured_j if self.measured_j is not None else self.estimate_j
 
 
 @dataclass
@@ -167,7 +174,8 @@ class Snapshot:
             out["power"] = {"rails": [r.rail for r in self.power.rails],
                             "points": int(sum(r.current_a.size for r in self.power.rails)),
                             "samples": self.power.samples_done,
-                            "energy_per_sample_j": self.power.energy_per_sample_j}
+                            "energy_per_sample_j": self.power.energy_per_sample_j,
+                            "estimate_j": self.power.estimate_j, "measured_j": self.power.measured_j}
         if self.campaign is not None:
             out["campaign"] = {**self.campaign.counts, "total": self.campaign.n_points}
         return out
@@ -235,6 +243,8 @@ class _Committed:
     def __init__(self, f: h5py.File, upto: int | None) -> None:
         self.f = f
         self.rows: dict[str, int] | None = None
+        self.partial = False
+        """True when showing the file as at an earlier commit (replay)."""
         self.times: list[float] = []
         self.history: list[dict[str, int]] = []
         if COMMITS in f:
@@ -243,6 +253,7 @@ class _Committed:
             if log.shape[0] < n:
                 raise Transient("commit log shorter than the commit counter")
             n = n if upto is None else min(n, upto)
+            self.partial = n < int(f.attrs.get("committed", 0))
             self.rows = {}
             for line in log[:n]:
                 rec = json.loads(line)
@@ -440,16 +451,20 @@ def _power(f: h5py.File, c: _Committed) -> PowerData | None:
             rails.append(RailTrace(rail, float(v), np.zeros(0), np.zeros(0), idle.get(rail), np.nan))
     base = next((n.rsplit("/", 2)[0] + "/" for n, _ in groups if n.count("/") >= 2), "")
     done = None
+    result: dict[str, Any] = {}
+    if not c.partial:   # the procedure's figures, written at its end (not in a replay's past)
+        raw = f.attrs.get("result_json") or (f[base.rstrip("/")].attrs.get("result_json") if base else None)
+        try:
+            result = json.loads(raw) if raw else {}
+        except ValueError:
+            result = {}
     cs = f"{base}run/chunk_samples"
     if c.has(cs):
         done = int(np.sum(c.read(cs)))
-    elif c.rows is None:                       # a file from before the commit log
-        res = f.attrs.get("result_json") or (f[base.rstrip("/")].attrs.get("result_json") if base else None)
-        if res:
-            try:
-                done = int(json.loads(res).get("samples"))
-            except (ValueError, TypeError):
-                done = None
+    elif c.rows is None and result.get("samples"):   # a file from before the commit log
+        done = int(result["samples"])
+    measured = result.get("energy_per_sample_j")
+    measured = float(measured) if isinstance(measured, (int, float)) else None
     energy = None
     runs = f"{base}run/chunk_run_s"
     if done and c.has(runs):
@@ -461,7 +476,7 @@ def _power(f: h5py.File, c: _Committed) -> PowerData | None:
             if r.current_a.size and r.idle_current_a is not None and np.isfinite(r.period_s):
                 net += float(np.sum(r.current_a - r.idle_current_a) * r.voltage_v * r.period_s)
         energy = net / done
-    return PowerData(rails, done, energy)
+    return PowerData(rails, done, energy, measured)
 
 
 def _net_energy(f: h5py.File, c: _Committed, names: list[str], idle_a: dict[str, float],

@@ -244,11 +244,14 @@ class PowerPanel(Panel):
                 base.setValue(r.idle_current_a * 1e3)
             p.setTitle(f"{r.rail}: supply current at {r.voltage_v:g} V"
                        + ("" if r.idle_current_a is None else f", idle {r.idle_current_a * 1e3:.3g} mA"))
-        if d.energy_per_sample_j is None:
-            self.label.setText("power: energy per sample shown once the first chunk of samples is stored")
-        else:
-            self.label.setText(f"power: energy per sample {d.energy_per_sample_j * 1e6:.4g} µJ (net of idle) "
+        if d.measured_j is not None:
+            self.label.setText(f"power: energy per sample {d.measured_j * 1e6:.4g} µJ (measured, net of idle) "
                                f"over {d.samples_done} samples")
+        elif d.estimate_j is not None:
+            self.label.setText(f"power: energy per sample ≈ {d.estimate_j * 1e6:.4g} µJ (running estimate, net "
+                               f"of idle) over {d.samples_done} samples")
+        else:
+            self.label.setText("power: energy per sample shown once the first chunk of samples is stored")
 
 
 class CampaignPanel(Panel):
@@ -272,6 +275,8 @@ class CampaignPanel(Panel):
         self.p_grid.invertY(True)
         self.p_res = g.addPlot(row=0, col=1, title="result")
         self.c_res = self.p_res.plot(pen=None, symbol="o", symbolSize=8, symbolBrush=(40, 90, 200))
+        for name in ("bottom", "left"):
+            self.p_res.getAxis(name).enableAutoSIPrefix(False)
         self.images = {"grid": self.i_grid}
         self._grid_shape = None
         self._last: CampaignData | None = None
@@ -317,6 +322,18 @@ class CampaignPanel(Panel):
         if self._grid_shape != grid.shape:
             fit(self.p_grid, grid.shape[1], grid.shape[0])
             self._grid_shape = grid.shape
+            names = [str(a.get("name")) for a in d.axes]
+            if len(d.grid_shape) > 1 and names:
+                self.p_grid.setLabel("left", names[0])
+                self.p_grid.setLabel("bottom", " x ".join(names[1:]) or "point")
+                for axis, spec, n in (("left", d.axes[0], grid.shape[0]),
+                                      ("bottom", d.axes[1] if len(d.axes) == 2 else None, grid.shape[1])):
+                    vals = list(spec.get("values", [])) if spec else []
+                    if len(vals) == n:   # tick each row / column with its axis value
+                        self.p_grid.getAxis(axis).setTicks([[(i + 0.5, f"{v:g}" if isinstance(v, (int, float))
+                                                              else str(v)) for i, v in enumerate(vals)]])
+            else:
+                self.p_grid.setLabel("bottom", "point")
         self._fill(self.axis, [str(a.get("name")) for a in d.axes])
         self._fill(self.column, list(d.result_columns))
         self._plot()
