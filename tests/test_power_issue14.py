@@ -115,10 +115,9 @@ def test_link_killed_mid_trace_exits_1_within_10s_naming_the_rail_last(bench, tm
     rail, model = bench.smu[index]["rail"], bench.smu[index]["model"]
     seen = threading.Event()
 
-    def killer():   # the idle trace is 2000 points (~0.46 s): kill once it is armed
+    def killer():   # kill once the idle trace is armed (2000 points, ~0.46 s on the instrument)
         while not seen.is_set():
             if any(line.startswith((":INIT", ":init")) for line in list(srv.log)):
-                time.sleep(0.05)
                 getattr(srv, how)()
                 seen.set()
                 return

@@ -67,6 +67,9 @@ class SharedAdapter(Adapter):
     def drain(self) -> None:
         self.inner.drain()
 
+    def check_alive(self) -> None:
+        self.inner.check_alive()
+
     def close(self) -> None:
         if self._closed:
             return

@@ -439,6 +439,13 @@ class Instrument:
         except InstrumentError as exc:
             raise self._relabel(exc) from None
 
+    def check_alive(self) -> None:
+        """Raise (naming this instrument) if its link is known to be dead."""
+        try:
+            self.adapter.check_alive()
+        except InstrumentError as exc:
+            raise self._relabel(exc) from None
+
 
 @dataclass
 class Trace:
@@ -648,8 +655,8 @@ class Smu(Instrument, ABC):
         """(currents, timestamps as the instrument gives them, in-compliance flags)."""
 
     @abstractmethod
-    def _probe(self) -> None:
-        """A cheap query the instrument answers even while acquiring (link liveness)."""
+    def _acquired(self) -> int:
+        """Readings of the armed acquisition taken so far (answered while acquiring)."""
 
     @abstractmethod
     def in_compliance(self) -> bool:
@@ -806,33 +813,43 @@ class Smu(Instrument, ABC):
     def fetch_trace(self, timeout_s: float = 30.0) -> Trace:
         """Wait for the armed acquisition to complete and read it out.
 
-        Never one long blocking query: until the acquisition's expected end (points x
-        interval after arming) the driver sleeps in slices of :attr:`poll_s`, probing the link
-        each time with a short timeout; then the completion query and the read-out get a
-        timeout of :attr:`probe_timeout_s` plus what the data size needs.  A dead link is so
-        noticed within a few seconds, not after ``timeout_s`` (the ceiling for the expected
-        acquisition time itself).
+        Never one long blocking query: the driver polls the instrument's reading count every
+        :attr:`poll_s` (or every interval, if shorter) with a short timeout until all points
+        are in; then the completion query and the read-out get a timeout of
+        :attr:`probe_timeout_s` plus what the data size needs.  A dead link is so noticed
+        within a few seconds, not after ``timeout_s`` (the ceiling for the acquisition itself);
+        no progress for ``max(2 x probe timeout, 3 intervals)`` fails naming the cause.
         """
         if self._armed is None:
             raise InstrumentError(f"{self.label}: fetch_trace without arm_trace")
         n, interval, level = self._armed
         expected_s = n * interval
+        start = time.monotonic()
         if expected_s > timeout_s:
             raise InstrumentError(f"{self.label}: a {n}-point trace at {interval:g} s takes {expected_s:g} s, "
                                   f"longer than the {timeout_s:g} s allowed")
         # armed on a hardware trigger, the acquisition starts at the trigger -- which came before
         # this call (the caller ran the action that raises it), so it ends by now + the duration
-        end = (time.monotonic() if self._armed_line is not None else self._armed_at) + expected_s
+        # poll the reading count with short timeouts: progress is seen at least every interval
+        # once the acquisition runs (it started at arming, or at the trigger the caller's action
+        # raised); no progress for a while means no trigger or a stalled instrument
+        stall_s = max(2 * self.probe_timeout_s, 3 * interval)
+        last, last_change = -1, time.monotonic()
         while True:
-            self.adapter.check_alive()
-            left = end - time.monotonic()
-            if left <= 0:
+            self.check_alive()
+            got = self._acquired()
+            now = time.monotonic()
+            if got >= n:
                 break
-            if left <= self.poll_s:          # short: just wait for the end
-                time.sleep(left)
-                break
-            time.sleep(self.poll_s)
-            self._probe()
+            if got != last:
+                last, last_change = got, now
+            elif now - last_change > stall_s:
+                why = (f"nothing acquired: no trigger reached input {self._armed_line}" if got == 0
+                       and self._armed_line is not None else f"{got} of {n} readings, no progress")
+                raise InstrumentError(f"{self.label}: trace stalled for {stall_s:g} s ({why})")
+            if now - start > timeout_s:
+                raise InstrumentError(f"{self.label}: trace not complete after {timeout_s:g} s ({got} of {n})")
+            time.sleep(min(self.poll_s, max(interval, 0.005)))
         # completion + read-out: the probe timeout, as long again as the acquisition (a reading
         # slower than the model's overhead says), ~20 us per value over the link
         read_timeout = self.probe_timeout_s + expected_s + n * 2e-5

@@ -16,7 +16,7 @@ Dialogue (short forms)::
       :TRIG:BLOC:BUFF:CLE 1, "defbuffer1" ; :TRIG:BLOC:WAIT 2, DIG<n>
       :TRIG:BLOC:MDIG 3, "defbuffer1" ; :TRIG:BLOC:DEL:CONS 4, <delay s>
       :TRIG:BLOC:BRAN:COUN 5, <N>, 3 ; :INIT
-    :SYST:ERR:COUN?                         (link probe while acquiring)
+    :TRAC:ACT? "defbuffer1"                 (readings so far, polled while acquiring)
     *WAI ; :TRAC:DATA? 1, <N>, "defbuffer1", READ, REL, SOURSTAT
     :SOUR:VOLT:ILIM:TRIP?                   -> 1 while the source is in its current limit
     :SYST:ERR?                              -> <code>,"<message>"
@@ -34,7 +34,8 @@ from __future__ import annotations
 import numpy as np
 
 from drivers.errors import InstrumentError
-from drivers.instruments.base import InstrumentRange, Smu, control, measurement, parse_bool, parse_floats
+from drivers.instruments.base import (InstrumentRange, Smu, control, measurement, parse_bool, parse_float,
+                                      parse_floats)
 
 
 def _scpi_error(reply: str) -> tuple[int, str]:
@@ -94,11 +95,11 @@ class Keithley2450(ScpiSmu):
     def measure_voltage(self) -> float:
         return self.voltage
 
-    def _probe(self) -> None:
-        self.ask(":SYST:ERR:COUN?", timeout_s=self.probe_timeout_s)
-
     def in_compliance(self) -> bool:
         return parse_bool(self.ask(":SOUR:VOLT:ILIM:TRIP?"))
+
+    def _acquired(self) -> int:
+        return int(parse_float(self.ask(f':TRAC:ACT? "{self.buffer}"', timeout_s=self.probe_timeout_s)))
 
     def _arm(self, n_points: int, interval_s: float, trigger_line: int | None) -> None:
         delay = max(0.0, interval_s - self.aperture_s - self.range.overhead_s)

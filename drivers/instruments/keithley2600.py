@@ -21,7 +21,7 @@ Dialogue for channel ``smuX`` (``smua`` = channel 1, ``smub`` = channel 2)::
       smuX.trigger.measure.stimulus = trigger.timer[1].EVENT_ID ; smuX.trigger.initiate()
     printbuffer(1, <N>, smuX.nvbuffer1.statuses)   (bit 6, 64: source limited = compliance)
     print(smuX.source.compliance)           -> true while the source is in its limit
-    print(errorqueue.count)                 (link probe while acquiring)
+    print(smuX.nvbuffer1.n)                 (readings so far, polled while acquiring)
     print(errorqueue.next())                -> <code>\t<message>\t<severity>\t<node>
 
 Timing: a reading takes the aperture plus an overhead (``overhead_s``, a model figure);
@@ -106,11 +106,11 @@ class Keithley2600(Smu):
     def measure_power(self) -> float:
         return self.power
 
-    def _probe(self) -> None:
-        self.ask("print(errorqueue.count)", timeout_s=self.probe_timeout_s)
-
     def in_compliance(self) -> bool:
         return parse_bool(self.ask(f"print({self.smu}.source.compliance)"))
+
+    def _acquired(self) -> int:
+        return int(parse_float(self.ask(f"print({self.smu}.nvbuffer1.n)", timeout_s=self.probe_timeout_s)))
 
     def _arm(self, n_points: int, interval_s: float, trigger_line: int | None) -> None:
         s = self.smu

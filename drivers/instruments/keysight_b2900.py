@@ -10,9 +10,10 @@ Dialogue for channel ``c`` (short forms)::
     :SENS<c>:CURR:NPLC <n>
     :SOUR<c>:VOLT <V> ; :OUTP<c> ON|OFF ; :OUTP<c>?
     :MEAS:CURR? (@<c>) ; :MEAS:VOLT? (@<c>)
+    :TRAC<c>:FEED:CONT NEV ; :TRAC<c>:CLE ; :TRAC<c>:FEED SENS ; :TRAC<c>:POIN <N> ; :TRAC<c>:FEED:CONT NEXT
     :ARM<c>:ACQ:SOUR AINT | EXT<n>          (EXT<n>: wait for a trigger at input line n)
     :TRIG<c>:ACQ:SOUR TIM ; :TRIG<c>:ACQ:TIM <s> ; :TRIG<c>:ACQ:COUN <N> ; :INIT:ACQ (@<c>)
-    :SYST:ERR:COUN?                         (link probe while acquiring)
+    :TRAC<c>:POIN:ACT?                      (readings so far, polled while acquiring)
     *OPC? ; :FETC:ARR:CURR? (@<c>) ; :FETC:ARR:TIME? (@<c>) ; :FETC:ARR:STAT? (@<c>)
     :SENS<c>:CURR:PROT:TRIP?                -> 1 while the channel is in compliance
     :SYST:ERR?                              -> +<code>,"<message>"
@@ -33,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from drivers.errors import InstrumentError
-from drivers.instruments.base import InstrumentRange, Smu, control, measurement, parse_bool, parse_floats
+from drivers.instruments.base import (InstrumentRange, Smu, control, measurement, parse_bool, parse_float,
+                                      parse_floats)
 from drivers.instruments.keithley2450 import ScpiSmu
 
 
@@ -83,14 +85,20 @@ class KeysightB2900(ScpiSmu):
     def measure_voltage(self) -> float:
         return self.voltage
 
-    def _probe(self) -> None:
-        self.ask(":SYST:ERR:COUN?", timeout_s=self.probe_timeout_s)
-
     def in_compliance(self) -> bool:
         return parse_bool(self.ask(f":SENS{self.channel}:CURR:PROT:TRIP?"))
 
+    def _acquired(self) -> int:
+        return int(parse_float(self.ask(f":TRAC{self.channel}:POIN:ACT?", timeout_s=self.probe_timeout_s)))
+
     def _arm(self, n_points: int, interval_s: float, trigger_line: int | None) -> None:
         c = self.channel
+        # the trace buffer is fed too, only to count the readings while acquiring
+        self.write(f":TRAC{c}:FEED:CONT NEV")
+        self.write(f":TRAC{c}:CLE")
+        self.write(f":TRAC{c}:FEED SENS")
+        self.write(f":TRAC{c}:POIN {n_points}")
+        self.write(f":TRAC{c}:FEED:CONT NEXT")
         self.write(f":ARM{c}:ACQ:SOUR {'AINT' if trigger_line is None else f'EXT{trigger_line}'}")
         self.write(f":TRIG{c}:ACQ:SOUR TIM")
         self.write(f":TRIG{c}:ACQ:TIM {interval_s:.9g}")

@@ -217,6 +217,13 @@ class SimChannel:
         a.values_a, a.compliance = self._load_vec(raw, a)
         self.compliance_events += int(a.compliance.sum())
 
+    def count_while_waiting(self) -> int:
+        """A reading-count query from a host that is waiting for the acquisition: chip time
+        passes while the host waits (as for ``*OPC?``), so an acquisition that has started is
+        completed; one still waiting for its trigger reports 0."""
+        self.complete()
+        return self.completed()
+
     def buffer(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(currents, timestamps as the instrument reports them, in-compliance flags) of the
         points the chip clock has reached."""

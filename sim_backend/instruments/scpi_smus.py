@@ -250,7 +250,7 @@ class Keithley2450Server(ScpiSmuServer):
         t["TRIG:BLOC:DEL:CONS"] = lambda c, a, r: self._block(a, "DEL:CONS")
         t["TRIG:BLOC:BRAN:COUN"] = lambda c, a, r: self._block(a, "BRAN:COUN")
         t["TRAC:CLE"] = lambda c, a, r: self._trace_clear(c, a)
-        t["TRAC:ACT?"] = lambda c, a, r: str(c.completed())
+        t["TRAC:ACT?"] = lambda c, a, r: str(c.count_while_waiting())
         t["TRIG:LOAD"] = lambda c, a, r: self._trig_load(a)
         t["INIT"] = lambda c, a, r: self._init(c)
         t["ABOR"] = lambda c, a, r: setattr(c, "acq", None)
@@ -376,6 +376,7 @@ class KeysightB2900Server(ScpiSmuServer):
         super().__init__(world, rails, host, port)
         self._trig: dict[int, dict[str, Any]] = {ch: {"src": "AINT", "tim": 1e-3, "count": 1, "arm": "AINT"}
                                                  for ch in self.channels}
+        self._trace: dict[int, dict[str, Any]] = {}
         t = self.table
         t["SOUR:FUNC:MODE"] = lambda c, a, r: setattr(c, "source_func", self._func(a, ("VOLT", "CURR")))
         t["SOUR:FUNC:MODE?"] = lambda c, a, r: c.source_func
@@ -395,6 +396,13 @@ class KeysightB2900Server(ScpiSmuServer):
         t["ARM:ACQ:SOUR?"] = lambda c, a, r: self._trig[self._ch(c)]["arm"]
         t["SENS:CURR:PROT:TRIP?"] = lambda c, a, r: "1" if c.in_limit_now() or c.last_compliance else "0"
         t["FETC:ARR:STAT?"] = lambda c, a, r: self._fetch(c, "STAT")
+        # trace buffer, fed alongside the data buffer; only its count is used (SCPI Command
+        # Reference, TRACe subsystem: :TRAC:FEED, :TRAC:FEED:CONT NEXT|NEV, :TRAC:POIN:ACT?)
+        t["TRAC:FEED:CONT"] = lambda c, a, r: self._trace_set(c, "cont", a, ("NEV", "NEVER", "NEXT"))
+        t["TRAC:FEED"] = lambda c, a, r: self._trace_set(c, "feed", a, ("SENS", "SENSE", "MATH", "LIM", "LIMIT"))
+        t["TRAC:CLE"] = lambda c, a, r: None
+        t["TRAC:POIN"] = lambda c, a, r: self._trace_set(c, "points", a, None)
+        t["TRAC:POIN:ACT?"] = lambda c, a, r: self._trace_count(c)
         t["INIT:ACQ"] = lambda c, a, r: self._init(r)
         t["INIT"] = lambda c, a, r: self._init(r)
         t["ABOR"] = lambda c, a, r: setattr(c, "acq", None)
@@ -433,6 +441,24 @@ class KeysightB2900Server(ScpiSmuServer):
             if not (1 <= v <= 100_000 and float(v).is_integer()):
                 raise _Err(E_RANGE)
             trig["count"] = int(v)
+
+    def _trace_set(self, c: SimChannel, what: str, a: list[str], allowed: tuple[str, ...] | None) -> None:
+        tr = self._trace.setdefault(self._ch(c), {"cont": "NEV", "feed": "SENS", "points": 100_000})
+        if allowed is None:
+            v = _num(a)
+            if not (1 <= v <= 100_000 and float(v).is_integer()):
+                raise _Err(E_RANGE)
+            tr[what] = int(v)
+            return
+        if not a or a[0].upper() not in allowed:
+            raise _Err(E_ILLEGAL)
+        tr[what] = a[0].upper()[:4]
+
+    def _trace_count(self, c: SimChannel) -> str:
+        tr = self._trace.get(self._ch(c), {})
+        if tr.get("cont") != "NEXT":
+            return "+0"
+        return f"+{min(c.count_while_waiting(), int(tr.get('points', 100_000)))}"
 
     def _arm_source(self, c: SimChannel, a: list[str]) -> None:
         """Arm-layer event source: AINT (immediately) or EXT<n> (a trigger on input line n)."""

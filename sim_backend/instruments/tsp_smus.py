@@ -291,7 +291,7 @@ class Keithley2600Server(InstrumentServer):
             if attr == "source.compliance":
                 return "true" if (c.in_limit_now() or c.last_compliance) else "false"
             if attr == "nvbuffer1.n":
-                return _num(len(c.buffer()[0]))
+                return _num(c.count_while_waiting())
             values = {"source.levelv": c.level_v, "source.limiti": c.limit_a,
                       "source.output": float(c.output), "measure.nplc": c.nplc,
                       "source.func": 1.0 if c.source_func == "VOLT" else 0.0,
