@@ -145,6 +145,10 @@ def best_scale(w: np.ndarray, levels_s: np.ndarray, clamp: float, n_grid: int = 
     if bounds_s is not None:
         cand = np.clip(cand, g_top / hi_s if hi_s > 0 else 0.0, g_top / lo_s if lo_s > 0 else np.inf)
         cand = np.unique(cand)
+    with np.errstate(divide="ignore", over="ignore"):
+        cand = cand[np.isfinite(g_top / cand)]   # subnormal weights: no finite scale maps them to the top
+    if cand.size == 0:
+        return float(np.clip(g_top / (clamp if np.isfinite(clamp) else 1.0), lo_s, hi_s))
     if a.size > 20000:  # subsample for speed; the MSE is an average
         a = np.random.default_rng(0).choice(a, 20000, replace=False)
     errs = [quantisation_mse(a, g_top / c, levels_s) for c in cand]

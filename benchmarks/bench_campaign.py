@@ -76,7 +76,12 @@ def run_once(text: str, workers: int, tmp: Path, tag: str) -> engine.EngineSumma
     out = tmp / f"{tag}-{workers}-{time.monotonic_ns()}.h5"
     store = CampaignStore.create(out, plan, "builtin-sim")
     try:
+        c0 = time.process_time()
         summary = engine.run(plan, store, engine.EngineOptions(workers=workers))
+        client_cpu = time.process_time() - c0
+        # the client's own CPU per point: all of it with workers, minus the points' in-process
+        summary.extra["client_cpu_s_per_point"] = (
+            client_cpu - (summary.point_cpu_s if workers == 0 else 0.0)) / max(1, summary.committed_now)
         store.finish(summary.state)
     finally:
         store.close()
@@ -95,7 +100,9 @@ def overhead(tmp: Path, n_points: int) -> dict:
             "points": s.committed_now, "wall_s": s.wall_s, "sum_point_s": s.point_wall_s,
             "cluster_start_s": start, "overhead_ratio": (s.wall_s - start) / s.point_wall_s - 1.0,
             "overhead_ratio_with_start": s.wall_s / s.point_wall_s - 1.0,
-            "points_per_s": s.committed_now / s.wall_s, "bytes_per_point": s.bytes_per_point}
+            "points_per_s": s.committed_now / s.wall_s, "bytes_per_point": s.bytes_per_point,
+            "point_cpu_ms": 1e3 * s.point_cpu_s / s.committed_now,
+            "client_cpu_ms_per_point": 1e3 * s.extra["client_cpu_s_per_point"]}
     return out
 
 
@@ -141,7 +148,8 @@ def main() -> int:
         print(f"overhead ({k}): {v['points']} trivial points, wall {v['wall_s']:.2f} s (cluster start "
               f"+ stop {v['cluster_start_s']:.2f} s) vs sum of point times {v['sum_point_s']:.2f} s -> overhead "
               f"{100 * v['overhead_ratio']:.1f} % after start ({100 * v['overhead_ratio_with_start']:.1f} % with it) "
-              f"({v['points_per_s']:.0f} points/s, {v['bytes_per_point']:.0f} B/point shipped)")
+              f"({v['points_per_s']:.0f} points/s, {v['bytes_per_point']:.0f} B/point shipped; CPU per point "
+              f"{v['point_cpu_ms']:.2f} ms in the point, {v['client_cpu_ms_per_point']:.2f} ms in the client)")
     p = res["parallel"]
     print(f"parallel: {p['points']} points x {p['samples_per_point']} samples, {p['reps']} interleaved reps: "
           f"speed-up 2 vs 1 worker median {p['speedup_median']:.2f}x (min {p['speedup_min']:.2f}, max "

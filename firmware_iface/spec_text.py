@@ -113,7 +113,8 @@ BUSY = f"""\
 STATUS_FIELDS = """\
 STATUS record: `state` 0 idle, 1 a job is running, 2 error; `last_error` the status code of the
 most recent non-OK reply (0 if none since power-up or RESET); `chip_ns` the chip clock (ns, never
-reset); `frames_rx` requests received; `bad_frames` runs dropped by the frame layer (COBS, CRC,
+reset): it advances only while the array works (reads, pulses, runs, waits), by exactly the
+`chip_ns` each DONE reports for its command, and not while idle; `frames_rx` requests received; `bad_frames` runs dropped by the frame layer (COBS, CRC,
 length, version, oversize); `duplicates` retries answered from the reply cache; `samples_stored`
 input samples in board memory; `outputs_ready` samples with stored results. RESET clears
 `last_error`, `samples_stored` and `outputs_ready`; the other counters count from power-up.
@@ -202,7 +203,9 @@ OPCODE_SPEC: dict[Opcode, OpcodeSpec] = {
     Opcode.READ_CELLS: OpcodeSpec(
         "session open; 0 < v_read_uv <= 1,000,000 (1 V); averages >= 1; every addressed cell inside the "
         "array (LIST: each CELL; ROW: `row` < rows)",
-        (_SESSION, _SIZE, ("unknown mode", "BAD_PAYLOAD"), ("v_read_uv = 0 or > 1,000,000, averages = 0", "OUT_OF_RANGE"),
+        (_SESSION, _SIZE, ("unknown mode", "BAD_PAYLOAD"),
+         ("v_read_uv = 0 or > 1,000,000, averages = 0 or > LIMITS.max_averages", "OUT_OF_RANGE"),
+         ("LIST of more than LIMITS.max_read_cells cells", "OUT_OF_RANGE"),
          ("cell or row outside the array", "OUT_OF_RANGE"), ("reply larger than max_payload", "NO_MEMORY")),
         "reads at `v_read_uv` (the READ_REQ field, not the V_READ register) averaged `averages` times; "
         "conductances unchanged",
@@ -211,7 +214,8 @@ OPCODE_SPEC: dict[Opcode, OpcodeSpec] = {
     Opcode.PULSE: OpcodeSpec(
         "session open; `count` PULSE records follow; for every pulse: kind 1 or 2, cell inside the array, "
         "v_bl/v_wl/v_sl <= HELLO.v_max_mv, width_ns <= HELLO.width_max_ns",
-        (_SESSION, _SIZE, ("kind not 1 or 2", "OUT_OF_RANGE"), ("voltage or width beyond the board maxima", "OUT_OF_RANGE"),
+        (_SESSION, _SIZE, ("more than LIMITS.max_pulse_records pulses", "OUT_OF_RANGE"),
+         ("kind not 1 or 2", "OUT_OF_RANGE"), ("voltage or width beyond the board maxima", "OUT_OF_RANGE"),
          ("cell outside the array", "OUT_OF_RANGE")),
         "the whole batch is checked first (one bad pulse: nothing applied), then the pulses are applied "
         "in order; SET drives the bit line, RESET the source line",
@@ -223,6 +227,8 @@ OPCODE_SPEC: dict[Opcode, OpcodeSpec] = {
         "v_read_uv <= 1,000,000; every target cell inside the array",
         (_SESSION, _SIZE, ("schedule field zero or start > max", "BAD_PAYLOAD"),
          ("schedule voltage / width / read voltage beyond the board maxima", "OUT_OF_RANGE"),
+         ("more than LIMITS.max_wv_cells targets, max_pulses > LIMITS.max_pulses, read_averages > "
+          "LIMITS.max_averages", "OUT_OF_RANGE"),
          ("cell outside the array", "OUT_OF_RANGE")),
         "runs the normative write-verify algorithm (section Write-verify) on all targets",
         "DONE record (count = targets, chip_ns) then one CELL_RESULT per target, in request order",
@@ -232,13 +238,15 @@ OPCODE_SPEC: dict[Opcode, OpcodeSpec] = {
     Opcode.UPLOAD_SPIKES: OpcodeSpec(
         f"session open; rows = INFO.rows; 1 <= steps <= {MAX_STEPS}; slot + n <= INFO.sample_slots",
         (_SESSION, _SIZE, ("bad SAMPLE encoding / AER event outside the sample", "BAD_PAYLOAD"),
-         ("rows != INFO.rows or steps > max_steps", "OUT_OF_RANGE"), ("slot + n > sample_slots", "NO_MEMORY")),
+         ("rows != INFO.rows or steps > max_steps", "OUT_OF_RANGE"), ("slot + n > sample_slots", "NO_MEMORY"),
+         ("n x steps x rows bits would exceed LIMITS.sample_memory_bits in use", "NO_MEMORY"),
+         ("n larger than the payload can hold", "BAD_PAYLOAD")),
         "stores the n samples in slots slot .. slot+n-1 (replacing what was there) and discards the stored "
         "results of those slots; the run length of a sample is its `steps` (the N_STEPS register is not used)",
         "COUNT record: samples stored", _SHORT, "yes (the same upload stores the same data)"),
     Opcode.RUN: OpcodeSpec(
         "session open; every slot in slot .. slot+n-1 holds an input sample",
-        (_SESSION, _SIZE, ("a slot without input", "NOT_READY")),
+        (_SESSION, _SIZE, ("slot + n > sample_slots", "OUT_OF_RANGE"), ("a slot without input", "NOT_READY")),
         "runs the samples back to back; every sample starts from the rest state (neuron potentials, PSP "
         "and refractory state zero); the result of each sample replaces its slot's stored result",
         "DONE record: count = n, chip_ns = n x (steps x TIME_STEP + LATENCY)",
@@ -246,7 +254,8 @@ OPCODE_SPEC: dict[Opcode, OpcodeSpec] = {
         "no (retry answered from the cache)"),
     Opcode.READ_OUTPUT: OpcodeSpec(
         "session open; every slot in slot .. slot+n-1 holds a result; all n results have the same steps",
-        (_SESSION, _SIZE, ("a slot without result", "NOT_READY"), ("results of different lengths", "OUT_OF_RANGE"),
+        (_SESSION, _SIZE, ("slot + n > sample_slots", "OUT_OF_RANGE"), ("a slot without result", "NOT_READY"),
+         ("results of different lengths", "OUT_OF_RANGE"),
          ("reply larger than max_payload", "NO_MEMORY")),
         "none",
         "OUTPUT record (steps = the samples' steps; N_STEPS when n = 0), n x neurons u16 spike counts "
@@ -258,12 +267,14 @@ OPCODE_SPEC: dict[Opcode, OpcodeSpec] = {
         _SHORT, "yes"),
     Opcode.RESET: OpcodeSpec(
         "session open; no job running", (_SESSION, _EMPTY, ("a job is running", "BUSY")),
-        "registers to their defaults; sample memory and stored results cleared; `last_error` cleared; "
+        "registers to their defaults; sample memory, stored results, a staged transfer and the kept reply "
+        "of the last transfer cleared; `last_error` cleared; "
         "array conductances (non-volatile), the chip clock and the session are kept",
         "empty", _SHORT, "yes"),
     Opcode.WAIT: OpcodeSpec(
         f"session open; duration_ns <= {MAX_WAIT_NS}",
-        (_SESSION, _SIZE, (f"duration_ns > {MAX_WAIT_NS}", "OUT_OF_RANGE")),
+        (_SESSION, _SIZE, (f"duration_ns > {MAX_WAIT_NS}", "OUT_OF_RANGE"),
+         ("the chip clock would pass LIMITS.max_chip_ns", "OUT_OF_RANGE")),
         "lets chip time pass with the array idle (retention)",
         "DONE record: count 0, chip_ns = duration_ns",
         f"BUSY or final reply within {ACK_S:g} s; final within duration + {SLACK_S:g} s",

@@ -350,7 +350,7 @@ class OpenDie:
         return self.chip.revision != self._saved_rev or self._board_registers() != self._saved_regs
 
     def _after_command(self, _opcode: int) -> None:
-        if self.dirty:
+        if self._lock is not None and self.dirty:    # after close() the die is no longer ours
             self.save()
 
     # --- persistence -----------------------------------------------------------------------
@@ -384,12 +384,13 @@ class OpenDie:
         """Save if anything changed, then release the lock.  Idempotent."""
         if self._lock is None:
             return
-        try:
-            if self.dirty:
-                self.save()
-        finally:
-            self._lock.release()
-            self._lock = None
+        with self.fw.lock if self.fw is not None else contextlib.nullcontext():
+            try:
+                if self.dirty:
+                    self.save()
+            finally:
+                self._lock.release()
+                self._lock = None
 
     def __enter__(self) -> "OpenDie":
         return self

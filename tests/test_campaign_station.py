@@ -4,7 +4,12 @@ points run one at a time on the station; a cluster without the station's resourc
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 
 import pytest
 
@@ -42,12 +47,16 @@ def station(tmp_path):
         yield tmp_path
 
 
-def test_points_run_on_the_station(station, capsys):
+def _cli(*argv: str) -> subprocess.CompletedProcess:
+    """The CLI in its own process (a local dask cluster's helper processes end with it)."""
+    return subprocess.run([sys.executable, "-m", "bench", *argv], capture_output=True, text=True, timeout=300)
+
+
+def test_points_run_on_the_station(station):
     out = station / "c.h5"
-    code = main(["campaign", "run", str(station / "plan.toml"), "--out", str(out), "--json"])
-    lines = capsys.readouterr().out.splitlines()
-    summary = json.loads(lines[-1])
-    assert code == 0 and summary["done"] == 3 and summary["workers"] == 1   # serialised on the station
+    r = _cli("campaign", "run", str(station / "plan.toml"), "--out", str(out), "--json")
+    summary = json.loads(r.stdout.splitlines()[-1])
+    assert r.returncode == 0 and summary["done"] == 3 and summary["workers"] == 1   # serialised on the station
     cols, attrs = read_table(out)
     assert sorted(cols["reg_read.value"].tolist()) == pytest.approx([0.1, 0.2, 0.25])
     assert "v_read_max_v = 0.3" in attrs["station"]                       # the station's text is kept
@@ -62,16 +71,33 @@ def test_station_limits_and_setup_are_checked(station, capsys):
     assert "outside the station limit [0.001, 0.3]" in err and "physical hardware" in err
 
 
-def test_cluster_without_the_station_resource_is_refused(station, capsys):
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+def test_cluster_without_the_station_resource_is_refused(station):
+    sched_file = station / "scheduler.json"
+    kw = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file)], **kw)]
+    try:
+        deadline = time.monotonic() + 60
+        while not sched_file.exists() or not sched_file.read_text().strip():
+            assert time.monotonic() < deadline and procs[0].poll() is None, "dask scheduler did not start"
+            time.sleep(0.2)
+        time.sleep(0.2)
+        address = json.loads(sched_file.read_text())["address"]
+        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads",
+                                       "1", "--no-dashboard", "--host", "127.0.0.1"], **kw))
         out = station / "c.h5"
-        code = main(["campaign", "run", str(station / "plan.toml"), "--out", str(out),
-                     "--scheduler", cluster.scheduler_address])
-    err = capsys.readouterr().err
-    assert code == 2 and "advertises the resource station-lab=1" in err
+        r = _cli("campaign", "run", str(station / "plan.toml"), "--out", str(out), "--scheduler", address)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    assert r.returncode == 2 and "advertises the resource station-lab=1" in r.stderr
     assert not out.exists()                                               # nothing written
 
 

@@ -126,15 +126,21 @@ def test_cli_list_only_and_refusals():
 
 
 def test_cli_exit_1_and_expected_vs_actual_on_failure():
-    fw = make_board(9, 0, "ideal")
-    fw.__class__ = NoEcho
-    with tcp_board(fw) as url:
+    with tcp_board(variant(NoEcho)) as url:
         r = _cli("--chip", url, "--yes", "--only", "framing", "--timeout-s", "0.2")
     assert r.returncode == 1, r.stderr
     assert "framing/1  FAIL" in r.stdout and "expected:" in r.stdout and "actual:" in r.stdout
 
 
 # --- broken firmware variants -----------------------------------------------------------------------
+def variant(cls: type[VirtualFirmware]) -> VirtualFirmware:
+    """An ideal-chip board whose firmware is ``cls`` (handlers re-bound to its overrides)."""
+    fw = make_board(9, 0, "ideal")
+    fw.__class__ = cls
+    fw._handlers = {op: getattr(fw, h.__name__) for op, h in fw._handlers.items()}
+    return fw
+
+
 class SeqOnlyCache(VirtualFirmware):
     """The unsafe v1 rule: a repeated seq is answered from the cache whatever the frame; HELLO
     neither clears the cache nor takes part in it."""
@@ -230,9 +236,7 @@ VARIANTS = {
                                   for n in sorted(VARIANTS)])  # BUSY forever: every job waits out its deadline
 def test_broken_variant_fails_its_named_check(name):
     cls, named = VARIANTS[name]
-    fw = make_board(9, 0, "ideal")
-    fw.__class__ = cls
-    with tcp_board(fw) as url:
+    with tcp_board(variant(cls)) as url:
         ctx = lambda: C.Context(url, LIMITS, SANDBOX, timeout_s=0.1)  # noqa: E731
         out = {o.check.id: o for o in C.run(C.CHECKS, ctx)}
     assert out[named].outcome == "fail", (named, out[named].outcome, out[named].message)

@@ -167,3 +167,15 @@ def test_level_maps_accept_whole_floats_and_refuse_nan():
     lev[1, 1] = 2.5
     with pytest.raises(M.MappingError, match="^level map must hold integer level indices$"):
         M.map_levels(lev)
+
+
+def test_mapping_attributes_for_the_run_file():
+    w = np.array([[1.0, -2.0, 0.5]])                    # 1 row, 3 neurons
+    m = M.map_weights(w, clamp=3.0, scale_s=50 * US)
+    a = m.as_attrs()
+    assert (a["rows_used"], a["neurons_used"], a["clamp"]) == (1, 3, 3.0)
+    assert a["scale_s"] == a["g_unit_s"] == 50 * US and a["source"] == "weights"
+    assert (a["rerouted_pairs"], a["uncorrectable_pairs"]) == (0, 0)
+    assert a["levels_s"] == pytest.approx([i * 10 * US for i in range(16)])
+    # 1.0 -> 50 uS, 2.0 -> 100 uS, 0.5 -> 25 uS ~ level 2 (20 uS, tie goes down): rms of (0, 0, 0.1)
+    assert a["quantisation_rms"] == pytest.approx(np.sqrt(0.1 ** 2 / 3))

@@ -7,7 +7,13 @@ import threading
 
 import pytest
 
+import json
+
+import h5py
+import numpy as np
+
 from bench.power import RailSetup, measure_power
+from bench.runstore import RunFile
 from drivers.instruments import open_smus, safety
 from drivers.pechip import PEChip
 from sim_backend.chip import VirtualChip
@@ -40,20 +46,21 @@ def leaky_bench():
         stop_smu()
 
 
-def test_idle_baseline_is_subtracted_per_rail(leaky_bench):
+def test_idle_baseline_is_subtracted_per_rail(leaky_bench, tmp_path):
     """Protects the idle-baseline subtraction of the power integration: here the leakage is
     ~24 mW against ~44 mW of run power, so leaving it in would be off by more than half."""
     chip, url, smu = leaky_bench
     spikes, g = reference_workload(16, 0)
     cfgs = [dict(d, max_voltage_v=3.6, max_current_a=0.2) for d in smu]
     setups = [RailSetup(d["rail"], d["voltage_v"], 0.1, 0.01) for d in smu]
-    with PEChip(url) as pe:
+    with RunFile(tmp_path / "p.h5", "power") as run, PEChip(url) as pe:
         smus = open_smus(cfgs)
         try:
-            res = measure_power(pe, smus, setups, spikes=spikes, conductances_s=g)
+            res = measure_power(pe, smus, setups, spikes=spikes, conductances_s=g, run=run)
         finally:
             for s in smus:
                 s.close()
+    _check_run_file(tmp_path / "p.h5", res, g, {d["rail"]: d["voltage_v"] for d in smu})
     idle_w = {r: LEAK_A[r] * RAIL_V[r] for r in LEAK_A}
     assert res["idle_power_w"] == pytest.approx(sum(idle_w.values()), rel=0.01)
     run = chip.last_run["energy_j"]                     # the run's components, no leakage
@@ -62,3 +69,21 @@ def test_idle_baseline_is_subtracted_per_rail(leaky_bench):
         want = sum(e for c, e in run.items() if COMPONENT_RAIL[c] == rail) / 16
         assert r["energy_per_sample_j"] == pytest.approx(want, rel=0.02), rail
     assert res["energy_per_sample_j"] == pytest.approx(sum(run.values()) / 16, rel=0.02)
+
+
+def _check_run_file(path, res: dict, g: np.ndarray, volts: dict) -> None:
+    """What the run file must hold (bench/power.py module docstring, docs/power.md)."""
+    assert {d["rail"] for d in res["smu"]} == set(volts)
+    with h5py.File(path, "r") as f:
+        assert f["program/targets_s"].attrs["units"] == "S" and f["program/g_s"].attrs["units"] == "S"
+        np.testing.assert_array_equal(f["program/targets_s"][()], g)
+        for rail, v in volts.items():
+            for kind in ("idle", "run"):
+                a = f[f"{kind}/{rail}"].attrs
+                assert a["voltage_v"] == pytest.approx(v) and 0 < a["aperture_s"] <= a["period_s"]
+                assert f[f"{kind}/{rail}/current_a"].attrs["units"] == "A"
+            assert f[f"idle/{rail}/current_a"].shape == (100,)
+        assert int(f["run/chunk_samples"][()].sum()) == 16
+        stored = json.loads(f.attrs["result_json"])
+        assert stored["energy_per_sample_j"] == pytest.approx(res["energy_per_sample_j"])
+        assert json.loads(f.attrs["sop_definitions"]) == ["dense", "event"]

@@ -282,3 +282,13 @@ def test_sigterm_inside_the_safety_guard_exits_143(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_dry_run_refuses_a_trigger_line_the_model_does_not_have(tmp_path, capsys):
+    text = (ROOT / "bench" / "stations" / "lab_example.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    # the 2450's digital I/O has lines 1..6 (2450 Reference Manual, digital I/O)
+    bad.write_text(text.replace("trigger_line = 1", "trigger_line = 7", 1))
+    code, so, se = _run(capsys, "--station", str(bad), "power", "--dry-run", "--json")
+    assert code == 2 and so == ""
+    assert "trigger_line 7" in se and "2450" in se and "1..6" in se and len(se.strip().splitlines()) == 1

@@ -114,3 +114,39 @@ def test_a_reader_follows_a_run_another_process_is_writing(tmp_path):
     finally:
         p.communicate("\n", timeout=30)
     assert p.returncode == 0
+
+
+def test_provenance_values_are_stored_as_json_and_a_live_run_reads_incomplete(tmp_path):
+    path = tmp_path / "run.h5"
+    run = RunFile(path, "program", station={"limits": {"v": np.float64(1.5)}, "rails": np.array([1, 2])},
+                  seeds={"chip": np.int64(3)}, note=None, levels=[np.float32(0.5)])
+    try:
+        f = run.h5                                     # the writer is still at work (flushed)
+        assert f.attrs["complete"] == False  # noqa: E712 - numpy bool
+        assert json.loads(f.attrs["station"]) == {"limits": {"v": 1.5}, "rails": [1, 2]}
+        assert json.loads(f.attrs["seeds"]) == {"chip": 3}
+        assert f.attrs["note"] == "" and json.loads(f.attrs["levels"]) == [0.5]
+        assert f.attrs["utc_end"] == ""
+    finally:
+        run.close()
+
+
+def test_git_revision_is_the_checkout_head():
+    import subprocess
+    from pathlib import Path
+
+    from bench.runstore import git_revision
+
+    here = Path(__file__).resolve().parent
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    assert git_revision() == head.stdout.strip() and len(git_revision()) == 40
+
+
+def test_a_run_file_under_proc_is_refused_before_anything_is_written():
+    from bench.errors import RunPathError
+    from bench.runstore import check_writable
+
+    with pytest.raises(RunPathError, match=r"^/proc/snnbench-none/run.h5: directory /proc is not writable$"):
+        check_writable("/proc/snnbench-none/run.h5")

@@ -111,6 +111,9 @@ class Plan:
     on_error: str
     description: str
     station_file: str | None
+    """Station TOML (None: the built-in simulated bench)."""
+    physical: bool
+    """The station is hardware (its points are serialised on it), not a simulated bench."""
     setup: dict[str, Any]
     steps: tuple[Step, ...]
     axes: tuple[Axis, ...]
@@ -133,7 +136,7 @@ class Plan:
 
     @property
     def simulated(self) -> bool:
-        return self.station_file is None
+        return not self.physical
 
     # --- expansion ----------------------------------------------------------------------
     @property
@@ -278,8 +281,6 @@ def parse_plan(text: str, source: str = "<plan>", base_dir: Path | None = None) 
             station_file = str(p)
     try:
         station = load_station(station_file)
-        if station.simulated:
-            station_file = None if "file" not in st else station_file
     except ConfigError as exc:
         problems.append(f"station: {exc}")
         station = load_station(None)
@@ -480,7 +481,8 @@ def parse_plan(text: str, source: str = "<plan>", base_dir: Path | None = None) 
 
     plan = Plan(name=name, seed=seed, repeats=repeats, on_error=on_error if isinstance(on_error, str) else "continue",
                 description=camp.get("description", "") if isinstance(camp.get("description", ""), str) else "",
-                station_file=station_file, setup=setup, steps=tuple(steps), axes=tuple(axes), text=text,
+                station_file=station_file, physical=not station.simulated, setup=setup, steps=tuple(steps),
+                axes=tuple(axes), text=text,
                 source=source, dims=tuple(dims))
 
     # cross-parameter checks, per distinct combination the points really use (also when other

@@ -106,9 +106,11 @@ def run_point(spec: PointSpec) -> PointResult:
         if station.simulated and needs_smu:
             # the built-in simulated bench (a subprocess) with its SMU simulators, this point's die
             url = "sim"
+            # a fresh die of the point's own (never the per-user default die file: points are independent)
+            chip_kw = {"die": ""} if any(f.name == "die" for f in dataclasses.fields(station.chip)) else {}
             station = dataclasses.replace(station, chip=dataclasses.replace(
                 station.chip, seed=int(spec.setup.get("chip_seed", 1)), run_seed=spec.run_seed,
-                fidelity=spec.setup.get("fidelity", "typical")))
+                fidelity=spec.setup.get("fidelity", "typical"), **chip_kw))
         with contextlib.ExitStack() as stack:
             b = stack.enter_context(open_bench(None, url if station.simulated and url != "sim" else None,
                                                station=station, smu=needs_smu))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,8 @@ class CampaignStore:
             a["grid_shape"] = np.asarray(plan.grid_shape, dtype=np.int64)
             a["result_columns"] = json.dumps(plan.result_columns())
             a["campaign_seed"] = plan.seed
+            a["writer_pid"] = os.getpid()
+            a["writer_host"] = socket.gethostname()
             t = h5.create_group("table")
             chunks = (1024,)
 
@@ -151,6 +154,8 @@ class CampaignStore:
             store._repair()
             h5.attrs["state"] = "running"
             h5.attrs["resumed_utc"] = utc_now()
+            h5.attrs["writer_pid"] = os.getpid()  # a reader can tell a live writer from a killed one
+            h5.attrs["writer_host"] = socket.gethostname()
             h5.flush()
             return store
         except BaseException:

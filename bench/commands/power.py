@@ -285,6 +285,11 @@ def _dry_run(args: argparse.Namespace, station: Any, schedule: Any, models: list
 
             raise ConfigError(f"{station.source}: smu rail {c.rail}: nplc {c.nplc:g} outside the {c.model}'s "
                               f"{rng.nplc_min:g}..{rng.nplc_max:g}")
+        if c.trigger_line and c.trigger_line > rng.trigger_lines:
+            from bench.errors import ConfigError
+
+            raise ConfigError(f"{station.source}: smu rail {c.rail}: trigger_line {c.trigger_line} outside the "
+                              f"{c.model}'s trigger inputs 1..{rng.trigger_lines}")
         rails.append({"rail": c.rail, "model": c.model, "resource": c.resource, "voltage_v": c.voltage_v,
                       "current_limit_a": c.current_limit_a, "trigger_line": c.trigger_line or None,
                       "min_interval_s": {f"{lf:g}Hz": ap[lf] + rng.overhead_s for lf in ap}})

@@ -5,7 +5,9 @@ order the suite runs them in.
 """
 from __future__ import annotations
 
-from bench.conformance import busy, framing, link, opcodes, session, status_record, write_verify  # noqa: F401
+# import order = run order: frame layer first, then sessions, jobs, opcodes, the algorithm
+from bench.conformance import (framing, link, session, busy, opcodes, bounded, write_verify,  # noqa: F401
+                               status_record)
 from bench.conformance.core import CHECKS, SUITE_VERSION, Check, Context, Outcome, Sandbox, run, select
 
 SECTIONS = sorted({c.section for c in CHECKS}, key=lambda s: [c.section for c in CHECKS].index(s))

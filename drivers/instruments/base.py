@@ -532,6 +532,8 @@ class InstrumentRange:
     min_interval_s: float
     channels: int = 1
     max_interval_s: float = 1e3
+    trigger_lines: int = 0
+    """Hardware trigger inputs usable by ``arm_trace(trigger_line=...)``: lines 1..trigger_lines."""
     overhead_s: float = 0.0
     """Time one buffered reading takes beyond its aperture (A/D, auto-zero, data handling) (s):
     the shortest point spacing is ``aperture + overhead_s`` (see each driver for the source)."""
@@ -783,8 +785,10 @@ class Smu(Instrument, ABC):
                     "points would be lost; nothing was sent")
             interval_s = need
         strict_range(need * (1 - 1e-9), self.range.max_interval_s, what="sample interval", unit=" s")(self, interval_s)
-        if trigger_line is not None and not (isinstance(trigger_line, int) and trigger_line >= 1):
-            raise LimitError(f"{self.label}: trigger line {trigger_line!r} is not a line number >= 1")
+        if trigger_line is not None and not (isinstance(trigger_line, int)
+                                             and 1 <= trigger_line <= self.range.trigger_lines):
+            raise LimitError(f"{self.label}: trigger line {trigger_line!r} outside the {self.model}'s "
+                             f"trigger inputs 1..{self.range.trigger_lines}; nothing was sent")
         self._arm(int(n_points), float(interval_s), trigger_line)
         self._armed = (int(n_points), float(interval_s), self._level_v)
         self._armed_at = time.monotonic()
@@ -832,7 +836,13 @@ class Smu(Instrument, ABC):
         # completion + read-out: the probe timeout, as long again as the acquisition (a reading
         # slower than the model's overhead says), ~20 us per value over the link
         read_timeout = self.probe_timeout_s + expected_s + n * 2e-5
-        current, stamps, comp = self._fetch(n, read_timeout)
+        try:
+            current, stamps, comp = self._fetch(n, read_timeout)
+        except InstrumentError as exc:
+            if self._armed_line is None:
+                raise
+            raise InstrumentError(f"{exc} (the trace was armed on trigger input {self._armed_line}: "
+                                  "did the board's trigger reach it?)") from None
         self._armed = None
         if current.shape != (n,) or stamps.shape != (n,):
             raise InstrumentError(f"{self.label}: expected {n} buffered readings, got {current.size}")

@@ -61,7 +61,8 @@ class Keithley2450(ScpiSmu):
     makers = ("KEITHLEY",)
     ranges = {"2450": InstrumentRange(max_voltage_v=210.0, max_current_a=1.05, min_current_limit_a=1e-9,
                                       nplc_min=0.01, nplc_max=10.0, buffer_points=100_000,
-                                      min_interval_s=0.0, overhead_s=30e-6)}
+                                      min_interval_s=0.0, overhead_s=30e-6,
+                                      trigger_lines=6)}
     buffer = "defbuffer1"
 
     source_voltage = control(":SOUR:VOLT?", ":SOUR:VOLT {value}", "Source level (V).",

@@ -43,7 +43,8 @@ from drivers.instruments.base import (InstrumentRange, Smu, control, measurement
 def _k26(channels: int, vmax: float = 40.4, imax: float = 3.03) -> InstrumentRange:
     return InstrumentRange(max_voltage_v=vmax, max_current_a=imax, min_current_limit_a=10e-9,
                            nplc_min=0.001, nplc_max=25.0, buffer_points=60_000,
-                           min_interval_s=0.0, channels=channels, max_interval_s=1.0, overhead_s=25e-6)
+                           min_interval_s=0.0, channels=channels, max_interval_s=1.0, overhead_s=25e-6,
+                           trigger_lines=14)
 
 
 class Keithley2600(Smu):

@@ -40,7 +40,8 @@ from drivers.instruments.keithley2450 import ScpiSmu
 def _b29(channels: int) -> InstrumentRange:
     return InstrumentRange(max_voltage_v=210.0, max_current_a=1.515, min_current_limit_a=1e-9,
                            nplc_min=4e-4, nplc_max=100.0, buffer_points=100_000,
-                           min_interval_s=1e-5, channels=channels, max_interval_s=1e5, overhead_s=20e-6)
+                           min_interval_s=1e-5, channels=channels, max_interval_s=1e5, overhead_s=20e-6,
+                           trigger_lines=14)
 
 
 class KeysightB2900(ScpiSmu):
