@@ -53,6 +53,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("--until-done", action="store_true",
                    help="close once the run has finished or ended without finishing")
     p.add_argument("--trace", metavar="JSONL", help="append one JSON line per refresh (what the window shows)")
+    p.add_argument("--nice", type=int, choices=range(0, 20), default=10, metavar="N",
+                   help="lower the viewer's CPU priority by N (0..19, default 10: the measurement goes first)")
     p.add_argument("--axis", help="campaign: sweep axis for the result plot")
     p.add_argument("--column", help="campaign: result column for the result plot")
     p.set_defaults(func=_view)
@@ -67,7 +69,7 @@ def _view(args: argparse.Namespace) -> dict:
                        screenshot=Path(args.screenshot) if args.screenshot else None, size=args.size,
                        interval_s=args.interval_s, until_done=args.until_done,
                        trace=Path(args.trace) if args.trace else None, axis=args.axis, column=args.column,
-                       debug=args.debug)
+                       debug=args.debug, nice=args.nice)
     check_input(opts)        # bad input: one line, exit 2, before Qt starts (the CLI reports it)
     try:
         res = run_viewer(opts)

@@ -99,8 +99,9 @@ class PowerData:
     rails: list[RailTrace]
     samples_done: int | None
     estimate_j: float | None
-    """Running estimate of the energy per sample: sum of (I - I_idle) x V x period over the
-    stored run points of every rail, over the samples run so far."""
+    """Running energy per sample over the chunks stored so far, net of the idle baseline:
+    the power procedure's estimator applied chunk by chunk (``bench.power.net_energy_j``), or
+    sum of (I - I_idle) x V x period for files without per-chunk run times."""
     measured_j: float | None = None
     """The power procedure's own energy per sample, once it is in the file (end of the run)."""
 
