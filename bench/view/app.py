@@ -52,8 +52,11 @@ def display_available() -> bool:
 def _check_kind(path: Path) -> None:
     import h5py
 
-    with h5py.File(path, "r", locking=False) as f:
-        kind = str(f.attrs.get("kind", ""))
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            kind = str(f.attrs.get("kind", ""))
+    except OSError:   # caught mid-flush by a live writer: the window retries on its next tick
+        return
     if kind not in RUN_KINDS:
         raise DataFormatError(f"{path}: HDF5 file of kind {kind!r}, not a run or campaign file "
                               f"(one of {', '.join(RUN_KINDS)})")
