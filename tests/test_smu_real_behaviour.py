@@ -291,3 +291,19 @@ def test_adapter_sees_a_peer_that_closed_the_link_at_once():
     finally:
         ad.close()
         srv.close()
+
+
+@pytest.mark.parametrize("t0_s", [0.0, 1234.5678, 1e5 + 0.123, 30 * 86400 + 0.7])
+def test_simulated_acquisition_completes_at_its_end_on_an_old_chip_clock(t0_s):
+    """A die that persists between commands carries a chip clock of days: an acquisition
+    armed there must still count all its points once the clock reaches the last point's end
+    (floating-point rounding of ``now - t0`` once left the last one out: 'trace stalled,
+    99 of 100 readings').  Hand-derived: point k (0-based) ends at t0 + k * period + aperture."""
+    from sim_backend.instruments.channel import Acquisition
+
+    period, aperture, n = 4e-4, 2e-4, 100
+    a = Acquisition(t0_s, n, period, aperture, 1.8, 0.1, True)
+    assert a.completed(t0_s + (n - 1) * period + aperture) == n
+    assert a.completed(t0_s + 49 * period + aperture) == 50
+    assert a.completed(t0_s + 49 * period + aperture - period / 2) == 49
+    assert a.completed(t0_s + aperture / 2) == 0

@@ -68,9 +68,19 @@ class Acquisition:
         return self.t0_s + (self.n - 1) * self.period_s + self.aperture_s
 
     def completed(self, now_s: float) -> int:
-        if self.t0_s is None or now_s < self.t0_s + self.aperture_s:
+        """Points whose aperture has ended by chip time ``now_s``.  The chip clock of a die
+        that persists between commands reaches 1e5 s and more, where ``now - t0`` carries an
+        absolute rounding error of ~1e-11 s: the comparison allows a few ulps of ``now``,
+        so the last point counts as done exactly when the clock reaches :attr:`end_s`."""
+        if self.t0_s is None:
             return 0
-        return min(self.n, int(math.floor((now_s - self.t0_s - self.aperture_s) / self.period_s + 1e-9)) + 1)
+        if now_s >= self.end_s:
+            return self.n
+        slack = 8 * math.ulp(max(abs(now_s), abs(self.t0_s), 1.0))
+        if now_s + slack < self.t0_s + self.aperture_s:
+            return 0
+        k = math.floor((now_s - self.t0_s - self.aperture_s + slack) / self.period_s)
+        return max(0, min(self.n, int(k) + 1))
 
     def starts_s(self) -> np.ndarray:
         assert self.t0_s is not None
