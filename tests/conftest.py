@@ -1,9 +1,16 @@
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Module- and session-scoped fixtures run before the per-test die home below: they too must
+# never touch (or wait on the lock of) the user's own default die in ~/.cache.
+os.environ["SNNBENCH_DIE_HOME"] = _DIES = tempfile.mkdtemp(prefix="snnbench-test-dies-")
+atexit.register(shutil.rmtree, _DIES, True)
 
 import sim_backend  # noqa: E402,F401  (registers pesim://)
 from tests.procwatch import MARK_VAR, kill, wait_gone  # noqa: E402
