@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[gui,test]'
 	touch $(STAMP)
 
-.PHONY: venv demo test test-fast test-all bench mutation
+.PHONY: venv demo test test-fast test-slow test-all bench mutation
 venv: $(STAMP)
 
 demo: $(STAMP)
@@ -21,6 +21,9 @@ test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest -n 2 -q -m "not slow"
 
 test-fast: test
+
+test-slow: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest -n 2 -q -m slow
 
 test-all: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest -n 2 -q
