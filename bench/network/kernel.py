@@ -135,7 +135,8 @@ class PreparedLayer:
         npad = nblk * block
         wt = np.zeros((n_in, npad))
         wt[:, :n_out] = w.T
-        wb = np.ascontiguousarray(wt.reshape(n_in, nblk, block).transpose(1, 0, 2))
+        wb = aligned_empty((nblk, n_in, block))
+        wb[...] = wt.reshape(n_in, nblk, block).transpose(1, 0, 2)
         # the neuron constants exactly as srm_forward derives them
         th = np.full(npad, np.inf)
         th[:n_out] = np.broadcast_to(np.asarray(params.theta if theta is None else theta, np.float64), (n_out,))
@@ -154,23 +155,36 @@ class PreparedLayer:
         """uint8 0/1 (B, T, n_in) C-contiguous -> uint8 0/1 (B, T, n_out) (compiled path only)."""
         mod = _jit()
         assert mod is not None
-        b_, t_, _ = x_u8.shape
-        offs, idx = mod.events(x_u8)
+        x_u8 = _as_u8(x_u8, self.n_in)
+        b_, t_, n_ = x_u8.shape
+        offs, idx = mod.events(x_u8.reshape(b_ * t_, n_).view(np.uint64))
         out = np.empty((b_, t_, self.n_out), np.uint8)
         mod.layer(offs, idx, self.wb, self.th, self.a, self.inv_tau, self.jump, self.bref,
-                  self.clo, self.chi, b_, t_, self.n_out, out)
+                  self.clo, self.chi, b_, t_, self.n_out, out, aligned_empty((self.wb.shape[2],)))
         return out
 
 
+def aligned_empty(shape: tuple[int, ...]) -> np.ndarray:
+    """An uninitialised C-contiguous float64 array starting on a 64-byte boundary."""
+    n = int(np.prod(shape))
+    buf = np.empty(n + 8)
+    off = (-buf.ctypes.data % 64) // 8
+    return buf[off:off + n].reshape(shape)
+
+
 def _as_u8(x: np.ndarray, n_in: int) -> np.ndarray:
+    """Binary spikes (B, T, n_in) as C-contiguous uint8 0/1, zero-padded to a multiple of 8 inputs."""
     x = np.asarray(x)
-    if x.ndim != 3 or x.shape[2] != n_in:
+    if x.ndim != 3 or x.shape[2] not in (n_in, n_in + (-n_in) % 8):
         raise ValueError(f"expected spikes of shape (B, T, {n_in}), got {x.shape}")
-    if x.dtype == bool:
-        return np.ascontiguousarray(x).view(np.uint8)
-    if x.dtype == np.uint8:
-        return np.ascontiguousarray(x)
-    return np.ascontiguousarray(x != 0).view(np.uint8)
+    if x.dtype == bool or x.dtype == np.uint8:
+        x = x.view(np.uint8)
+    else:
+        x = (x != 0).view(np.uint8)
+    pad = (-n_in) % 8
+    if pad:  # the event scan reads whole 64-bit words of inputs; padding inputs never spike
+        x = np.concatenate([x, np.zeros(x.shape[:2] + (pad,), np.uint8)], axis=2)
+    return np.ascontiguousarray(x)
 
 
 def fast_layer(x: np.ndarray, w: np.ndarray, params: NeuronParams = NeuronParams(), *,
