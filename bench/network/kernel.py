@@ -181,7 +181,7 @@ def _as_u8(x: np.ndarray, n_in: int) -> np.ndarray:
         x = x.view(np.uint8)
     else:
         x = (x != 0).view(np.uint8)
-    pad = (-n_in) % 8
+    pad = (-x.shape[2]) % 8
     if pad:  # the event scan reads whole 64-bit words of inputs; padding inputs never spike
         x = np.concatenate([x, np.zeros(x.shape[:2] + (pad,), np.uint8)], axis=2)
     return np.ascontiguousarray(x)
@@ -195,7 +195,7 @@ def fast_layer(x: np.ndarray, w: np.ndarray, params: NeuronParams = NeuronParams
     if _jit() is None:
         return reference_layer(np.asarray(x) != 0, w, params, theta=theta, tau_steps=tau_steps)
     lay = PreparedLayer.build(w, params, theta=theta, tau_steps=tau_steps)
-    return lay.run(_as_u8(x, w.shape[1])).view(bool)
+    return lay.run(x).view(bool)
 
 
 class FastNetwork:
