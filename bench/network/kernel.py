@@ -12,8 +12,9 @@ contribute nothing: adding ``0.0 * w`` would leave every partial sum unchanged a
 the sign of a zero, which no comparison sees), so this is also the dense per-step sum taken in
 ascending order - but not what an arbitrary BLAS matmul gives (blocked, FMA-contracted).
 
-- :func:`reference_layer`: the definition in plain numpy (masked accumulation, input by
-  input) followed by ``srm_forward``.  Always available; the fallback.
+- :func:`reference_layer`: the definition in plain numpy (the k-th active input of every
+  sample-step gathered and added, k = 1, 2, ...) followed by ``srm_forward``.  Always
+  available; the fallback.
 - :func:`fast_layer` / :class:`FastNetwork`: the same arithmetic in the same order, compiled
   with numba (``bench.network._infer_jit``): event lists of the active inputs (zeros are never
   multiplied or added), neurons in tiles of 64 with a contiguous, SIMD-vectorised inner loop
@@ -90,15 +91,34 @@ def as_binary(spikes: np.ndarray) -> np.ndarray | None:
     return b
 
 
-def synaptic_input(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """The definition's ``z`` (B, T, n_out) float64 for bool input x (B, T, n_in), w (n_out, n_in)."""
-    wt = np.ascontiguousarray(np.asarray(w, dtype=np.float64).T)
-    z = np.zeros(x.shape[:2] + (wt.shape[1],))
-    for i in range(wt.shape[0]):          # ascending input order
-        m = x[:, :, i]
-        if m.any():
-            z[m] += wt[i]
-    return z
+def synaptic_input(x: np.ndarray, w: np.ndarray, *, chunk: int = 128) -> np.ndarray:
+    """The definition's ``z`` (B, T, n_out) float64 for bool input x (B, T, n_in), w (n_out, n_in).
+
+    Plain numpy: per chunk of ``chunk`` sample-steps, the k-th active input of every row
+    (ascending; rows with fewer active inputs point at an appended zero row, and adding +0.0
+    changes no sum) is gathered and added, k = 1, 2, ... - so each ``z[b, t, j]`` receives its
+    terms one at a time in ascending input order.
+    """
+    w = np.asarray(w, dtype=np.float64)
+    n_out, n_in = w.shape
+    wt = np.zeros((n_in + 1, n_out))
+    wt[:n_in] = w.T
+    b_, t_, _ = x.shape
+    rows = x.reshape(b_ * t_, n_in)
+    z = np.zeros((b_ * t_, n_out))
+    for r0 in range(0, rows.shape[0], chunk):
+        r_idx, c_idx = np.nonzero(rows[r0:r0 + chunk])     # row-major: ascending inputs per row
+        if c_idx.size == 0:
+            continue
+        n_rows = min(chunk, rows.shape[0] - r0)
+        cnt = np.bincount(r_idx, minlength=n_rows)
+        first = np.cumsum(cnt) - cnt
+        idx = np.full((n_rows, int(cnt.max())), n_in)
+        idx[r_idx, np.arange(c_idx.size) - first[r_idx]] = c_idx
+        zc = z[r0:r0 + n_rows]
+        for k in range(idx.shape[1]):
+            zc += wt[idx[:, k]]
+    return z.reshape(b_, t_, n_out)
 
 
 def reference_layer(x: np.ndarray, w: np.ndarray, params: NeuronParams = NeuronParams(), *,
