@@ -287,6 +287,50 @@ def default_header(source: str = "DVS128", extra: list[str] | None = None) -> li
     return lines
 
 
+EVENT_FIELDS: tuple[str, ...] = ("x", "y", "p", "t")
+
+
+def _fields_by_name(events: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The x, y, p, t columns of a structured event array, taken by field NAME (any order,
+    any integer dtypes, extra fields ignored), checked: x, y in 0..32767, p in {0, 1},
+    t >= 0 integer microseconds.  Raises ValueError naming the field and value."""
+    names = events.dtype.names
+    if names is None:
+        raise ValueError(
+            f"events must be a structured array with fields {', '.join(EVENT_FIELDS)} "
+            f"(got a plain {events.dtype} array of shape {events.shape})"
+        )
+    missing = [f for f in EVENT_FIELDS if f not in names]
+    if missing:
+        raise ValueError(
+            f"events lack field(s) {', '.join(missing)}: need {', '.join(EVENT_FIELDS)}, "
+            f"got {', '.join(names)}"
+        )
+    if events.ndim != 1:
+        raise ValueError(f"events must be one-dimensional, got shape {events.shape}")
+    cols = []
+    for f in EVENT_FIELDS:
+        c = events[f]
+        if c.dtype.kind == "b":
+            c = c.astype(np.int64)
+        elif c.dtype.kind not in "iu":
+            raise ValueError(f"event field {f!r} must be integer, got dtype {c.dtype}")
+        cols.append(c)
+    x, y, p, t = cols
+    if len(events):
+        for name, c, hi in (("x", x, _ADDR_MASK), ("y", y, _ADDR_MASK), ("p", p, 1)):
+            lo_v, hi_v = int(c.min()), int(c.max())
+            if lo_v < 0 or hi_v > hi:
+                bad = lo_v if lo_v < 0 else hi_v
+                raise ValueError(f"event field {name!r} value {bad} outside 0..{hi}")
+        t_min, t_max = int(t.min()), int(t.max())
+        if t_min < 0:
+            raise ValueError(f"event field 't' value {t_min} < 0 (timestamps are microseconds >= 0)")
+        if (t_max >> TS_OVERFLOW_SHIFT) > 0x7FFFFFFF:
+            raise ValueError(f"event field 't' value {t_max} us too large for AEDAT 3.1 (62-bit timestamps)")
+    return x, y, p, t.astype(np.int64, copy=False)
+
+
 def encode_aedat(
     events: np.ndarray,
     *,
@@ -295,36 +339,42 @@ def encode_aedat(
     header_extra: list[str] | None = None,
     source_id: int = 0,
 ) -> bytes:
-    """Encode events (EVENT_DTYPE, t >= 0, sorted or not) as AEDAT 3.1 bytes.
+    """Encode polarity events as AEDAT 3.1 bytes.
+
+    ``events``: a structured array with integer fields ``x``, ``y``, ``p`` (0 = OFF, 1 = ON)
+    and ``t`` (microseconds, >= 0), matched by NAME: any field order (e.g. tonic's
+    ``(t, x, y, p)``) and any integer dtypes; extra fields are ignored.  A missing field or a
+    value out of range is a ValueError naming it.
+
+    Events are written in time order: unsorted input is sorted by ``t`` (stable, so events
+    with equal timestamps keep their input order) — decision 0021.  Reading the file back gives
+    the same multiset of events, sorted.
 
     Polarity packets (type 1, 8-byte events, timestamp offset 4) of at most ``packet_events``
-    events, each with the ``eventTSOverflow`` of its events (``t >> 31``); when the overflow
-    counter changes a special-event packet (type 0) with a TIMESTAMP_WRAP event is inserted,
-    as libcaer does.
+    events, each with the ``eventTSOverflow`` of its events (``t >> 31``); each time the
+    overflow counter advances a special-event packet (type 0) with one TIMESTAMP_WRAP event is
+    inserted before the first polarity packet of the new epoch, as libcaer does — so a file
+    has exactly one wrap packet per 2^31 us boundary crossed.
     """
     events = np.asarray(events)
-    if events.dtype != EVENT_DTYPE:
-        events = events.astype(EVENT_DTYPE)
     if packet_events <= 0:
         raise ValueError("packet_events must be > 0")
-    t = events["t"].astype(np.int64)
-    if len(t) and int(t.min()) < 0:
-        raise ValueError("event timestamps must be >= 0")
-    if len(events) and (int(events["x"].max()) > _ADDR_MASK or int(events["y"].max()) > _ADDR_MASK):
-        raise ValueError("event address does not fit in 15 bits")
-    data = (
-        (events["x"].astype(np.uint32) << _X_SHIFT)
-        | (events["y"].astype(np.uint32) << _Y_SHIFT)
-        | ((events["p"].astype(np.uint32) & 1) << _P_SHIFT)
+    x, y, p, t = _fields_by_name(events)
+    if len(t) > 1 and not bool(np.all(t[1:] >= t[:-1])):
+        order = np.argsort(t, kind="stable")
+        x, y, p, t = x[order], y[order], p[order], t[order]
+    raw = np.empty(len(t), dtype=[("d", "<u4"), ("ts", "<i4")])
+    raw["d"] = (
+        (x.astype(np.uint32) << _X_SHIFT)
+        | (y.astype(np.uint32) << _Y_SHIFT)
+        | (p.astype(np.uint32) << _P_SHIFT)
         | np.uint32(1)
     )
-    raw = np.empty(len(events), dtype=[("d", "<u4"), ("ts", "<i4")])
-    raw["d"] = data
     raw["ts"] = (t & TS_MASK).astype(np.int32)
     ovf = t >> TS_OVERFLOW_SHIFT
     header = "\r\n".join(default_header(source, header_extra)) + "\r\n"
     chunks: list[bytes] = [header.encode("ascii")]
-    # Split into runs of equal overflow, then into packets.
+    # Split into runs of equal overflow (t is sorted, so ovf never steps back), then packets.
     if len(t):
         change = np.flatnonzero(np.diff(ovf)) + 1
         bounds = np.concatenate([[0], change, [len(t)]])
@@ -334,8 +384,6 @@ def encode_aedat(
     for a, b in zip(bounds[:-1], bounds[1:]):
         a, b = int(a), int(b)
         o = int(ovf[a])
-        if o > 0x7FFFFFFF:
-            raise ValueError("timestamp too large for AEDAT 3.1")
         if o != prev_ovf:
             wrap = np.array([(np.uint32(_SPECIAL_TIMESTAMP_WRAP << 1 | 1), 0)], dtype=raw.dtype)
             chunks.append(PACKET_HEADER.pack(SPECIAL_EVENT, source_id, 8, 4, o, 1, 1, 1))
