@@ -47,11 +47,14 @@ def _label_text(path: Path) -> str:
         raise DataFormatError(f"{path}: labels file is not text (byte {exc.start})") from None
 
 
-def scan_labels(path: str | os.PathLike, *, n_classes: int = N_CLASSES) -> tuple[np.ndarray, list[tuple[int, str]]]:
+def scan_labels(
+    path: str | os.PathLike, *, n_classes: int = N_CLASSES
+) -> tuple[np.ndarray, list[int], list[tuple[int, str]]]:
     """Parse a labels CSV, collecting every bad line instead of stopping at the first.
 
-    Returns (the good rows as LABEL_DTYPE with ``cls`` as in the file, 1..n_classes,
-    [(line number, problem), ...]).  A missing or non-text file raises DataFormatError.
+    Returns (the good rows as LABEL_DTYPE with ``cls`` as in the file, 1..n_classes;
+    the line number of each good row; [(line number, problem), ...]).  A missing or
+    non-text file raises DataFormatError.
     """
     path = Path(path)
     lines = _label_text(path).splitlines()
@@ -59,8 +62,9 @@ def scan_labels(path: str | os.PathLike, *, n_classes: int = N_CLASSES) -> tuple
     if not lines or lines[0].strip().replace(" ", "") != LABELS_HEADER:
         first = lines[0].strip() if lines else ""
         problems.append((1, f"expected header '{LABELS_HEADER}', found {first!r}"))
-        return np.zeros(0, dtype=LABEL_DTYPE), problems
+        return np.zeros(0, dtype=LABEL_DTYPE), [], problems
     rows = []
+    row_lines: list[int] = []
     for i, line in enumerate(lines[1:], start=2):
         s = line.strip()
         if not s:
@@ -80,14 +84,15 @@ def scan_labels(path: str | os.PathLike, *, n_classes: int = N_CLASSES) -> tuple
             problems.append((i, f"bad interval start={a} end={b} (need 0 <= start < end)"))
         else:
             rows.append((c, a, b))
-    return np.array(rows, dtype=LABEL_DTYPE), problems
+            row_lines.append(i)
+    return np.array(rows, dtype=LABEL_DTYPE), row_lines, problems
 
 
 def read_labels(path: str | os.PathLike, *, n_classes: int = N_CLASSES) -> np.ndarray:
     """Read a labels CSV into a LABEL_DTYPE array (``cls`` as in the file: 1..n_classes).
 
     The first bad line is a DataFormatError naming the file and line."""
-    rows, problems = scan_labels(path, n_classes=n_classes)
+    rows, _, problems = scan_labels(path, n_classes=n_classes)
     if problems:
         line, msg = problems[0]
         raise DataFormatError(f"{path}: line {line}: {msg}")
