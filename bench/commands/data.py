@@ -25,6 +25,7 @@ def register(subparsers, parent: argparse.ArgumentParser | None = None) -> None:
     p = subparsers.add_parser("data", parents=parents, help="event data sets (DVS128 Gesture, synthetic)",
                               description="Event data sets: DVS128 Gesture layout, synthetic gestures.")
     sub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    subparsers.__dict__.setdefault("_snnbench_groups", {})["data"] = sub  # data_check.py adds info/check
     s = sub.add_parser(
         "synth", parents=parents, help="write the synthetic gesture set",
         description="Write a seeded synthetic DVS128-Gesture-like set (AEDAT 3.1 + labels + trial lists).",
@@ -41,7 +42,7 @@ def register(subparsers, parent: argparse.ArgumentParser | None = None) -> None:
 
 def _data_help(p: argparse.ArgumentParser):
     def handler(args) -> dict[str, Any]:
-        raise UsageError("data: missing subcommand (synth); see 'snnbench data --help'")
+        raise UsageError("data: missing subcommand (synth, info, check); see 'snnbench data --help'")
 
     return handler
 
