@@ -35,7 +35,7 @@ from firmware_iface.records import PayloadError, pack, records, unpack
 from firmware_iface.spec import (FW_VERSION, MAX_PING, RECORDS, REGISTER_BY_ID, REGISTER_BY_NAME, REGISTERS,
                                  Capability, Opcode, PulseKind, ReadMode, Status)
 from firmware_iface.spec_text import MAX_STEPS, MAX_WAIT_NS
-from firmware_iface.spikes import decode_upload, encode_output
+from firmware_iface.spikes import decode_upload_packed, encode_output
 from firmware_iface.write_verify import WriteVerifyJob, as_reported
 from sim_backend.chip import VirtualChip
 
@@ -147,8 +147,8 @@ class VirtualFirmware:
         """slot -> (output spikes packed, steps); ``neurons`` bits per step."""
         self.memory_bits = 0
         """Bits of sample memory in use (inputs)."""
-        self._staging: tuple[int, int, bytearray, np.ndarray] | None = None
-        """Bounded transfer being received: (id, opcode, buffer, filled mask)."""
+        self._staging: list | None = None
+        """Bounded transfer being received: [id, opcode, buffer, filled mask, bytes filled]."""
         self._kept: tuple[int, int, bytes] | None = None
         """Result of the last committed transfer: (id, status, reply payload)."""
 
@@ -346,12 +346,21 @@ class VirtualFirmware:
             raise CommandError(Status.OUT_OF_RANGE, f"piece of {len(piece)} bytes exceeds max_chunk {MAX_CHUNK}")
         if offset + len(piece) > total:
             raise CommandError(Status.OUT_OF_RANGE, f"piece {offset}+{len(piece)} beyond the transfer's {total} bytes")
+        return pack("COUNT", count=self._put(tid, opcode, total, offset, piece))
+
+    def _put(self, tid: int, opcode: int, total: int, offset: int, piece) -> int:
+        """Store ``piece`` at ``offset`` of transfer ``tid``'s staging buffer (a new transfer
+        replaces the one being staged); bytes of the transfer staged so far.  O(piece), so a
+        transfer of many pieces costs linear time."""
         st = self._staging
         if st is None or st[0] != tid or st[1] != opcode or len(st[2]) != total:
-            st = self._staging = (tid, opcode, bytearray(total), np.zeros(total, bool))
-        st[2][offset:offset + len(piece)] = piece
-        st[3][offset:offset + len(piece)] = True
-        return pack("COUNT", count=int(st[3].sum()))
+            st = self._staging = [tid, opcode, bytearray(total), np.zeros(total, bool), 0]
+        n = len(piece)
+        st[2][offset:offset + n] = piece
+        mask = st[3][offset:offset + n]
+        st[4] += n - int(np.count_nonzero(mask))
+        mask[:] = True
+        return st[4]
 
     def _commit(self, p: bytes) -> bytes:
         tid, opcode, total = decode_commit(p)
@@ -361,8 +370,8 @@ class VirtualFirmware:
         st = self._staging
         if st is None or st[0] != tid or st[1] != opcode or len(st[2]) != total:
             raise CommandError(Status.NOT_READY, f"transfer {tid:#x} was not staged as {total} bytes of 0x{opcode:02x}")
-        if not st[3].all():
-            raise CommandError(Status.NOT_READY, f"transfer {tid:#x}: {int((~st[3]).sum())} bytes not staged")
+        if st[4] != total:
+            raise CommandError(Status.NOT_READY, f"transfer {tid:#x}: {total - st[4]} bytes not staged")
         self._staging = None
         status, payload = self._invoke(opcode, bytes(st[2]))
         self._kept = (tid, int(status), payload)
@@ -507,11 +516,11 @@ class VirtualFirmware:
         if self.memory_bits - replaced + n * steps * rows > SAMPLE_MEMORY_BITS:
             raise CommandError(Status.NO_MEMORY, f"{n} samples of {steps} x {rows} bits exceed the sample memory "
                                                  f"({SAMPLE_MEMORY_BITS} bits, {self.memory_bits} in use)")
-        slot, spikes, _ = decode_upload(p)
+        slot, packed, _, _, _ = decode_upload_packed(p)
         for i in range(n):
             old = self.inputs.get(slot + i)
             self.memory_bits -= old[1] * rows if old else 0
-            self.inputs[slot + i] = (np.packbits(spikes[i], bitorder="little"), steps)
+            self.inputs[slot + i] = (packed[i], steps)
             self.memory_bits += steps * rows
             self.outputs.pop(slot + i, None)
         return pack("COUNT", count=n)
