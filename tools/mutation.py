@@ -167,6 +167,7 @@ def tests_for(module: str) -> list[str]:
     globs = next((g for pat, g in TESTS_FOR.items() if fnmatch.fnmatch(module, pat)), None)
     if globs is None:
         raise SystemExit(f"mutation: no tests mapped to {module} (tools/mutation.py TESTS_FOR)")
+    globs = [*globs, f"test_mut_{Path(module).stem}*.py"]     # tests written from this tool's survivors
     files = sorted({str(p.relative_to(ROOT)) for g in globs for p in (ROOT / "tests").glob(g)})
     slow_or_subprocess = set(_pytest_ignores())
     return [f for f in files if f not in slow_or_subprocess]
@@ -257,6 +258,8 @@ def run_modules(todo: dict[str, list[str]], budget_s: float, log=print) -> None:
         with contextlib.redirect_stdout(io.StringIO()):
             pytest.main(["--collect-only", *_pytest_args(tests)])
 
+        stats_file = Path(f"mutmut-stats-{module.replace('/', '.')}.json")
+
         def stats_run() -> int:
             hits: dict[str, list[str]] = {}
             dur: dict[str, float] = {}
@@ -272,14 +275,14 @@ def run_modules(todo: dict[str, list[str]], budget_s: float, log=print) -> None:
 
             set_mutant_under_test("stats")
             code = pytest.main(_pytest_args(tests), plugins=[Collect()])
-            Path("mutmut-module-stats.json").write_text(json.dumps({"hits": hits, "dur": dur}))
+            stats_file.write_text(json.dumps({"hits": hits, "dur": dur}))
             return code
 
         code, took, _ = _in_child(stats_run, None)
         if code != 0:
             raise SystemExit(f"mutation: the tests of {module} fail without a mutant (exit {code}): "
                              f"pytest {' '.join(tests)}")
-        st = json.loads(Path("mutmut-module-stats.json").read_text())
+        st = json.loads(stats_file.read_text())
 
         def forced_fail() -> int:
             set_mutant_under_test("fail")
@@ -369,7 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--survivors", action="store_true", help="list the surviving mutants")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     a = ap.parse_args(argv)
-    modules = [m for m in core_modules() if not a.module or m in a.module]
+    modules = core_modules()
+    if a.module:        # in the order given (the priority of the run)
+        modules = [m for m in a.module if m in modules]
     if not (ROOT / "mutants").exists() or not a.report:
         generate(a.children)
     res = results(modules)
