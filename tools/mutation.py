@@ -230,7 +230,8 @@ def _save_codes(module: str, codes: dict[str, int]) -> None:
     meta.write_text(json.dumps(data, indent=4))
 
 
-def run_modules(todo: dict[str, list[str]], budget_s: float, log=print) -> None:
+def run_modules(todo: dict[str, list[str]], budget_s: float, log=print,
+                module_budget_s: float = math.inf) -> None:
     """Run the mutants ``todo`` (module -> mutant names), module by module (see the module
     docstring), until ``budget_s`` of wall time is used.  Results go to mutmut's .meta files."""
     import pytest
@@ -294,12 +295,13 @@ def run_modules(todo: dict[str, list[str]], budget_s: float, log=print) -> None:
             f"{len(names)} mutants to check")
         codes: dict[str, int] = {}
         t_mod = time.monotonic()
-        for i, name in enumerate(names):
-            if time.monotonic() > t_end:
+        for name in names:
+            if time.monotonic() > min(t_end, t_mod + module_budget_s):
                 log(f"mutation: budget used up in {module}")
                 break
             func = mangled_name_from_mutant_name(name)
-            ids = sorted(st["hits"].get(func, []))
+            # fastest first: with -x a killed mutant stops at its first failing test
+            ids = sorted(set(st["hits"].get(func, [])), key=lambda t: (st["dur"].get(t, 0.0), t))
             if not ids:
                 codes[name] = EXIT_NO_TESTS
                 continue
@@ -363,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=18, help="seed of the sample")
     ap.add_argument("--children", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--budget-min", type=float, default=24 * 60.0, help="wall-time budget (minutes)")
+    ap.add_argument("--module-budget-min", type=float, default=math.inf,
+                    help="wall-time budget per module (minutes; --engine modules)")
     ap.add_argument("--module", action="append", help="restrict to these module paths")
     ap.add_argument("--report", action="store_true", help="only report what was run")
     ap.add_argument("--retry", action="store_true",
@@ -380,8 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     res = results(modules)
     only = None
     if a.sample:
-        rng = random.Random(a.seed)
-        only = {m: sorted(rng.sample(sorted(c), min(a.sample, len(c)))) for m, c in res.items()}
+        # one generator per module: a module's sample depends only on the seed and its path
+        only = {m: sorted(random.Random(f"{a.seed}:{m}").sample(sorted(c), min(a.sample, len(c))))
+                for m, c in res.items()}
     if not a.report:
         todo = [n for m in modules for n in (only[m] if only else res[m])
                 if res[m].get(n) is None or (a.retry and res[m][n] not in KILLED)]
@@ -390,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
             run(todo, a.children, a.budget_min * 60.0)
         else:
             by_mod = {m: [n for n in todo if n in res[m]] for m in modules}
-            run_modules(by_mod, a.budget_min * 60.0, log=lambda msg: print(msg, file=sys.stderr))
+            run_modules(by_mod, a.budget_min * 60.0, log=lambda msg: print(msg, file=sys.stderr),
+                        module_budget_s=a.module_budget_min * 60.0)
         took = time.monotonic() - t0
         res = results(modules)
         done = sum(1 for m in modules for n in (only[m] if only else res[m]) if res[m].get(n) is not None)
