@@ -127,7 +127,7 @@ def _accuracy(out: np.ndarray, labels: np.ndarray, n_classes: int) -> float:
     return float(np.mean(predict(out, n_classes) == labels)) if labels.size else float("nan")
 
 
-class _Tail:
+class ChipTail:
     """The network from its (single) chip layer on, with the software prefix computed once."""
 
     def __init__(self, net, x: np.ndarray, threads: int | None = None, batch: int = 64) -> None:
@@ -158,7 +158,7 @@ class _Tail:
         return self.after(self._sw(self.net.layers[self.idx], self.h, weight))
 
 
-def _run_chip(tail: _Tail, url: str, *, schedule=None, age_s: float = 0.0) -> tuple[np.ndarray, Any]:
+def run_on_chip(tail: ChipTail, url: str, *, schedule=None, age_s: float = 0.0) -> tuple[np.ndarray, Any]:
     """Program the chip layer on a fresh board at ``url``, let ``age_s`` pass, stream the inputs."""
     from bench.hybrid import HybridRunner
     from bench.session import register_sim_urls
@@ -194,12 +194,12 @@ def measure_budget(net, x: np.ndarray, labels: np.ndarray, *, fidelity: str = "t
         raise ConfigError(f"age must be a duration >= 0 s, got {age_s!r}")
     labels = np.asarray(labels, dtype=np.int64)
     k = net.n_classes
-    tail = _Tail(net, x, threads=threads)
+    tail = ChipTail(net, x, threads=threads)
     acc_sw = _accuracy(tail.software(), labels, k)
     say(f"software {100 * acc_sw:.2f} %")
 
     # ideal chip (deterministic: one die is enough) and the quantised software network
-    out, state = _run_chip(tail, chip_url("ideal", chip_seeds[0], run_seed), schedule=schedule, age_s=age_s)
+    out, state = run_on_chip(tail, chip_url("ideal", chip_seeds[0], run_seed), schedule=schedule, age_s=age_s)
     acc_ideal = _accuracy(out, labels, k)
     acc_q = _accuracy(tail.software(state.weights_target), labels, k)
     say(f"quantised software {100 * acc_q:.2f} %, ideal chip {100 * acc_ideal:.2f} %")
@@ -212,7 +212,7 @@ def measure_budget(net, x: np.ndarray, labels: np.ndarray, *, fidelity: str = "t
     def over_dies(fid: str, overrides: dict[str, Any]) -> list[float]:
         accs = []
         for seed in chip_seeds:
-            o, _ = _run_chip(tail, chip_url(fid, seed, run_seed, overrides), schedule=schedule, age_s=age_s)
+            o, _ = run_on_chip(tail, chip_url(fid, seed, run_seed, overrides), schedule=schedule, age_s=age_s)
             accs.append(_accuracy(o, labels, k))
         return accs
 

@@ -9,7 +9,12 @@ Steps (each a unit of work, flushed to the run file when done):
 5. power: measured during step 4 when the SMUs' trigger inputs are wired to the board
    (``bench.power_inpass``), and the chip layer's workload replayed while the SMUs sample
    every rail (``bench.power``), the two compared;
-6. report: figures and an HTML page (``bench.report``).
+6. budget: the error budget of the model on the same test inputs (``bench.budget``: each chip
+   non-ideality alone on a simulated die of the station's seed and preset, and all together);
+7. training: what training buys — the shipped reference models (plain, hardware-aware,
+   hardware-aware + chip-in-the-loop fine-tuned; ``bench.training_gain``) in software and on
+   the same simulated die, side by side;
+8. report: figures and an HTML page (``bench.report``).
 
 Everything is validated before work starts: the output directory must be writable and the
 station's hardware reachable.
@@ -85,6 +90,10 @@ class DemoOptions:
     """Model file (default: the shipped reference model)."""
     live: bool = False
     """Follow the run file in the live view (a separate process)."""
+    budget: bool = True
+    """Measure the error budget (step 6)."""
+    training: bool = True
+    """Compare the shipped reference models (step 7)."""
 
 
 def _progress(opts: DemoOptions, total: int, desc: str):
@@ -133,7 +142,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
     from bench.view.live import follow
 
     follow(opts.live, run_path)
-    steps = ["data", "program", "infer", "power", "report"]
+    steps = ["data", "program", "infer", "power", "budget", "training", "report"]
     bar = _progress(opts, len(steps), "demo")
     summary: dict[str, Any] = {}
     with ExitStack() as stack:
@@ -231,6 +240,33 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         if in_pass is None:
             summary["in_pass_energy_per_sample_j_reason"] = why_not
         bar.update()
+
+        budget = gain = None
+        simulated_chip = {"fidelity": station.chip.fidelity, "chip_seeds": (int(station.chip.seed),),
+                          "run_seed": int(station.chip.run_seed)}
+        bar.set_description("demo: budget")
+        if opts.budget:
+            from bench.budget import measure_budget
+            from bench.commands.budget import store_budget
+
+            budget = measure_budget(net, x, labels, schedule=schedule, **simulated_chip)
+            store_budget(run, budget)
+            summary["error_budget"] = {"fidelity": budget["fidelity"], "all_points": budget["all"]["drop_points"],
+                                       "sum_of_rows_points": budget["sum_of_rows_points"],
+                                       "rows": {r["key"]: r["drop_points"] for r in budget["rows"]}}
+        bar.update()
+        bar.set_description("demo: training")
+        if opts.training:
+            from bench.training_gain import compare_models, shipped_models
+
+            models = [(k, label, load_model(p)) for k, label, p in shipped_models()]
+            if models:
+                gain = compare_models(models, x, labels, schedule=schedule, **simulated_chip)
+                run.set_attrs("training", training_json=_json_dumps(gain))
+                run.flush()
+                summary["training"] = {r["key"]: {"software_accuracy": r["software_accuracy"],
+                                                  "chip_accuracy": r["chip_accuracy"]} for r in gain["rows"]}
+        bar.update()
         import json as _json
 
         summary["paper"] = PAPER
@@ -241,10 +277,25 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
     bar.close()
     summary.update(run_file=str(run_path), report=rep["report"], figures=rep["figures"],
                    seconds=time.perf_counter() - t_start, chip_url=b.chip_url, simulated=b.simulated)
-    summary["summary"] = (format_table(summary_rows(summary)) + f"\n\nrun file: {run_path}\nreport:   "
+    extra = ""
+    if gain is not None:
+        from bench.training_gain import format_comparison
+
+        extra += "\n\n" + format_comparison(gain)
+    if budget is not None:
+        from bench.budget import format_budget
+
+        extra += "\n\n" + format_budget(budget)
+    summary["summary"] = (format_table(summary_rows(summary)) + extra + f"\n\nrun file: {run_path}\nreport:   "
                           f"{rep['report']}\n({summary['samples']} test samples, "
                           f"{summary['seconds']:.1f} s)")
     return summary
+
+
+def _json_dumps(d: dict[str, Any]) -> str:
+    import json as _json
+
+    return _json.dumps(d)
 
 
 def _close_all(smus: list) -> None:

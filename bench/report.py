@@ -7,7 +7,9 @@ Figures (each only when its data is in the run file):
 - ``power.png``            current trace per supply rail;
 - ``confusion.png``        confusion matrix of the chip's predictions;
 - ``error_budget.png``     the error budget (``snnbench budget``; the demo's too): drop per
-  non-ideality alone, their sum and all together, with a table on the page.
+  non-ideality alone, their sum and all together, with a table on the page;
+- ``training_gain.png``    software and chip accuracy of the plain, hardware-aware and
+  fine-tuned reference models side by side (the demo), with a table on the page.
 
 The Qt platform defaults to ``offscreen`` so reports render on machines without a screen.
 """
@@ -249,6 +251,48 @@ def error_budget(f, out: Path) -> Path | None:
     return _save(win, app, out / "error_budget.png", (1300, 90 + 45 * n))
 
 
+def _training(f) -> dict[str, Any] | None:
+    g = f.get("training")
+    raw = g.attrs.get("training_json") if g is not None else None
+    return json.loads(raw) if isinstance(raw, (str, bytes)) and raw else None
+
+
+def training_gain(f, out: Path) -> Path | None:
+    """Software and chip accuracy of each compared model (plain, hw-aware, fine-tuned), side by side."""
+    c = _training(f)
+    if c is None or not c["rows"]:
+        return None
+    pg, app = _qt()
+    rows = c["rows"]
+    win = pg.GraphicsLayoutWidget(title="what training buys")
+    p = win.addPlot(title=f"what training buys: software vs chip ({c['fidelity']} die {c['chip_seeds']}, "
+                          f"{c['samples']} samples)")
+    x = np.arange(len(rows), dtype=float)
+    sw = np.array([100 * r["software_accuracy"] for r in rows])
+    ch = np.array([100 * r["chip_accuracy"] for r in rows])
+    p.addItem(pg.BarGraphItem(x=x - 0.18, height=sw, width=0.34, brush=(150, 150, 150), name="software"))
+    p.addItem(pg.BarGraphItem(x=x + 0.18, height=ch, width=0.34, brush=(60, 110, 200), name="chip"))
+    for xi, a, b in zip(x, sw, ch):
+        for dx, v in ((-0.18, a), (0.18, b)):
+            t = pg.TextItem(f"{v:.1f}", color="k", anchor=(0.5, 1))
+            t.setPos(xi + dx, v)
+            p.addItem(t)
+    p.getAxis("bottom").setTicks([[(xi, r["key"]) for xi, r in zip(x, rows)]])
+    lo = float(min(sw.min(), ch.min()))
+    p.setYRange(max(0.0, lo - 10.0), 101.0)
+    p.setLabel("left", "accuracy (%): grey software, blue chip")
+    return _save(win, app, out / "training_gain.png", (900, 550))
+
+
+def training_table_html(c: dict[str, Any]) -> str:
+    cells = "".join(f"<tr><td>{html.escape(r['label'])}</td><td>{100 * r['software_accuracy']:.2f} %</td>"
+                    f"<td>{100 * r['chip_accuracy']:.2f} %</td><td>{r['drop_points']:+.2f}</td></tr>"
+                    for r in c["rows"])
+    return (f"<h2>What training buys</h2><p>The shipped reference models on the same test inputs, in software "
+            f"and on a simulated {html.escape(c['fidelity'])} die (chip seed {c['chip_seeds']}).</p>"
+            f"<table><tr><th>model</th><th>software</th><th>chip</th><th>drop (points)</th></tr>{cells}</table>")
+
+
 def budget_table_html(b: dict[str, Any]) -> str:
     """The error budget as an HTML table."""
     def params(r):
@@ -288,7 +332,7 @@ def run_summary(f) -> dict[str, Any]:
     return summary
 
 
-FIGURES = (conductance_map, programming, rasters, power, confusion, error_budget)
+FIGURES = (conductance_map, programming, rasters, power, confusion, error_budget, training_gain)
 
 
 def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -361,6 +405,7 @@ def _render(f, run_path: Path, out: Path) -> dict[str, Any]:
              if k not in ("station", "summary")}
     rows = summary_rows(summary)
     budget = _budget(f)
+    training = _training(f)
     page = out / "index.html"
     cells = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>"
                     for a, b, c in rows)
@@ -376,6 +421,7 @@ def _render(f, run_path: Path, out: Path) -> dict[str, Any]:
         + ("" if complete else "<p><strong>This run did not complete: the file holds the units "
                                "finished before it stopped.</strong></p>") +
         f"<h2>Summary</h2><table><tr><th>quantity</th><th>snnbench</th><th>paper</th></tr>{cells}</table>"
+        + (training_table_html(training) if training else "")
         + (budget_table_html(budget) if budget else "") +
         f"<h2>Figures</h2>{imgs}<h2>Provenance</h2><table>{prov}</table></body></html>")
     table = format_table(rows) + ("" if complete else "\n(incomplete run: units finished before it stopped)")

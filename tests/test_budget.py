@@ -210,12 +210,12 @@ def test_budget_command_missing_model_exit_2(small_set, capsys, tmp_path):
 def test_each_effect_alone_changes_the_chip_outputs(on_levels):
     """Each effect's switch reaches the chip: at the worst preset, an ideal die with only that
     effect on produces different output spikes from the ideal die on the same inputs."""
-    from bench.budget import _run_chip, _Tail, effect_overrides
+    from bench.budget import run_on_chip, ChipTail, effect_overrides
 
     net, x, _ = on_levels
-    tail = _Tail(net, x[:12])
-    ideal, _ = _run_chip(tail, chip_url("ideal", 1, 0))
+    tail = ChipTail(net, x[:12])
+    ideal, _ = run_on_chip(tail, chip_url("ideal", 1, 0))
     for e in EFFECTS:
-        out, _ = _run_chip(tail, chip_url("ideal", 1, 0, effect_overrides(e, "worst")), age_s=3600.0)
+        out, _ = run_on_chip(tail, chip_url("ideal", 1, 0, effect_overrides(e, "worst")), age_s=3600.0)
         assert out.shape == ideal.shape
         assert np.count_nonzero(out != ideal) > 0, e.key
