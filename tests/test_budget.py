@@ -219,3 +219,42 @@ def test_each_effect_alone_changes_the_chip_outputs(on_levels):
         out, _ = run_on_chip(tail, chip_url("ideal", 1, 0, effect_overrides(e, "worst")), age_s=3600.0)
         assert out.shape == ideal.shape
         assert np.count_nonzero(out != ideal) > 0, e.key
+
+
+# --- what training buys, shipped test split -------------------------------------------------------
+def test_compare_models_same_die_for_every_model(on_levels):
+    """Two models on the same ideal die: the on-level one loses nothing to quantisation, so its
+    chip accuracy equals the ideal-die figure of the budget; rows keep their order and labels."""
+    from bench.training_gain import compare_models
+
+    net, x, y = on_levels
+    other = _net_on_levels(seed=3)
+    c = compare_models([("a", "on levels", net), ("b", "another", other)], x, y, fidelity="ideal",
+                       chip_seeds=(1,))
+    assert [r["key"] for r in c["rows"]] == ["a", "b"]
+    assert c["rows"][0]["software_accuracy"] == 1.0
+    b = measure_budget(net, x, y, fidelity="ideal", chip_seeds=(1,))
+    assert c["rows"][0]["chip_accuracy"] == b["ideal_chip_accuracy"]
+    assert c["rows"][0]["drop_points"] == pytest.approx(100 * (1.0 - b["ideal_chip_accuracy"]))
+
+
+def test_shipped_spikes_round_trip_and_refuse_a_mismatched_model(tmp_path):
+    from bench.data.preprocess import PreprocessConfig
+    from bench.demo_data import load_spikes, save_spikes
+    from bench.errors import DataFormatError
+
+    cfg = PreprocessConfig()
+    rng = np.random.default_rng(0)
+    x = rng.random((5, 300, 800)) < 0.05
+    y = np.arange(5)
+    p = save_spikes(tmp_path / "s.h5", x, y, cfg, {"generator": "test"})
+    net = Network.create((800, 16, 11), seed=0)
+    x2, y2, attrs = load_spikes(p, net)
+    assert np.array_equal(x2, x) and np.array_equal(y2, y) and attrs["source"] == {"generator": "test"}
+    x3, _, _ = load_spikes(p, net, limit=2)
+    assert np.array_equal(x3, x[:2])
+    with pytest.raises(DataFormatError, match="n_inputs"):
+        load_spikes(p, Network.create((64, 11), seed=0))
+    (tmp_path / "bad.h5").write_bytes(b"not hdf5")
+    with pytest.raises(DataFormatError, match="bad.h5"):
+        load_spikes(tmp_path / "bad.h5")
