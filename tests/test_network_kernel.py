@@ -36,10 +36,11 @@ def test_the_compiled_path_is_in_use():
     assert kernel.jit_status()["path"] == "numba"
 
 
-def _reference_stack(x, weights, params, theta=None, tau=None):
+def _reference_stack(x, weights, params, theta=None, tau=None, dtype=np.float64):
     outs, h = [], x
     for k, (w, p) in enumerate(zip(weights, params)):
-        h = kernel.reference_layer(h, w, p, theta=theta if k == 0 else None, tau_steps=tau if k == 0 else None)
+        h = kernel.reference_layer(h, w, p, theta=theta if k == 0 else None, tau_steps=tau if k == 0 else None,
+                                   dtype=dtype)
         outs.append(h)
     return outs
 
@@ -68,21 +69,23 @@ def networks(draw):
 
 
 @settings(max_examples=60, deadline=None)
-@given(case=networks())
-def test_property_fast_path_spikes_equal_the_reference(case):
+@given(case=networks(), dtype=st.sampled_from([np.float64, np.float32]))
+def test_property_fast_path_spikes_equal_the_reference(case, dtype):
+    """Each precision against its own reference (float32: weights rounded, float32 arithmetic)."""
     x, weights, params, theta, tau = case
-    ref = _reference_stack(x, weights, params, theta, tau)
+    ref = _reference_stack(x, weights, params, theta, tau, dtype)
     # layer by layer, with per-neuron mismatch on the first layer
     h = x
     for k, (w, p) in enumerate(zip(weights, params)):
-        got = kernel.fast_layer(h, w, p, theta=theta if k == 0 else None, tau_steps=tau if k == 0 else None)
+        got = kernel.fast_layer(h, w, p, theta=theta if k == 0 else None, tau_steps=tau if k == 0 else None,
+                                dtype=dtype)
         assert got.dtype == bool and got.shape == ref[k].shape
         np.testing.assert_array_equal(got, ref[k])
         h = ref[k]
     if theta is None:
         # the whole stack prepared once, as a batch and one sample at a time
         layers = [Dense(w, neuron=p) for w, p in zip(weights, params)]
-        fast = kernel.FastNetwork(layers)
+        fast = kernel.FastNetwork(layers, dtype)
         for got, want in zip(fast.forward(x), ref):
             np.testing.assert_array_equal(got, want)
         for i in range(x.shape[0]):
@@ -177,3 +180,19 @@ def test_no_jit_environment_variable_selects_the_numpy_path():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=120, cwd=ROOT, check=True).stdout
     assert '"path": "numpy"' in out and "SNNBENCH_NO_JIT" in out
+
+
+def test_float32_reference_is_float32_arithmetic():
+    """Hand-derived: 1 + 2^-24 is not a float32 (it rounds to 1.0f) but is a float64.  With
+    w = [1, 2^-24, 2^-24], tau = 1 and theta just above 1 in float32, the float64 definition
+    spikes (z = 1 + 2^-23) and the float32 one does not (z rounds to 1.0f after each add)."""
+    e = 2.0 ** -24
+    w = np.array([[1.0, e, e]])
+    assert np.float32(np.float32(1.0) + np.float32(e)) == np.float32(1.0)
+    p = NeuronParams(tau_steps=1.0, theta=1.0 + 2.0 ** -23)           # exactly representable in both
+    x = np.ones((1, 1, 3), bool)
+    assert kernel.reference_layer(x, w, p).all() and kernel.fast_layer(x, w, p).all()
+    assert not kernel.reference_layer(x, w, p, dtype=np.float32).any()
+    assert not kernel.fast_layer(x, w, p, dtype=np.float32).any()
+    with pytest.raises(ValueError, match="float64 or float32"):
+        kernel.FastNetwork([Dense(w)], np.float16)
