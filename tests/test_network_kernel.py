@@ -196,3 +196,25 @@ def test_float32_reference_is_float32_arithmetic():
     assert not kernel.fast_layer(x, w, p, dtype=np.float32).any()
     with pytest.raises(ValueError, match="float64 or float32"):
         kernel.FastNetwork([Dense(w)], np.float16)
+
+
+def test_network_reuses_its_prepared_layers_until_a_weight_changes():
+    """Network.forward keeps the fast path's preparation between calls; an in-place change of a
+    weight array (as training and benchmarks do) must be seen at the next call."""
+    import copy
+    import pickle
+
+    net = Network.create((16, 24, 5), seed=2, init_scale=3.0)
+    x = np.random.default_rng(4).random((2, 40, 16)) < 0.3
+    first = net.forward(x)
+    fn = net.fast()
+    assert net.fast() is fn                                   # reused while nothing changed
+    net.layers[0].weight[:, 3] += 0.75                        # in place
+    after = net.forward(x)
+    assert net.fast() is not fn
+    want = _reference_stack(x, [l.weight for l in net.layers], [l.neuron for l in net.layers])
+    for got, ref in zip(after, want):
+        np.testing.assert_array_equal(got.astype(bool), ref)
+    assert any(not np.array_equal(a, b) for a, b in zip(first, after))
+    assert "_fast_cache" not in pickle.loads(pickle.dumps(net)).__dict__
+    assert "_fast_cache" not in copy.deepcopy(net).__dict__

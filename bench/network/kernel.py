@@ -191,10 +191,11 @@ class PreparedLayer:
         n_out, n_in = w.shape
         nblk = max(1, -(-n_out // block))
         npad = nblk * block
-        wt = np.zeros((n_in, npad), dtype)
-        wt[:, :n_out] = w.T
         wb = aligned_empty((nblk, n_in, block), dtype)
-        wb[...] = wt.reshape(n_in, nblk, block).transpose(1, 0, 2)
+        for kb in range(nblk):               # one transposing copy per tile; padding neurons get 0
+            j0, j1 = kb * block, min(n_out, (kb + 1) * block)
+            wb[kb, :, :j1 - j0] = w[j0:j1].T
+            wb[kb, :, j1 - j0:] = 0.0
         (th0, a0, it0, j0), (bref, clo, chi) = neuron_constants(params, n_out, theta, tau_steps, dtype)
         th = np.full(npad, np.inf, dtype)          # padding neurons never spike
         a = np.zeros(npad, dtype)
@@ -265,8 +266,17 @@ class FastNetwork:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float64, np.float32):
             raise ValueError(f"dtype must be float64 or float32, got {self.dtype}")
-        self._prep = [PreparedLayer.build(layer.weight, layer.neuron, dtype=self.dtype)
-                      for layer in self.layers] if _jit() is not None else None
+        self._weights = [np.array(layer.weight, dtype=np.float64) for layer in self.layers]
+        self._neurons = [layer.neuron for layer in self.layers]
+        self._prep = [PreparedLayer.build(w, n, dtype=self.dtype)
+                      for w, n in zip(self._weights, self._neurons)] if _jit() is not None else None
+
+    def matches(self, layers: Sequence[Any]) -> bool:
+        """True if ``layers`` still have exactly the weights and neurons this snapshot was made of
+        (an exact comparison: in-place changes of a weight array are seen)."""
+        return (len(layers) == len(self._weights)
+                and all(layer.neuron == n and layer.weight.shape == w.shape and np.array_equal(layer.weight, w)
+                        for layer, w, n in zip(layers, self._weights, self._neurons)))
 
     def forward(self, spikes: np.ndarray) -> list[np.ndarray]:
         """Binary spikes (B, T, n_in) -> bool spikes of every layer [(B, T, n_1), ...]."""
@@ -274,8 +284,8 @@ class FastNetwork:
         outs: list[np.ndarray] = []
         if self._prep is None or _jit() is None:
             h = x != 0
-            for layer in self.layers:
-                h = reference_layer(h, layer.weight, layer.neuron, dtype=self.dtype)
+            for w, n in zip(self._weights, self._neurons):
+                h = reference_layer(h, w, n, dtype=self.dtype)
                 outs.append(h)
             return outs
         h = _as_u8(x, self._prep[0].n_in)
