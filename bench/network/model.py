@@ -255,7 +255,7 @@ class Network:
     def _run(self, start: int, stop: int, x: np.ndarray) -> list[np.ndarray]:
         binary = kernel.as_binary(x)
         if binary is not None:   # every layer's output is binary: one prepared fast network
-            return [o.astype(np.float64) for o in self.fast(start, stop).forward(binary)]
+            return [o.view(np.uint8).astype(np.float64) for o in self.fast(start, stop).forward(binary)]
         outs = []
         for layer in self.layers[start:stop]:
             x = layer.forward(x)
