@@ -48,7 +48,7 @@ def _reference_stack(x, weights, params, theta=None, tau=None, dtype=np.float64)
 @st.composite
 def networks(draw):
     n_layers = draw(st.integers(1, 3))
-    sizes = [draw(st.integers(1, 40))] + [draw(st.integers(1, 140)) for _ in range(n_layers)]
+    sizes = [draw(st.integers(1, 40))] + [draw(st.integers(1, 300)) for _ in range(n_layers)]
     seed = draw(st.integers(0, 2 ** 32 - 1))
     rng = np.random.default_rng(seed)
     scale = draw(st.sampled_from([0.3, 1.0, 3.0]))
@@ -126,9 +126,9 @@ def test_ascending_order_holds_across_the_kernels_row_groups(n_small):
 
 
 def test_blocks_padding_and_input_words_beyond_one_tile():
-    """130 neurons (three 64-neuron tiles, the last one padded) and 13 inputs (not a whole
+    """270 neurons (three 128-neuron tiles, the last one padded) and 13 inputs (not a whole
     64-bit word): every neuron gets its own hand-computable input."""
-    n_out, n_in = 130, 13
+    n_out, n_in = 270, 13
     w = np.zeros((n_out, n_in))
     w[np.arange(n_out), np.arange(n_out) % n_in] = 2.0      # neuron j listens to input j % 13
     x = np.zeros((1, 4, n_in), bool)
@@ -218,3 +218,15 @@ def test_network_reuses_its_prepared_layers_until_a_weight_changes():
     assert any(not np.array_equal(a, b) for a, b in zip(first, after))
     assert "_fast_cache" not in pickle.loads(pickle.dumps(net)).__dict__
     assert "_fast_cache" not in copy.deepcopy(net).__dict__
+
+
+def test_any_nonzero_value_is_one_spike():
+    """uint8 / int / float inputs with values other than 1 are spikes wherever non-zero (the
+    event scan must not count a byte of value 2 or 255 twice or read past its list)."""
+    rng = np.random.default_rng(5)
+    w = rng.normal(0, 1.0, (40, 24))
+    x = rng.random((3, 20, 24)) < 0.3
+    want = kernel.reference_layer(x, w)
+    for v in (x.astype(np.uint8) * 255, x.astype(np.uint8) * 2, x.astype(np.int64) * -7, x * 0.5):
+        np.testing.assert_array_equal(kernel.fast_layer(v, w), want)
+        np.testing.assert_array_equal(kernel.FastNetwork([Dense(w)]).forward(v)[0], want)

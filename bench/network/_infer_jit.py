@@ -12,9 +12,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-BLOCK = 64
-"""Neurons per tile: a tile's weights (n_in x 64 x 8 B = 400 kB for 800 inputs) stay in L2
-across all steps and samples, its accumulator (512 B) in L1 / registers."""
+BLOCK = 128
+"""Neurons per tile (a compile-time constant, so LLVM unrolls the inner loops): a tile's weights
+(n_in x 128 x 8 B = 800 kB for 800 inputs) stay in L2 across all steps and samples, its
+accumulator (1 kB) in L1.  Measured on the 800-480 layer: 128 and 256 are ~15 % faster than
+64 (fewer passes over the event lists); 128 wastes fewer padding neurons on small layers."""
 
 
 @njit(cache=True, nogil=True)
@@ -65,6 +67,16 @@ def layer(offs: np.ndarray, idx: np.ndarray, wb: np.ndarray, th: np.ndarray, a: 
     cache lines).
     """
     nblk = wb.shape[0]
+    # the loops below index without bounds checks: refuse inconsistent shapes up front
+    if wb.shape[2] != BLOCK or scratch.shape[0] < BLOCK or nblk * BLOCK < n_out:
+        raise ValueError("layer kernel: weight tiles / scratch do not match BLOCK")
+    if th.shape[0] < nblk * BLOCK or a.shape[0] < nblk * BLOCK or inv_tau.shape[0] < nblk * BLOCK \
+            or jump.shape[0] < nblk * BLOCK:
+        raise ValueError("layer kernel: neuron constants shorter than the tiles")
+    if out.shape[0] != b_ or out.shape[1] != t_ or out.shape[2] != n_out or offs.shape[0] != b_ * t_ + 1:
+        raise ValueError("layer kernel: output / event shapes do not match")
+    if offs[b_ * t_] > idx.shape[0]:
+        raise ValueError("layer kernel: event offsets beyond the index list")
     acc = scratch
     p = np.empty_like(scratch)
     r = np.empty_like(scratch)

@@ -17,7 +17,7 @@ ascending order - but not what an arbitrary BLAS matmul gives (blocked, FMA-cont
   available; the fallback.
 - :func:`fast_layer` / :class:`FastNetwork`: the same arithmetic in the same order, compiled
   with numba (``bench.network._infer_jit``): event lists of the active inputs (zeros are never
-  multiplied or added), neurons in tiles of 64 with a contiguous, SIMD-vectorised inner loop
+  multiplied or added), neurons in tiles of 128 with a contiguous, SIMD-vectorised inner loop
   over neurons, all samples of a batch per tile so the tile's weights stay in cache.
 
 The fast path is used when numba imports and ``SNNBENCH_NO_JIT`` is not set (or
@@ -185,7 +185,7 @@ class PreparedLayer:
     @classmethod
     def build(cls, w: np.ndarray, params: NeuronParams = NeuronParams(), *,
               theta: np.ndarray | float | None = None,
-              tau_steps: np.ndarray | float | None = None, block: int = 64,
+              tau_steps: np.ndarray | float | None = None, block: int = 128,
               dtype=np.float64) -> "PreparedLayer":
         w = np.asarray(w, dtype=np.float64)
         n_out, n_in = w.shape
@@ -204,11 +204,14 @@ class PreparedLayer:
         th[:n_out], a[:n_out], inv_tau[:n_out], jump[:n_out] = th0, a0, it0, j0
         return cls(n_in, n_out, wb, th, a, inv_tau, jump, bref, clo, chi)
 
-    def run(self, x_u8: np.ndarray) -> np.ndarray:
-        """uint8 0/1 (B, T, n_in) C-contiguous -> uint8 0/1 (B, T, n_out) (compiled path only)."""
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Binary spikes (B, T, n_in) (bool, or any dtype: non-zero = spike) -> uint8 0/1
+        (B, T, n_out) (compiled path only)."""
         mod = _jit()
         assert mod is not None
-        x_u8 = _as_u8(x_u8, self.n_in)
+        if self.wb.shape[2] != mod.BLOCK:
+            raise ValueError(f"prepared with {self.wb.shape[2]}-neuron tiles, the kernel uses {mod.BLOCK}")
+        x_u8 = _as_u8(x, self.n_in)
         b_, t_, n_ = x_u8.shape
         offs, idx = mod.events(x_u8.reshape(b_ * t_, n_).view(np.uint64))
         out = np.empty((b_, t_, self.n_out), np.uint8)
@@ -231,10 +234,9 @@ def _as_u8(x: np.ndarray, n_in: int) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 3 or x.shape[2] not in (n_in, n_in + (-n_in) % 8):
         raise ValueError(f"expected spikes of shape (B, T, {n_in}), got {x.shape}")
-    if x.dtype == bool or x.dtype == np.uint8:
-        x = x.view(np.uint8)
-    else:
-        x = (x != 0).view(np.uint8)
+    # only bool is taken as is: the event scan counts set bytes by their value, so any other
+    # dtype (uint8 included) is normalised to 0/1 first
+    x = x.view(np.uint8) if x.dtype == bool else (x != 0).view(np.uint8)
     pad = (-x.shape[2]) % 8
     if pad:  # the event scan reads whole 64-bit words of inputs; padding inputs never spike
         x = np.concatenate([x, np.zeros(x.shape[:2] + (pad,), np.uint8)], axis=2)
@@ -288,8 +290,8 @@ class FastNetwork:
                 h = reference_layer(h, w, n, dtype=self.dtype)
                 outs.append(h)
             return outs
-        h = _as_u8(x, self._prep[0].n_in)
+        h = x
         for lay in self._prep:
-            h = lay.run(h)
-            outs.append(h.view(bool))
+            h = lay.run(h).view(bool)
+            outs.append(h)
         return outs
