@@ -47,6 +47,8 @@ def active_lists(s_in):
 
 @njit(cache=True, parallel=True)
 def forward(indptr, idx, wt, noise, th, a, inv_tau, bref, jump, lo, hi, s_out, u_out, mask_out, chunk):
+    # Inner loops index views with range() variables only: an index like ``j0 + jj`` could be
+    # negative to numba (wraparound check), which stops LLVM from vectorising the loop.
     nb_, nt, n = s_out.shape
     has_noise = noise.shape[0] > 0
     nch = (n + chunk - 1) // chunk
@@ -56,6 +58,7 @@ def forward(indptr, idx, wt, noise, th, a, inv_tau, bref, jump, lo, hi, s_out, u
         j0 = c * chunk
         j1 = min(n, j0 + chunk)
         m = j1 - j0
+        th_c, a_c, it_c, jump_c = th[j0:j1], a[j0:j1], inv_tau[j0:j1], jump[j0:j1]
         z = np.empty(m)
         p = np.zeros(m)
         r = np.zeros(m)
@@ -64,22 +67,23 @@ def forward(indptr, idx, wt, noise, th, a, inv_tau, bref, jump, lo, hi, s_out, u
             for jj in range(m):
                 z[jj] = 0.0
             for k in range(indptr[row], indptr[row + 1]):
-                i = idx[k]
+                w = wt[idx[k], j0:j1]
                 for jj in range(m):
-                    z[jj] += wt[i, j0 + jj]
+                    z[jj] += w[jj]
             if has_noise:
+                nz = noise[b, t, j0:j1]
                 for jj in range(m):
-                    z[jj] += noise[b, t, j0 + jj]
+                    z[jj] += nz[jj]
+            s_c, u_c, mk_c = s_out[b, t, j0:j1], u_out[b, t, j0:j1], mask_out[b, t, j0:j1]
             for jj in range(m):
-                j = j0 + jj
                 x = min(max(z[jj], lo), hi)
-                p[jj] = a[j] * p[jj] + x * inv_tau[j]
+                p[jj] = a_c[jj] * p[jj] + x * it_c[jj]
                 u = p[jj] + r[jj]
-                fired = u >= th[j]
-                s_out[b, t, j] = 1.0 if fired else 0.0
-                r[jj] = bref * r[jj] - (jump[j] if fired else 0.0)
-                u_out[b, t, j] = u
-                mask_out[b, t, j] = (x > lo) and (x < hi)
+                fired = u >= th_c[jj]
+                s_c[jj] = 1.0 if fired else 0.0
+                r[jj] = bref * r[jj] - (jump_c[jj] if fired else 0.0)
+                u_c[jj] = u
+                mk_c[jj] = (x > lo) and (x < hi)
 
 
 @njit(cache=True, parallel=True)
@@ -90,30 +94,30 @@ def backward(gs, sg, mask, indptr, idx, a, inv_tau, bref, jump, reset_grad, dz, 
         j0 = c * chunk
         j1 = min(n, j0 + chunk)
         m = j1 - j0
+        a_c, it_c, jump_c = a[j0:j1], inv_tau[j0:j1], jump[j0:j1]
         acc = np.empty(m)
         dr = np.empty(m)
-        d = np.empty(m)
         for b in range(nb_):
             for jj in range(m):
                 acc[jj] = 0.0
                 dr[jj] = 0.0
             for t in range(nt - 1, -1, -1):
-                for jj in range(m):
-                    j = j0 + jj
-                    if reset_grad:
-                        du = (gs[b, t, j] - jump[j] * dr[jj]) * sg[b, t, j]
+                g_c, sg_c, mk_c, d = gs[b, t, j0:j1], sg[b, t, j0:j1], mask[b, t, j0:j1], dz[b, t, j0:j1]
+                if reset_grad:
+                    for jj in range(m):
+                        du = (g_c[jj] - jump_c[jj] * dr[jj]) * sg_c[jj]
                         dr[jj] = du + bref * dr[jj]
-                    else:
-                        du = gs[b, t, j] * sg[b, t, j]
-                    acc[jj] = du + a[j] * acc[jj]
-                    v = acc[jj] * inv_tau[j] * (1.0 if mask[b, t, j] else 0.0)
-                    d[jj] = v
-                    dz[b, t, j] = v
+                        acc[jj] = du + a_c[jj] * acc[jj]
+                        d[jj] = acc[jj] * it_c[jj] * (1.0 if mk_c[jj] else 0.0)
+                else:
+                    for jj in range(m):
+                        acc[jj] = g_c[jj] * sg_c[jj] + a_c[jj] * acc[jj]
+                        d[jj] = acc[jj] * it_c[jj] * (1.0 if mk_c[jj] else 0.0)
                 row = b * nt + t
                 for k in range(indptr[row], indptr[row + 1]):
-                    i = idx[k]
+                    w = dwt[idx[k], j0:j1]
                     for jj in range(m):
-                        dwt[i, j0 + jj] += d[jj]
+                        w[jj] += d[jj]
 
 
 @njit(cache=True, parallel=True)
