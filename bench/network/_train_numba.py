@@ -14,14 +14,14 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def active_lists(s_in):
     """Active inputs of every (b, t) row in ascending order, as CSR (indptr, idx), and the
     number of entries that are neither 0 nor 1."""
     nb_, nt, ni = s_in.shape
     counts = np.zeros(nb_ * nt + 1, dtype=np.int64)
     bad = np.zeros(nb_, dtype=np.int64)
-    for b in prange(nb_):
+    for b in range(nb_):
         nbad = 0
         for t in range(nt):
             c = 0
@@ -35,7 +35,7 @@ def active_lists(s_in):
         bad[b] = nbad
     indptr = np.cumsum(counts)
     idx = np.empty(indptr[-1], dtype=np.int32)
-    for b in prange(nb_):
+    for b in range(nb_):
         for t in range(nt):
             k = indptr[b * nt + t]
             for i in range(ni):
@@ -120,12 +120,12 @@ def backward(gs, sg, mask, indptr, idx, a, inv_tau, bref, jump, reset_grad, dz, 
                         w[jj] += d[jj]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def adam(p, g, m, v, l2, b1, b2, c1, c2, lr, eps, clamp):
     """One Adam step on 2-D arrays in place: the reference's operations, element by element,
     in the same order."""
     rows, cols = p.shape
-    for i in prange(rows):
+    for i in range(rows):
         for j in range(cols):
             gk = g[i, j]
             if l2 != 0.0:
