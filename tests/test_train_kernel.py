@@ -183,27 +183,42 @@ def test_training_run_is_the_same_with_either_kernel(hw_aware):
                            _net(np.random.default_rng(9), sizes, 0.5).layers[0].weight)  # it trained
 
 
-def test_fallback_switch_and_broken_numba(monkeypatch):
-    monkeypatch.setenv("SNNBENCH_TRAIN_KERNEL", "numpy")
-    assert K.kernels() is None and K.status()["train_kernel"] == "numpy"
+@pytest.fixture
+def fresh_jit(monkeypatch):
+    from sim_backend.physics import jit
+
+    jit._reset_for_tests()
+    yield monkeypatch
+    jit._reset_for_tests()
+
+
+def test_fallback_switch_and_broken_numba(fresh_jit):
+    from sim_backend.physics import jit
+
+    monkeypatch = fresh_jit
+    monkeypatch.setenv("SNNBENCH_KERNEL", "numpy")
+    assert K.kernels() is None
+    assert K.status() == {"train_kernel": "numpy", "requested": "numpy",
+                          "reason": "forced by SNNBENCH_KERNEL=numpy"}
     net = _net(np.random.default_rng(0), [5, 3], 1.0)
     x = np.ones((1, 4, 5))
     assert isinstance(T.network_forward(net, x, kernel="auto")[0], T.LayerCache)
-    with pytest.raises(RuntimeError, match="numba training kernel is unavailable"):
+    assert T.layer_spikes(x, net.layers[0].weight, net.layers[0].neuron).shape == (1, 4, 3)
+    with pytest.raises(RuntimeError, match="numba training kernel is unavailable .forced by SNNBENCH_KERNEL=numpy"):
         T.network_forward(net, x, kernel="numba")
-    monkeypatch.setenv("SNNBENCH_TRAIN_KERNEL", "bogus")
-    with pytest.raises(ValueError, match="SNNBENCH_TRAIN_KERNEL"):
+    monkeypatch.setenv("SNNBENCH_KERNEL", "bogus")
+    with pytest.raises(ValueError, match="SNNBENCH_KERNEL"):
         K.kernels()
-    # numba failing to import or compile: auto falls back, and says why
-    monkeypatch.setenv("SNNBENCH_TRAIN_KERNEL", "auto")
-    monkeypatch.setattr(K, "_KERNELS", None)
-    monkeypatch.setattr(K, "_FAILED", None)
-
-    def broken():
-        raise ImportError("No module named 'numba'")
-
-    monkeypatch.setattr(K, "_build", broken)
+    # numba failing to import: auto falls back to the reference and says why
+    monkeypatch.setenv("SNNBENCH_KERNEL", "auto")
+    jit._reset_for_tests()
+    monkeypatch.setitem(__import__("sys").modules, "numba", None)   # "import numba" raises
     assert K.kernels() is None
-    assert K.status() == {"train_kernel": "numpy", "requested": "auto",
-                          "error": "ImportError: No module named 'numba'"}
+    st = K.status()
+    assert st["train_kernel"] == "numpy" and st["reason"].startswith("numba cannot be imported")
     assert isinstance(T.network_forward(net, x, kernel="auto")[0], T.LayerCache)
+    cfg = T.TrainConfig(epochs=1, batch_size=1, kernel="auto")
+    T.train(net, x, np.array([0]), cfg, progress=False)     # trains on the numpy path
+    with pytest.raises(jit.KernelUnavailable):
+        monkeypatch.setenv("SNNBENCH_KERNEL", "numba")
+        K.kernels()

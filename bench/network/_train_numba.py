@@ -11,10 +11,12 @@ reduction, the same summation order for any thread count).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from sim_backend.physics.jit import njit
 
 
-@njit(cache=True)
+@njit
 def active_lists(s_in):
     """Active inputs of every (b, t) row in ascending order, as CSR (indptr, idx), and the
     number of entries that are neither 0 nor 1."""
@@ -45,7 +47,7 @@ def active_lists(s_in):
     return indptr, idx, bad.sum()
 
 
-@njit(cache=True, parallel=True)
+@njit(parallel=True)
 def forward(indptr, idx, wt, noise, th, a, inv_tau, bref, jump, lo, hi, s_out, u_out, mask_out, chunk):
     # Inner loops index views with range() variables only: an index like ``j0 + jj`` could be
     # negative to numba (wraparound check), which stops LLVM from vectorising the loop.
@@ -86,7 +88,7 @@ def forward(indptr, idx, wt, noise, th, a, inv_tau, bref, jump, lo, hi, s_out, u
                 mk_c[jj] = (x > lo) and (x < hi)
 
 
-@njit(cache=True, parallel=True)
+@njit(parallel=True)
 def backward(gs, sg, mask, indptr, idx, a, inv_tau, bref, jump, reset_grad, dz, dwt, chunk):
     nb_, nt, n = sg.shape
     nch = (n + chunk - 1) // chunk
@@ -120,7 +122,7 @@ def backward(gs, sg, mask, indptr, idx, a, inv_tau, bref, jump, reset_grad, dz, 
                         w[jj] += d[jj]
 
 
-@njit(cache=True)
+@njit
 def adam(p, g, m, v, l2, b1, b2, c1, c2, lr, eps, clamp):
     """One Adam step on 2-D arrays in place: the reference's operations, element by element,
     in the same order."""

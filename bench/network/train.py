@@ -322,8 +322,7 @@ def _kernels(kernel: str) -> dict[str, Any] | None:
         raise ValueError(f"unknown kernel {kernel!r} (choose auto, numba, numpy)")
     k = train_kernel.kernels()
     if k is None and kernel == "numba":
-        raise RuntimeError("the numba training kernel is unavailable "
-                           f"({train_kernel.status()['error'] or 'SNNBENCH_TRAIN_KERNEL=numpy'})")
+        raise RuntimeError(f"the numba training kernel is unavailable ({train_kernel.status()['reason']})")
     return k
 
 

@@ -24,13 +24,13 @@ product only by summation order (tests: relative 1e-12).  The surrogate's ``exp`
 from the C math library here and from numpy's SIMD routines in the reference (may differ in
 the last bit; gradients agree to rtol 1e-10).
 
-numba is imported lazily; ``SNNBENCH_TRAIN_KERNEL=numpy`` (or numba missing) selects the numpy
-path.  Compiled code is cached (numba ``cache=True``).
+numba is imported lazily through the shared plumbing of decision 0015
+(:mod:`sim_backend.physics.jit`): ``SNNBENCH_KERNEL=numpy`` (or numba missing) selects the numpy
+path; compiled code is cached under ``$SNNBENCH_CACHE/numba``.
 """
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,45 +39,34 @@ import numpy as np
 from sim_backend.physics.neuron import NeuronParams
 
 _KERNELS: dict[str, Any] | None = None
-_FAILED: str | None = None
-
-
-def requested() -> str:
-    """The kernel the environment asks for: ``auto`` (default), ``numba`` or ``numpy``."""
-    v = os.environ.get("SNNBENCH_TRAIN_KERNEL", "auto").strip().lower() or "auto"
-    if v not in ("auto", "numba", "numpy"):
-        raise ValueError(f"SNNBENCH_TRAIN_KERNEL={v!r}: choose auto, numba or numpy")
-    return v
-
-
-def _build() -> dict[str, Any]:
-    import numba as nb
-
-    from bench.network import _train_numba as m
-
-    return {"active_lists": m.active_lists, "forward": m.forward, "backward": m.backward,
-            "adam": m.adam, "threads": nb.get_num_threads}
 
 
 def kernels() -> dict[str, Any] | None:
-    """The compiled kernels, or None (numpy path) if disabled or numba is unavailable."""
-    global _KERNELS, _FAILED
-    req = requested()
-    if req == "numpy":
+    """The compiled kernels, or None when the numpy path is to be used: the project's one switch
+    ``SNNBENCH_KERNEL`` (auto | numba | numpy) and numba's availability, through
+    :mod:`sim_backend.physics.jit` (which raises ``KernelUnavailable`` for ``numba`` without numba)."""
+    global _KERNELS
+    from sim_backend.physics import jit
+
+    if not jit.enabled():
         return None
-    if _KERNELS is None and _FAILED is None:
-        try:
-            _KERNELS = _build()
-        except Exception as exc:  # numba missing or broken: the numpy path stays correct
-            _FAILED = f"{type(exc).__name__}: {exc}"
-    if _KERNELS is None and req == "numba":
-        raise RuntimeError(f"SNNBENCH_TRAIN_KERNEL=numba but numba is unavailable ({_FAILED})")
+    if _KERNELS is None:
+        from bench.network import _train_numba as m
+
+        _KERNELS = {"active_lists": m.active_lists, "forward": m.forward, "backward": m.backward,
+                    "adam": m.adam}
     return _KERNELS
 
 
-# --------------------------------------------------------------------------------------
-# wrappers (shapes, dtypes, neuron constants); the numpy twins live in bench.network.train
-# --------------------------------------------------------------------------------------
+def status() -> dict[str, Any]:
+    """Which training kernel is in use, and why not numba if not."""
+    from sim_backend.physics import jit
+
+    k = kernels()
+    return {"train_kernel": "numba" if k is not None else "numpy", "requested": jit.choice(),
+            "reason": None if k is not None else jit.reason()}
+
+
 CHUNK = 64
 """Neurons per work item (see bench.network._train_numba)."""
 
@@ -152,10 +141,3 @@ def layer_backward(k: dict[str, Any], cache: FastCache, grad_s: np.ndarray, sg: 
                   a, inv_tau, bref, jump, bool(reset_grad), dz, dwt, CHUNK)
     g_in = (dz.reshape(b * t, n) @ cache.weight).reshape(b, t, n_in) if need_input_grad else None
     return np.ascontiguousarray(dwt.T), g_in
-
-
-def status() -> dict[str, Any]:
-    """Which training kernel is in use (for reports)."""
-    k = kernels() if requested() != "numpy" else None
-    return {"train_kernel": "numba" if k is not None else "numpy", "requested": requested(),
-            "error": _FAILED}
