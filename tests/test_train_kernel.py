@@ -222,3 +222,15 @@ def test_fallback_switch_and_broken_numba(fresh_jit):
     with pytest.raises(jit.KernelUnavailable):
         monkeypatch.setenv("SNNBENCH_KERNEL", "numba")
         K.kernels()
+
+
+@settings(max_examples=20, deadline=None)
+@given(net_cases)
+def test_training_forward_gives_the_inference_spikes(c):
+    """Training (either kernel) and inference (Network.forward, decision 0017) define the
+    input current alike, so a trained network spikes in use exactly as it did in training."""
+    net, x, _, _ = _case(c)
+    infer = net.forward(x)
+    for kern in ("numpy", "numba"):
+        for cache, s in zip(T.network_forward(net, x, kernel=kern), infer):
+            np.testing.assert_array_equal(cache.s, s)

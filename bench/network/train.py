@@ -1,8 +1,14 @@
-"""Surrogate-gradient backpropagation through time for the chip's SRM neurons, in numpy.
+"""Surrogate-gradient backpropagation through time for the chip's SRM neurons.
+
+This module is the numpy reference; ``bench.network.train_kernel`` runs the same arithmetic
+compiled (numba, decision 0018) and is what :func:`train` uses when available
+(``TrainConfig.kernel``): identical spikes, gradients equal up to the summation order of dW.
 
 Forward: exactly ``sim_backend.physics.neuron.srm_forward`` (called with ``keep_state=True``),
 so the trained network, the software layers of a hybrid run and the simulated chip share one
-neuron implementation.  Per layer and step (see that module)::
+neuron implementation; the input current is the ascending-order sum over active inputs of
+:func:`input_current` (the definition the inference path uses too, decision 0017).  Per layer
+and step (see that module)::
 
     z = W s_in;  x = clip(z, lo, hi);  p[t] = a p[t-1] + x[t]/tau;  u = p + r
     s = H(u - theta);  r[t+1] = b r[t] - ref_scale * theta * s[t]
