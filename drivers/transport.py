@@ -1,6 +1,7 @@
 """Open the chip's serial link from any pyserial URL, with errors a person can act on."""
 from __future__ import annotations
 
+import socket
 import urllib.parse
 
 import serial
@@ -44,7 +45,7 @@ def open_link(url: str, timeout_s: float = 0.05, baudrate: int = 3_000_000) -> s
     """
     check_url(url)
     try:
-        return serial.serial_for_url(url, baudrate=baudrate, timeout=timeout_s, write_timeout=5.0)
+        return _no_delay(serial.serial_for_url(url, baudrate=baudrate, timeout=timeout_s, write_timeout=5.0))
     except ValueError as exc:
         if "not known" in str(exc):
             raise BadURLError(f"cannot open chip link {url!r}: unknown URL scheme ({exc})") from None
@@ -53,3 +54,13 @@ def open_link(url: str, timeout_s: float = 0.05, baudrate: int = 3_000_000) -> s
         if "unknown option" in str(exc) or "bad option" in str(exc) or "expected a" in str(exc):
             raise BadURLError(f"cannot open chip link {url!r}: {' '.join(str(exc).split())}") from None
         raise LinkError(f"cannot open chip link {url!r}: {' '.join(str(exc).split())}") from None
+
+
+def _no_delay(port: serial.SerialBase) -> serial.SerialBase:
+    """A serial line sends every byte at once: switch Nagle's algorithm off on a TCP port
+    (pyserial's socket:// leaves it on, and a write that follows a small one then waits for
+    the far side's delayed acknowledgement, ~40 ms on Linux)."""
+    sock = getattr(port, "_socket", None)
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return port

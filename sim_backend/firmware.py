@@ -19,6 +19,7 @@ session and retry rules of docs/protocol.md (protocol v2):
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import threading
@@ -85,6 +86,28 @@ LONG_JOBS = frozenset({Opcode.WRITE_VERIFY, Opcode.RUN, Opcode.WAIT, Opcode.COMM
 """Opcodes that may run longer than the acknowledge time and then answer BUSY."""
 UNSEQUENCED = frozenset({Opcode.STATUS, Opcode.BULK_PUT, Opcode.BULK_GET})
 """Executed every time they arrive in the current session, whatever their seq; never cached."""
+
+
+class _Ranges:
+    """Byte ranges of a staging buffer received so far: sorted, disjoint, merged."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.count = 0
+        """Bytes covered."""
+
+    def add(self, a: int, b: int) -> int:
+        """Cover ``[a, b)``; returns the bytes now covered."""
+        if a < b:
+            i = bisect.bisect_left(self.ends, a)      # first range ending at or after a
+            j = bisect.bisect_right(self.starts, b)   # ranges starting at or before b touch [a, b)
+            if i < j:
+                self.count -= sum(e - s for s, e in zip(self.starts[i:j], self.ends[i:j]))
+                a, b = min(a, self.starts[i]), max(b, self.ends[j - 1])
+            self.starts[i:j], self.ends[i:j] = [a], [b]
+            self.count += b - a
+        return self.count
 
 
 def seq_newer(seq: int, last: int) -> bool:
@@ -156,7 +179,7 @@ class VirtualFirmware:
         self.memory_bits = 0
         """Bits of sample memory in use (inputs)."""
         self._staging: list | None = None
-        """Bounded transfer being received: [id, opcode, buffer, filled mask, bytes filled]."""
+        """Bounded transfer being received: [id, opcode, buffer, byte ranges received]."""
         self._kept: tuple[int, int, bytes] | None = None
         """Result of the last committed transfer: (id, status, reply payload)."""
 
@@ -384,13 +407,9 @@ class VirtualFirmware:
         transfer of many pieces costs linear time."""
         st = self._staging
         if st is None or st[0] != tid or st[1] != opcode or len(st[2]) != total:
-            st = self._staging = [tid, opcode, bytearray(total), np.zeros(total, bool), 0]
-        n = len(piece)
-        st[2][offset:offset + n] = piece
-        mask = st[3][offset:offset + n]
-        st[4] += n - int(np.count_nonzero(mask))
-        mask[:] = True
-        return st[4]
+            st = self._staging = [tid, opcode, bytearray(total), _Ranges()]
+        st[2][offset:offset + len(piece)] = piece
+        return st[3].add(offset, offset + len(piece))
 
     def _commit(self, p: bytes) -> bytes:
         tid, opcode, total = decode_commit(p)
@@ -400,8 +419,8 @@ class VirtualFirmware:
         st = self._staging
         if st is None or st[0] != tid or st[1] != opcode or len(st[2]) != total:
             raise CommandError(Status.NOT_READY, f"transfer {tid:#x} was not staged as {total} bytes of 0x{opcode:02x}")
-        if st[4] != total:
-            raise CommandError(Status.NOT_READY, f"transfer {tid:#x}: {total - st[4]} bytes not staged")
+        if st[3].count != total:
+            raise CommandError(Status.NOT_READY, f"transfer {tid:#x}: {total - st[3].count} bytes not staged")
         self._staging = None
         status, payload = self._invoke(opcode, st[2])  # the buffer itself: the transfer is over
         self._kept = (tid, int(status), payload)
