@@ -239,9 +239,10 @@ class BulkMode:
         """Write ``data`` in slices, taking in what the board has answered between them."""
         view = memoryview(data)
         port = self._port
+        write = port.write if self._direct is None else self._direct.write
         for i in range(0, len(view), WRITE_SLICE):
             part = view[i:i + WRITE_SLICE]
-            port.write(part)
+            write(part)
             self.stats.bytes_tx += len(part)
             if self._fd is not None:
                 while select.select([self._fd], [], [], 0)[0]:
