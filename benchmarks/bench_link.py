@@ -28,6 +28,7 @@ import time
 import tty
 
 import numpy as np
+import psutil
 
 from drivers.pechip import PEChip
 from firmware_iface import messages as msg
@@ -206,20 +207,32 @@ def transport(mode: str, reps: int, n_up: int, n_read: int) -> dict:
             up_blob, rd_blob = b"\x55" * up_bytes, b"\x55" * rd_bytes
             rows: dict[str, list[float]] = {k: [] for k in ("raw_up", "link_up", "e2e_up", "raw_rd", "link_rd",
                                                              "cmd_rd", "e2e_rd")}
+            board = psutil.Process(p.pid)
+            cpu = {k: 0.0 for k in ("raw_up", "host_up", "board_up", "raw_rd", "host_rd", "board_rd")}
             for _ in range(reps):  # interleaved: every figure of a repetition under the same load
+                c0 = time.process_time()
                 rows["raw_up"].append(raw.upload(up_blob))
+                cpu["raw_up"] += time.process_time() - c0
+                c0, b0 = time.process_time(), _cpu(board)
                 t0 = time.perf_counter()
                 for pl in payloads:
                     chip.call(Opcode.UPLOAD_SPIKES, pl)
                 rows["link_up"].append(time.perf_counter() - t0)
+                cpu["host_up"] += time.process_time() - c0
+                cpu["board_up"] += _cpu(board) - b0
                 t0 = time.perf_counter()
                 chip.upload_spikes(sp, slot=n_read)
                 rows["e2e_up"].append(time.perf_counter() - t0)
+                c0 = time.process_time()
                 rows["raw_rd"].append(raw.readout(rd_blob))
+                cpu["raw_rd"] += time.process_time() - c0
                 chip.get_s = 0.0
+                c0, b0 = time.process_time(), _cpu(board)
                 t0 = time.perf_counter()
                 chip.call(Opcode.READ_OUTPUT, read_req, reply_bytes=reply_cap)
                 rows["cmd_rd"].append(time.perf_counter() - t0)
+                cpu["host_rd"] += time.process_time() - c0
+                cpu["board_rd"] += _cpu(board) - b0
                 rows["link_rd"].append(chip.get_s)
                 t0 = time.perf_counter()
                 chip.read_outputs(n_read)
@@ -256,7 +269,25 @@ def transport(mode: str, reps: int, n_up: int, n_read: int) -> dict:
         "bounded_path_upload_ratio_to_raw": (b_bytes / t_b) / raw_up_bps,
         "bounded_path_readout_ratio_to_raw": (rd_bytes / t_brd) / raw_rd_bps,
         "link_retries": stats.retries, "link_bad_frames": stats.bad_frames,
+        # CPU ms per MB moved, over the repetitions (independent of the machine's load): host = the
+        # driver's process, board = the simulator's, raw = both ends of the baseline (one process)
+        **{f"cpu_ms_per_MB_{k}": 1e3 * v / (reps * (up_bytes if k.endswith("up") else rd_bytes) / 1e6)
+           for k, v in cpu.items()},
     }
+
+
+def _cpu(proc: psutil.Process) -> float:
+    """CPU seconds of every thread of ``proc``: ns-resolution run time from the scheduler where
+    Linux offers it (/proc/PID/task/*/schedstat), else psutil's tick-resolution times."""
+    try:
+        total = 0
+        for task in os.listdir(f"/proc/{proc.pid}/task"):
+            with open(f"/proc/{proc.pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total * 1e-9
+    except OSError:
+        t = proc.cpu_times()
+        return t.user + t.system
 
 
 def main() -> int:
