@@ -24,6 +24,7 @@ import contextlib
 import json
 import threading
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -41,7 +42,11 @@ from firmware_iface.write_verify import WriteVerifyJob, as_reported
 from sim_backend.chip import VirtualChip
 
 
-_BULK_SIZE = RECORDS["BULK"].itemsize
+class _RawReply(NamedTuple):
+    """A BULK_GET reply: the BULK record (the frame's payload) and the raw block after it."""
+
+    record: bytes
+    data: memoryview
 
 
 class CommandError(Exception):
@@ -205,15 +210,14 @@ class VirtualFirmware:
                 self._garbage = True
                 self.last_error = int(Status.BAD_FRAME)
                 out.append(encode_frame(Frame(0, 0, flags=FLAG_RESPONSE, status=Status.BAD_FRAME)))
-        return b"".join(out)
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def _reply(self, req: Frame, status: Status, payload: bytes = b"") -> bytes:
         if status != Status.OK:
             self.last_error = int(status)
-        if req.opcode == Opcode.BULK_GET and status == Status.OK:  # BULK record in the frame, data raw
-            return b"".join(bulk_unit(Frame(req.opcode, req.seq, payload[:_BULK_SIZE], flags=FLAG_RESPONSE,
-                                            status=status, session=req.session, echo=req.crc),
-                                      memoryview(payload)[_BULK_SIZE:]))
+        if isinstance(payload, _RawReply):  # BULK_GET: the BULK record in the frame, the data raw
+            return b"".join(bulk_unit(Frame(req.opcode, req.seq, payload.record, flags=FLAG_RESPONSE,
+                                            status=status, session=req.session, echo=req.crc), payload.data))
         return encode_frame(Frame(req.opcode, req.seq, payload, flags=FLAG_RESPONSE, status=status,
                                   session=req.session, echo=req.crc))
 
@@ -302,7 +306,7 @@ class VirtualFirmware:
             status, payload = Status.NO_MEMORY, b"out of memory"
         except Exception as exc:  # noqa: BLE001 - firmware answers, it never dies on a command
             status, payload = Status.INTERNAL, f"{type(exc).__name__}: {exc}".encode()[:200]
-        if status == Status.OK and len(payload) > MAX_PAYLOAD + (_BULK_SIZE if opcode == Opcode.BULK_GET else 0):
+        if status == Status.OK and not isinstance(payload, _RawReply) and len(payload) > MAX_PAYLOAD:
             status = Status.NO_MEMORY
             payload = f"reply of {len(payload)} bytes exceeds the {MAX_PAYLOAD}-byte frame limit".encode()
         return status, payload
@@ -453,7 +457,7 @@ class VirtualFirmware:
         tid, offset, length = decode_fetch(p)
         kept = self._kept_result(tid, offset, length, MAX_PAYLOAD)
         data = memoryview(kept)[offset:offset + length]
-        return b"".join((encode_bulk(bulk_header(tid, 0, len(kept), offset, data)), data))
+        return _RawReply(encode_bulk(bulk_header(tid, 0, len(kept), offset, data)), data)
 
     def _ping(self, p: bytes) -> bytes:
         if len(p) > MAX_PING:
