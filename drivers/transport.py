@@ -83,8 +83,14 @@ class Direct:
 
     @classmethod
     def of(cls, port: serial.SerialBase) -> "Direct | None":
-        """For socket:// and POSIX serial ports; None for any other transport."""
-        if getattr(port, "_socket", None) is not None or isinstance(getattr(port, "fd", None), int):
+        """For socket:// and POSIX serial ports; None for any other transport (rfc2217:// has a
+        socket too, but its bytes are telnet-escaped: pyserial must move them)."""
+        from serial.urlhandler.protocol_socket import Serial as SocketSerial
+
+        posix = getattr(serial, "serialposix", None)
+        if isinstance(port, SocketSerial) and getattr(port, "_socket", None) is not None:
+            return cls(port, port.write_timeout or 5.0)
+        if posix is not None and isinstance(port, posix.Serial) and isinstance(getattr(port, "fd", None), int):
             return cls(port, port.write_timeout or 5.0)
         return None
 

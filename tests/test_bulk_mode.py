@@ -315,3 +315,31 @@ def test_piece_size_adapts_to_the_link():
         chip.bulk_piece = 4096
         chip.upload_spikes(SPIKES[:8])
         assert chip.bulk_piece == 8192  # a clean round doubles it
+
+
+def test_direct_io_only_where_bytes_pass_unchanged():
+    """socket:// and pty ports are read and written on their descriptor; rfc2217:// (telnet-
+    escaped bytes on a socket) and the in-process simulator go through pyserial."""
+    import socket
+
+    import serial.rfc2217
+
+    from drivers.transport import Direct, open_link
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = open_link(f"socket://127.0.0.1:{srv.getsockname()[1]}")
+        try:
+            assert Direct.of(port) is not None
+            assert port._socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        finally:
+            port.close()
+    finally:
+        srv.close()
+    telnet = serial.rfc2217.Serial()
+    telnet._socket = socket.socket()
+    try:
+        assert Direct.of(telnet) is None
+    finally:
+        telnet._socket.close()
+    assert Direct.of(open_link("pesim://?seed=1")) is None
