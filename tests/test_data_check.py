@@ -225,3 +225,15 @@ def test_check_subprocess_exit_code_and_one_json_object(copy):
     assert p.returncode == 2, p.stderr
     res = loads_strict(p.stdout)
     assert "trials_to_test.txt: line 1: expected a '.aedat' file name, found 'not a file name'" in res["problems"]
+
+
+def test_unreadable_files_are_problems_not_crashes(copy, capsys):
+    rec = sorted(copy.glob("*.aedat"))[0]
+    lab = copy / rec.name.replace(".aedat", "_labels.csv")
+    lab.write_bytes(b"class,startTime_usec,endTime_usec\n1,\xff\xfe,3\n")
+    (copy / "trials_to_train.txt").unlink()
+    (copy / "trials_to_train.txt").mkdir()
+    rc, res, _ = run(capsys, "check", str(copy))
+    assert rc == 2
+    assert f"{lab.name}: labels file is not text (byte 36)" in res["problems"]
+    assert "trials_to_train.txt: trial list is a directory" in res["problems"]
