@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="snnbench", parents=[options(lambda v: v)],
                      description="Test-bench controller for the memristive SNN chip (128x24 RRAM PE "
                                  "macro) and its simulated twin. Quick start: snnbench demo.")
-    parser.add_argument("--version", action="version", version=f"snnbench {__version__}")
+    parser.add_argument("--version", action="store_true",
+                        help="print the version and the compiled-kernel path in use, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     import bench.commands as pkg
 
@@ -116,6 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
         if hasattr(module, "register"):
             module.register(sub, common)
     return parser
+
+
+def version_report() -> dict[str, Any]:
+    """``snnbench --version``: the package version and which compiled-kernel path runs the
+    simulated chip and the software network (numba, or the numpy reference and why)."""
+    from sim_backend.physics import jit   # the public switch (decision 0015); imports numba
+
+    kernel = jit.report()
+    how = (f"numba {kernel['numba']}" if kernel["path"] == "numba"
+           else f"numpy reference ({kernel['reason']})")
+    return {"version": __version__, "kernel": kernel,
+            "summary": f"snnbench {__version__}\nkernel: {how}"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -140,10 +153,13 @@ def _main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        if not getattr(args, "func", None):
+        if getattr(args, "version", False) and not getattr(args, "func", None):
+            result = version_report()
+        elif not getattr(args, "func", None):
             print("snnbench: error: no command given (see 'snnbench --help')", file=sys.stderr)
             return 2
-        result = args.func(args)
+        else:
+            result = args.func(args)
     except (KeyboardInterrupt, Terminated) as exc:
         # SIGTERM is 143 (128 + 15) whoever's handler turned it into an exception: the CLI's
         # own (Terminated) or the SMU safety guard's (safety.Terminated, a KeyboardInterrupt)

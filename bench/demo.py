@@ -9,7 +9,12 @@ Steps (each a unit of work, flushed to the run file when done):
 5. power: measured during step 4 when the SMUs' trigger inputs are wired to the board
    (``bench.power_inpass``), and the chip layer's workload replayed while the SMUs sample
    every rail (``bench.power``), the two compared;
-6. report: figures and an HTML page (``bench.report``).
+6. budget: the error budget of the model on the same test inputs (``bench.budget``: each chip
+   non-ideality alone on a simulated die of the station's seed and preset, and all together);
+7. training: what training buys — the shipped reference models (plain, hardware-aware,
+   hardware-aware + chip-in-the-loop fine-tuned; ``bench.training_gain``) in software and on
+   the same simulated die, side by side;
+8. report: figures and an HTML page (``bench.report``).
 
 Everything is validated before work starts: the output directory must be writable and the
 station's hardware reachable.
@@ -31,6 +36,18 @@ from bench.errors import RunPathError, RunStoreError
 from bench.runstore import RunFile, check_writable
 
 REFERENCE_MODEL = Path(__file__).resolve().parent / "models" / "reference.h5"
+"""The stylised-set reference model (issue 7; the energy model's reference workload comes from it)."""
+GESTURE_MODEL = Path(__file__).resolve().parent / "models" / "gesture_hwaware.h5"
+"""The realistic-set reference model, trained hardware-aware (issue 15): the demo's default
+together with the shipped test split."""
+
+
+def default_model() -> Path:
+    """The demo's model: the hw-aware realistic-set model when it and the shipped test split are
+    present, else the stylised-set reference model."""
+    from bench.demo_data import SHIPPED_TEST
+
+    return GESTURE_MODEL if GESTURE_MODEL.is_file() and SHIPPED_TEST.is_file() else REFERENCE_MODEL
 PAPER = {"accuracy": 0.9306, "software_accuracy": 0.9826, "drop_points": 5.2, "average_power_w": 43.83e-3,
          "energy_per_sample_j": 1.94e-6, "latency_s": 44.31e-6, "tsops_per_w": 101.05}
 
@@ -50,6 +67,23 @@ def synthetic_set(seed: int = 0) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         generate(path, seed=seed)
     return path
+
+
+def demo_inputs(net, limit: int | None) -> tuple[np.ndarray, np.ndarray, Path]:
+    """The demo's test inputs: the shipped preprocessed test split of the realistic synthetic
+    gesture set (``bench.demo_data``) when present, else the stylised set generated into the cache."""
+    from bench.demo_data import SHIPPED_TEST, load_spikes
+
+    if SHIPPED_TEST.is_file():
+        x, labels, _ = load_spikes(SHIPPED_TEST, net, limit)
+        return x, labels, SHIPPED_TEST
+    from bench.data.dataset import load_split
+    from bench.data.preprocess import PreprocessConfig, batch_to_spikes
+
+    data_dir = synthetic_set(0)
+    samples = load_split(data_dir, "test", limit=limit)
+    x = batch_to_spikes(samples, PreprocessConfig())
+    return x, np.array([s.label for s in samples], dtype=np.int64), data_dir
 
 
 class _Prefixed:
@@ -85,6 +119,10 @@ class DemoOptions:
     """Model file (default: the shipped reference model)."""
     live: bool = False
     """Follow the run file in the live view (a separate process)."""
+    budget: bool = True
+    """Measure the error budget (step 6)."""
+    training: bool = True
+    """Compare the shipped reference models (step 7)."""
 
 
 def _progress(opts: DemoOptions, total: int, desc: str):
@@ -102,7 +140,7 @@ def preflight(opts: DemoOptions) -> tuple[Path, Any]:
         raise RunPathError(f"--out {out}: exists and is not a directory")
     run_path = check_writable(out / "demo.h5")
     station = load_station(opts.station)
-    model = Path(opts.model or REFERENCE_MODEL)
+    model = Path(opts.model or default_model())
     if not model.exists():
         raise RunPathError(f"{model}: model file not found")
     from bench.hybrid import require_chip_layers
@@ -115,8 +153,6 @@ def preflight(opts: DemoOptions) -> tuple[Path, Any]:
 
 
 def run_demo(opts: DemoOptions) -> dict[str, Any]:
-    from bench.data.dataset import load_split
-    from bench.data.preprocess import PreprocessConfig, batch_to_spikes
     from bench.hybrid import HybridRunner, plan_network
     from bench.network.modelfile import load_model
     from bench.power import PowerOptions, RailSetup, measure_power
@@ -133,7 +169,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
     from bench.view.live import follow
 
     follow(opts.live, run_path)
-    steps = ["data", "program", "infer", "power", "report"]
+    steps = ["data", "program", "infer", "power", "budget", "training", "report"]
     bar = _progress(opts, len(steps), "demo")
     summary: dict[str, Any] = {}
     with ExitStack() as stack:
@@ -143,15 +179,11 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         smu_cfgs = _smu_configs(b)
         smus = open_smus(smu_cfgs)
         stack.callback(_close_all, smus)
-        net = load_model(opts.model or REFERENCE_MODEL)
+        net = load_model(opts.model or default_model())
 
         bar.set_description("demo: data")
-        data_dir = synthetic_set(0)
         limit = opts.limit if opts.limit is not None else (33 if opts.quick else None)
-        samples = load_split(data_dir, "test", limit=limit)
-        cfg = PreprocessConfig()
-        x = batch_to_spikes(samples, cfg)
-        labels = np.array([s.label for s in samples], dtype=np.int64)
+        x, labels, data_dir = demo_inputs(net, limit)
         bar.update()
 
         info = b.chip.info()
@@ -159,7 +191,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
             run_path, "demo", station=station.as_dict(),
             seeds={"chip_seed": station.chip.seed, "run_seed": station.chip.run_seed, "data_seed": 0},
             chip_info=info.as_dict(), chip_url=b.chip_url, data_dir=str(data_dir),
-            model=str(opts.model or REFERENCE_MODEL), instruments=[{"rail": s.rail, "identity": s.identity} for s in smus]))
+            model=str(opts.model or default_model()), instruments=[{"rail": s.rail, "identity": s.identity} for s in smus]))
 
         bar.set_description("demo: program")
         plan = plan_network(net, info)
@@ -231,6 +263,33 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         if in_pass is None:
             summary["in_pass_energy_per_sample_j_reason"] = why_not
         bar.update()
+
+        budget = gain = None
+        simulated_chip = {"fidelity": station.chip.fidelity, "chip_seeds": (int(station.chip.seed),),
+                          "run_seed": int(station.chip.run_seed)}
+        bar.set_description("demo: budget")
+        if opts.budget:
+            from bench.budget import measure_budget
+            from bench.commands.budget import store_budget
+
+            budget = measure_budget(net, x, labels, schedule=schedule, **simulated_chip)
+            store_budget(run, budget)
+            summary["error_budget"] = {"fidelity": budget["fidelity"], "all_points": budget["all"]["drop_points"],
+                                       "sum_of_rows_points": budget["sum_of_rows_points"],
+                                       "rows": {r["key"]: r["drop_points"] for r in budget["rows"]}}
+        bar.update()
+        bar.set_description("demo: training")
+        if opts.training:
+            from bench.training_gain import compare_models, shipped_models
+
+            models = [(k, label, load_model(p)) for k, label, p in shipped_models()]
+            if models:
+                gain = compare_models(models, x, labels, schedule=schedule, **simulated_chip)
+                run.set_attrs("training", training_json=_json_dumps(gain))
+                run.flush()
+                summary["training"] = {r["key"]: {"software_accuracy": r["software_accuracy"],
+                                                  "chip_accuracy": r["chip_accuracy"]} for r in gain["rows"]}
+        bar.update()
         import json as _json
 
         summary["paper"] = PAPER
@@ -241,10 +300,25 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
     bar.close()
     summary.update(run_file=str(run_path), report=rep["report"], figures=rep["figures"],
                    seconds=time.perf_counter() - t_start, chip_url=b.chip_url, simulated=b.simulated)
-    summary["summary"] = (format_table(summary_rows(summary)) + f"\n\nrun file: {run_path}\nreport:   "
+    extra = ""
+    if gain is not None:
+        from bench.training_gain import format_comparison
+
+        extra += "\n\n" + format_comparison(gain)
+    if budget is not None:
+        from bench.budget import format_budget
+
+        extra += "\n\n" + format_budget(budget)
+    summary["summary"] = (format_table(summary_rows(summary)) + extra + f"\n\nrun file: {run_path}\nreport:   "
                           f"{rep['report']}\n({summary['samples']} test samples, "
                           f"{summary['seconds']:.1f} s)")
     return summary
+
+
+def _json_dumps(d: dict[str, Any]) -> str:
+    import json as _json
+
+    return _json.dumps(d)
 
 
 def _close_all(smus: list) -> None:

@@ -80,21 +80,3 @@ def test_relaxation_spread_follows_the_published_fit():
                                          rel=1e-12, abs=1e-18)
     assert 3.9e-6 < want_day < 4.1e-6
     assert float(p.relax_sigma_s(1.0)) == pytest.approx(1.8e-6, rel=1e-12)
-
-
-def test_compiled_kernel_cache_key_holds_the_cpu_flags_once():
-    """The -march=native kernel is cached per CPU: its key is machine + processor + the model
-    name and the first flags line of /proc/cpuinfo (one CPU's worth, not every core's)."""
-    import platform
-    from pathlib import Path
-
-    info = Path("/proc/cpuinfo")
-    if not info.exists():
-        pytest.skip("no /proc/cpuinfo")
-    lines = info.read_text().splitlines(keepends=True)
-    flags = next((ln for ln in lines if ln.startswith(("flags", "Features"))), None)
-    if flags is None:
-        pytest.skip("no flags line in /proc/cpuinfo")
-    fp = fastpath._cpu_fingerprint().decode()
-    assert fp.startswith(platform.machine() + platform.processor())
-    assert fp.endswith(flags) and fp.count(flags.split(":")[0].strip()) == 1

@@ -149,6 +149,7 @@ def test_cli_synth_json(tmp_path, capsys):
         seed = 3
         per_class = 2
         subjects = None
+        kind = "stylised"
 
     r = data_cmd.synth_command(A())
     for k in ("out", "samples", "train", "test", "events", "seconds"):
@@ -158,7 +159,8 @@ def test_cli_synth_json(tmp_path, capsys):
         from bench.cli import main
     except ImportError:  # pragma: no cover - CLI not there yet
         return
-    assert main(["data", "synth", "--out", str(tmp_path / "cli2"), "--per-class", "2", "--json"]) == 0
+    assert main(["data", "synth", "--kind", "stylised", "--out", str(tmp_path / "cli2"), "--per-class", "2",
+                 "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["samples"] == 22 and out["out"] == str(tmp_path / "cli2")
     assert main(["data", "synth", "--out", str(tmp_path / "cli2"), "--json"]) == 2

@@ -9,6 +9,11 @@ chip's SRM neurons.  Every layer computes, per time step ``t`` and sample ``b``:
 so a layer run in software and the same layer run on the (ideal) chip give the same spikes:
 the chip computes ``spikes @ ((G+ - G-) / g_unit)`` with the same ``srm_forward``.
 
+For binary input spikes the sum ``W @ s_in`` is defined in ascending input order (one rounding
+per active input, :mod:`bench.network.kernel`), and inference runs the compiled fast path of
+that module (numba; the plain-numpy definition when numba is unavailable or
+``SNNBENCH_NO_JIT=1``): same spikes either way.  Non-binary inputs use a dense matmul.
+
 Units: weights are normalised (one unit = the differential conductance ``g_unit_s`` that
 produces one normalised neuron-input unit per input spike; 50 uS on the simulated chip).
 Time is counted in chip steps; ``dt_s`` is the chip step in seconds and ``acceleration`` the
@@ -31,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.network import kernel
 from sim_backend.physics.neuron import NeuronParams, srm_forward
 
 HIDDEN_CLAMP = 5.0
@@ -106,13 +112,28 @@ class Dense:
     def forward(self, spikes: np.ndarray, *, weight: np.ndarray | None = None,
                 theta: np.ndarray | None = None, tau_steps: np.ndarray | None = None,
                 keep_state: bool = False):
-        """Spikes (B, T, n_in) -> output spikes (B, T, n_out) as float64 0/1."""
-        w = self.weight if weight is None else weight
-        s = np.asarray(spikes, dtype=np.float64)
-        if s.shape[-1] != self.n_in:
-            raise ValueError(f"layer {self.name!r}: expected {self.n_in} inputs, got shape {s.shape}")
-        z = s @ w.T
-        return srm_forward(z, self.neuron, theta=theta, tau_steps=tau_steps, keep_state=keep_state)
+        """Spikes (B, T, n_in) or (T, n_in) -> output spikes of the same layout, float64 0/1.
+
+        Binary inputs: the ordered sum of :mod:`bench.network.kernel` (compiled unless
+        ``keep_state``, which needs the trajectories); other inputs: ``s @ w.T``.
+        """
+        w = self.weight if weight is None else np.asarray(weight, dtype=np.float64)
+        s = np.asarray(spikes)
+        if s.shape[-1] != self.n_in or s.ndim not in (2, 3):
+            raise ValueError(f"layer {self.name!r}: expected (B, T, {self.n_in}) or (T, {self.n_in}) "
+                             f"spikes, got shape {s.shape}")
+        binary = kernel.as_binary(s)
+        if binary is None:
+            z = s.astype(np.float64) @ w.T
+            return srm_forward(z, self.neuron, theta=theta, tau_steps=tau_steps, keep_state=keep_state)
+        if keep_state:
+            z = kernel.synaptic_input(binary if binary.ndim == 3 else binary[None], w)
+            res = srm_forward(z if binary.ndim == 3 else z[0], self.neuron, theta=theta,
+                              tau_steps=tau_steps, keep_state=True)
+            return res
+        b3 = binary if binary.ndim == 3 else binary[None]
+        out = kernel.fast_layer(b3, w, self.neuron, theta=theta, tau_steps=tau_steps).astype(np.float64)
+        return out if binary.ndim == 3 else out[0]
 
 
 @dataclass
@@ -226,6 +247,9 @@ class Network:
         return [o[0] for o in outs] if squeeze else outs
 
     def _run(self, start: int, stop: int, x: np.ndarray) -> list[np.ndarray]:
+        binary = kernel.as_binary(x)
+        if binary is not None:   # every layer's output is binary: one prepared fast network
+            return [o.astype(np.float64) for o in kernel.FastNetwork(self.layers[start:stop]).forward(binary)]
         outs = []
         for layer in self.layers[start:stop]:
             x = layer.forward(x)
@@ -235,8 +259,14 @@ class Network:
     def predict(self, spikes: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Class per sample from input spikes (software forward of every layer)."""
         x = np.asarray(spikes)
-        preds = [predict(self.forward_from(0, x[i:i + batch_size])[-1])
-                 for i in range(0, x.shape[0], batch_size)]
+        binary = kernel.as_binary(x)
+        if binary is not None:   # prepare the weights once for all batches
+            fast = kernel.FastNetwork(self.layers)
+            preds = [predict(fast.forward(binary[i:i + batch_size])[-1])
+                     for i in range(0, x.shape[0], batch_size)]
+        else:
+            preds = [predict(self.forward_from(0, x[i:i + batch_size])[-1])
+                     for i in range(0, x.shape[0], batch_size)]
         return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
 
 

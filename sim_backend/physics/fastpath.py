@@ -1,29 +1,22 @@
-"""Fast inference paths: a pure-numpy reference and an optional compiled kernel.
+"""Fast inference paths: a numba kernel and the pure-numpy reference (decision 0015).
 
-Both give bit-identical spikes (same arithmetic in the same order; the C kernel is built
-with -ffp-contract=off).  The kernel is compiled on first use with the system C compiler
-into a per-user cache (``$SNNBENCH_CACHE`` or ``~/.cache/snnbench``); if that fails, or if
-``SNNBENCH_NO_CKERNEL=1``, the numpy path is used.  Profiling showed the per-step neuron
-loop and per-step noise draws dominate (DESIGN.md section 8), hence the kernel.
+Both give bit-identical spikes and energy counters (same IEEE-754 operations in the same
+order; numba compiles without fastmath, so no reassociation and no FMA contraction).  The
+kernel (``_kernels.py``) is compiled by numba on first use and cached on disk under
+``$SNNBENCH_CACHE/numba``; ``SNNBENCH_KERNEL=numpy`` forces the reference, and the reference
+is also what runs when numba cannot be imported (``jit.report()`` says which and why).
+Profiling showed the per-step neuron loop and the event-driven accumulation dominate
+(DESIGN.md section 8), hence the kernel.
 """
 from __future__ import annotations
 
-import ctypes
-import hashlib
-import os
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 from scipy.special import ndtri
 
+from . import jit
 from .neuron import NeuronParams
-
-_SRC = Path(__file__).with_name("_kernel.c")
-_LIB = None
-_TRIED = False
 
 NOISE_TABLE_BITS = 12
 """The table is small enough to stay in L1 cache; indices are the top 12 bits of 16-bit draws."""
@@ -56,7 +49,7 @@ def noise_key(rng: np.random.Generator) -> int:
 
 def noise_indices_for(key: int, shape) -> np.ndarray:
     """Uniform 16-bit indices into NOISE_TABLE: element e = chunk (e % 4) of
-    splitmix64(key + (e // 4) * golden) - the same counter-based stream as the C kernel."""
+    splitmix64(key + (e // 4) * golden) - the same counter-based stream as the kernel."""
     n = int(np.prod(shape))
     e = np.arange(n, dtype=np.uint64)
     with np.errstate(over="ignore"):
@@ -64,74 +57,19 @@ def noise_indices_for(key: int, shape) -> np.ndarray:
     return ((h >> (np.uint64(16) * (e & np.uint64(3)))) & np.uint64(0xFFFF)).astype(np.uint16).reshape(shape)
 
 
-def _cpu_fingerprint() -> bytes:
-    """-march=native objects must not be reused on another CPU: key the cache by its flags."""
-    import platform
-
-    fp = platform.machine() + platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("flags", "model name", "Features")):
-                    fp += line
-                    if line.startswith(("flags", "Features")):
-                        break
-    except OSError:
-        pass
-    return fp.encode()
-
-
-def _load():
-    global _LIB, _TRIED
-    if _TRIED:
-        return _LIB
-    _TRIED = True
-    if os.environ.get("SNNBENCH_NO_CKERNEL"):
+def _kernels(use_kernel: bool):
+    """The numba kernel module, or None for the numpy reference (``use_kernel=False``,
+    ``SNNBENCH_KERNEL=numpy``, or numba not importable)."""
+    if not use_kernel or not jit.enabled():
         return None
-    try:
-        src = _SRC.read_bytes()
-        tag = hashlib.sha1(src + sys.platform.encode() + b"O3native" + _cpu_fingerprint()).hexdigest()[:12]
-        cache = Path(os.environ.get("SNNBENCH_CACHE", Path.home() / ".cache" / "snnbench"))
-        cache.mkdir(parents=True, exist_ok=True)
-        so = cache / f"snn_kernel_{tag}.so"
-        if not so.exists():
-            cc = os.environ.get("CC", "cc")
-            fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
-            os.close(fd)
-            subprocess.run([cc, "-O3", "-march=native", "-std=c99", "-fPIC", "-shared", "-ffp-contract=off", "-fno-math-errno",
-                            "-fno-fast-math", str(_SRC), "-o", tmp, "-lm"],
-                           check=True, capture_output=True, timeout=120)
-            os.replace(tmp, so)
-            for old in cache.glob("snn_kernel_*.so"):      # stale builds of older sources
-                if old != so:
-                    try:
-                        old.unlink()
-                    except OSError:
-                        pass
-        lib = ctypes.CDLL(str(so))
-        dp = ctypes.POINTER(ctypes.c_double)
-        u8 = ctypes.POINTER(ctypes.c_uint8)
-        i64 = ctypes.c_int64
-        lib.srm_kernel.argtypes = [dp, i64, i64, i64, dp, dp, dp, ctypes.c_double, dp,
-                                   ctypes.c_double, ctypes.c_double, u8]
-        lib.srm_kernel.restype = None
-        lib.layer_kernel.argtypes = [u8, i64, i64, i64, i64, dp,
-                                     ctypes.c_int, ctypes.c_uint64, dp, dp, dp, dp, dp,
-                                     ctypes.c_double, dp, ctypes.c_double, ctypes.c_double, u8,
-                                     ctypes.POINTER(ctypes.c_int64)]
-        lib.layer_kernel.restype = ctypes.c_int64
-        _LIB = lib
-    except Exception:  # no compiler, sandbox, ... -> numpy path
-        _LIB = None
-    return _LIB
+    from . import _kernels as k
+
+    return k
 
 
 def have_kernel() -> bool:
-    return _load() is not None
-
-
-def _ptr(a, ct):
-    return a.ctypes.data_as(ctypes.POINTER(ct))
+    """True when the compiled (numba) path runs; ``jit.report()`` says why not otherwise."""
+    return jit.enabled()
 
 
 def _neuron_consts(params: NeuronParams, n: int, theta, tau_steps):
@@ -150,18 +88,14 @@ def srm_spikes(z: np.ndarray, params: NeuronParams = NeuronParams(), *, theta=No
     """Spikes (bool, z's shape (B, T, N)) identical to ``srm_forward`` - compiled when possible."""
     from .neuron import srm_forward
 
-    lib = _load() if use_kernel else None
+    k = _kernels(use_kernel)
     z = np.asarray(z, dtype=np.float64)
-    if lib is None or z.ndim != 3 or z.shape[2] > 4096:
+    if k is None or z.ndim != 3:
         return srm_forward(z, params, theta=theta, tau_steps=tau_steps).astype(bool)
     z = np.ascontiguousarray(z)
-    b_, t_, n_ = z.shape
-    th, a, inv_tau, bref, jump = _neuron_consts(params, n_, theta, tau_steps)
+    th, a, inv_tau, bref, jump = _neuron_consts(params, z.shape[2], theta, tau_steps)
     s = np.empty(z.shape, dtype=np.uint8)
-    lib.srm_kernel(_ptr(z, ctypes.c_double), b_, t_, n_, _ptr(th, ctypes.c_double),
-                   _ptr(a, ctypes.c_double), _ptr(inv_tau, ctypes.c_double), bref,
-                   _ptr(jump, ctypes.c_double), float(params.clamp_low), float(params.clamp_high),
-                   _ptr(s, ctypes.c_uint8))
+    k.srm_kernel(z, th, a, inv_tau, bref, jump, float(params.clamp_low), float(params.clamp_high), s)
     return s.view(bool)
 
 
@@ -191,18 +125,23 @@ def layer_forward(spikes: np.ndarray, wd: np.ndarray, var: np.ndarray | None,
     var0 = np.ascontiguousarray(np.zeros(n_) if var0 is None else np.broadcast_to(var0, (n_,)),
                                 dtype=np.float64)
     th, a, inv_tau, bref, jump = _neuron_consts(params, n_, theta, tau_steps)
-    lib = _load() if use_kernel else None
-    if lib is not None and n_ <= 4096 and r_ % 8 == 0 and r_ <= 65536:
+    k = _kernels(use_kernel)
+    if k is not None:
         s = np.empty((b_, t_, n_), dtype=np.uint8)
         rc = np.zeros(r_, dtype=np.int64)
-        wv = np.ascontiguousarray(np.concatenate([wd, var], axis=1))
-        nout = lib.layer_kernel(_ptr(spikes, ctypes.c_uint8), b_, t_, r_, n_, _ptr(wv, ctypes.c_double),
-                                int(noisy), int(key or 0) & (2 ** 64 - 1),
-                                _ptr(NOISE_TABLE, ctypes.c_double),
-                                _ptr(var0, ctypes.c_double), _ptr(th, ctypes.c_double),
-                                _ptr(a, ctypes.c_double), _ptr(inv_tau, ctypes.c_double), bref,
-                                _ptr(jump, ctypes.c_double), float(params.clamp_low),
-                                float(params.clamp_high), _ptr(s, ctypes.c_uint8), _ptr(rc, ctypes.c_int64))
+        if r_ % 8:                  # whole 8-row words for the kernel's bit scan
+            padded = np.zeros((b_, t_, r_ + 8 - r_ % 8), dtype=np.uint8)
+            padded[:, :, :r_] = spikes
+            spikes = padded
+        words = spikes.view(np.uint64)
+        if sys.byteorder != "little":
+            words = words.byteswap()
+        wv = np.ascontiguousarray(np.concatenate([wd, var], axis=1) if noisy else wd)
+        rcw = np.zeros(words.shape[2] * 8, dtype=np.int64)
+        args = (words, wv, noisy, np.uint64(int(key or 0) & (2 ** 64 - 1)), NOISE_TABLE, var0, th, a,
+                inv_tau, bref, jump, float(params.clamp_low), float(params.clamp_high), s, rcw)
+        nout = k.layer_kernel(*args)
+        rc[:] = rcw[:r_]
         return s.view(bool), rc, int(nout)
     # ---- pure numpy, same arithmetic order ------------------------------------------------
     act = spikes.view(bool)
