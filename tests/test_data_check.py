@@ -238,3 +238,17 @@ def test_unreadable_files_are_problems_not_crashes(copy, capsys):
     assert rc == 2
     assert f"{lab.name}: labels file is not text (byte 36)" in res["problems"]
     assert "trials_to_train.txt: trial list is a directory" in res["problems"]
+
+
+def test_overlapping_labels_are_a_warning(copy, capsys):
+    rec = sorted(copy.glob("*.aedat"))[0]
+    lab = copy / rec.name.replace(".aedat", "_labels.csv")
+    rows = [line.split(",") for line in lab.read_text().splitlines()[1:]]
+    a2, b2 = int(rows[1][1]), int(rows[1][2])
+    rows[2][1] = str(b2 - 1000)  # line 4 starts 1 ms before line 3 ends
+    lab.write_text("class,startTime_usec,endTime_usec\n" + "".join(",".join(r) + "\n" for r in rows))
+    rc, res, _ = run(capsys, "check", str(copy))
+    assert rc == 0
+    assert res["warnings"] == [f"{lab.name}: line 4: label interval [{b2 - 1000}, {rows[2][2]}) us overlaps the label "
+                               f"on line 3 (ends at {b2} us)"]
+    assert a2 < b2
