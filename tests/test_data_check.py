@@ -252,3 +252,13 @@ def test_overlapping_labels_are_a_warning(copy, capsys):
     assert res["warnings"] == [f"{lab.name}: line 4: label interval [{b2 - 1000}, {rows[2][2]}) us overlaps the label "
                                f"on line 3 (ends at {b2} us)"]
     assert a2 < b2
+
+
+def test_empty_recording(copy, capsys):
+    rec = sorted(copy.glob("*.aedat"))[0]
+    rec.write_bytes(b"#!AER-DAT3.1\r\n#!END-HEADER\r\n")
+    rc, res, _ = run(capsys, "check", str(copy))
+    assert rc == 2
+    assert f"{rec.name}: recording has no polarity events" in res["warnings"]
+    n = len(rec.with_name(rec.stem + "_labels.csv").read_text().splitlines()) - 1
+    assert res["problems"] == [f"{rec.stem}_labels.csv: {n} label(s) but recording {rec.name} has no polarity events"]

@@ -209,7 +209,9 @@ def _scan_recording(f: Path, info: RecordingInfo, problems: list[Finding], warns
     if ev is not None:
         info.readable = True
         info.events = len(ev)
-        if len(ev):
+        if not len(ev):
+            warns.append(Finding(f.name, "", "recording has no polarity events"))
+        else:
             t = ev["t"]
             steps_back = int(np.count_nonzero(t[1:] < t[:-1]))
             if steps_back:
