@@ -22,7 +22,7 @@ SHOULDER_HALF = 19.0
 SHOULDER_DROP = 4.0
 HEAD_UP = 21.0
 HEAD_R = 10.5
-NECK_Y = 60.0  # neck base in the image at scale 1, no offset
+NECK_Y = 50.0  # neck base in the image (px) for a subject of scale 1, no offset
 UPPER_ARM = 27.0
 FOREARM = 25.0
 HAND_LEN = 7.0
@@ -63,14 +63,14 @@ class Subject:
     @classmethod
     def draw(cls, seed: int, index: int) -> "Subject":
         r = np.random.default_rng([seed, index, 0x5B1EC7])
-        scale = float(r.uniform(0.82, 1.16))
+        scale = float(r.uniform(1.1, 1.5))  # the subjects fill the frame as in the release
         shirt = float(r.choice([0.12, 0.2, 0.35, 0.55, 0.8]) * r.uniform(0.85, 1.15))
         short_sleeves = r.random() < 0.4
         skin = float(r.uniform(0.45, 0.85))
         return cls(
             index=index,
             scale=scale,
-            neck=(float(64.0 + r.uniform(-9.0, 9.0)), float(NECK_Y * scale + r.uniform(-6.0, 8.0))),
+            neck=(float(64.0 + r.uniform(-9.0, 9.0)), float(NECK_Y - 12.0 + 12.0 * scale + r.uniform(-6.0, 6.0))),
             tempo=float(r.uniform(0.8, 1.25)),
             amplitude=float(r.uniform(0.8, 1.2)),
             idle_sway=float(r.uniform(0.0, 3.0)),
