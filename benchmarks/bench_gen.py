@@ -88,6 +88,28 @@ def difficulty(data: Path, epochs: int) -> dict:
     return out
 
 
+def subset(src: Path, dst: Path, test_fraction: float = 288 / 1464) -> Path:
+    """A release-layout view (symlinks) of the finished recordings in ``src`` (which may still be
+    being generated: a recording counts once its labels file exists), the last ~20 % of their
+    subjects as the test split."""
+    recs = sorted(p for p in src.glob("user*.aedat") if (src / (p.stem + "_labels.csv")).exists())
+    subjects = sorted({int(p.name[4:6]) for p in recs})
+    if len(subjects) < 2:
+        raise SystemExit(f"{src}: fewer than 2 subjects finished")
+    n_test = max(1, round(len(subjects) * test_fraction))
+    test_subj = set(subjects[-n_test:])
+    dst.mkdir(parents=True)
+    train, test = [], []
+    for p in recs:
+        (dst / p.name).symlink_to(p.resolve())
+        lab = src / (p.stem + "_labels.csv")
+        (dst / lab.name).symlink_to(lab.resolve())
+        (test if int(p.name[4:6]) in test_subj else train).append(p.name)
+    (dst / "trials_to_train.txt").write_text("".join(n + "\n" for n in train))
+    (dst / "trials_to_test.txt").write_text("".join(n + "\n" for n in test))
+    return dst
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small: 2 repeats, 2 s gestures, no training")
@@ -97,13 +119,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-class", type=int, default=58)
     ap.add_argument("--gesture-s", type=float, default=2.2)
     ap.add_argument("--epochs", type=int, default=0)
+    ap.add_argument("--partial", action="store_true",
+                    help="--data is a set still being generated (or its .tmp- directory): use the "
+                         "recordings finished so far, the last ~20 %% of their subjects as test")
+    ap.add_argument("--no-speed", action="store_true", help="skip the generation-speed part")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     if a.quick:
         a.repeats, a.subjects, a.per_class, a.gesture_s = 2, 3, 3, 2.0
-    res = {"speed": speed(a.repeats, a.gesture_s)}
+    res = {} if a.no_speed else {"speed": speed(a.repeats, a.gesture_s)}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(a.data) if a.data else None
+        if data is not None and a.partial:
+            data = subset(data, Path(tmp) / "partial")
+            res["partial"] = {"recordings": len(list(data.glob("*.aedat"))),
+                              "test_recordings": len((data / "trials_to_test.txt").read_text().split())}
         if data is None:
             from bench.data.gesture import generate
 
@@ -117,11 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         print(json.dumps(res))
     else:
+        if "partial" in res:
+            print(f"partial set: {res['partial']}")
+    if not a.json and "speed" in res:
         sp = res["speed"]
         print(f"generation: realistic {sp['realistic_events_per_cpu_s']:,} events/CPU-s "
               f"(spread {sp['realistic_spread']}), stylised {sp['stylised_events_per_cpu_s']:,} -> ratio "
               f"{sp['ratio_realistic_to_stylised']}; {sp['cpu_s_per_recorded_s']} CPU-s per recorded s; "
               f"full release ~{sp['full_release_cpu_minutes_estimate']} CPU-min")
+    if not a.json:
         d = res["difficulty"]
         print(f"set: {d['train']} train / {d['test']} test; events/s (first 1.5 s) {d['events_per_s_first_1p5s']}; "
               f"ON fraction {d['on_fraction']}")

@@ -118,10 +118,11 @@ def test_gesture_length_bounds(tmp_path):
 
 @pytest.mark.slow
 def test_cli_realistic_default_is_byte_identical_to_the_library(tmp_path, capsys):
+    # the CLI's default kind, computed in 2 worker processes, against the library in this one
     from bench.cli import main
 
     assert main(["data", "synth", "--out", str(tmp_path / "r"), "--subjects", "2", "--per-class", "2",
-                 "--gesture-s", "1.6", "--seed", "7", "--json"]) == 0
+                 "--gesture-s", "1.6", "--seed", "7", "--workers", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["kind"] == "realistic" and out["samples"] == 22 and out["events_per_s"] > 0
     b = gesture.generate(tmp_path / "b", seed=7, subjects=2, per_class=2, gesture_s=1.6)
@@ -139,4 +140,7 @@ def test_cli_stylised_refuses_gesture_length(tmp_path, capsys):
                  "--gesture-s", "2", "--json"]) == 2
     assert "--gesture-s" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
-    assert main(["data", "synth", "--kind", "cubist", "--out", str(tmp_path / "s")]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["data", "synth", "--kind", "cubist", "--out", str(tmp_path / "s")])
+    assert e.value.code == 2
+    assert "--kind" in capsys.readouterr().err

@@ -112,7 +112,9 @@ def ik_elbow(shoulder: np.ndarray, wrist: np.ndarray, a: float, b: float, outwar
     phi = np.arctan2(u[:, 1], u[:, 0])
     e1 = shoulder + a * np.stack([np.cos(phi + al), np.sin(phi + al)], axis=1)
     e2 = shoulder + a * np.stack([np.cos(phi - al), np.sin(phi - al)], axis=1)
-    score = lambda e: outward * (e[:, 0] - shoulder[:, 0]) + 0.6 * (e[:, 1] - shoulder[:, 1])  # noqa: E731
+    # the elbow goes to the side of the (outward, 1.2 down) direction; the choice flips only when
+    # the wrist itself lies that way (no gesture holds it there; a straight arm makes it moot)
+    score = lambda e: outward * (e[:, 0] - shoulder[:, 0]) + 1.2 * (e[:, 1] - shoulder[:, 1])  # noqa: E731
     pick = (score(e1) >= score(e2))[:, None]
     return np.where(pick, e1, e2), wrist
 
@@ -176,10 +178,12 @@ def gesture_wrists(cls: int, t_s: np.ndarray, subj: Subject, rng: np.random.Gene
         right_arm = cls in (RIGHT_CW, RIGHT_CCW)
         o = -1.0 if right_arm else 1.0
         direction = 1.0 if cls in (RIGHT_CW, LEFT_CW) else -1.0  # y down: +angle is clockwise on screen
+        # the arm nearly straight (0.8 of its reach), turning about a point just out from
+        # the shoulder; the hand leaves the frame on the outside for the larger subjects
         f = 0.95 * tempo
         th = tw * ph + direction * tw * f * t_s
-        r = 22.0 * amp
-        w = np.array([o * 14.0, 8.0]) + r * np.stack([np.cos(th), np.sin(th)], axis=1)
+        r = min(0.8 * amp, 0.95) * (UPPER_ARM + FOREARM)
+        w = np.array([o * 6.0, 4.0]) + r * np.stack([np.cos(th), np.sin(th)], axis=1)
         return (w, rest_l, one, zero) if right_arm else (rest_r, w, zero, one)
     if cls == AIR_DRUMS:
         # alternate strokes: fast down (the hit), slower up
@@ -196,7 +200,7 @@ def gesture_wrists(cls: int, t_s: np.ndarray, subj: Subject, rng: np.random.Gene
         strum = 7.0 * amp * np.sin(tw * (f * t_s + ph))
         right = c_r + np.stack([-4.0 + 0.3 * strum, 20.0 + strum], axis=1)
         fret = 1.5 * _smooth_noise(rng, t_s, 3.0, 2)
-        left = np.array([22.0, 14.0]) + fret
+        left = np.array([24.0, 8.0]) + fret
         return right, left, one, one
     if cls == OTHER:
         # something else: slow, random reaching with one or both arms
