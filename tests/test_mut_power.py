@@ -78,3 +78,34 @@ def test_run_file_books_each_chunk_with_units_and_counts_the_trace_points(bench,
         for rail in ("VDDA", "VDDD", "VDDIO"):
             assert f[f"run/{rail}/current_a"].shape == (res["trace_points"],)
             assert f[f"run/{rail}/chunk"][()].tolist().count(1) > 0
+
+
+@pytest.fixture
+def ideal_bench():
+    b = Bench(fidelity="ideal")
+    yield b
+    safety.shutdown_all()
+    b.close()
+
+
+def test_trigger_armed_run_traces_and_the_programming_record(ideal_bench, tmp_path):
+    """With every SMU wired to trigger line 1, the run traces are armed on it (the run file
+    says line 1) while the idle baseline is software-armed (-1); a 2 x 3 block of targets on
+    the ideal chip is reported as 6 cells, all 6 verified."""
+    from bench.runstore import RunFile
+
+    spikes, g = reference_workload(2, 0)
+    with RunFile(tmp_path / "t.h5", "power") as run, PEChip(ideal_bench.url) as pe:
+        smus = open_smus(ideal_bench.cfgs())
+        try:
+            res = measure_power(pe, smus, ideal_bench.setups(), spikes=spikes, conductances_s=g[:2, :3],
+                                run=run, options=PowerOptions(idle_points=5, trigger_lines=[1, 1, 1]))
+        finally:
+            for s in smus:
+                s.close()
+    assert res["hardware_trigger"] is True
+    assert res["programmed"]["cells"] == 6 and res["programmed"]["success"] == 6
+    with h5py.File(tmp_path / "t.h5", "r") as f:
+        for rail in ("VDDA", "VDDD", "VDDIO"):
+            assert f[f"run/{rail}"].attrs["trigger_line"] == 1
+            assert f[f"idle/{rail}"].attrs["trigger_line"] == -1
