@@ -5,6 +5,8 @@ the instrument before this session set an NPLC.  Expected values: the SCPI/TSP r
 and the docstrings; arithmetic by hand."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -70,3 +72,62 @@ def test_aperture_before_any_nplc_is_set_asks_the_instrument():
     """NPLC 0.5 at 50 Hz: 0.5 / 50 = 10 ms."""
     smu = _open(OPEN_2450 + [(":SENS:CURR:NPLC?", "0.5")])
     assert smu.aperture_s == pytest.approx(0.01)
+
+
+OK_SCPI = '0,"No error"'
+ARM_3_AT_1MS = [(':SENS:FUNC "CURR"', None), (':TRAC:CLE "defbuffer1"', None),
+                # delay = interval 1 ms - aperture 200 us (NPLC 0.01 at 50 Hz) - overhead 30 us
+                (':TRIG:LOAD "SimpleLoop", 3, 0.00077, "defbuffer1"', None), (":INIT", None)]
+
+
+def test_check_errors_without_a_context_names_none():
+    smu = _open(OPEN_2450 + [(":SYST:ERR?", '-113,"Undefined header"'), (":SYST:ERR?", OK_SCPI)])
+    with pytest.raises(InstrumentError, match=r"^SMU 2450 ch1 at <expected-protocol>: instrument reported "
+                                              r"error\(s\): -113 Undefined header$"):
+        smu.check_errors()
+
+
+def test_an_error_after_arming_says_so():
+    smu = _open(OPEN_2450 + [(":SENS:CURR:NPLC 0.01", None), *ARM_3_AT_1MS,
+                             (":SYST:ERR?", '-221,"Settings conflict"'), (":SYST:ERR?", OK_SCPI)])
+    smu.nplc = 0.01
+    with pytest.raises(InstrumentError, match=r"error\(s\) after arming the trace: -221 Settings conflict$"):
+        smu.arm_trace(3, 1e-3)
+
+
+def test_a_trigger_line_the_model_lacks_is_refused_naming_its_inputs():
+    smu = _open(OPEN_2450 + [(":SENS:CURR:NPLC 0.01", None)])
+    smu.nplc = 0.01
+    with pytest.raises(LimitError, match=r"trigger line 7 outside the 2450's trigger inputs 1\.\.6; nothing was sent$"):
+        smu.arm_trace(3, 1e-3, trigger_line=7)
+
+
+def test_closing_twice_shuts_the_rail_down_once():
+    """The second close sends nothing (the dialogue below has exactly one shutdown)."""
+    smu = _open(OPEN_2450 + [(":SOUR:VOLT 0", None), (":OUTP OFF", None), (":OUTP?", "0")])
+    smu.close()
+    smu.close()
+    smu.adapter.assert_done()
+
+
+class _Ticking(Keithley2450):
+    """A 2450 whose acquisition progresses in real time (one reading per interval)."""
+
+    def _acquired(self) -> int:
+        n, interval, _ = self._armed
+        return min(n, int((time.monotonic() - self._armed_at) / interval))
+
+    def _fetch(self, n_points, timeout_s):
+        return np.full(n_points, 1e-3), np.arange(n_points) * 0.02, np.zeros(n_points)
+
+
+def test_a_slow_trace_that_keeps_progressing_is_not_a_stall():
+    """20 readings at 20 ms (0.4 s) with the stall limit at max(2 x 0.05, 3 x 0.02) = 0.1 s:
+    readings keep coming, so the wait must follow them and not call it a stall."""
+    smu = _Ticking(ProtocolAdapter(OPEN_2450), max_voltage_v=3.6, max_current_a=0.2)
+    safety.unregister(smu)
+    smu._nplc = 0.01
+    smu.probe_timeout_s = 0.05
+    smu._armed, smu._armed_at, smu._armed_line = (20, 0.02, 0.0), time.monotonic(), None
+    tr = smu.fetch_trace(timeout_s=5.0)
+    assert tr.current_a.shape == (20,)
