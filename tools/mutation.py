@@ -193,6 +193,10 @@ def _in_child(fn, timeout_s: float | None, quiet: bool = True) -> tuple[int, flo
         code = 3
         try:
             os.setsid()
+            # as in a fresh interpreter: a runner started in the background (nohup, `&`) inherits
+            # SIGINT ignored, and the tests of the Ctrl-C handling would then pass for any mutant
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             if quiet:
                 null = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(null, 1)
