@@ -53,3 +53,12 @@ def test_shutdown_from_a_worker_thread_closes_everything_and_leaves_signals_alon
     assert out == [[]]                       # no error (signal.signal may not run off the main thread)
     assert smu.closed and safety.registered() == []
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_an_unconfirmed_rail_below_one_volt_is_named_at_its_own_level():
+    safety.clear_unconfirmed()
+    try:
+        safety.report_unconfirmed("VDDIO", 0.5, "timeout")
+        assert safety.unconfirmed() == ["VDDIO could not be confirmed off \u2014 it may still be at 0.5 V"]
+    finally:
+        safety.clear_unconfirmed()
