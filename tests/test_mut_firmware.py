@@ -26,3 +26,20 @@ def test_chip_id_is_the_prefix_and_the_die_seed():
         status, payload, _ = client.send(Opcode.GET_INFO)
         assert status == Status.OK
         assert msg.decode_info(payload).chip_id == expect
+
+
+def test_bulk_transfer_refusals_name_the_transfer_and_what_is_missing():
+    """STAGE/COMMIT/FETCH (protocol v2 bulk mode): a COMMIT of a transfer never staged, one with
+    7 of its 10 bytes missing, and a FETCH of a result never kept are NOT_READY with reasons."""
+    from firmware_iface.bulk import encode_commit, encode_fetch, encode_stage
+
+    c = RawClient()
+    run = int(Opcode.RUN)
+    status, payload, _ = c.send(Opcode.COMMIT, encode_commit(5, run, 4))
+    assert status == Status.NOT_READY
+    assert payload == f"transfer 0x5 was not staged as 4 bytes of 0x{run:02x}".encode()
+    assert c.send(Opcode.STAGE, encode_stage(7, run, 10, 0, b"abc"))[0] == Status.OK
+    status, payload, _ = c.send(Opcode.COMMIT, encode_commit(7, run, 10))
+    assert (status, payload) == (Status.NOT_READY, b"transfer 0x7: 7 bytes not staged")
+    status, payload, _ = c.send(Opcode.FETCH, encode_fetch(9, 0, 4))
+    assert (status, payload) == (Status.NOT_READY, b"no kept result of transfer 0x9")
