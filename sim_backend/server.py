@@ -26,7 +26,6 @@ from collections.abc import Callable
 from sim_backend.board import make_board
 from sim_backend.firmware import VirtualFirmware
 from sim_backend.link import TO_BOARD, TO_HOST, LinkModel
-from sim_backend.physics import fastpath
 
 
 class _Pump:
@@ -182,11 +181,7 @@ def run_serve(args: argparse.Namespace) -> int:
         die = OpenDie(args.die, freeze=args.freeze, seed=args.seed, fidelity=args.fidelity,
                       run_seed=args.run_seed)
     try:
-        board = make_board(args.seed, args.run_seed, args.fidelity, die=die)
-        # the compiled kernel is ready before the URL is announced: loading (or, on a machine's
-        # first use, compiling) it inside the first RUN would eat that RUN's reply deadline
-        fastpath.warm()
-        return _serve_board(args, link, board, die, done)
+        return _serve_board(args, link, make_board(args.seed, args.run_seed, args.fidelity, die=die), die, done)
     finally:
         if die is not None:
             die.close()
