@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from sim_backend.physics import energy as _energy
-from sim_backend.physics.fastpath import layer_forward, noise_key, srm_spikes
+from sim_backend.physics.fastpath import layer_forward, noise_key, prewarm, srm_spikes
 from sim_backend.physics.neuron import NeuronParams, srm_forward
 from sim_backend.physics.params import COMPONENT_RAIL, COMPONENTS, RAILS, ChipParams
 from sim_backend.physics.rram import RRAMArray
@@ -84,6 +84,7 @@ class VirtualChip:
         self.revision = 0
         """Incremented whenever the persistent state changes (cells, wear, params, registers
         set through this object, chip time advanced on purpose); the die file saves on change."""
+        prewarm()   # load the compiled kernel now, not inside the first RUN's deadline
 
     # --- configuration --------------------------------------------------------------------
     @staticmethod

@@ -31,6 +31,15 @@ def _no_process_outlives_the_tests():
                     + "; ".join(f"{pid}: {cmd[:120]}" for pid, cmd in sorted(left.items())), pytrace=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_kernel_ready():
+    """Compile the chip kernel into numba's disk cache before any test starts a simulator:
+    a first-ever compile inside a RUN would overrun the RUN's reply deadline (decision 0015)."""
+    from sim_backend.physics import fastpath
+
+    fastpath.warm()
+
+
 @pytest.fixture(autouse=True)
 def _own_die_home(tmp_path_factory, monkeypatch):
     """Each test gets its own default-die home: the default station's persistent simulated

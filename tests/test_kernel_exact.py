@@ -132,6 +132,13 @@ def _no_compiler_env(tmp_path: Path) -> dict:
     return env
 
 
+def _json_of(args: list, env: dict) -> dict:
+    """Run ``python ARGS`` in ``env``; it must succeed and print one JSON object."""
+    p = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
 def test_kernel_loads_and_runs_without_a_c_compiler(tmp_path):
     env = _no_compiler_env(tmp_path)
     assert all(shutil.which(c, path=env["PATH"]) is None for c in ("gcc", "cc", "clang", "g++"))
@@ -145,17 +152,11 @@ def test_kernel_loads_and_runs_without_a_c_compiler(tmp_path):
         "b = fastpath.layer_forward(x, w, v, 42, np.full(12, 1e-3), use_kernel=False)\n"
         "print(json.dumps({'report': jit.report(), 'same': bool(np.array_equal(a[0], b[0])),\n"
         "                  'spikes': int(a[2])}))\n")
-    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                       text=True, timeout=600)
-    assert p.returncode == 0, p.stderr
-    d = json.loads(p.stdout)
+    d = _json_of(["-c", code], env)
     assert d["report"]["path"] == "numba" and d["same"] and d["spikes"] > 0
     # the machine code went to the numba cache under SNNBENCH_CACHE
     assert list((tmp_path / "cache" / "numba").rglob("*.nbc"))
-    p = subprocess.run([sys.executable, "-m", "bench", "--version", "--json"], env=env,
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout)["kernel"]["path"] == "numba"
+    assert _json_of(["-m", "bench", "--version", "--json"], env)["kernel"]["path"] == "numba"
 
 
 def test_forced_numpy_fallback_is_reported_and_used(tmp_path):
@@ -167,14 +168,8 @@ def test_forced_numpy_fallback_is_reported_and_used(tmp_path):
         "chip = VirtualChip(chip_seed=0, run_seed=0, fidelity='typical')\n"
         "chip.run(np.random.default_rng(0).random((2, 30, 128)) < 0.1)\n"
         "print(json.dumps({'kernel': fastpath.have_kernel(), 'numba': 'numba' in sys.modules}))\n")
-    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                       text=True, timeout=600)
-    assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout) == {"kernel": False, "numba": False}   # numba never even imported
-    p = subprocess.run([sys.executable, "-m", "bench", "--version", "--json"], env=env,
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr
-    k = json.loads(p.stdout)["kernel"]
+    assert _json_of(["-c", code], env) == {"kernel": False, "numba": False}   # numba never imported
+    k = _json_of(["-m", "bench", "--version", "--json"], env)["kernel"]
     assert k["path"] == "numpy" and k["reason"] == "forced by SNNBENCH_KERNEL=numpy"
 
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ CHOICES = ("auto", "numba", "numpy")
 _NUMBA: Any = None
 _REASON: str | None = None      # why numba is not in use (None: not tried yet or in use)
 _TRIED = False
+_LOCK = threading.Lock()      # first use may come from several threads (bench.hybrid)
 
 
 class KernelUnavailable(RuntimeError):
@@ -92,16 +94,19 @@ def numba_module() -> Any | None:
     global _NUMBA, _REASON, _TRIED
     if _TRIED:
         return _NUMBA
-    _TRIED = True
-    try:
-        import numba
-    except Exception as exc:  # noqa: BLE001 - ImportError, or llvmlite failing to load its library
-        _REASON = f"numba cannot be imported: {type(exc).__name__}: {' '.join(str(exc).split())}"
-        return None
-    d = cache_dir()
-    if _writable(d):
-        numba.config.CACHE_DIR = str(d)
-    _NUMBA = numba
+    with _LOCK:
+        if _TRIED:
+            return _NUMBA
+        try:
+            import numba
+        except Exception as exc:  # noqa: BLE001 - ImportError, or llvmlite failing to load its library
+            _REASON = f"numba cannot be imported: {type(exc).__name__}: {' '.join(str(exc).split())}"
+        else:
+            d = cache_dir()
+            if _writable(d):
+                numba.config.CACHE_DIR = str(d)
+            _NUMBA = numba
+        _TRIED = True
     return _NUMBA
 
 
