@@ -6,6 +6,7 @@ inputs; forcing the fast path off gives the same predictions.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -173,13 +174,26 @@ def test_forced_off_gives_the_same_predictions():
     assert sum(float(o.sum()) for o in fast_out) > 0                 # the network does spike
 
 
-def test_no_jit_environment_variable_selects_the_numpy_path():
-    code = ("from bench.network import kernel; import json; "
-            "print(json.dumps(kernel.jit_status()))")
-    env = dict(os.environ, SNNBENCH_NO_JIT="1")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=120, cwd=ROOT, check=True).stdout
-    assert '"path": "numpy"' in out and "SNNBENCH_NO_JIT" in out
+def test_the_project_kernel_switch_selects_the_numpy_path():
+    """SNNBENCH_KERNEL=numpy (decision 0015's one switch) turns the network fast path off too,
+    and the forward pass still gives the reference's spikes."""
+    code = ("import json, numpy as np; from bench.network import kernel; "
+            "from bench.network.model import Network; "
+            "net = Network.create((16, 9, 3), seed=1, init_scale=3.0); "
+            "x = np.random.default_rng(2).random((2, 30, 16)) < 0.3; "
+            "out = net.forward(x); "
+            "print(json.dumps({'status': kernel.jit_status(), "
+            "'spikes': [o.astype(int).tolist() for o in out]}))")
+    env = dict(os.environ, SNNBENCH_KERNEL="numpy")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120, cwd=ROOT, check=True)
+    got = json.loads(res.stdout)
+    assert got["status"]["path"] == "numpy" and "SNNBENCH_KERNEL" in got["status"]["reason"]
+    net = Network.create((16, 9, 3), seed=1, init_scale=3.0)
+    x = np.random.default_rng(2).random((2, 30, 16)) < 0.3
+    want = _reference_stack(x, [l.weight for l in net.layers], [l.neuron for l in net.layers])
+    for g, w in zip(got["spikes"], want):
+        np.testing.assert_array_equal(np.array(g, bool), w)
 
 
 def test_float32_reference_is_float32_arithmetic():
