@@ -25,6 +25,11 @@ The fast path is used when numba imports, unless the project's kernel switch say
 forces it off; :func:`jit_status` reports which path is in use and why.
 Same spikes either way (tests/test_network_kernel.py).
 
+A float32 variant (``dtype=np.float32``) has its own definition: the weights rounded to
+float32, every addition and neuron operation in float32 (:func:`srm_float32`); it is exact
+against its own numpy reference, and its disagreement with float64 is measured by
+benchmarks/bench_network.py.
+
 The PSP filter is linear, but the input clamp ``clip(z, 0, 5)`` sits between the synaptic sum
 and the filter, so filtering the input spikes once (instead of per neuron) would change the
 spikes; it is not done (decision 0017).
