@@ -244,3 +244,32 @@ def test_any_nonzero_value_is_one_spike():
     for v in (x.astype(np.uint8) * 255, x.astype(np.uint8) * 2, x.astype(np.int64) * -7, x * 0.5):
         np.testing.assert_array_equal(kernel.fast_layer(v, w), want)
         np.testing.assert_array_equal(kernel.FastNetwork([Dense(w)]).forward(v)[0], want)
+
+
+@pytest.mark.slow          # compiles the kernel from an empty cache: 10-40 s on the shared machine
+def test_network_kernel_compiles_and_runs_without_a_c_compiler(tmp_path):
+    """Issue 17 item 3 for the network kernel: numba compiles it with no C compiler on the
+    machine (PATH with no cc/gcc/clang, CC naming a missing program, an empty numba cache), and
+    the compiled spikes equal the numpy definition's."""
+    import shutil
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("SNNBENCH_KERNEL", "NUMBA_CACHE_DIR")}
+    env.update(PATH=str(bindir), CC=str(tmp_path / "no-such-cc"), SNNBENCH_CACHE=str(tmp_path / "cache"))
+    assert all(shutil.which(c, path=env["PATH"]) is None for c in ("gcc", "cc", "clang"))
+    code = ("import json, numpy as np\n"
+            "from bench.network import kernel\n"
+            "rng = np.random.default_rng(3)\n"
+            "x = rng.random((2, 40, 30)) < 0.2\n"
+            "w = rng.normal(0, 1.5, (70, 30))\n"
+            "a = kernel.fast_layer(x, w)\n"
+            "b = kernel.reference_layer(x, w)\n"
+            "print(json.dumps({'status': kernel.jit_status(), 'same': bool(np.array_equal(a, b)),"
+            " 'spikes': int(a.sum())}))\n")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = json.loads(res.stdout)
+    assert got["status"]["path"] == "numba" and got["same"] and got["spikes"] > 0
+    assert any((tmp_path / "cache" / "numba").rglob("*.nbi"))      # compiled here, cached there
