@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from bench.network import kernel
 from bench.network.model import Dense, Network, predict
@@ -69,7 +69,7 @@ def networks(draw):
     return x, weights, params, theta, tau
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=networks(), dtype=st.sampled_from([np.float64, np.float32]))
 def test_property_fast_path_spikes_equal_the_reference(case, dtype):
     """Each precision against its own reference (float32: weights rounded, float32 arithmetic)."""
