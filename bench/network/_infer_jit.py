@@ -4,13 +4,16 @@ One source serves float64 and float32: numba compiles a specialisation per argum
 (the weights, neuron constants, scalars and scratch all of the declared precision).
 
 Importing this module imports numba.  The arithmetic is the reference's, in the reference's
-order (see :mod:`bench.network.kernel` for the definition); numba compiles without fastmath,
-so LLVM neither reassociates the sums nor contracts ``a * p + x`` into a fused multiply-add.
+order (see :mod:`bench.network.kernel` for the definition); the project's ``njit``
+(:mod:`sim_backend.physics.jit`) compiles without fastmath, so LLVM neither reassociates the
+sums nor contracts ``a * p + x`` into a fused multiply-add, and caches under
+``$SNNBENCH_CACHE/numba``.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from sim_backend.physics.jit import njit
 
 BLOCK = 128
 """Neurons per tile (a compile-time constant, so LLVM unrolls the inner loops): a tile's weights
@@ -19,7 +22,7 @@ accumulator (1 kB) in L1.  Measured on the 800-480 layer: 128 and 256 are ~15 % 
 64 (fewer passes over the event lists); 128 wastes fewer padding neurons on small layers."""
 
 
-@njit(cache=True, nogil=True)
+@njit
 def events(words: np.ndarray):  # pragma: no cover - compiled
     """Active inputs of every (sample, step) row of 0/1 bytes, read as 64-bit words.
 
@@ -54,7 +57,7 @@ def events(words: np.ndarray):  # pragma: no cover - compiled
     return offs, idx[:total]
 
 
-@njit(cache=True, nogil=True)
+@njit
 def layer(offs: np.ndarray, idx: np.ndarray, wb: np.ndarray, th: np.ndarray, a: np.ndarray,
           inv_tau: np.ndarray, jump: np.ndarray, bref: float, clo: float, chi: float,
           b_: int, t_: int, n_out: int, out: np.ndarray, scratch: np.ndarray) -> None:  # pragma: no cover - compiled

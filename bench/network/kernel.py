@@ -20,9 +20,15 @@ ascending order - but not what an arbitrary BLAS matmul gives (blocked, FMA-cont
   multiplied or added), neurons in tiles of 128 with a contiguous, SIMD-vectorised inner loop
   over neurons, all samples of a batch per tile so the tile's weights stay in cache.
 
-The fast path is used when numba imports and ``SNNBENCH_NO_JIT`` is not set (or
-:func:`set_jit` forces it off); :func:`jit_status` reports which path is in use and why.
+The fast path is used when numba imports, unless the project's kernel switch says otherwise
+(``SNNBENCH_KERNEL=numpy``, :mod:`sim_backend.physics.jit`, decision 0015) or :func:`set_jit`
+forces it off; :func:`jit_status` reports which path is in use and why.
 Same spikes either way (tests/test_network_kernel.py).
+
+A float32 variant (``dtype=np.float32``) has its own definition: the weights rounded to
+float32, every addition and neuron operation in float32 (:func:`srm_float32`); it is exact
+against its own numpy reference, and its disagreement with float64 is measured by
+benchmarks/bench_network.py.
 
 The PSP filter is linear, but the input clamp ``clip(z, 0, 5)`` sits between the synaptic sum
 and the filter, so filtering the input spikes once (instead of per neuron) would change the
@@ -30,7 +36,6 @@ spikes; it is not done (decision 0017).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -38,41 +43,38 @@ import numpy as np
 
 from sim_backend.physics.neuron import NeuronParams, srm_forward
 
-_JIT: Any = None
-"""The compiled module, False if unavailable, None if not tried yet."""
-_JIT_REASON = ""
 _FORCED: bool | None = None
 
 
 def set_jit(enabled: bool | None) -> None:
-    """Force the compiled path on (if available) or off; ``None`` restores the default."""
+    """Force the compiled path off (``False``) for this process, or back to the project's
+    switch (``None``: ``SNNBENCH_KERNEL`` through :mod:`sim_backend.physics.jit`)."""
     global _FORCED
     _FORCED = enabled
 
 
 def _jit():
-    global _JIT, _JIT_REASON
+    """The compiled kernel module, or None when the numpy definition is to run: ``set_jit(False)``,
+    ``SNNBENCH_KERNEL=numpy`` or numba missing (``SNNBENCH_KERNEL=numba`` without numba raises
+    ``KernelUnavailable``, a configuration error)."""
     if _FORCED is False:
         return None
-    if _JIT is None:
-        if os.environ.get("SNNBENCH_NO_JIT"):
-            _JIT, _JIT_REASON = False, "SNNBENCH_NO_JIT is set"
-        else:
-            try:
-                from bench.network import _infer_jit
-                _JIT, _JIT_REASON = _infer_jit, "numba"
-            except Exception as e:  # numba missing or broken -> the numpy reference
-                _JIT, _JIT_REASON = False, f"numba unavailable ({type(e).__name__}: {e})"
-    return _JIT or None
+    from sim_backend.physics import jit
+
+    if not jit.enabled():
+        return None
+    from bench.network import _infer_jit
+    return _infer_jit
 
 
 def jit_status() -> dict[str, Any]:
-    """Which inference path is in use: ``{"path": "numba"|"numpy", "reason": ...}``."""
-    mod = _jit()
-    if mod is not None:
-        import numba
-        return {"path": "numba", "numba": numba.__version__, "reason": "compiled kernel loaded"}
-    return {"path": "numpy", "reason": "forced off by set_jit(False)" if _FORCED is False else _JIT_REASON}
+    """Which inference path is in use: ``{"path": "numba"|"numpy", ...}`` with the shared
+    kernel report (:func:`sim_backend.physics.jit.report`) and, for numpy, the reason."""
+    from sim_backend.physics import jit
+
+    if _FORCED is False:
+        return {"path": "numpy", "reason": "forced off by bench.network.kernel.set_jit(False)"}
+    return jit.report()
 
 
 def have_jit() -> bool:

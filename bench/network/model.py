@@ -12,7 +12,7 @@ the chip computes ``spikes @ ((G+ - G-) / g_unit)`` with the same ``srm_forward`
 For binary input spikes the sum ``W @ s_in`` is defined in ascending input order (one rounding
 per active input, :mod:`bench.network.kernel`), and inference runs the compiled fast path of
 that module (numba; the plain-numpy definition when numba is unavailable or
-``SNNBENCH_NO_JIT=1``): same spikes either way.  Non-binary inputs use a dense matmul.
+``SNNBENCH_KERNEL=numpy``): same spikes either way.  Non-binary inputs use a dense matmul.
 
 Units: weights are normalised (one unit = the differential conductance ``g_unit_s`` that
 produces one normalised neuron-input unit per input spike; 50 uS on the simulated chip).
