@@ -6,9 +6,10 @@ Every figure is printed with a ratio to a baseline measured in the same run:
 - bulk upload and output readout through socket:// and a pty to ``sim serve`` (a separate
   process), as ratios to the raw throughput of the same kind of transport in the same run:
   upload = UPLOAD_SPIKES of already-packed spike trains (the link: driver, frames, board
-  storing them) vs the same bytes written one way to a sink that answers with one byte;
-  readout = READ_OUTPUT of stored results vs a source that answers one byte with the same
-  number of bytes.  Target (issue 17): >= 0.5x raw.  The end-to-end figures (packing and
+  storing them, COMMIT) vs the same bytes written one way to a sink that answers with one byte;
+  readout = the transfer of READ_OUTPUT's reply (the BULK_GET rounds after COMMIT) vs a source
+  that answers one byte with the same number of bytes; the whole READ_OUTPUT command (the
+  board computing its reply included) is reported beside it.  Target (issue 17): >= 0.5x raw.  The end-to-end figures (packing and
   decoding included) and the bounded path of issue 16 (1 KiB STAGE/FETCH frames, one round
   trip each) are reported beside them.  Repetitions are interleaved (raw, link, raw, link...);
   each ratio is the median over repetitions with its spread (min..max).
@@ -27,6 +28,7 @@ import time
 import tty
 
 import numpy as np
+import psutil
 
 from drivers.pechip import PEChip
 from firmware_iface import messages as msg
@@ -150,6 +152,20 @@ def _write_all(fd: int, data: bytes) -> None:
         v = v[os.write(fd, v[:1 << 16]):]
 
 
+class TimedChip(PEChip):
+    """The driver, timing the transfer phase of bulk readouts (BULK_GET pieces after COMMIT):
+    the link's part of READ_OUTPUT, without the board computing the reply."""
+
+    get_s = 0.0
+
+    def _bulk_get(self, tid, total, first):
+        t0 = time.perf_counter()
+        try:
+            return super()._bulk_get(tid, total, first)
+        finally:
+            self.get_s += time.perf_counter() - t0
+
+
 def serve(mode):
     cmd = [sys.executable, "-m", "sim_backend", "serve", "--fidelity", "ideal", "--no-instruments"]
     if mode == "pty":
@@ -180,7 +196,7 @@ def transport(mode: str, reps: int, n_up: int, n_read: int) -> dict:
     p, url = serve(mode)
     raw = Raw(mode)
     try:
-        with PEChip(url, timeout_s=30) as chip:
+        with TimedChip(url, timeout_s=30) as chip:
             _prepare(chip, n_read)
             sp = np.random.default_rng(2).random((n_up, 300, 128)) < 0.05
             payloads = _upload_payloads(chip, sp, slot=n_read)
@@ -190,20 +206,34 @@ def transport(mode: str, reps: int, n_up: int, n_read: int) -> dict:
             rd_bytes = len(chip.call(Opcode.READ_OUTPUT, read_req, reply_bytes=reply_cap))
             up_blob, rd_blob = b"\x55" * up_bytes, b"\x55" * rd_bytes
             rows: dict[str, list[float]] = {k: [] for k in ("raw_up", "link_up", "e2e_up", "raw_rd", "link_rd",
-                                                             "e2e_rd")}
+                                                             "cmd_rd", "e2e_rd")}
+            board = psutil.Process(p.pid)
+            cpu = {k: 0.0 for k in ("raw_up", "host_up", "board_up", "raw_rd", "host_rd", "board_rd")}
             for _ in range(reps):  # interleaved: every figure of a repetition under the same load
+                c0 = time.process_time()
                 rows["raw_up"].append(raw.upload(up_blob))
+                cpu["raw_up"] += time.process_time() - c0
+                c0, b0 = time.process_time(), _cpu(board)
                 t0 = time.perf_counter()
                 for pl in payloads:
                     chip.call(Opcode.UPLOAD_SPIKES, pl)
                 rows["link_up"].append(time.perf_counter() - t0)
+                cpu["host_up"] += time.process_time() - c0
+                cpu["board_up"] += _cpu(board) - b0
                 t0 = time.perf_counter()
                 chip.upload_spikes(sp, slot=n_read)
                 rows["e2e_up"].append(time.perf_counter() - t0)
+                c0 = time.process_time()
                 rows["raw_rd"].append(raw.readout(rd_blob))
+                cpu["raw_rd"] += time.process_time() - c0
+                chip.get_s = 0.0
+                c0, b0 = time.process_time(), _cpu(board)
                 t0 = time.perf_counter()
                 chip.call(Opcode.READ_OUTPUT, read_req, reply_bytes=reply_cap)
-                rows["link_rd"].append(time.perf_counter() - t0)
+                rows["cmd_rd"].append(time.perf_counter() - t0)
+                cpu["host_rd"] += time.process_time() - c0
+                cpu["board_rd"] += _cpu(board) - b0
+                rows["link_rd"].append(chip.get_s)
                 t0 = time.perf_counter()
                 chip.read_outputs(n_read)
                 rows["e2e_rd"].append(time.perf_counter() - t0)
@@ -223,7 +253,7 @@ def transport(mode: str, reps: int, n_up: int, n_read: int) -> dict:
         p.wait()
     ratio = lambda a, b: [x / y for x, y in zip(rows[a], rows[b])]  # noqa: E731  time ratios
     up_r, rd_r = ratio("raw_up", "link_up"), ratio("raw_rd", "link_rd")
-    e2e_up, e2e_rd = ratio("raw_up", "e2e_up"), ratio("raw_rd", "e2e_rd")
+    e2e_up, e2e_rd, cmd_rd = ratio("raw_up", "e2e_up"), ratio("raw_rd", "e2e_rd"), ratio("raw_rd", "cmd_rd")
     med = lambda v: float(np.median(v))  # noqa: E731
     raw_up_bps = up_bytes / med(rows["raw_up"])
     raw_rd_bps = rd_bytes / med(rows["raw_rd"])
@@ -233,12 +263,31 @@ def transport(mode: str, reps: int, n_up: int, n_read: int) -> dict:
         "upload_ratio_to_raw": med(up_r), "upload_ratio_spread": [min(up_r), max(up_r)],
         "raw_readout_MBps": raw_rd_bps / 1e6, "link_readout_MBps": rd_bytes / med(rows["link_rd"]) / 1e6,
         "readout_ratio_to_raw": med(rd_r), "readout_ratio_spread": [min(rd_r), max(rd_r)],
+        "read_output_command_ratio_to_raw": med(cmd_rd),
         "upload_end_to_end_ratio_to_raw": med(e2e_up), "readout_end_to_end_ratio_to_raw": med(e2e_rd),
         "readout_samples_per_s": n_read / med(rows["e2e_rd"]),
         "bounded_path_upload_ratio_to_raw": (b_bytes / t_b) / raw_up_bps,
         "bounded_path_readout_ratio_to_raw": (rd_bytes / t_brd) / raw_rd_bps,
         "link_retries": stats.retries, "link_bad_frames": stats.bad_frames,
+        # CPU ms per MB moved, over the repetitions (independent of the machine's load): host = the
+        # driver's process, board = the simulator's, raw = both ends of the baseline (one process)
+        **{f"cpu_ms_per_MB_{k}": 1e3 * v / (reps * (up_bytes if k.endswith("up") else rd_bytes) / 1e6)
+           for k, v in cpu.items()},
     }
+
+
+def _cpu(proc: psutil.Process) -> float:
+    """CPU seconds of every thread of ``proc``: ns-resolution run time from the scheduler where
+    Linux offers it (/proc/PID/task/*/schedstat), else psutil's tick-resolution times."""
+    try:
+        total = 0
+        for task in os.listdir(f"/proc/{proc.pid}/task"):
+            with open(f"/proc/{proc.pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total * 1e-9
+    except OSError:
+        t = proc.cpu_times()
+        return t.user + t.system
 
 
 def main() -> int:

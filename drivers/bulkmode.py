@@ -198,14 +198,28 @@ class BulkMode:
                     name = Status(ev.status).name if ev.status in Status._value2member_map_ else "UNKNOWN"
                     raise ChipError(ev.status, name, ev.payload.decode("utf-8", "replace"))
 
+        small: list = []  # small parts go out together: one write, not one per frame
+
+        def flush() -> None:
+            if small:
+                self._write_draining(b"".join(small), on_events)
+                small.clear()
+
         for off, n in pending:
             parts, crc = job.unit(self._next_seq(), self._session, off, n)
             inflight[self._seq] = (off, n, crc)
             for part in parts:
-                self._write_draining(part, on_events)
+                if len(part) >= WRITE_SLICE:
+                    flush()
+                    self._write_draining(part, on_events)
+                else:
+                    small.append(part)
+            if sum(map(len, small)) >= WRITE_SLICE:
+                flush()
         req = Frame(Opcode.STATUS, self._next_seq(), session=self._session)
         marker.update(seq=req.seq, crc=frame_crc(req))
-        self._write_draining(encode_frame(req), on_events)
+        small.append(encode_frame(req))
+        flush()
         self.stats.commands += len(pending) + 1
         self.stats.unsequenced += len(pending) + 1
         self.stats.bulk_rounds += 1
@@ -225,9 +239,10 @@ class BulkMode:
         """Write ``data`` in slices, taking in what the board has answered between them."""
         view = memoryview(data)
         port = self._port
+        write = port.write if self._direct is None else self._direct.write
         for i in range(0, len(view), WRITE_SLICE):
             part = view[i:i + WRITE_SLICE]
-            port.write(part)
+            write(part)
             self.stats.bytes_tx += len(part)
             if self._fd is not None:
                 while select.select([self._fd], [], [], 0)[0]:

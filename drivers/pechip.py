@@ -31,7 +31,7 @@ from serial import SerialException
 from drivers.bounded import BoundedTransfers
 from drivers.errors import ChipError, ChipTimeout, LimitError, LinkError, ProtocolError
 from drivers.limits import ChipLimits
-from drivers.transport import open_link
+from drivers.transport import Direct, open_link
 from firmware_iface import messages as msg
 from firmware_iface.bulk import host_raw_rule
 from firmware_iface.framing import PROTOCOL_VERSION, Frame, FrameDecoder, encode_frame, frame_crc
@@ -123,12 +123,15 @@ class PEChip(BoundedTransfers):
         # Transports with a file descriptor (socket://, tty, pty) are read non-blocking after a
         # select(); others (rfc2217://, in-process) are polled with the port's own timeout.
         self._fd: int | None = None
+        self._direct: Direct | None = None
         if not _synchronous(self._port):
             try:
                 self._fd = self._port.fileno()
                 self._port.timeout = 0
             except (AttributeError, OSError, NotImplementedError):
                 self._fd = None
+            if self._fd is not None:
+                self._direct = Direct.of(self._port)
         self._info: msg.ChipInfo | None = None
         self._regs: dict[str, float] = {}
         """Register values (SI) known to be in force: written or read by this driver."""
@@ -211,7 +214,12 @@ class PEChip(BoundedTransfers):
         port = self._port
         if self._fd is not None:
             ready, _, _ = select.select([self._fd], [], [], max(0.0, deadline - time.monotonic()))
-            data = port.read(1 << 20) if ready else b""  # port timeout is 0: what is there
+            if not ready:
+                data = b""
+            elif self._direct is not None:
+                data = self._direct.read(1 << 20)
+            else:
+                data = port.read(1 << 20)  # port timeout is 0: what is there
         else:
             data = port.read(max(1, port.in_waiting))
         self.stats.bytes_rx += len(data)

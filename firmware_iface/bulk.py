@@ -21,7 +21,7 @@ import zlib
 from dataclasses import asdict, dataclass
 
 from firmware_iface.framing import DELIMITER, MAX_PAYLOAD, Frame, encode_frame
-from firmware_iface.records import PayloadError, expect_end, pack, unpack
+from firmware_iface.records import PayloadError, expect_end, pack, record_struct, unpack, unpack_exact
 from firmware_iface.spec import Opcode, Status
 
 
@@ -88,13 +88,11 @@ def decode_result(payload: bytes) -> tuple[int, int, int, bytes]:
 
 
 def encode_fetch(transfer: int, offset: int, length: int) -> bytes:
-    return pack("FETCH", id=transfer, offset=offset, length=length)
+    return record_struct("FETCH").pack(transfer, offset, length)
 
 
 def decode_fetch(payload: bytes) -> tuple[int, int, int]:
-    r, off = unpack("FETCH", payload)
-    expect_end(payload, off, "FETCH")
-    return int(r["id"]), int(r["offset"]), int(r["length"])
+    return unpack_exact("FETCH", payload)
 
 
 # --- bulk mode (capability BULK): pieces as raw bytes after a CRC-checked frame ----------------
@@ -111,13 +109,12 @@ class BulkHeader:
 
 
 def encode_bulk(h: BulkHeader) -> bytes:
-    return pack("BULK", id=h.id, opcode=h.opcode, total=h.total, offset=h.offset, nbytes=h.nbytes, crc=h.crc)
+    return record_struct("BULK").pack(h.id, h.opcode, 0, 0, h.total, h.offset, h.nbytes, h.crc)
 
 
 def decode_bulk(payload: bytes) -> BulkHeader:
-    r, off = unpack("BULK", payload)
-    expect_end(payload, off, "BULK")
-    return BulkHeader(*(int(r[k]) for k in ("id", "opcode", "total", "offset", "nbytes", "crc")))
+    tid, opcode, _, _, total, offset, nbytes, crc = unpack_exact("BULK", payload)
+    return BulkHeader(tid, opcode, total, offset, nbytes, crc)
 
 
 def bulk_header(transfer: int, opcode: int, total: int, offset: int, data: bytes) -> BulkHeader:

@@ -182,22 +182,19 @@ class FrameDecoder:
         """Add received bytes; return, in order, every frame they complete and every error.
 
         ``now`` (monotonic s) is when they arrived; a raw block that got no byte for
-        ``raw_idle_s`` before them is abandoned first."""
+        ``raw_idle_s`` before them is abandoned first.  A raw block that arrives whole inside
+        ``data`` is handed out as a view of it, without a copy."""
         out: list[Frame | FrameError] = []
         self._now = now = time.monotonic() if now is None else now
         if self._raw is not None and data:
             if now - self._last > self._idle:
                 self._fail_raw("raw block stopped for longer than RAW_IDLE_S", out)
             self._last = now
-        if self._raw is not None and not self._buf and data:  # fast path: raw bytes straight in
-            view = memoryview(data)
-            take = min(len(view), self._raw[1] - len(self._block))
-            self._block += view[:take]
-            data = view[take:]
-            if len(self._block) == self._raw[1]:
-                self._end_raw(out)
-        self._buf += data
-        self._parse(out)
+        if self._buf or not isinstance(data, bytes):
+            self._buf += data
+            self._parse(out, None)
+        else:  # nothing pending: parse the received bytes where they are
+            self._parse(out, data)
         return out
 
     def abandon(self) -> list[Frame | FrameError]:
@@ -207,40 +204,50 @@ class FrameDecoder:
         if self._raw is not None:
             self._fail_raw("raw block incomplete at the deadline", out)
             self._now = time.monotonic()
-            self._parse(out)
+            self._parse(out, None)
         return out
 
-    def _fail_raw(self, reason: str, out: list) -> None:
+    def _fail_raw(self, reason: str, out: list, rest: bytes = b"") -> None:
+        """Drop the raw block; its bytes, then ``rest``, become the bytes still to be parsed
+        (the hunt for delimiters restarts at the first byte taken as raw)."""
         frame = self._raw[0]
         self._raw = None
         self._error(RawBlockError(frame, reason), out)
-        self._buf[:0] = self._block  # hunt for delimiters from the first byte taken as raw
+        self._buf[:0] = self._block
+        self._buf += rest
         self._block = bytearray()
         self._scan = 0
 
-    def _end_raw(self, out: list) -> None:
-        frame, n, crc = self._raw
-        if zlib.crc32(self._block) != crc:
-            self._fail_raw(f"raw block of {n} bytes failed its CRC-32", out)
-            return
-        self._raw = None
-        out.append(replace(frame, data=self._block))  # handed over, not copied
-        self._block = bytearray()
-
-    def _parse(self, out: list) -> None:
-        buf = self._buf
+    def _parse(self, out: list, data: bytes | None) -> None:
+        """Parse ``self._buf`` (``data`` None) or ``data`` (``self._buf`` empty; what is left of
+        it is kept in ``self._buf``)."""
+        buf = self._buf if data is None else data
         start = 0
-        scan = self._scan
+        scan = self._scan if data is None else 0
         while True:
             if self._raw is not None:
-                take = min(len(buf) - start, self._raw[1] - len(self._block))
-                self._block += memoryview(buf)[start:start + take]
-                start = scan = start + take
-                if len(self._block) < self._raw[1]:
+                n = self._raw[1]
+                if data is not None and not self._block and len(buf) - start >= n:
+                    self._block = memoryview(buf)[start:start + n]  # whole in ``data``: a view
+                    start += n
+                else:
+                    take = min(len(buf) - start, n - len(self._block))
+                    self._block += memoryview(buf)[start:start + take]
+                    start += take
+                scan = start
+                if len(self._block) < n:
                     break
-                del buf[:start]
-                start = scan = 0
-                self._end_raw(out)  # a failed block goes back to the front of ``buf``
+                frame, _, crc = self._raw
+                if zlib.crc32(self._block) == crc:
+                    self._raw = None
+                    out.append(replace(frame, data=self._block))  # handed over, not copied
+                    self._block = bytearray()
+                    continue
+                rest = bytes(buf[start:])
+                if data is None:
+                    buf.clear()
+                self._fail_raw(f"raw block of {n} bytes failed its CRC-32", out, rest)
+                buf, data, start, scan = self._buf, None, 0, 0
                 continue
             end = buf.find(0, scan)
             if end < 0:
@@ -260,12 +267,12 @@ class FrameDecoder:
                         out.append(frame)
                     else:
                         self._raw, self._block, self._last = (frame, *announced), bytearray(), self._now
-                        if announced[0] == 0:
-                            start = scan = end + 1
-                            self._end_raw(out)
-                            continue
             start = scan = end + 1
-        del buf[:start]
+        if data is None:
+            del buf[:start]
+        else:
+            self._buf += memoryview(buf)[start:]
+        buf = self._buf
         self._scan = len(buf) if self._raw is None else 0
         if len(buf) > self._max:  # no delimiter in far too long: drop the garbage
             self._error(FrameError("oversized frame discarded"), out)

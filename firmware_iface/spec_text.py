@@ -49,8 +49,10 @@ def job_deadline_s(opcode: int, payload: bytes, run_chip_s: float = 0.0) -> floa
 
 LINK_LAYER = f"""\
 - **UART** (real board): {UART_BAUD:,} baud, 8 data bits, no parity, 1 stop bit (8N1), no flow
-  control (neither RTS/CTS nor XON/XOFF). The host has at most one request in flight, so a
-  receive buffer of one maximum frame suffices on either side. Other transports (TCP, a
+  control (neither RTS/CTS nor XON/XOFF). Outside bulk mode the host has at most one request in
+  flight, so a receive buffer of one maximum frame suffices on either side; in bulk mode the
+  pieces of a round are in flight together and the board consumes them at line rate, in order
+  (section Bulk mode). Other transports (TCP, a
   pseudo-terminal, the in-process simulator) carry the same byte stream unchanged.
 - **Delimiter**: 0x00 ends every frame and never occurs inside one (COBS). A receiver collects
   bytes up to the next 0x00 and decodes them as one frame; an empty run (two 0x00 in a row) is
@@ -407,8 +409,10 @@ BULK_MODE = f"""\
   the rest with BULK_GET requests, back to back, then one STATUS; a piece whose reply is
   missing or whose raw block fails its CRC is asked for again, smaller.
 - **Budget**: one transfer may lose at most `retries` pieces per KiB; a round in which no
-  piece got through counts as a dead round and `retries` dead rounds in a row end the
-  transfer with a timeout. A board that reboots during an upload (NO_SESSION) gets a new
+  piece got through is a dead round, and more than `retries` dead rounds in a row end the
+  transfer with a timeout. A round waits for the STATUS reply until no byte has arrived for
+  the host's timeout (so a slow link is not mistaken for a dead one); a raw block still
+  incomplete then is dropped and its bytes searched as above. A board that reboots during an upload (NO_SESSION) gets a new
   session and the whole upload again. A transfer therefore completes bit-identical or fails
   with an error; it never returns partial data.
 - **Compatibility**: a host that sees no BULK bit uses STAGE / FETCH; a board that has the bit

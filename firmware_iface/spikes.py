@@ -86,8 +86,9 @@ def decode_upload_packed(payload: bytes, max_bits: int = DECODE_MAX_BITS
                          ) -> tuple[int, np.ndarray, int, int, np.ndarray]:
     """An upload as packed bitmaps: (slot, bitmaps (n, dense_nbytes) uint8 with every sample
     in the dense layout -- ``numpy.packbits(bitorder="little")`` of its (steps, rows) bits, pad
-    bits 0 --, steps, rows, encodings (n,)).  Dense samples are copied as they are, never
-    expanded to one byte per bit.
+    bits 0 --, steps, rows, encodings (n,)).  Dense samples are never expanded to one byte per
+    bit; when all are dense and have no pad bits the bitmaps are a read-only view of
+    ``payload`` (which must then outlive them).
 
     The header's sizes are checked before anything is allocated: every sample needs at least
     its SAMPLE record in the payload, and n x steps x rows must not exceed ``max_bits``."""
@@ -106,8 +107,10 @@ def decode_upload_packed(payload: bytes, max_bits: int = DECODE_MAX_BITS
     if n and len(payload) - off == n * dense_rec.itemsize:  # maybe all dense: one vectorised pass
         rec = np.frombuffer(payload, dtype=dense_rec, count=n, offset=off)
         if np.all(rec["sample"]["encoding"] == Encoding.DENSE) and np.all(rec["sample"]["nbytes"] == dn):
-            packed = np.array(rec["data"])
-            packed[:, -1] &= pad_mask
+            packed = rec["data"]  # a view of the payload: no copy when there are no pad bits
+            if nbits % 8:
+                packed = np.array(packed)
+                packed[:, -1] &= pad_mask
             return int(up["slot"]), packed, steps, rows, np.zeros(n, np.uint8)
     packed = np.zeros((n, dn), dtype=np.uint8)
     encs = np.zeros(n, dtype=np.uint8)

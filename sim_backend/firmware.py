@@ -19,10 +19,12 @@ session and retry rules of docs/protocol.md (protocol v2):
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import threading
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -40,7 +42,11 @@ from firmware_iface.write_verify import WriteVerifyJob, as_reported
 from sim_backend.chip import VirtualChip
 
 
-_BULK_SIZE = RECORDS["BULK"].itemsize
+class _RawReply(NamedTuple):
+    """A BULK_GET reply: the BULK record (the frame's payload) and the raw block after it."""
+
+    record: bytes
+    data: memoryview
 
 
 class CommandError(Exception):
@@ -85,6 +91,28 @@ LONG_JOBS = frozenset({Opcode.WRITE_VERIFY, Opcode.RUN, Opcode.WAIT, Opcode.COMM
 """Opcodes that may run longer than the acknowledge time and then answer BUSY."""
 UNSEQUENCED = frozenset({Opcode.STATUS, Opcode.BULK_PUT, Opcode.BULK_GET})
 """Executed every time they arrive in the current session, whatever their seq; never cached."""
+
+
+class _Ranges:
+    """Byte ranges of a staging buffer received so far: sorted, disjoint, merged."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.count = 0
+        """Bytes covered."""
+
+    def add(self, a: int, b: int) -> int:
+        """Cover ``[a, b)``; returns the bytes now covered."""
+        if a < b:
+            i = bisect.bisect_left(self.ends, a)      # first range ending at or after a
+            j = bisect.bisect_right(self.starts, b)   # ranges starting at or before b touch [a, b)
+            if i < j:
+                self.count -= sum(e - s for s, e in zip(self.starts[i:j], self.ends[i:j]))
+                a, b = min(a, self.starts[i]), max(b, self.ends[j - 1])
+            self.starts[i:j], self.ends[i:j] = [a], [b]
+            self.count += b - a
+        return self.count
 
 
 def seq_newer(seq: int, last: int) -> bool:
@@ -156,7 +184,7 @@ class VirtualFirmware:
         self.memory_bits = 0
         """Bits of sample memory in use (inputs)."""
         self._staging: list | None = None
-        """Bounded transfer being received: [id, opcode, buffer, filled mask, bytes filled]."""
+        """Bounded transfer being received: [id, opcode, buffer, byte ranges received]."""
         self._kept: tuple[int, int, bytes] | None = None
         """Result of the last committed transfer: (id, status, reply payload)."""
 
@@ -182,15 +210,14 @@ class VirtualFirmware:
                 self._garbage = True
                 self.last_error = int(Status.BAD_FRAME)
                 out.append(encode_frame(Frame(0, 0, flags=FLAG_RESPONSE, status=Status.BAD_FRAME)))
-        return b"".join(out)
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def _reply(self, req: Frame, status: Status, payload: bytes = b"") -> bytes:
         if status != Status.OK:
             self.last_error = int(status)
-        if req.opcode == Opcode.BULK_GET and status == Status.OK:  # BULK record in the frame, data raw
-            return b"".join(bulk_unit(Frame(req.opcode, req.seq, payload[:_BULK_SIZE], flags=FLAG_RESPONSE,
-                                            status=status, session=req.session, echo=req.crc),
-                                      memoryview(payload)[_BULK_SIZE:]))
+        if isinstance(payload, _RawReply):  # BULK_GET: the BULK record in the frame, the data raw
+            return b"".join(bulk_unit(Frame(req.opcode, req.seq, payload.record, flags=FLAG_RESPONSE,
+                                            status=status, session=req.session, echo=req.crc), payload.data))
         return encode_frame(Frame(req.opcode, req.seq, payload, flags=FLAG_RESPONSE, status=status,
                                   session=req.session, echo=req.crc))
 
@@ -279,7 +306,7 @@ class VirtualFirmware:
             status, payload = Status.NO_MEMORY, b"out of memory"
         except Exception as exc:  # noqa: BLE001 - firmware answers, it never dies on a command
             status, payload = Status.INTERNAL, f"{type(exc).__name__}: {exc}".encode()[:200]
-        if status == Status.OK and len(payload) > MAX_PAYLOAD + (_BULK_SIZE if opcode == Opcode.BULK_GET else 0):
+        if status == Status.OK and not isinstance(payload, _RawReply) and len(payload) > MAX_PAYLOAD:
             status = Status.NO_MEMORY
             payload = f"reply of {len(payload)} bytes exceeds the {MAX_PAYLOAD}-byte frame limit".encode()
         return status, payload
@@ -384,13 +411,9 @@ class VirtualFirmware:
         transfer of many pieces costs linear time."""
         st = self._staging
         if st is None or st[0] != tid or st[1] != opcode or len(st[2]) != total:
-            st = self._staging = [tid, opcode, bytearray(total), np.zeros(total, bool), 0]
-        n = len(piece)
-        st[2][offset:offset + n] = piece
-        mask = st[3][offset:offset + n]
-        st[4] += n - int(np.count_nonzero(mask))
-        mask[:] = True
-        return st[4]
+            st = self._staging = [tid, opcode, bytearray(total), _Ranges()]
+        st[2][offset:offset + len(piece)] = piece
+        return st[3].add(offset, offset + len(piece))
 
     def _commit(self, p: bytes) -> bytes:
         tid, opcode, total = decode_commit(p)
@@ -400,8 +423,8 @@ class VirtualFirmware:
         st = self._staging
         if st is None or st[0] != tid or st[1] != opcode or len(st[2]) != total:
             raise CommandError(Status.NOT_READY, f"transfer {tid:#x} was not staged as {total} bytes of 0x{opcode:02x}")
-        if st[4] != total:
-            raise CommandError(Status.NOT_READY, f"transfer {tid:#x}: {total - st[4]} bytes not staged")
+        if st[3].count != total:
+            raise CommandError(Status.NOT_READY, f"transfer {tid:#x}: {total - st[3].count} bytes not staged")
         self._staging = None
         status, payload = self._invoke(opcode, st[2])  # the buffer itself: the transfer is over
         self._kept = (tid, int(status), payload)
@@ -434,7 +457,7 @@ class VirtualFirmware:
         tid, offset, length = decode_fetch(p)
         kept = self._kept_result(tid, offset, length, MAX_PAYLOAD)
         data = memoryview(kept)[offset:offset + length]
-        return b"".join((encode_bulk(bulk_header(tid, 0, len(kept), offset, data)), data))
+        return _RawReply(encode_bulk(bulk_header(tid, 0, len(kept), offset, data)), data)
 
     def _ping(self, p: bytes) -> bytes:
         if len(p) > MAX_PING:
