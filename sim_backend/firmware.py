@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
 import json
 import threading
 from collections.abc import Callable
@@ -588,12 +589,11 @@ class VirtualFirmware:
             raise CommandError(Status.NO_MEMORY, f"{n} samples of {steps} x {rows} bits exceed the sample memory "
                                                  f"({SAMPLE_MEMORY_BITS} bits, {self.memory_bits} in use)")
         slot, packed, _, _, _ = decode_upload_packed(p)
-        for i in range(n):
-            old = self.inputs.get(slot + i)
-            self.memory_bits -= old[1] * rows if old else 0
-            self.inputs[slot + i] = (packed[i], steps)
-            self.memory_bits += steps * rows
-            self.outputs.pop(slot + i, None)
+        slots = range(slot, slot + n)
+        self.inputs.update(zip(slots, zip(list(packed), itertools.repeat(steps))))
+        self.memory_bits += n * steps * rows - replaced
+        for s in self.outputs.keys() & slots if self.outputs else ():  # their results are stale
+            del self.outputs[s]
         return pack("COUNT", count=n)
 
     def _input(self, s: int) -> np.ndarray:
