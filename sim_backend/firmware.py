@@ -148,7 +148,8 @@ class VirtualFirmware:
         self.chip_id = chip_id if chip_id is not None else (0x5E0000000000 | (chip.chip_seed & 0xFFFFFFFF))
         self.decoder = FrameDecoder(raw=board_raw_rule)
         self._garbage = False
-        """A bad run was answered and no valid frame came since: further bad runs are not."""
+        """A bad run of the bytes being fed was answered and no valid frame came since: further
+        bad runs of the same burst are not."""
         self.frames_rx = 0
         self.duplicates = 0
         self.executed = 0
@@ -193,6 +194,7 @@ class VirtualFirmware:
     def feed(self, data: bytes) -> bytes:
         """Bytes from the host in, bytes to the host out."""
         out = []
+        self._garbage = False  # a new burst of bytes (on a UART: after a pause in the stream)
         for ev in self.decoder.feed_events(data):
             if isinstance(ev, Frame):
                 self._garbage = False
