@@ -304,7 +304,8 @@ def budget_table_html(b: dict[str, Any]) -> str:
         f"<td>{100 * r['accuracy']:.2f} %</td><td>{r['drop_points']:+.2f}</td>"
         f"<td>{r['drop_min']:+.2f} .. {r['drop_max']:+.2f}</td><td>{html.escape(base.get(r['baseline'], r['baseline']))}</td>"
         f"<td>{html.escape(params(r))}</td></tr>" for r in b["rows"] + [b["all"]])
-    return (f"<h2>Error budget</h2><p>fidelity {html.escape(b['fidelity'])}, age {b['age_s']:g} s, "
+    which = "".join(f"{k} {html.escape(Path(str(b[k])).name)}, " for k in ("model", "data") if b.get(k))
+    return (f"<h2>Error budget</h2><p>{which}fidelity {html.escape(b['fidelity'])}, age {b['age_s']:g} s, "
             f"{b['samples']} samples, chip seeds {b['chip_seeds']}; software accuracy "
             f"{100 * b['software_accuracy']:.2f} %. Each effect alone = an ideal chip with only that effect on, "
             f"at the preset's value.</p><table><tr><th>row</th><th>accuracy</th><th>drop (points)</th>"

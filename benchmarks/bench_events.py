@@ -1,6 +1,7 @@
 """Event data benchmark (issues 6, 15, 17): AEDAT 3.1 reading speed against a plain numpy
-reader of the same file in the same run, ``data check`` wall time on the default synthetic
-set, split loading and preprocessing.
+reader of the same file in the same run, ``data check`` wall time on the default stylised
+synthetic set (``data synth --kind stylised``: the realistic default takes minutes to
+generate), split loading and preprocessing.
 
     .venv/bin/python benchmarks/bench_events.py [--quick] [--events N] [--repeat N] [--json]
 
@@ -125,7 +126,8 @@ def main(argv=None) -> int:
         gen = time.perf_counter() - t0
         m = json.loads((d / "synth.json").read_text())
         res["synth"] = {"seconds": round(gen, 3), "samples": m["samples"], "events": m["events"],
-                        "recordings": len(m["recordings"]), "default_set": not args.quick}
+                        "recordings": len(m["recordings"]), "kind": "stylised",
+                        "default_stylised_set": not args.quick}
         # data check vs loading both splits (same files read once each), interleaved
         chk, load = [], []
         report = None

@@ -8,7 +8,11 @@ implementation), one thread for everything (BLAS and torch limited to one thread
 load; the fast path is single-threaded), at batch 64 (one call per 64 samples) and batch 1 (one
 call per sample).  Candidates, measured interleaved in the same run:
 
-- ``fast``: ``bench.network.kernel.FastNetwork`` (numba, event-driven, float64);
+- ``fast``: ``bench.network.kernel.FastNetwork`` (numba, event-driven, float64), prepared once;
+- ``fast_api``: ``Network.forward`` (the same kernel; prepares the weights on every call and
+  returns float64 0/1 arrays) - for information;
+- ``fast_f32``: the float32 variant (its own definition; its disagreement with the float64
+  reference is reported) - for information, compared with ``torch_layer_f32``;
 - ``numpy_step`` / ``numpy_layer``: benchmarks/baseline_numpy.py (dense matmul per step, or per
   layer over all steps), float64;
 - ``torch_step`` / ``torch_layer``: benchmarks/baseline_torch.py, float64 (skipped with a message
@@ -52,7 +56,9 @@ def _candidates(net, with_torch: bool) -> dict[str, Callable[[np.ndarray], list[
     ws = [layer.weight for layer in net.layers]
     ps = [layer.neuron for layer in net.layers]
     fast = kernel.FastNetwork(net.layers)
-    c: dict[str, Callable] = {"fast": fast.forward}
+    fast32 = kernel.FastNetwork(net.layers, np.float32)
+    c: dict[str, Callable] = {"fast": fast.forward, "fast_f32": fast32.forward,
+                              "fast_api": net.forward}
     for m in baseline_numpy.MODES:
         c[f"numpy_{m}"] = (lambda m: lambda x: baseline_numpy.forward(x, ws, ps, mode=m))(m)
     if with_torch:
@@ -84,12 +90,28 @@ def run(reps: int, n64: int, n1: int, rate: float, seed: int = 0) -> dict:
     for layer in net.layers:
         h = kernel.reference_layer(h, layer.weight, layer.neuron)
         ref.append(h)
+    h = x[:8]
+    ref32 = []
+    for layer in net.layers:
+        h = kernel.reference_layer(h, layer.weight, layer.neuron, dtype=np.float32)
+        ref32.append(h)
     agree = {}
     for name, f in cands.items():
         outs = f(x[:8])
-        agree[name] = {"spikes_differing": int(sum(int(np.sum(o != r)) for o, r in zip(outs, ref))),
+        agree[name] = {"spikes_differing": int(sum(int(np.sum((o != 0) != r)) for o, r in zip(outs, ref))),
                        "spikes_total": int(sum(o.size for o in ref)),
+                       "spikes_fired_reference": int(sum(int(r.sum()) for r in ref)),
                        "predictions_equal": bool(np.array_equal(predict(outs[-1]), predict(ref[-1])))}
+    agree["fast_f32"]["equal_to_float32_reference"] = all(
+        np.array_equal(o, r) for o, r in zip(cands["fast_f32"](x[:8]), ref32))
+    # float32 vs float64 on more samples: the disagreement of the two definitions
+    n_cmp = min(len(x), 64)
+    o64, o32 = cands["fast"](x[:n_cmp]), cands["fast_f32"](x[:n_cmp])
+    agree["float32_vs_float64"] = {
+        "samples": n_cmp,
+        "spikes_differing_per_layer": [int(np.sum(a != b)) for a, b in zip(o64, o32)],
+        "spikes_fired_per_layer": [int(a.sum()) for a in o64],
+        "predictions_differing": int(np.sum(predict(o64[-1]) != predict(o32[-1])))}
     res: dict = {name: {"64": [], "1": []} for name in cands}
     for _ in range(reps):                      # interleaved: every candidate once per repetition
         for name, f in cands.items():
@@ -107,7 +129,7 @@ def run(reps: int, n64: int, n1: int, rate: float, seed: int = 0) -> dict:
                                            for b, v in d.items()}
     for b in ("64", "1"):
         base = {k: v[b]["median"] for k, v in out["samples_per_second"].items()
-                if k != "fast" and not k.endswith("_f32")}
+                if not k.startswith("fast") and not k.endswith("_f32")}
         best = max(base, key=base.get)
         fast = out["samples_per_second"]["fast"][b]["median"]
         # per-repetition ratios against the same repetition's best baseline: the spread
@@ -115,8 +137,12 @@ def run(reps: int, n64: int, n1: int, rate: float, seed: int = 0) -> dict:
         out["ratios"][b] = {"best_baseline": best, "fast_vs_best": fast / base[best],
                             "per_rep_min": min(per_rep), "per_rep_max": max(per_rep),
                             **{f"fast_vs_{k}": fast / v for k, v in base.items()}}
-        if "torch_layer_f32" in out["samples_per_second"]:
-            out["ratios"][b]["fast_vs_torch_layer_f32"] = fast / out["samples_per_second"]["torch_layer_f32"][b]["median"]
+        sps = out["samples_per_second"]
+        out["ratios"][b]["fast_api_vs_best"] = sps["fast_api"][b]["median"] / base[best]
+        out["ratios"][b]["fast_f32_vs_best"] = sps["fast_f32"][b]["median"] / base[best]
+        if "torch_layer_f32" in sps:
+            out["ratios"][b]["fast_f32_vs_torch_layer_f32"] = (sps["fast_f32"][b]["median"]
+                                                              / sps["torch_layer_f32"][b]["median"])
     out["config"]["loadavg_end"] = list(os.getloadavg())
     out["target_met"] = all(out["ratios"][b]["fast_vs_best"] >= TARGET for b in ("64", "1"))
     return out
@@ -154,11 +180,18 @@ def main() -> int:
         cells = [f"{v[b]['median']:10.1f} ({v[b]['min']:.1f}..{v[b]['max']:.1f})" for b in ("64", "1")]
         print(f"{name:18s} {cells[0]:>34s} {cells[1]:>34s}  {ag['spikes_differing']} of {ag['spikes_total']} "
               f"spikes differ, predictions {'equal' if ag['predictions_equal'] else 'DIFFER'}")
+    print("(agreement: output spikes of all layers vs the float64 reference definition, 8 samples)")
     for b in ("64", "1"):
         q = r["ratios"][b]
         print(f"batch {b:>2s}: fast = {q['fast_vs_best']:.2f}x the best baseline ({q['best_baseline']}; "
               f"per repetition {q['per_rep_min']:.2f}..{q['per_rep_max']:.2f}x); "
               + ", ".join(f"{k[8:]} {v:.1f}x" for k, v in q.items() if k.startswith("fast_vs_") and k != "fast_vs_best"))
+        print(f"          Network.forward {q['fast_api_vs_best']:.2f}x; float32 fast path {q['fast_f32_vs_best']:.2f}x"
+              + (f" ({q['fast_f32_vs_torch_layer_f32']:.1f}x torch float32)" if "fast_f32_vs_torch_layer_f32" in q else ""))
+    d = r["agreement_with_reference"]["float32_vs_float64"]
+    print(f"float32 path: equal to its float32 reference: {r['agreement_with_reference']['fast_f32']['equal_to_float32_reference']}; "
+          f"vs float64 over {d['samples']} samples: {d['spikes_differing_per_layer']} spikes differ of "
+          f"{d['spikes_fired_per_layer']} fired per layer, {d['predictions_differing']} predictions differ")
     print(f"target >= {TARGET:.0f}x at batch 64 and 1: {'met' if r['target_met'] else 'NOT met'}; "
           f"load average {c['loadavg_start'][0]:.1f} -> {c['loadavg_end'][0]:.1f}")
     return 0

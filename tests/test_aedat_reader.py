@@ -80,3 +80,32 @@ def test_negative_timestamp_names_the_event_byte():
     off = len(HEADER) + len(first) + 28 + 8
     with pytest.raises(DataFormatError, match=rf"corrupted event at byte {off}: negative 32-bit timestamp -2147483647"):
         decode_aedat(blob)
+
+
+@pytest.mark.parametrize(
+    "fields, shown",
+    [
+        ((2, 1, 8, 4, 0, 2, 3, 3), "eventCapacity=2 eventNumber=3"),  # number > capacity
+        ((2, 1, 8, 4, -1, 1, 1, 1), "eventTSOverflow=-1"),
+        ((2, 1, 8, 6, 0, 1, 1, 1), "eventSize=8 eventTSOffset=6"),  # timestamp past the event
+        ((2, 1, 8, -2, 0, 1, 1, 1), "eventTSOffset=-2"),
+        ((2, 1, 8, 4, 0, -1, 0, 0), "eventCapacity=-1"),
+        ((2, 1, 0, 0, 0, 1, 1, 1), "eventSize=0"),
+    ],
+)
+def test_corrupted_header_field_is_named_before_a_later_truncation(fields, shown):
+    good = packet(1, [(word(1, 2, 1), 5)])
+    bad = struct.pack("<hhiiiiii", *fields) + b"\0" * 8
+    truncated = packet(1, [(word(1, 2, 1), 6)] * 4)[:-5]
+    blob = HEADER + good + bad + truncated
+    with pytest.raises(DataFormatError, match=rf"corrupted packet header at byte {len(HEADER) + len(good)}: "
+                                              rf".*{shown}"):
+        decode_aedat(blob)
+
+
+def test_truncated_packet_after_good_ones_names_its_offset():
+    good = packet(1, [(word(1, 2, 1), 5)] * 3)
+    blob = HEADER + good + packet(1, [(word(1, 2, 1), 6)] * 4)[:-5]
+    with pytest.raises(DataFormatError, match=rf"truncated packet at byte {len(HEADER) + len(good)} "
+                                              r"\(eventType=1, 4 events of 8 bytes\): needs 32 body bytes, only 27"):
+        decode_aedat(blob)

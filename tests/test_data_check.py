@@ -16,7 +16,6 @@ import sys
 import pytest
 
 from bench.cli import main
-from bench.data import synth
 from bench.data.aedat import read_aedat
 from bench.data.labels import CLASS_NAMES
 from tests.strict_json import loads_strict
@@ -27,7 +26,9 @@ SPLIT_FILES = {"train": "trials_to_train.txt", "test": "trials_to_test.txt"}
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
     d = tmp_path_factory.mktemp("release") / "DvsGesture"
-    synth.generate(d, seed=3, per_class=4, subjects=2)
+    # the stylised kind: the same release layout as the realistic one, in about a second
+    assert main(["data", "synth", "--kind", "stylised", "--out", str(d), "--seed", "3", "--per-class", "4",
+                 "--subjects", "2", "--json"]) == 0
     return d
 
 
@@ -225,3 +226,39 @@ def test_check_subprocess_exit_code_and_one_json_object(copy):
     assert p.returncode == 2, p.stderr
     res = loads_strict(p.stdout)
     assert "trials_to_test.txt: line 1: expected a '.aedat' file name, found 'not a file name'" in res["problems"]
+
+
+def test_unreadable_files_are_problems_not_crashes(copy, capsys):
+    rec = sorted(copy.glob("*.aedat"))[0]
+    lab = copy / rec.name.replace(".aedat", "_labels.csv")
+    lab.write_bytes(b"class,startTime_usec,endTime_usec\n1,\xff\xfe,3\n")
+    (copy / "trials_to_train.txt").unlink()
+    (copy / "trials_to_train.txt").mkdir()
+    rc, res, _ = run(capsys, "check", str(copy))
+    assert rc == 2
+    assert f"{lab.name}: labels file is not text (byte 36)" in res["problems"]
+    assert "trials_to_train.txt: trial list is a directory" in res["problems"]
+
+
+def test_overlapping_labels_are_a_warning(copy, capsys):
+    rec = sorted(copy.glob("*.aedat"))[0]
+    lab = copy / rec.name.replace(".aedat", "_labels.csv")
+    rows = [line.split(",") for line in lab.read_text().splitlines()[1:]]
+    a2, b2 = int(rows[1][1]), int(rows[1][2])
+    rows[2][1] = str(b2 - 1000)  # line 4 starts 1 ms before line 3 ends
+    lab.write_text("class,startTime_usec,endTime_usec\n" + "".join(",".join(r) + "\n" for r in rows))
+    rc, res, _ = run(capsys, "check", str(copy))
+    assert rc == 0
+    assert res["warnings"] == [f"{lab.name}: line 4: label interval [{b2 - 1000}, {rows[2][2]}) us overlaps the label "
+                               f"on line 3 (ends at {b2} us)"]
+    assert a2 < b2
+
+
+def test_empty_recording(copy, capsys):
+    rec = sorted(copy.glob("*.aedat"))[0]
+    rec.write_bytes(b"#!AER-DAT3.1\r\n#!END-HEADER\r\n")
+    rc, res, _ = run(capsys, "check", str(copy))
+    assert rc == 2
+    assert f"{rec.name}: recording has no polarity events" in res["warnings"]
+    n = len(rec.with_name(rec.stem + "_labels.csv").read_text().splitlines()) - 1
+    assert res["problems"] == [f"{rec.stem}_labels.csv: {n} label(s) but recording {rec.name} has no polarity events"]

@@ -36,10 +36,11 @@ def test_the_compiled_path_is_in_use():
     assert kernel.jit_status()["path"] == "numba"
 
 
-def _reference_stack(x, weights, params, theta=None, tau=None):
+def _reference_stack(x, weights, params, theta=None, tau=None, dtype=np.float64):
     outs, h = [], x
     for k, (w, p) in enumerate(zip(weights, params)):
-        h = kernel.reference_layer(h, w, p, theta=theta if k == 0 else None, tau_steps=tau if k == 0 else None)
+        h = kernel.reference_layer(h, w, p, theta=theta if k == 0 else None, tau_steps=tau if k == 0 else None,
+                                   dtype=dtype)
         outs.append(h)
     return outs
 
@@ -47,7 +48,7 @@ def _reference_stack(x, weights, params, theta=None, tau=None):
 @st.composite
 def networks(draw):
     n_layers = draw(st.integers(1, 3))
-    sizes = [draw(st.integers(1, 40))] + [draw(st.integers(1, 140)) for _ in range(n_layers)]
+    sizes = [draw(st.integers(1, 40))] + [draw(st.integers(1, 300)) for _ in range(n_layers)]
     seed = draw(st.integers(0, 2 ** 32 - 1))
     rng = np.random.default_rng(seed)
     scale = draw(st.sampled_from([0.3, 1.0, 3.0]))
@@ -68,21 +69,23 @@ def networks(draw):
 
 
 @settings(max_examples=60, deadline=None)
-@given(case=networks())
-def test_property_fast_path_spikes_equal_the_reference(case):
+@given(case=networks(), dtype=st.sampled_from([np.float64, np.float32]))
+def test_property_fast_path_spikes_equal_the_reference(case, dtype):
+    """Each precision against its own reference (float32: weights rounded, float32 arithmetic)."""
     x, weights, params, theta, tau = case
-    ref = _reference_stack(x, weights, params, theta, tau)
+    ref = _reference_stack(x, weights, params, theta, tau, dtype)
     # layer by layer, with per-neuron mismatch on the first layer
     h = x
     for k, (w, p) in enumerate(zip(weights, params)):
-        got = kernel.fast_layer(h, w, p, theta=theta if k == 0 else None, tau_steps=tau if k == 0 else None)
+        got = kernel.fast_layer(h, w, p, theta=theta if k == 0 else None, tau_steps=tau if k == 0 else None,
+                                dtype=dtype)
         assert got.dtype == bool and got.shape == ref[k].shape
         np.testing.assert_array_equal(got, ref[k])
         h = ref[k]
     if theta is None:
         # the whole stack prepared once, as a batch and one sample at a time
         layers = [Dense(w, neuron=p) for w, p in zip(weights, params)]
-        fast = kernel.FastNetwork(layers)
+        fast = kernel.FastNetwork(layers, dtype)
         for got, want in zip(fast.forward(x), ref):
             np.testing.assert_array_equal(got, want)
         for i in range(x.shape[0]):
@@ -123,9 +126,9 @@ def test_ascending_order_holds_across_the_kernels_row_groups(n_small):
 
 
 def test_blocks_padding_and_input_words_beyond_one_tile():
-    """130 neurons (three 64-neuron tiles, the last one padded) and 13 inputs (not a whole
+    """270 neurons (three 128-neuron tiles, the last one padded) and 13 inputs (not a whole
     64-bit word): every neuron gets its own hand-computable input."""
-    n_out, n_in = 130, 13
+    n_out, n_in = 270, 13
     w = np.zeros((n_out, n_in))
     w[np.arange(n_out), np.arange(n_out) % n_in] = 2.0      # neuron j listens to input j % 13
     x = np.zeros((1, 4, n_in), bool)
@@ -177,3 +180,53 @@ def test_no_jit_environment_variable_selects_the_numpy_path():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=120, cwd=ROOT, check=True).stdout
     assert '"path": "numpy"' in out and "SNNBENCH_NO_JIT" in out
+
+
+def test_float32_reference_is_float32_arithmetic():
+    """Hand-derived: 1 + 2^-24 is not a float32 (it rounds to 1.0f) but is a float64.  With
+    w = [1, 2^-24, 2^-24], tau = 1 and theta just above 1 in float32, the float64 definition
+    spikes (z = 1 + 2^-23) and the float32 one does not (z rounds to 1.0f after each add)."""
+    e = 2.0 ** -24
+    w = np.array([[1.0, e, e]])
+    assert np.float32(np.float32(1.0) + np.float32(e)) == np.float32(1.0)
+    p = NeuronParams(tau_steps=1.0, theta=1.0 + 2.0 ** -23)           # exactly representable in both
+    x = np.ones((1, 1, 3), bool)
+    assert kernel.reference_layer(x, w, p).all() and kernel.fast_layer(x, w, p).all()
+    assert not kernel.reference_layer(x, w, p, dtype=np.float32).any()
+    assert not kernel.fast_layer(x, w, p, dtype=np.float32).any()
+    with pytest.raises(ValueError, match="float64 or float32"):
+        kernel.FastNetwork([Dense(w)], np.float16)
+
+
+def test_network_reuses_its_prepared_layers_until_a_weight_changes():
+    """Network.forward keeps the fast path's preparation between calls; an in-place change of a
+    weight array (as training and benchmarks do) must be seen at the next call."""
+    import copy
+    import pickle
+
+    net = Network.create((16, 24, 5), seed=2, init_scale=3.0)
+    x = np.random.default_rng(4).random((2, 40, 16)) < 0.3
+    first = net.forward(x)
+    fn = net.fast()
+    assert net.fast() is fn                                   # reused while nothing changed
+    net.layers[0].weight[:, 3] += 0.75                        # in place
+    after = net.forward(x)
+    assert net.fast() is not fn
+    want = _reference_stack(x, [l.weight for l in net.layers], [l.neuron for l in net.layers])
+    for got, ref in zip(after, want):
+        np.testing.assert_array_equal(got.astype(bool), ref)
+    assert any(not np.array_equal(a, b) for a, b in zip(first, after))
+    assert "_fast_cache" not in pickle.loads(pickle.dumps(net)).__dict__
+    assert "_fast_cache" not in copy.deepcopy(net).__dict__
+
+
+def test_any_nonzero_value_is_one_spike():
+    """uint8 / int / float inputs with values other than 1 are spikes wherever non-zero (the
+    event scan must not count a byte of value 2 or 255 twice or read past its list)."""
+    rng = np.random.default_rng(5)
+    w = rng.normal(0, 1.0, (40, 24))
+    x = rng.random((3, 20, 24)) < 0.3
+    want = kernel.reference_layer(x, w)
+    for v in (x.astype(np.uint8) * 255, x.astype(np.uint8) * 2, x.astype(np.int64) * -7, x * 0.5):
+        np.testing.assert_array_equal(kernel.fast_layer(v, w), want)
+        np.testing.assert_array_equal(kernel.FastNetwork([Dense(w)]).forward(v)[0], want)

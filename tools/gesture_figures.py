@@ -2,7 +2,8 @@
 
     .venv/bin/python tools/gesture_figures.py [--data DIR] [--out docs/img] [--window-s 1.5]
 
-Without ``--data`` a small realistic set (2 subjects, 2 s gestures, seed 0) is generated in a
+``--data`` may be a set still being generated (its finished recordings are used). Without
+``--data`` a small realistic set (2 subjects, 2 s gestures, seed 0) is generated in a
 temporary directory. Writes ``gesture_counts.png`` (per class: ON events green, OFF red,
 log-scaled counts over the first window of one training sample, then the same summed over all
 samples of the class) and ``gesture_rasters.png`` (per class: events' x position against time,
@@ -20,7 +21,7 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.data.dataset import load_split  # noqa: E402
+from bench.data.dataset import load_recording, load_split  # noqa: E402
 from bench.data.labels import CLASS_NAMES  # noqa: E402
 
 SCALE = 2
@@ -96,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
             from bench.data.gesture import generate
 
             data = generate(Path(tmp) / "set", seed=a.seed, subjects=2, per_class=2, gesture_s=2.0)
-        samples = load_split(data, "train") + load_split(data, "test")
+        data = Path(data)
+        if (data / "trials_to_train.txt").exists():
+            samples = load_split(data, "train") + load_split(data, "test")
+        else:  # a set still being generated: every finished recording
+            samples = [s for p in sorted(data.glob("user*.aedat"))
+                       if (data / (p.stem + "_labels.csv")).exists() for s in load_recording(p)]
     by_cls: dict[int, list] = {}
     for s in samples:
         by_cls.setdefault(s.label, []).append(s)

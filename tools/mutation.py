@@ -193,6 +193,10 @@ def _in_child(fn, timeout_s: float | None, quiet: bool = True) -> tuple[int, flo
         code = 3
         try:
             os.setsid()
+            # as in a fresh interpreter: a runner started in the background (nohup, `&`) inherits
+            # SIGINT ignored, and the tests of the Ctrl-C handling would then pass for any mutant
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             if quiet:
                 null = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(null, 1)
@@ -388,8 +392,10 @@ def main(argv: list[str] | None = None) -> int:
         only = {m: sorted(random.Random(f"{a.seed}:{m}").sample(sorted(c), min(a.sample, len(c))))
                 for m, c in res.items()}
     if not a.report:
-        todo = [n for m in modules for n in (only[m] if only else res[m])
-                if res[m].get(n) is None or (a.retry and res[m][n] not in KILLED)]
+        # survivors to re-run first (after new tests), then what was never checked
+        todo = ([n for m in modules for n in (only[m] if only else res[m])
+                 if a.retry and res[m].get(n) is not None and res[m][n] not in KILLED]
+                + [n for m in modules for n in (only[m] if only else res[m]) if res[m].get(n) is None])
         t0 = time.monotonic()
         if a.engine == "mutmut":
             run(todo, a.children, a.budget_min * 60.0)

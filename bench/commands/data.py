@@ -20,6 +20,7 @@ from bench.errors import UsageError
 _PER_CLASS = int_range(0, 1000, "the set is generated and written in full; the DVS128 Gesture "
                                  "release has about 133 per class")
 KINDS = ("realistic", "stylised")
+_WORKERS = int_range(1, 64, "one process per core is the useful maximum")
 _SUBJECTS = int_range(0, 1000, "every subject needs at least one recording per class; the release has 29")
 
 
@@ -46,6 +47,8 @@ def register(subparsers, parent: argparse.ArgumentParser | None = None) -> None:
     s.add_argument("--gesture-s", type=pos_float, default=None, metavar="S",
                    help="realistic only: mean gesture length in seconds (default 6, as the release; "
                         "1.6-30)")
+    s.add_argument("--workers", type=_WORKERS, default=1, metavar="N",
+                   help="realistic only: recordings computed in N processes (same files; default 1)")
     s.set_defaults(func=synth_command)
     p.set_defaults(func=_data_help(p))
 
@@ -66,13 +69,16 @@ def synth_command(args) -> dict[str, Any]:
 
         if gesture_s is not None:
             raise UsageError(f"--gesture-s {gesture_s}: only for --kind realistic (stylised gestures are 1.6-1.9 s)")
+        if getattr(args, "workers", 1) != 1:
+            raise UsageError(f"--workers {args.workers}: only for --kind realistic (the stylised set takes seconds)")
         out = synth.generate(args.out, seed=args.seed, per_class=args.per_class,
                              subjects=getattr(args, "subjects", None))
     else:
         from bench.data import gesture
 
         out = gesture.generate(args.out, seed=args.seed, per_class=args.per_class,
-                               subjects=getattr(args, "subjects", None), gesture_s=gesture_s)
+                               subjects=getattr(args, "subjects", None), gesture_s=gesture_s,
+                               workers=getattr(args, "workers", 1))
     seconds = time.perf_counter() - t0
     m = json.loads((out / "synth.json").read_text())
     result = {

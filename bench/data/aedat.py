@@ -150,63 +150,41 @@ def decode_aedat(
     """Decode the bytes of an AEDAT 3.1 file (see :func:`read_aedat`)."""
     _, off = parse_header(buf, path)
     n = len(buf)
-    unpack = PACKET_HEADER.unpack_from
-    # Pass 1: walk the packet headers (cheap), remember polarity packet bodies.
     base = off
-    starts: list[int] = []
-    counts: list[int] = []
-    overflows: list[int] = []
-    layouts: list[tuple[int, int]] = []
-    aligned = True  # every packet start at a multiple of 4 bytes from the first one
-    while off < n:
-        if off + PACKET_HEADER_SIZE > n:
-            raise DataFormatError(
-                f"{path}: truncated packet header at byte {off}: {n - off} of "
-                f"{PACKET_HEADER_SIZE} bytes present (file ends at byte {n})"
-            )
-        etype, _src, esize, tsoff, tsovf, cap, num, _valid = unpack(buf, off)
-        if esize <= 0 or cap < 0 or num < 0 or num > cap or tsovf < 0 or not (0 <= tsoff <= esize - 4):
-            raise DataFormatError(
-                f"{path}: corrupted packet header at byte {off}: eventType={etype} eventSize={esize} "
-                f"eventTSOffset={tsoff} eventTSOverflow={tsovf} eventCapacity={cap} eventNumber={num}"
-            )
-        body = off + PACKET_HEADER_SIZE
-        end = body + cap * esize
-        if end > n:
-            raise DataFormatError(
-                f"{path}: truncated packet at byte {off} (eventType={etype}, {cap} events of "
-                f"{esize} bytes): needs {end - body} body bytes, only {n - body} present "
-                f"(file ends at byte {n})"
-            )
-        if etype == POLARITY_EVENT and num > 0:
-            if esize < POLARITY_EVENT_SIZE:
-                raise DataFormatError(
-                    f"{path}: corrupted packet header at byte {off}: polarity eventSize={esize} < 8"
-                )
-            starts.append(body)
-            counts.append(num)
-            overflows.append(tsovf)
-            layouts.append((esize, tsoff))
-        if esize & 3:
-            aligned = False
-        off = end
-    if not starts:
+    # Pass 1: walk the packet headers (a lean loop; the checks are vectorised after it).
+    heads = _walk_packets(buf, off, path)
+    if not len(heads):
         return empty_events()
+    etype, esize, tsoff, tsovf, num = heads[:, 1], heads[:, 3], heads[:, 4], heads[:, 5], heads[:, 7]
+    pol = (etype == POLARITY_EVENT) & (num > 0)
+    short = pol & (esize < POLARITY_EVENT_SIZE)
+    if short.any():
+        k = int(np.flatnonzero(short)[0])
+        raise DataFormatError(
+            f"{path}: corrupted packet header at byte {int(heads[k, 0])}: polarity eventSize={int(esize[k])} < 8"
+        )
+    starts_np = heads[pol, 0] + PACKET_HEADER_SIZE
+    counts_np = num[pol]
+    ovf_np = tsovf[pol]
+    if not len(starts_np):
+        return empty_events()
+    starts = starts_np.tolist()
+    counts = counts_np.tolist()
+    layouts = list(zip(esize[pol].tolist(), tsoff[pol].tolist()))
+    aligned = not np.any(esize & 3)  # every packet start at a multiple of 4 bytes from the first
     # Pass 2: gather the event words, validate with whole-array reductions, decode in place.
-    counts_np = np.asarray(counts, dtype=np.int64)
-    total = int(counts_np.sum())
-    if aligned and all(lay == (POLARITY_EVENT_SIZE, 4) for lay in layouts):
+    if aligned and bool(np.all(esize[pol] == POLARITY_EVENT_SIZE)) and bool(np.all(tsoff[pol] == 4)):
         # All packets sit on a 4-byte grid from the first one: one uint32 view of the file,
         # the event words of every polarity packet gathered with one copy (none for one packet).
         words = np.frombuffer(buf, dtype="<u4", offset=base, count=(n - base) // 4)
-        pair = _gather_pairs(words, (np.asarray(starts, dtype=np.int64) - base) // 4, counts_np)
+        pair = _gather_pairs(words, (starts_np - base) // 4, counts_np)
         data = pair[:, 0]
         ts = pair[:, 1]
     else:
         data_parts, ts_parts = [], []
-        for s, c, (esize, tsoff) in zip(starts, counts, layouts):
-            dt = np.dtype({"names": ["d", "ts"], "formats": ["<u4", "<u4"], "offsets": [0, tsoff],
-                           "itemsize": esize})
+        for s, c, (esz, tso) in zip(starts, counts, layouts):
+            dt = np.dtype({"names": ["d", "ts"], "formats": ["<u4", "<u4"], "offsets": [0, tso],
+                           "itemsize": esz})
             a = np.frombuffer(buf, dtype=dt, count=c, offset=s)
             data_parts.append(a["d"])
             ts_parts.append(a["ts"])
@@ -241,11 +219,17 @@ def decode_aedat(
                 )
     # Timestamps: the 31-bit stamps, then the overflow epoch OR-ed in per run of packets.
     t = ts.astype(np.int64)
-    if any(overflows):
-        ends = np.cumsum(counts_np)
-        for k, o in enumerate(overflows):
+    if ovf_np.any():
+        # runs of consecutive packets with the same overflow epoch (few: one per 2^31 us)
+        change = np.flatnonzero(np.diff(ovf_np)) + 1
+        run_first = np.concatenate([[0], change])
+        run_end = np.concatenate([change, [len(ovf_np)]])
+        ev_end = np.cumsum(counts_np)
+        ev_start = ev_end - counts_np
+        for a, b in zip(run_first.tolist(), run_end.tolist()):
+            o = int(ovf_np[a])
             if o:
-                t[int(ends[k] - counts_np[k]) : int(ends[k])] |= o << TS_OVERFLOW_SHIFT
+                t[int(ev_start[a]) : int(ev_end[b - 1])] |= o << TS_OVERFLOW_SHIFT
     if not all_valid:
         data = data[valid]
         t = t[valid]
@@ -278,14 +262,71 @@ def _gather_pairs(words: np.ndarray, first: np.ndarray, counts: np.ndarray) -> n
             out[pos : pos + 2 * c] = words[f : f + 2 * c]
             pos += 2 * c
         return out.reshape(-1, 2)
-    # many small packets: keep-mask over the words spanned, one compress
+    # many small packets: keep-mask over the words spanned (runs of header / event words
+    # built by np.repeat), one compress
     lo = int(first[0])
-    hi = int(first[-1] + 2 * counts[-1])
-    keep = np.zeros(hi - lo, dtype=np.int8)
-    np.add.at(keep, first - lo, 1)
-    ends = first + 2 * counts - lo
-    np.add.at(keep, ends[ends < hi - lo], -1)
-    return words[lo:hi][np.cumsum(keep, dtype=np.int8).view(bool)].reshape(-1, 2)
+    body = 2 * counts
+    gaps = np.empty(len(first), dtype=np.int64)
+    gaps[0] = 0
+    gaps[1:] = first[1:] - (first[:-1] + body[:-1])
+    lengths = np.empty(2 * len(first), dtype=np.int64)
+    lengths[0::2] = gaps
+    lengths[1::2] = body
+    flags = np.zeros(2 * len(first), dtype=bool)
+    flags[1::2] = True
+    keep = np.repeat(flags, lengths)
+    return words[lo : lo + len(keep)][keep].reshape(-1, 2)
+
+
+def _walk_packets(buf: bytes, off: int, path: str | os.PathLike) -> np.ndarray:
+    """Every packet header from byte ``off`` on, as an int64 array of rows
+    (offset, eventType, eventSource, eventSize, eventTSOffset, eventTSOverflow, eventCapacity,
+    eventNumber, eventValid).  A header or body running past the end of the file, or a
+    corrupted header field, is a DataFormatError naming the file and the packet's offset
+    (the first bad packet in file order)."""
+    n = len(buf)
+    unpack = PACKET_HEADER.unpack_from
+    offsets: list[int] = []
+    fields: list[tuple[int, ...]] = []
+    add_off, add_fields = offsets.append, fields.append
+    hs = PACKET_HEADER_SIZE
+    error = None
+    while off < n:
+        if off + hs > n:
+            error = (f"{path}: truncated packet header at byte {off}: {n - off} of "
+                     f"{hs} bytes present (file ends at byte {n})")
+            break
+        h = unpack(buf, off)
+        esize, cap = h[2], h[5]
+        if esize <= 0 or cap < 0:
+            add_off(off)
+            add_fields(h)
+            break  # reported below as a corrupted header
+        end = off + hs + cap * esize
+        add_off(off)
+        add_fields(h)
+        if end > n:
+            error = (f"{path}: truncated packet at byte {off} (eventType={h[0]}, {cap} events of "
+                     f"{esize} bytes): needs {end - off - hs} body bytes, only {n - off - hs} present "
+                     f"(file ends at byte {n})")
+            break
+        off = end
+    heads = np.empty((len(offsets), 9), dtype=np.int64)
+    if len(offsets):
+        heads[:, 0] = offsets
+        heads[:, 1:] = fields
+    etype, esize, tsoff, tsovf, cap, num = (heads[:, k] for k in (1, 3, 4, 5, 6, 7))
+    bad = (esize <= 0) | (cap < 0) | (num < 0) | (num > cap) | (tsovf < 0) | (tsoff < 0) | (tsoff > esize - 4)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise DataFormatError(
+            f"{path}: corrupted packet header at byte {int(heads[k, 0])}: eventType={int(etype[k])} "
+            f"eventSize={int(esize[k])} eventTSOffset={int(tsoff[k])} eventTSOverflow={int(tsovf[k])} "
+            f"eventCapacity={int(cap[k])} eventNumber={int(num[k])}"
+        )
+    if error is not None:
+        raise DataFormatError(error)
+    return heads
 
 
 def _event_offset(index: int, starts: list[int], counts: np.ndarray, layouts: list[tuple[int, int]]) -> int:

@@ -14,7 +14,7 @@ fail or lose data): missing or unreadable files, bad lines, truncated or corrupt
 recordings, events outside the sensor, labels wholly outside their recording, a recording
 in both splits.  *Warnings* are what a loader tolerates: labels partly outside their
 recording (clipped on load, see :mod:`bench.data.dataset`), unsorted timestamps, recordings
-in no split, labels files without a recording.
+in no split, labels files without a recording, overlapping labels.
 """
 from __future__ import annotations
 
@@ -209,7 +209,9 @@ def _scan_recording(f: Path, info: RecordingInfo, problems: list[Finding], warns
     if ev is not None:
         info.readable = True
         info.events = len(ev)
-        if len(ev):
+        if not len(ev):
+            warns.append(Finding(f.name, "", "recording has no polarity events"))
+        else:
             t = ev["t"]
             steps_back = int(np.count_nonzero(t[1:] < t[:-1]))
             if steps_back:
@@ -231,6 +233,7 @@ def _scan_recording(f: Path, info: RecordingInfo, problems: list[Finding], warns
         problems.append(Finding(lp.name, f"line {line}", msg))
     if ev is None:
         return
+    _overlaps(labels, label_lines, lp.name, warns)
     if t is None:
         if len(labels):
             problems.append(Finding(lp.name, "", f"{len(labels)} label(s) but recording {f.name} has no polarity events"))
@@ -253,3 +256,17 @@ def _scan_recording(f: Path, info: RecordingInfo, problems: list[Finding], warns
         info.label_seconds += (span[1] - span[0]) / 1e6
         info.label_events += int(hi - lo)
     info.label_seconds = round(info.label_seconds, 6)
+
+
+def _overlaps(labels: np.ndarray, lines: list[int], name: str, warns: list[Finding]) -> None:
+    """A warning for each label that starts before an earlier-starting one has ended (the
+    events in the overlap would be in two samples)."""
+    order = np.argsort(labels["start"], kind="stable")
+    latest_end, latest_line = None, None
+    for k in order.tolist():
+        a, b = int(labels["start"][k]), int(labels["end"][k])
+        if latest_end is not None and a < latest_end:
+            warns.append(Finding(name, f"line {lines[k]}", f"label interval [{a}, {b}) us overlaps the label on "
+                                                           f"line {latest_line} (ends at {latest_end} us)"))
+        if latest_end is None or b > latest_end:
+            latest_end, latest_line = b, lines[k]

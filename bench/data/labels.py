@@ -45,6 +45,8 @@ def _label_text(path: Path) -> str:
         raise DataFormatError(f"{path}: labels file is a directory") from None
     except UnicodeDecodeError as exc:
         raise DataFormatError(f"{path}: labels file is not text (byte {exc.start})") from None
+    except OSError as exc:
+        raise DataFormatError(f"{path}: cannot read labels file: {exc.strerror or exc}") from None
 
 
 def scan_labels(
@@ -123,6 +125,8 @@ def scan_trial_list(path: str | os.PathLike) -> tuple[list[tuple[int, str]], lis
         raise DataFormatError(f"{path}: trial list is a directory") from None
     except UnicodeDecodeError as exc:
         raise DataFormatError(f"{path}: trial list is not text (byte {exc.start})") from None
+    except OSError as exc:
+        raise DataFormatError(f"{path}: cannot read trial list: {exc.strerror or exc}") from None
     names: list[tuple[int, str]] = []
     problems: list[tuple[int, str]] = []
     for i, line in enumerate(text.splitlines(), start=1):

@@ -185,6 +185,12 @@ class Network:
     def copy(self) -> "Network":
         return copy.deepcopy(self)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle / deepcopy without the fast path's prepared weights (rebuilt on demand)."""
+        state = self.__dict__.copy()
+        state.pop("_fast_cache", None)
+        return state
+
     @classmethod
     def create(cls, sizes: tuple[int, ...] | list[int] = (800, 480, 120, 11), *, seed: int = 0,
                neuron: NeuronParams | None = None, input: InputConfig | None = None,
@@ -249,19 +255,34 @@ class Network:
     def _run(self, start: int, stop: int, x: np.ndarray) -> list[np.ndarray]:
         binary = kernel.as_binary(x)
         if binary is not None:   # every layer's output is binary: one prepared fast network
-            return [o.astype(np.float64) for o in kernel.FastNetwork(self.layers[start:stop]).forward(binary)]
+            return [o.view(np.uint8).astype(np.float64) for o in self.fast(start, stop).forward(binary)]
         outs = []
         for layer in self.layers[start:stop]:
             x = layer.forward(x)
             outs.append(x)
         return outs
 
+    def fast(self, start: int = 0, stop: int | None = None) -> kernel.FastNetwork:
+        """Layers ``start .. stop-1`` prepared for the fast path (:class:`kernel.FastNetwork`).
+
+        The preparation (weights transposed into the kernel's tiles) is kept and reused while
+        the layers' weights and neurons compare equal to it, so repeated small calls (batch 1)
+        do not pay for it again; any change of the weights, in place or not, is seen.
+        """
+        stop = len(self.layers) if stop is None else stop
+        layers = self.layers[start:stop]
+        cache = self.__dict__.setdefault("_fast_cache", {})
+        fn = cache.get((start, stop))
+        if fn is None or not fn.matches(layers):
+            fn = cache[(start, stop)] = kernel.FastNetwork(layers)
+        return fn
+
     def predict(self, spikes: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Class per sample from input spikes (software forward of every layer)."""
         x = np.asarray(spikes)
         binary = kernel.as_binary(x)
-        if binary is not None:   # prepare the weights once for all batches
-            fast = kernel.FastNetwork(self.layers)
+        if binary is not None:   # the prepared fast network, bool spikes between layers
+            fast = self.fast()
             preds = [predict(fast.forward(binary[i:i + batch_size])[-1])
                      for i in range(0, x.shape[0], batch_size)]
         else:

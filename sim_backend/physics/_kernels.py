@@ -17,7 +17,14 @@ _U31 = np.uint64(31)
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
 _U2 = np.uint64(2)
+_U5 = np.uint64(5)
+_U6 = np.uint64(6)
+_U7 = np.uint64(7)
 _U8 = np.uint64(8)
+_U24 = np.uint64(24)
+_U32 = np.uint64(32)
+_U40 = np.uint64(40)
+_U48 = np.uint64(48)
 _U3 = np.uint64(3)
 _U4 = np.uint64(4)
 _U16 = np.uint64(16)
@@ -43,19 +50,16 @@ def _srm_step(x, xo, th, a, inv_tau, bref, jump, clo, chi, p, r, s, so):
     for j in range(p.shape[0]):
         uj = np.uint64(j)
         v = x[xo + uj]
-        if v < clo:
-            v = clo
-        if v > chi:
-            v = chi
+        v = clo if v < clo else v           # selects, not branches: the sign of the input and
+        v = chi if v > chi else v           # the spikes are unpredictable
         xs = v * inv_tau[j]
         pp = a[j] * p[j]
         p[j] = pp + xs
         u = p[j] + r[j]
-        rb = bref * r[j]
         spk = u >= th[j]
         s[so + uj] = spk
         nout += spk
-        r[j] = rb - jump[j] if spk else rb
+        r[j] = bref * r[j] - jump[j] * (1.0 if spk else 0.0)    # numpy: bref * r - jump * s
     return nout
 
 
@@ -147,10 +151,21 @@ def layer_kernel(words, wv, noisy, key, table, var0, th, a, inv_tau, bref, jump,
                 acc[j] = 0.0
             for w0 in range(0, nw, 8):
                 uw0 = np.uint64(w0)
-                mask = _U0
-                for k in range(min(8, nw - w0)):
-                    uk = np.uint64(k)
-                    mask |= ((ww[base + uw0 + uk] * _BYTES_TO_BITS) >> _U56) << (uk * _U8)
+                q = base + uw0
+                if nw - w0 >= 8:            # a whole 64-row chunk: straight-line code
+                    mask = (((ww[q] * _BYTES_TO_BITS) >> _U56)
+                            | (((ww[q + _U1] * _BYTES_TO_BITS) >> _U56) << _U8)
+                            | (((ww[q + _U2] * _BYTES_TO_BITS) >> _U56) << _U16)
+                            | (((ww[q + _U3] * _BYTES_TO_BITS) >> _U56) << _U24)
+                            | (((ww[q + _U4] * _BYTES_TO_BITS) >> _U56) << _U32)
+                            | (((ww[q + _U5] * _BYTES_TO_BITS) >> _U56) << _U40)
+                            | (((ww[q + _U6] * _BYTES_TO_BITS) >> _U56) << _U48)
+                            | (((ww[q + _U7] * _BYTES_TO_BITS) >> _U56) << _U56))
+                else:
+                    mask = _U0
+                    for k in range(nw - w0):
+                        uk = np.uint64(k)
+                        mask |= ((ww[q + uk] * _BYTES_TO_BITS) >> _U56) << (uk * _U8)
                 while mask != _U0:
                     lsb = mask & (~mask + _U1)
                     i = uw0 * _U8 + ctz[(lsb * _UDB) >> _U58]

@@ -22,7 +22,7 @@ SHOULDER_HALF = 19.0
 SHOULDER_DROP = 4.0
 HEAD_UP = 21.0
 HEAD_R = 10.5
-NECK_Y = 60.0  # neck base in the image at scale 1, no offset
+NECK_Y = 50.0  # neck base in the image (px) for a subject of scale 1, no offset
 UPPER_ARM = 27.0
 FOREARM = 25.0
 HAND_LEN = 7.0
@@ -63,14 +63,14 @@ class Subject:
     @classmethod
     def draw(cls, seed: int, index: int) -> "Subject":
         r = np.random.default_rng([seed, index, 0x5B1EC7])
-        scale = float(r.uniform(0.82, 1.16))
+        scale = float(r.uniform(1.1, 1.5))  # the subjects fill the frame as in the release
         shirt = float(r.choice([0.12, 0.2, 0.35, 0.55, 0.8]) * r.uniform(0.85, 1.15))
         short_sleeves = r.random() < 0.4
         skin = float(r.uniform(0.45, 0.85))
         return cls(
             index=index,
             scale=scale,
-            neck=(float(64.0 + r.uniform(-9.0, 9.0)), float(NECK_Y * scale + r.uniform(-6.0, 8.0))),
+            neck=(float(64.0 + r.uniform(-9.0, 9.0)), float(NECK_Y - 12.0 + 12.0 * scale + r.uniform(-6.0, 6.0))),
             tempo=float(r.uniform(0.8, 1.25)),
             amplitude=float(r.uniform(0.8, 1.2)),
             idle_sway=float(r.uniform(0.0, 3.0)),
@@ -94,12 +94,15 @@ def _smooth_noise(rng: np.random.Generator, t_s: np.ndarray, hz: float, n: int =
     return out / math.sqrt(2.0)
 
 
-def ik_elbow(shoulder: np.ndarray, wrist: np.ndarray, a: float, b: float, outward: float) -> tuple[np.ndarray, np.ndarray]:
+def ik_elbow(shoulder: np.ndarray, wrist: np.ndarray, a: float, b: float, outward: float,
+             side: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Elbow positions of a two-link arm (upper arm ``a``, forearm ``b``) reaching ``wrist``.
 
-    The wrist is pulled in to the reachable annulus; of the two solutions the elbow is put on
-    the outward (``outward`` = -1 image left, +1 image right) and lower side. Returns
-    ``(elbow, wrist)`` as (K, 2) arrays.
+    The wrist is pulled in to the reachable annulus. Of the two solutions (the elbow turned
+    +alpha or -alpha from the shoulder-wrist line) one is taken for the whole stretch, so the
+    elbow never jumps: ``side`` +1 / -1 picks it; ``None`` picks the one that is, on average
+    over the stretch, more outward (``outward`` = -1 image left, +1 image right) and lower.
+    Returns ``(elbow, wrist)`` as (K, 2) arrays.
     """
     d = wrist - shoulder
     dist = np.hypot(d[:, 0], d[:, 1])
@@ -112,9 +115,10 @@ def ik_elbow(shoulder: np.ndarray, wrist: np.ndarray, a: float, b: float, outwar
     phi = np.arctan2(u[:, 1], u[:, 0])
     e1 = shoulder + a * np.stack([np.cos(phi + al), np.sin(phi + al)], axis=1)
     e2 = shoulder + a * np.stack([np.cos(phi - al), np.sin(phi - al)], axis=1)
-    score = lambda e: outward * (e[:, 0] - shoulder[:, 0]) + 0.6 * (e[:, 1] - shoulder[:, 1])  # noqa: E731
-    pick = (score(e1) >= score(e2))[:, None]
-    return np.where(pick, e1, e2), wrist
+    if side is None:
+        score = lambda e: outward * (e[:, 0] - shoulder[:, 0]) + 1.2 * (e[:, 1] - shoulder[:, 1])  # noqa: E731
+        side = 1.0 if float(np.mean(score(e1) - score(e2))) >= 0 else -1.0
+    return (e1 if side > 0 else e2), wrist
 
 
 def _ease(x: np.ndarray) -> np.ndarray:
@@ -176,10 +180,12 @@ def gesture_wrists(cls: int, t_s: np.ndarray, subj: Subject, rng: np.random.Gene
         right_arm = cls in (RIGHT_CW, RIGHT_CCW)
         o = -1.0 if right_arm else 1.0
         direction = 1.0 if cls in (RIGHT_CW, LEFT_CW) else -1.0  # y down: +angle is clockwise on screen
+        # the arm nearly straight (0.75 of its reach), turning about a point just out from
+        # the shoulder; the hand leaves the frame on the outside for the larger subjects
         f = 0.95 * tempo
         th = tw * ph + direction * tw * f * t_s
-        r = 22.0 * amp
-        w = np.array([o * 14.0, 8.0]) + r * np.stack([np.cos(th), np.sin(th)], axis=1)
+        r = min(0.75 * amp, 0.85) * (UPPER_ARM + FOREARM)
+        w = np.array([o * 6.0, 4.0]) + r * np.stack([np.cos(th), np.sin(th)], axis=1)
         return (w, rest_l, one, zero) if right_arm else (rest_r, w, zero, one)
     if cls == AIR_DRUMS:
         # alternate strokes: fast down (the hit), slower up
@@ -196,17 +202,25 @@ def gesture_wrists(cls: int, t_s: np.ndarray, subj: Subject, rng: np.random.Gene
         strum = 7.0 * amp * np.sin(tw * (f * t_s + ph))
         right = c_r + np.stack([-4.0 + 0.3 * strum, 20.0 + strum], axis=1)
         fret = 1.5 * _smooth_noise(rng, t_s, 3.0, 2)
-        left = np.array([22.0, 14.0]) + fret
+        left = np.array([24.0, 8.0]) + fret
         return right, left, one, one
     if cls == OTHER:
         # something else: slow, random reaching with one or both arms
         which = rng.integers(0, 3)
-        wr = c_r + np.array([-10.0, -4.0]) + 14.0 * amp * _smooth_noise(rng, t_s, 1.2 * tempo, 2)
-        wl = c_l + np.array([10.0, -4.0]) + 14.0 * amp * _smooth_noise(rng, t_s, 1.2 * tempo, 2)
+        wr = c_r + np.array([-12.0, 6.0]) + 9.0 * amp * _smooth_noise(rng, t_s, 1.2 * tempo, 2)
+        wl = c_l + np.array([12.0, 6.0]) + 9.0 * amp * _smooth_noise(rng, t_s, 1.2 * tempo, 2)
         ar = one if which in (0, 2) else zero
         al = one if which in (1, 2) else zero
         return wr, wl, ar, al
     raise ValueError(f"class {cls} not in 0..10")
+
+
+def _angle(v: np.ndarray) -> np.ndarray:
+    return np.arctan2(v[:, 1], v[:, 0])
+
+
+def _dir(th: np.ndarray) -> np.ndarray:
+    return np.stack([np.cos(th), np.sin(th)], axis=1)
 
 
 @dataclass
@@ -242,9 +256,16 @@ def pose_track(subj: Subject, t_s: np.ndarray, segments: list[tuple[int, float, 
     hip = neck + np.array([0.0, 90.0 * s])
     sh_r = neck + np.array([-SHOULDER_HALF * s, SHOULDER_DROP * s])
     sh_l = neck + np.array([SHOULDER_HALF * s, SHOULDER_DROP * s])
+    A, B = UPPER_ARM * s, FOREARM * s
     # rest pose (arms hanging), fidgeting with the idle sway
-    w_r = np.tile([-6.0, 48.0], (K, 1)) + subj.idle_sway * _smooth_noise(rng, t_s, 0.8, 2)
-    w_l = np.tile([6.0, 48.0], (K, 1)) + subj.idle_sway * _smooth_noise(rng, t_s, 0.8, 2)
+    w_r = sh_r + s * (np.tile([-6.0, 48.0], (K, 1)) + subj.idle_sway * _smooth_noise(rng, t_s, 0.8, 2))
+    w_l = sh_l + s * (np.tile([6.0, 48.0], (K, 1)) + subj.idle_sway * _smooth_noise(rng, t_s, 0.8, 2))
+    e_r, w_r = ik_elbow(sh_r, w_r, A, B, -1.0, side=1.0)
+    e_l, w_l = ik_elbow(sh_l, w_l, A, B, 1.0, side=-1.0)
+    # joint angles (upper arm from the shoulder, forearm from the elbow), blended between rest
+    # and gesture angle by angle, each unwrapped in time: the arm moves continuously
+    ua_r, fa_r = _angle(e_r - sh_r), _angle(w_r - e_r)
+    ua_l, fa_l = _angle(e_l - sh_l), _angle(w_l - e_l)
     wander = subj.sloppiness * _smooth_noise(rng, t_s, 1.5, 4)
     for cls, a, b in segments:
         i0, i1 = np.searchsorted(t_s, [a, b])
@@ -259,14 +280,27 @@ def pose_track(subj: Subject, t_s: np.ndarray, segments: list[tuple[int, float, 
             c = rng.uniform(0.3, 0.8) * (b - a)
             wdt = rng.uniform(0.3, 0.9)
             env = env * (1.0 - 0.7 * np.exp(-0.5 * ((tt - c) / (wdt / 2)) ** 2))
-        wr_ = ar * env
-        wl_ = al * env
-        w_r[i0:i1] = w_r[i0:i1] * (1 - wr_)[:, None] + (gr + wander[i0:i1, :2]) * wr_[:, None]
-        w_l[i0:i1] = w_l[i0:i1] * (1 - wl_)[:, None] + (gl + wander[i0:i1, 2:]) * wl_[:, None]
-    wrist_r = sh_r + s * w_r
-    wrist_l = sh_l + s * w_l
-    el_r, wrist_r = ik_elbow(sh_r, wrist_r, UPPER_ARM * s, FOREARM * s, -1.0)
-    el_l, wrist_l = ik_elbow(sh_l, wrist_l, UPPER_ARM * s, FOREARM * s, 1.0)
+        sl = slice(i0, i1)
+        for S, g, act, wn, UA, FA, o, wave in ((sh_r, gr, ar, wander[sl, :2], ua_r, fa_r, -1.0, cls == RIGHT_WAVE),
+                                               (sh_l, gl, al, wander[sl, 2:], ua_l, fa_l, 1.0, cls == LEFT_WAVE)):
+            wg = S[sl] + s * (g + wn)
+            # arm circles keep the resting arm's bend (the arm turns as a whole)
+            circle = cls in (RIGHT_CW, RIGHT_CCW, LEFT_CW, LEFT_CCW)
+            eg, wg = ik_elbow(S[sl], wg, A, B, o, side=-o if circle else None)
+            if wave:  # the waving forearm pivots about an elbow held out at shoulder height
+                eg = S[sl] + s * np.array([o * 16.0, 6.0])
+            w = act * env
+            top = int(np.argmax(w))  # fully in the gesture (w = 1): where the turn count may change
+            for R, target in ((UA, eg - S[sl]), (FA, wg - eg)):
+                th = np.unwrap(_angle(target))
+                # in: start from the rest angle's turn; out: end on it (no unwinding of circles)
+                th[:top] += 2 * np.pi * np.round((R[i0] - th[0]) / (2 * np.pi))
+                th[top:] += 2 * np.pi * np.round((R[i1 - 1] - th[-1]) / (2 * np.pi))
+                R[sl] = R[sl] * (1 - w) + th * w
+    el_r = sh_r + A * _dir(ua_r)
+    wrist_r = el_r + B * _dir(fa_r)
+    el_l = sh_l + A * _dir(ua_l)
+    wrist_l = el_l + B * _dir(fa_l)
 
     def tip(el, wr):
         d = wr - el

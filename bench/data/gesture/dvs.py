@@ -67,9 +67,9 @@ def lighting(name: str, rng: np.random.Generator) -> Lighting:
 class PixelParams:
     """DVS128-like pixel parameters (log-intensity units, seconds, Hz per pixel)."""
 
-    c_on: float = 0.20
-    c_off: float = 0.23
-    sigma_c: float = 0.03
+    c_on: float = 0.15
+    c_off: float = 0.17
+    sigma_c: float = 0.021
     refractory_s: float = 300e-6
     tau_bright_s: float = 0.5e-3
     dark: float = 0.01
@@ -151,55 +151,89 @@ class Sensor:
         T, h, w = frames.shape
         gidx = ((np.arange(y0, y1) * W)[:, None] + np.arange(x0, x1)[None, :]).ravel()
         F = frames.reshape(T, h * w)
-        moving = (F.max(0) - F.min(0)) > 0
-        # a static pixel whose filtered and target levels, widened by the lighting's
-        # modulation, stay inside its threshold band cannot fire in this block: skip it
-        st = np.flatnonzero(~moving)
-        gs = gidx[st]
-        Lst = self.log_intensity(F[-1, st])
-        lf_s, lr_s = self.lf[gs], self.lref[gs]
-        fl = self._mod_bound
-        quiet = (np.maximum(Lst, lf_s) + fl - lr_s < self.c_on[gs]) & (lr_s - np.minimum(Lst, lf_s) + fl < self.c_off[gs])
-        sel = np.sort(np.concatenate([np.flatnonzero(moving), st[~quiet]]))
+        # a pixel whose target levels over the block and filtered level, widened by the
+        # lighting's modulation, stay inside its threshold band cannot fire (the low-pass output
+        # is a convex combination of them): skip it. log is monotonic, so the extremes of L
+        # over the block are the logs of the intensity extremes.
+        Lmax = self.log_intensity(F.max(0))
+        Lmin = self.log_intensity(F.min(0))
+        lf_b, lr_b = self.lf[gidx], self.lref[gidx]
+        fl = np.float32(self._mod_bound)
+        quiet = (np.maximum(Lmax, lf_b) + fl - lr_b < self.c_on[gidx]) \
+            & (lr_b - np.minimum(Lmin, lf_b) + fl < self.c_off[gidx])
+        t_steps = t0_us + np.arange(T, dtype=np.int64) * self.dt_us
+        logmod = np.log(self.modulation(t_steps))
+        # a quiet pixel's filtered level follows its (slowly changing) target: set it there
+        qi = np.flatnonzero(quiet & (Lmax > Lmin))
+        if len(qi):
+            self.lf[gidx[qi]] = self.log_intensity(F[-1, qi]) + np.float32(logmod[-1])
+        sel = np.flatnonzero(~quiet)
         if not len(sel):
             return
         g = gidx[sel]
-        t_steps = t0_us + np.arange(T, dtype=np.int64) * self.dt_us
-        logmod = np.log(self.modulation(t_steps))
-        Fs = F[:, sel].astype(np.float64)
-        photo = self.light.level * Fs + self.p.dark
-        Ls = np.log(photo) + logmod[:, None]
-        # photoreceptor low-pass y_k = y_{k-1} + a_k (x_k - y_{k-1}), a_k from the photocurrent,
-        # in closed form: y_k = P_k (y_0 + sum_{j<=k} a_j x_j / P_j), P_k = prod_{i<=k} (1 - a_i)
-        a = np.minimum(1.0 - np.exp(-(self.dt_us * 1e-6 / self.p.tau_bright_s) * photo), 0.98)
-        P = np.cumprod(1.0 - a, axis=0)
-        Y = (P * (self.lf[g].astype(np.float64) + np.cumsum(a * Ls / P, axis=0))).astype(np.float32)
-        prev = np.vstack([self.lf[g][None, :], Y[:-1]])
+        photo = np.float32(self.light.level) * F[:, sel] + np.float32(self.p.dark)
+        Ls = np.log(photo)
+        Ls += logmod.astype(np.float32)[:, None]
+        # photoreceptor low-pass y_k = y_{k-1} + a_k (x_k - y_{k-1}), a_k = 1 - exp(-dt / tau_k),
+        # tau_k = tau_bright / photocurrent
+        a = np.exp(np.float32(-(self.dt_us * 1e-6 / self.p.tau_bright_s)) * photo)
+        np.subtract(np.float32(1.0), a, out=a)
+        np.minimum(a, np.float32(0.98), out=a)
+        lf0 = self.lf[g]
+        Y = np.empty_like(Ls)
+        y = lf0.copy()
+        tmp = np.empty_like(y)
+        for k in range(T):
+            np.subtract(Ls[k], y, out=tmp)
+            tmp *= a[k]
+            y += tmp
+            Y[k] = y
+        self.lf[g] = Y[-1]
+        # only pixels whose filtered level leaves the threshold band can fire: step those
+        lr_all = self.lref[g]
+        fire = (Y.max(0) - lr_all >= self.c_on[g]) | (lr_all - Y.min(0) >= self.c_off[g])
+        if not fire.any():
+            return
+        sub = np.flatnonzero(fire)
+        g, Y, photo = g[sub], Y[:, sub], photo[:, sub]
+        prev = np.vstack([lf0[sub][None, :], Y[:-1]])
         lr = self.lref[g]
         con_s, coff_s = self.c_on[g], self.c_off[g]
         cap = self.cap[g]
-        rec_k, rec_i, rec_n, rec_r = [], [], [], []
+        # the reference update is sequential in time; each step is a few whole-array operations
+        # (crossings up and down, the refractory cap, the reference move), the counts kept in N
+        n = len(g)
+        N = np.zeros((T, n), np.int16)
+        R = np.empty((T, n), np.float32)
+        capf = cap.astype(np.float32)
+        inv_on = (1.0 / con_s).astype(np.float32)
+        inv_off = (1.0 / coff_s).astype(np.float32)
+        d = np.empty(n, np.float32)
+        nu = np.empty(n, np.float32)
+        nd = np.empty(n, np.float32)
+        zero = np.float32(0.0)
         for k in range(T):
-            d = Y[k] - lr
-            hit = (d >= con_s) | (d <= -coff_s)
-            if hit.any():
-                i = np.flatnonzero(hit)
-                di = d[i]
-                c = np.where(di > 0, con_s[i], -coff_s[i])
-                n = np.floor(di / c).astype(np.int32)
-                over = n > cap[i]
-                rec_k.append(np.full(len(i), k, np.int32))
-                rec_i.append(i)
-                rec_n.append(np.where(over, cap[i], n) * np.where(di > 0, 1, -1).astype(np.int32))
-                rec_r.append(lr[i])
-                lr[i] = np.where(over, Y[k, i], lr[i] + n * c)
+            R[k] = lr
+            np.subtract(Y[k], lr, out=d)
+            np.multiply(d, inv_on, out=nu)
+            np.floor(nu, out=nu)
+            np.maximum(nu, zero, out=nu)
+            np.multiply(d, inv_off, out=nd)
+            np.negative(nd, out=nd)
+            np.floor(nd, out=nd)
+            np.maximum(nd, zero, out=nd)
+            over = (nu > capf) | (nd > capf)
+            lr += nu * con_s - nd * coff_s
+            if over.any():
+                lr[over] = Y[k, over]
+                nu[over] = np.minimum(nu[over], capf[over])
+                nd[over] = np.minimum(nd[over], capf[over])
+            N[k] = nu - nd
         self.lref[g] = lr
-        self.lf[g] = Y[-1]
-        if rec_k:
-            k = np.concatenate(rec_k)
-            i = np.concatenate(rec_i)
-            self._emit(g, t0_us, k, i, np.concatenate(rec_n), prev[k, i], Y[k, i],
-                       np.concatenate(rec_r), con_s, coff_s, photo)
+        k, i = np.nonzero(N)
+        if len(k):
+            self._emit(g, t0_us, k, i, N[k, i].astype(np.int32), prev[k, i], Y[k, i], R[k, i],
+                       con_s, coff_s, photo)
 
     def _emit(self, g, t0_us, k, i, n, la, lb, lr, con_s, coff_s, photo) -> None:
         """Expand per-step crossing counts into events with interpolated, jittered times."""

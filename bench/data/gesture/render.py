@@ -17,6 +17,7 @@ import numpy as np
 from bench.data.gesture.body import ARM_R, HEAD_R, TORSO_R, Pose, Subject
 
 SENSOR = (128, 128)  # (width, height)
+SHADING = 0.45  # relative fall-off of a part's brightness from its axis to its rim
 SLOW_PARTS = 2  # the first parts (torso, head) are interpolated within a block
 
 
@@ -103,8 +104,11 @@ def draw(frames: np.ndarray, box: tuple[int, int, int, int], part: Part) -> None
     ey = ry - u * dy
     d = np.sqrt(ex * ex + ey * ey)
     cov = np.clip(np.float32(part.r + 0.5) - d, 0.0, 1.0)
+    # a limb is a lit cylinder: brightest along its axis, falling off towards the rim
+    q = np.minimum(d * np.float32(1.0 / max(part.r, 1e-6)), np.float32(1.0))
+    val = np.float32(part.value) * (np.float32(1.0) - np.float32(SHADING) * q * q)
     sub = frames[:T, y0:y1, x0:x1]
-    sub += cov * (np.float32(part.value) - sub)
+    sub += cov * (val - sub)
 
 
 def render_block(bg: np.ndarray, pose: Pose, subj: Subject, i0: int, i1: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
