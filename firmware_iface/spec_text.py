@@ -57,10 +57,12 @@ LINK_LAYER = f"""\
 - **Delimiter**: 0x00 ends every frame and never occurs inside one (COBS). A receiver collects
   bytes up to the next 0x00 and decodes them as one frame; an empty run (two 0x00 in a row) is
   ignored. A run that fails COBS, CRC, length or reserved-field checks is dropped and answered
-  BAD_FRAME -- but once a board has answered a bad run (BAD_FRAME or DATA_CRC) it answers no
-  further bad run until it has received a valid frame: a burst of garbage (such as the raw
-  bytes of a BULK_PUT whose frame was lost) gets one BAD_FRAME; every bad run is still counted
-  in STATUS.bad_frames. A sender may put a 0x00 before a frame to flush a half-received run.
+  BAD_FRAME -- but within one burst of bytes (bytes that follow each other without a pause: on
+  a UART the next byte within two byte times, on other transports the bytes of one read), once
+  a board has answered a bad run (BAD_FRAME or DATA_CRC) it answers no further bad run until a
+  valid frame arrives: a burst of garbage (such as the raw bytes of a BULK_PUT whose frame was
+  lost) gets one BAD_FRAME, while a host's retry, which follows a pause, is answered again.
+  Every bad run is still counted in STATUS.bad_frames. A sender may put a 0x00 before a frame to flush a half-received run.
   The one exception to "0x00 ends every frame" is bulk mode (section Bulk mode): raw bytes
   that a BULK_PUT request or a BULK_GET reply announces follow its frame unstuffed.
 - **Sizes**: header {HEADER.size} bytes; payload at most {MAX_PAYLOAD} bytes (`max_payload` of

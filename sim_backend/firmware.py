@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
 import json
 import threading
 from collections.abc import Callable
@@ -147,7 +148,8 @@ class VirtualFirmware:
         self.chip_id = chip_id if chip_id is not None else (0x5E0000000000 | (chip.chip_seed & 0xFFFFFFFF))
         self.decoder = FrameDecoder(raw=board_raw_rule)
         self._garbage = False
-        """A bad run was answered and no valid frame came since: further bad runs are not."""
+        """A bad run of the bytes being fed was answered and no valid frame came since: further
+        bad runs of the same burst are not."""
         self.frames_rx = 0
         self.duplicates = 0
         self.executed = 0
@@ -192,6 +194,7 @@ class VirtualFirmware:
     def feed(self, data: bytes) -> bytes:
         """Bytes from the host in, bytes to the host out."""
         out = []
+        self._garbage = False  # a new burst of bytes (on a UART: after a pause in the stream)
         for ev in self.decoder.feed_events(data):
             if isinstance(ev, Frame):
                 self._garbage = False
@@ -588,12 +591,11 @@ class VirtualFirmware:
             raise CommandError(Status.NO_MEMORY, f"{n} samples of {steps} x {rows} bits exceed the sample memory "
                                                  f"({SAMPLE_MEMORY_BITS} bits, {self.memory_bits} in use)")
         slot, packed, _, _, _ = decode_upload_packed(p)
-        for i in range(n):
-            old = self.inputs.get(slot + i)
-            self.memory_bits -= old[1] * rows if old else 0
-            self.inputs[slot + i] = (packed[i], steps)
-            self.memory_bits += steps * rows
-            self.outputs.pop(slot + i, None)
+        slots = range(slot, slot + n)
+        self.inputs.update(zip(slots, zip(list(packed), itertools.repeat(steps))))
+        self.memory_bits += n * steps * rows - replaced
+        for s in self.outputs.keys() & slots if self.outputs else ():  # their results are stale
+            del self.outputs[s]
         return pack("COUNT", count=n)
 
     def _input(self, s: int) -> np.ndarray:
