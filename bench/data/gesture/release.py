@@ -25,7 +25,7 @@ from bench.data.gesture.body import Subject, pose_track
 from bench.data.gesture.dvs import PixelParams, Sensor, lighting
 from bench.data.gesture.render import SENSOR, background, render_block
 from bench.data.labels import CLASS_NAMES, write_labels, write_trial_list
-from bench.data.synth import check_out_dir, plan as _plan
+from bench.data.synth import LIGHTINGS, check_out_dir, plan as _plan
 from bench.errors import UsageError
 
 GENERATOR_VERSION = 1
@@ -43,7 +43,12 @@ def plan(per_class: int | None = None, subjects: int | None = None) -> dict:
         per_class, subjects = DEFAULT_PER_CLASS, DEFAULT_SUBJECTS
     elif per_class is None:
         per_class = max(2, round(int(subjects) * DEFAULT_PER_CLASS / DEFAULT_SUBJECTS))
-    return _plan(per_class, subjects)
+    p = _plan(per_class, subjects)
+    # lightings rotate with the subject, so a set with few recordings per subject still has
+    # every lighting (the stylised plan gives every subject's first recording the same one)
+    n = len(LIGHTINGS)
+    p["recordings"] = [(s, LIGHTINGS[(s - 1 + j) % n], j) for s, _, j in p["recordings"]]
+    return p
 
 
 def recording(seed: int, subject: int, lighting_name: str, key: int, *,
