@@ -28,13 +28,14 @@ from bench.data.labels import CLASS_NAMES, write_labels, write_trial_list
 from bench.data.synth import LIGHTINGS, check_out_dir, plan as _plan
 from bench.errors import UsageError
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DEFAULT_PER_CLASS = 122  # the release: 122 recordings of 29 subjects, 1,342 samples
 DEFAULT_SUBJECTS = 29
 DEFAULT_GESTURE_S = 6.0
 MIN_GESTURE_S, MAX_GESTURE_S = 1.6, 30.0
 DT_US = 1000  # render / pixel step
 BLOCK = 32  # steps rendered at once
+LEAD_S = 0.5  # the gesture's motion starts this long before its label
 
 
 def plan(per_class: int | None = None, subjects: int | None = None) -> dict:
@@ -70,7 +71,9 @@ def recording(seed: int, subject: int, lighting_name: str, key: int, *,
     total_s = t
     K = int(np.ceil(total_s * 1e6 / DT_US))
     t_s = np.arange(K) * (DT_US * 1e-6)
-    pose = pose_track(subj, t_s, segs, rng)
+    # the body starts each gesture LEAD_S before its label: the label starts once the gesture
+    # is under way (the ramp from rest, <= 0.5 s, is over), as an annotator marks it
+    pose = pose_track(subj, t_s, [(c, a - LEAD_S, b) for c, a, b in segs], rng)
     bg = background(rng, (SENSOR[1], SENSOR[0]))
     sensor = Sensor(params, light, rng, (SENSOR[1], SENSOR[0]), DT_US)
     sensor.set_background(bg)
