@@ -206,9 +206,14 @@ def gesture_wrists(cls: int, t_s: np.ndarray, subj: Subject, rng: np.random.Gene
         return right, left, one, one
     if cls == OTHER:
         # something else: slow, random reaching with one or both arms
+        # something else: slow, random movements of one or both arms, each about a place the
+        # other gestures also use (in front of the chest, up by the head, out to the side, at
+        # the belly), so "other" has no place of its own
         which = rng.integers(0, 3)
-        wr = c_r + np.array([-12.0, 6.0]) + 9.0 * amp * _smooth_noise(rng, t_s, 1.2 * tempo, 2)
-        wl = c_l + np.array([12.0, 6.0]) + 9.0 * amp * _smooth_noise(rng, t_s, 1.2 * tempo, 2)
+        places = np.array([[7.0, 32.0], [-16.0, -12.0], [-30.0, 16.0], [12.0, 44.0]])
+        pr, pl = places[rng.integers(0, 4)], places[rng.integers(0, 4)]
+        wr = pr * [1.0, 1.0] + 9.0 * amp * _smooth_noise(rng, t_s, 1.2 * tempo, 2)
+        wl = pl * [-1.0, 1.0] + 9.0 * amp * _smooth_noise(rng, t_s, 1.2 * tempo, 2)
         ar = one if which in (0, 2) else zero
         al = one if which in (1, 2) else zero
         return wr, wl, ar, al

@@ -25,16 +25,17 @@ from bench.data.gesture.body import Subject, pose_track
 from bench.data.gesture.dvs import PixelParams, Sensor, lighting
 from bench.data.gesture.render import SENSOR, background, render_block
 from bench.data.labels import CLASS_NAMES, write_labels, write_trial_list
-from bench.data.synth import check_out_dir, plan as _plan
+from bench.data.synth import LIGHTINGS, check_out_dir, plan as _plan
 from bench.errors import UsageError
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DEFAULT_PER_CLASS = 122  # the release: 122 recordings of 29 subjects, 1,342 samples
 DEFAULT_SUBJECTS = 29
 DEFAULT_GESTURE_S = 6.0
 MIN_GESTURE_S, MAX_GESTURE_S = 1.6, 30.0
 DT_US = 1000  # render / pixel step
 BLOCK = 32  # steps rendered at once
+LEAD_S = 0.5  # the gesture's motion starts this long before its label
 
 
 def plan(per_class: int | None = None, subjects: int | None = None) -> dict:
@@ -43,7 +44,12 @@ def plan(per_class: int | None = None, subjects: int | None = None) -> dict:
         per_class, subjects = DEFAULT_PER_CLASS, DEFAULT_SUBJECTS
     elif per_class is None:
         per_class = max(2, round(int(subjects) * DEFAULT_PER_CLASS / DEFAULT_SUBJECTS))
-    return _plan(per_class, subjects)
+    p = _plan(per_class, subjects)
+    # lightings rotate with the subject, so a set with few recordings per subject still has
+    # every lighting (the stylised plan gives every subject's first recording the same one)
+    n = len(LIGHTINGS)
+    p["recordings"] = [(s, LIGHTINGS[(s - 1 + j) % n], j) for s, _, j in p["recordings"]]
+    return p
 
 
 def recording(seed: int, subject: int, lighting_name: str, key: int, *,
@@ -65,7 +71,9 @@ def recording(seed: int, subject: int, lighting_name: str, key: int, *,
     total_s = t
     K = int(np.ceil(total_s * 1e6 / DT_US))
     t_s = np.arange(K) * (DT_US * 1e-6)
-    pose = pose_track(subj, t_s, segs, rng)
+    # the body starts each gesture LEAD_S before its label: the label starts once the gesture
+    # is under way (the ramp from rest, <= 0.5 s, is over), as an annotator marks it
+    pose = pose_track(subj, t_s, [(c, a - LEAD_S, b) for c, a, b in segs], rng)
     bg = background(rng, (SENSOR[1], SENSOR[0]))
     sensor = Sensor(params, light, rng, (SENSOR[1], SENSOR[0]), DT_US)
     sensor.set_background(bg)
