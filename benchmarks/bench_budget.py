@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.data.dataset import load_split
     from bench.data.preprocess import batch_to_spikes
     from bench.network.modelfile import load_model
-    from bench.training_gain import SHIPPED_MODELS, compare_models
+    from bench.training_gain import BASELINE, SHIPPED_MODELS, compare_models
 
     t0 = time.perf_counter()
     models = [(k, label, load_model(Path(a.models) / f)) for k, label, f in SHIPPED_MODELS
@@ -68,11 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         if not a.json:
             print(f"\n{fid} ({len(dies)} dies, {y.size} samples)")
             print(f"{'model':<10} {'software':>9} {'chip median':>12} {'min..max':>16} {'drop median':>12}")
+            own = {r["key"]: r["software_accuracy"] for r in c["rows"]}
             for r in c["rows"]:
                 ch = 100 * np.array(r["chip_accuracies"])
-                sw = 100 * r["software_accuracy"]
+                base = BASELINE.get(r["key"], r["key"]) if BASELINE.get(r["key"]) in own else r["key"]
+                sw = 100 * own[base]
+                note = "" if base == r["key"] else f"  (against {base} software; own {100 * r['software_accuracy']:.2f}%)"
                 print(f"{r['key']:<10} {sw:8.2f}% {np.median(ch):11.2f}% {ch.min():7.2f}..{ch.max():6.2f}% "
-                      f"{sw - np.median(ch):+11.2f}", flush=True)
+                      f"{sw - np.median(ch):+11.2f}{note}", flush=True)
     out["age"] = {}
     for age in (1.0, 3600.0, 86400.0):
         c = compare_models(general[:1], x, y, fidelity="typical", chip_seeds=dies, age_s=age)
