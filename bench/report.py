@@ -286,10 +286,13 @@ def training_gain(f, out: Path) -> Path | None:
 
 def training_table_html(c: dict[str, Any]) -> str:
     cells = "".join(f"<tr><td>{html.escape(r['label'])}</td><td>{100 * r['software_accuracy']:.2f} %</td>"
-                    f"<td>{100 * r['chip_accuracy']:.2f} %</td><td>{r['drop_points']:+.2f}</td></tr>"
-                    for r in c["rows"])
+                    f"<td>{100 * r['chip_accuracy']:.2f} %</td><td>{r['drop_points']:+.2f}"
+                    f"{'' if r.get('baseline', r['key']) == r['key'] else ' (against ' + html.escape(r['baseline']) + ' software)'}"
+                    f"</td></tr>" for r in c["rows"])
     return (f"<h2>What training buys</h2><p>The shipped reference models on the same test inputs, in software "
-            f"and on a simulated {html.escape(c['fidelity'])} die (chip seed {c['chip_seeds']}).</p>"
+            f"and on a simulated {html.escape(c['fidelity'])} die (chip seed {c['chip_seeds']}). A fine-tuned "
+            f"chip layer is tuned to one die: its software figure is not its baseline, the model it was "
+            f"tuned from is.</p>"
             f"<table><tr><th>model</th><th>software</th><th>chip</th><th>drop (points)</th></tr>{cells}</table>")
 
 

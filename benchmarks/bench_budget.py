@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.data.dataset import load_split
     from bench.data.preprocess import batch_to_spikes
     from bench.network.modelfile import load_model
-    from bench.training_gain import SHIPPED_MODELS, compare_models
+    from bench.training_gain import BASELINE, SHIPPED_MODELS, compare_models
 
     t0 = time.perf_counter()
     models = [(k, label, load_model(Path(a.models) / f)) for k, label, f in SHIPPED_MODELS
@@ -57,20 +57,38 @@ def main(argv: list[str] | None = None) -> int:
     y = np.array([s.label for s in samples], dtype=np.int64)
     dies = tuple(range(1, a.chips + 1))
     out: dict = {"data": a.data, "samples": int(y.size), "dies": list(dies), "fidelity": {}}
+    tuned = [m for m in models if (m[2].metadata or {}).get("finetune")]
+    general = [m for m in models if m not in tuned]
     for fid in ("ideal", "typical", "worst"):
-        c = compare_models(models, x, y, fidelity=fid, chip_seeds=dies)
+        c = compare_models(general, x, y, fidelity=fid, chip_seeds=dies)
+        for m in tuned:  # a fine-tuned model belongs to the die it was tuned on
+            seed = _tuned_seed(m[2])
+            c["rows"] += compare_models([m], x, y, fidelity=fid, chip_seeds=(seed,))["rows"]
         out["fidelity"][fid] = c
         if not a.json:
             print(f"\n{fid} ({len(dies)} dies, {y.size} samples)")
             print(f"{'model':<10} {'software':>9} {'chip median':>12} {'min..max':>16} {'drop median':>12}")
+            own = {r["key"]: r["software_accuracy"] for r in c["rows"]}
             for r in c["rows"]:
                 ch = 100 * np.array(r["chip_accuracies"])
-                sw = 100 * r["software_accuracy"]
+                base = BASELINE.get(r["key"], r["key"]) if BASELINE.get(r["key"]) in own else r["key"]
+                sw = 100 * own[base]
+                note = "" if base == r["key"] else f"  (against {base} software; own {100 * r['software_accuracy']:.2f}%)"
                 print(f"{r['key']:<10} {sw:8.2f}% {np.median(ch):11.2f}% {ch.min():7.2f}..{ch.max():6.2f}% "
-                      f"{sw - np.median(ch):+11.2f}", flush=True)
+                      f"{sw - np.median(ch):+11.2f}{note}", flush=True)
+    out["age"] = {}
+    for age in (1.0, 3600.0, 86400.0):
+        c = compare_models(general[:1], x, y, fidelity="typical", chip_seeds=dies, age_s=age)
+        out["age"][str(age)] = c
+        r = c["rows"][0]
+        ch = 100 * np.array(r["chip_accuracies"])
+        if not a.json:
+            print(f"typical, {r['key']}, {age:g} s after programming: chip median {np.median(ch):.2f}% "
+                  f"({ch.min():.2f}..{ch.max():.2f}), drop {100 * r['software_accuracy'] - np.median(ch):+.2f}",
+                  flush=True)
     if not a.no_budget:
         out["budget"] = {}
-        for key, _, net in models[:2]:
+        for key, _, net in general[:2]:
             b = measure_budget(net, x, y, fidelity="typical", chip_seeds=dies)
             out["budget"][key] = b
             if not a.json:
@@ -81,6 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"\n{out['seconds']:.0f} s")
     return 0
+
+
+def _tuned_seed(net) -> int:
+    """The chip seed of the die a fine-tuned model was tuned on (from its ``pesim://`` URL)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    url = str(net.metadata["finetune"].get("chip_url", ""))
+    return int(parse_qs(urlsplit(url).query).get("seed", ["1"])[-1])
 
 
 if __name__ == "__main__":

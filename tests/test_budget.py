@@ -258,3 +258,12 @@ def test_shipped_spikes_round_trip_and_refuse_a_mismatched_model(tmp_path):
     (tmp_path / "bad.h5").write_bytes(b"not hdf5")
     with pytest.raises(DataFormatError, match="bad.h5"):
         load_spikes(tmp_path / "bad.h5")
+
+
+def test_pesim_overrides_refused_on_a_die_file(tmp_path):
+    """A die file keeps its own parameter set: overriding it through the URL is an error that
+    says so, and no die file is created."""
+    die = tmp_path / "d.h5"
+    with pytest.raises(Exception, match="fresh die"):
+        PEChip(f"pesim://?seed=1&die={die}&p.read_noise_rel=0.1")
+    assert not die.exists()
