@@ -300,8 +300,9 @@ def run_modules(todo: dict[str, list[str]], budget_s: float, log=print,
                              f"pytest {' '.join(fresh)}")
         new = json.loads(Path(stats_file.name + ".new").read_text()) if fresh else {"hits": {}, "dur": {}}
         in_kept = lambda t: t.split("::")[0] in keep  # noqa: E731
-        st = {"hits": {f: [t for t in ids if in_kept(t)] + new["hits"].get(f, [])
-                       for f, ids in {**old.get("hits", {}), **{k: [] for k in new["hits"]}}.items()},
+        old_hits = old.get("hits", {})
+        st = {"hits": {f: [t for t in old_hits.get(f, []) if in_kept(t)] + new["hits"].get(f, [])
+                       for f in {*old_hits, *new["hits"]}},
               "dur": {**{t: d for t, d in old.get("dur", {}).items() if in_kept(t)}, **new["dur"]},
               "files": stamp, "module_mtime": src_stamp}
         stats_file.write_text(json.dumps(st))
