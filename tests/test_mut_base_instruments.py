@@ -131,3 +131,22 @@ def test_a_slow_trace_that_keeps_progressing_is_not_a_stall():
     smu._armed, smu._armed_at, smu._armed_line = (20, 0.02, 0.0), time.monotonic(), None
     tr = smu.fetch_trace(timeout_s=5.0)
     assert tr.current_a.shape == (20,)
+
+
+def test_visa_query_with_its_own_timeout_puts_the_session_timeout_back():
+    """A probe with a short timeout (0.5 s) must not leave the session at it: the next
+    ordinary query waits the adapter's 5 s again.  Against a simulated SMU over TCP/VISA."""
+    from drivers.instruments.base import VisaAdapter
+    from sim_backend.instruments import StubWorld, serve_instruments
+
+    desc, stop = serve_instruments(StubWorld())
+    try:
+        ad = VisaAdapter(desc[0]["resource"], timeout_s=5.0)
+        try:
+            assert ad.query("*IDN?", timeout_s=0.5)
+            assert ad._res.timeout == 5000
+            assert ad._dirty is False          # a completed query leaves nothing to drain
+        finally:
+            ad.close()
+    finally:
+        stop()

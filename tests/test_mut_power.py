@@ -80,6 +80,29 @@ def test_run_file_books_each_chunk_with_units_and_counts_the_trace_points(bench,
             assert f[f"run/{rail}/chunk"][()].tolist().count(1) > 0
 
 
+class _RegisterSpy:
+    """The chip as measure_power sees it, recording register writes."""
+
+    def __init__(self, chip) -> None:
+        self.chip, self.writes = chip, []
+
+    def __getattr__(self, name):
+        return getattr(self.chip, name)
+
+    def write_register(self, name, value):
+        self.writes.append((name, value))
+        return self.chip.write_register(name, value)
+
+
+def test_one_smu_per_rail_is_checked_before_anything_else():
+    from bench.errors import MeasurementError
+    from bench.power import RailSetup
+
+    setups = [RailSetup("VDDA", 1.8, 0.1), RailSetup("VDDD", 1.2, 0.1)]
+    with pytest.raises(MeasurementError, match="one SMU per rail"):
+        measure_power(None, [object()], setups, spikes=np.zeros((1, 2, 3), bool))
+
+
 @pytest.fixture
 def ideal_bench():
     b = Bench(fidelity="ideal")
@@ -98,12 +121,15 @@ def test_trigger_armed_run_traces_and_the_programming_record(ideal_bench, tmp_pa
     with RunFile(tmp_path / "t.h5", "power") as run, PEChip(ideal_bench.url) as pe:
         smus = open_smus(ideal_bench.cfgs())
         try:
-            res = measure_power(pe, smus, ideal_bench.setups(), spikes=spikes, conductances_s=g[:2, :3],
+            spy = _RegisterSpy(pe)
+            res = measure_power(spy, smus, ideal_bench.setups(), spikes=spikes, conductances_s=g[:2, :3],
                                 run=run, options=PowerOptions(idle_points=5, trigger_lines=[1, 1, 1]))
         finally:
             for s in smus:
                 s.close()
     assert res["hardware_trigger"] is True
+    # the board's trigger output: at RUN start (TRIG_MODE 1, not 2 = every sample), then off
+    assert [v for name, v in spy.writes if name == "TRIG_MODE"] == [1.0, 0.0]
     assert res["programmed"]["cells"] == 6 and res["programmed"]["success"] == 6
     with h5py.File(tmp_path / "t.h5", "r") as f:
         for rail in ("VDDA", "VDDD", "VDDIO"):

@@ -62,3 +62,22 @@ def test_an_unconfirmed_rail_below_one_volt_is_named_at_its_own_level():
         assert safety.unconfirmed() == ["VDDIO could not be confirmed off \u2014 it may still be at 0.5 V"]
     finally:
         safety.clear_unconfirmed()
+
+
+def test_shutdown_puts_back_the_ctrl_c_handler_it_found():
+    """Whatever handler was installed before (here one of the test's own) is back afterwards:
+    SIGINT is ignored only during the shutdown."""
+    def mine(signum, frame):  # pragma: no cover - never called
+        pass
+
+    saved = signal.signal(signal.SIGINT, mine)
+    try:
+        seen = []
+        smu = _Closes()
+        smu.close = lambda: (seen.append(signal.getsignal(signal.SIGINT)), safety.unregister(smu))
+        safety.register(smu)
+        assert safety.shutdown_all() == []
+        assert seen == [signal.SIG_IGN]
+        assert signal.getsignal(signal.SIGINT) is mine
+    finally:
+        signal.signal(signal.SIGINT, saved)

@@ -54,3 +54,15 @@ def test_table_class_column_is_as_wide_as_its_header():
     lines = Comparison(score(s, y, 2), score(s, y, 2)).table(["a", "b"]).splitlines()
     assert lines[0].startswith("class      n  software")
     assert lines[1].startswith("a          1   100.00%")    # 100.00% right-aligned in 8
+
+
+def test_whole_number_floats_count_as_class_indices():
+    """Labels and predictions read back as floats (JSON, some HDF5 writers) are class indices:
+    hand count: sample 0 true 1 predicted 1, sample 1 true 0 predicted 1."""
+    from bench.scoring import Score
+
+    m = confusion_matrix(np.array([1.0, 0.0]), np.array([1.0, 1.0]), 2)
+    assert m.tolist() == [[0, 1], [0, 1]]
+    s = Score([1.0, 1.0], [1.0, 0.0], 2)
+    assert s.predictions.dtype == np.int64 and s.labels.dtype == np.int64
+    assert s.correct == 1 and s.accuracy == 0.5

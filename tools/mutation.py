@@ -264,6 +264,15 @@ def run_modules(todo: dict[str, list[str]], budget_s: float, log=print,
             pytest.main(["--collect-only", *_pytest_args(tests)])
 
         stats_file = Path(f"mutmut-stats-{module.replace('/', '.')}.json")
+        # Reuse the stats of test files unchanged since they were taken (same mutated module,
+        # same file contents); run the stats pass only on new or changed test files.
+        stamp = {f: (ROOT / f).stat().st_mtime_ns for f in tests}
+        src_stamp = (ROOT / "mutants" / module).stat().st_mtime_ns
+        old = json.loads(stats_file.read_text()) if stats_file.exists() else {}
+        if old.get("module_mtime") != src_stamp:
+            old = {}
+        keep = {f for f in tests if old.get("files", {}).get(f) == stamp[f]}
+        fresh = [f for f in tests if f not in keep]
 
         def stats_run() -> int:
             hits: dict[str, list[str]] = {}
@@ -279,15 +288,24 @@ def run_modules(todo: dict[str, list[str]], budget_s: float, log=print,
                     dur[report.nodeid] = dur.get(report.nodeid, 0.0) + report.duration
 
             set_mutant_under_test("stats")
-            code = pytest.main(_pytest_args(tests), plugins=[Collect()])
-            stats_file.write_text(json.dumps({"hits": hits, "dur": dur}))
+            code = pytest.main(_pytest_args(fresh), plugins=[Collect()])
+            Path(stats_file.name + ".new").write_text(json.dumps({"hits": hits, "dur": dur}))
             return code
 
-        code, took, _ = _in_child(stats_run, None)
+        code, took = 0, 0.0
+        if fresh:
+            code, took, _ = _in_child(stats_run, None)
         if code != 0:
             raise SystemExit(f"mutation: the tests of {module} fail without a mutant (exit {code}): "
-                             f"pytest {' '.join(tests)}")
-        st = json.loads(stats_file.read_text())
+                             f"pytest {' '.join(fresh)}")
+        new = json.loads(Path(stats_file.name + ".new").read_text()) if fresh else {"hits": {}, "dur": {}}
+        in_kept = lambda t: t.split("::")[0] in keep  # noqa: E731
+        old_hits = old.get("hits", {})
+        st = {"hits": {f: [t for t in old_hits.get(f, []) if in_kept(t)] + new["hits"].get(f, [])
+                       for f in {*old_hits, *new["hits"]}},
+              "dur": {**{t: d for t, d in old.get("dur", {}).items() if in_kept(t)}, **new["dur"]},
+              "files": stamp, "module_mtime": src_stamp}
+        stats_file.write_text(json.dumps(st))
 
         def forced_fail() -> int:
             set_mutant_under_test("fail")
@@ -295,7 +313,7 @@ def run_modules(todo: dict[str, list[str]], budget_s: float, log=print,
 
         if _in_child(forced_fail, None)[0] == 0:
             raise SystemExit(f"mutation: the trampolines of {module} are not active (a forced failure passed)")
-        log(f"mutation: {module}: {len(tests)} test files, clean run {took:.0f} s; "
+        log(f"mutation: {module}: {len(tests)} test files ({len(fresh)} new or changed: stats run {took:.0f} s); "
             f"{len(names)} mutants to check")
         codes: dict[str, int] = {}
         t_mod = time.monotonic()
