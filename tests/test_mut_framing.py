@@ -51,3 +51,20 @@ def test_broken_cobs_stuffing_is_named():
 
     with pytest.raises(FrameError, match="^bad COBS stuffing: "):
         decode_body(b"\x05\x01")          # a code byte promising 4 data bytes, only 1 follows
+
+
+def test_the_decoder_starts_clean_and_remembers_the_last_error():
+    """A new decoder has no error and no foreign frame; after a frame with a wrong CRC (built
+    with zlib + the cobs package) its last error says so."""
+    import struct
+    import zlib
+
+    from cobs import cobs
+
+    from firmware_iface.framing import FrameDecoder
+
+    d = FrameDecoder()
+    assert d.last_error == "" and d.foreign == 0
+    body = bytes([2, 1, 2, 3, 4])
+    d.feed(cobs.encode(body + struct.pack("<I", (zlib.crc32(body) + 1) & 0xFFFFFFFF)) + b"\x00")
+    assert d.last_error == "CRC mismatch" and d.foreign == 0
