@@ -60,3 +60,13 @@ def test_a_query_the_board_registered_is_answered():
     status, payload, _ = RawClient().send(Opcode.SIM_QUERY, b"energy_j")
     assert status == Status.OK
     assert isinstance(json.loads(payload), dict)
+
+
+def test_the_last_sample_slot_exists_and_the_one_after_does_not():
+    """65,536 slots (0..65535): RUN of slot 65535 is in range (only empty: NOT_READY); a RUN
+    reaching slot 65536 is OUT_OF_RANGE."""
+    c = RawClient()
+    status, payload, _ = c.send(Opcode.RUN, msg.encode_run(65535, 1))
+    assert (status, payload) == (Status.NOT_READY, b"no input stored in slot 65535")
+    status, _, _ = c.send(Opcode.RUN, msg.encode_run(65535, 2))
+    assert status == Status.OUT_OF_RANGE
