@@ -43,3 +43,30 @@ def test_bulk_transfer_refusals_name_the_transfer_and_what_is_missing():
     assert (status, payload) == (Status.NOT_READY, b"transfer 0x7: 7 bytes not staged")
     status, payload, _ = c.send(Opcode.FETCH, encode_fetch(9, 0, 4))
     assert (status, payload) == (Status.NOT_READY, b"no kept result of transfer 0x9")
+
+
+def test_hello_with_a_payload_and_unknown_queries_are_refused_with_reasons():
+    c = RawClient()
+    status, payload, _ = c.send(Opcode.HELLO, b"x", seq=0)
+    assert (status, payload) == (Status.BAD_PAYLOAD, b"HELLO payload must be empty, got 1 bytes")
+    status, payload, _ = c.send(Opcode.SIM_QUERY, b"nope")
+    assert (status, payload) == (Status.UNSUPPORTED, b"unknown simulator query 'nope'")
+
+
+def test_a_query_the_board_registered_is_answered():
+    """make_board registers 'energy_j' (per-rail energy of the world) on top of the defaults."""
+    import json
+
+    status, payload, _ = RawClient().send(Opcode.SIM_QUERY, b"energy_j")
+    assert status == Status.OK
+    assert isinstance(json.loads(payload), dict)
+
+
+def test_the_last_sample_slot_exists_and_the_one_after_does_not():
+    """65,536 slots (0..65535): RUN of slot 65535 is in range (only empty: NOT_READY); a RUN
+    reaching slot 65536 is OUT_OF_RANGE."""
+    c = RawClient()
+    status, payload, _ = c.send(Opcode.RUN, msg.encode_run(65535, 1))
+    assert (status, payload) == (Status.NOT_READY, b"no input stored in slot 65535")
+    status, _, _ = c.send(Opcode.RUN, msg.encode_run(65535, 2))
+    assert status == Status.OUT_OF_RANGE
