@@ -121,7 +121,9 @@ def _recordings(seed: int, recs: list, gesture_s: float, workers: int):
         return
     import multiprocessing as mp
 
-    with mp.get_context("spawn").Pool(min(int(workers), len(jobs))) as pool:
+    # fork where there is one: no resource-tracker process outliving the run (spawn starts one)
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    with ctx.Pool(min(int(workers), len(jobs))) as pool:
         yield from pool.imap(_one, jobs)
 
 
