@@ -29,7 +29,8 @@ test-all: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest -n 2 -q
 
 # Mutation testing of the core modules (hours for every mutant; not in CI). A quick estimate:
-# `make mutation MUTATION_ARGS="--sample 25"`. See tools/mutation.py, decision 0013.
+# `make mutation MUTATION_ARGS="--sample 60 --survivors"` (score, 95 % interval and survivors per
+# module; each module against its own tests). See tools/mutation.py, decision 0013.
 MUTATION_ARGS ?=
 mutation: $(STAMP)
 	$(VENV)/bin/python -m pip install --quiet -e '.[gui,test,mutation]'

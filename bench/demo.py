@@ -9,7 +9,14 @@ Steps (each a unit of work, flushed to the run file when done):
 5. power: measured during step 4 when the SMUs' trigger inputs are wired to the board
    (``bench.power_inpass``), and the chip layer's workload replayed while the SMUs sample
    every rail (``bench.power``), the two compared;
-6. report: figures and an HTML page (``bench.report``).
+6. budget: the error budget (``bench.budget``: each chip non-ideality alone on a simulated die
+   of the station's seed and preset, and all together) of the realistic-set model trained
+   without hardware awareness on the shipped realistic test split (``bench.demo_data``), or of
+   the main job's model and inputs when those are not shipped or ``--model`` is given;
+7. training: what training buys — the shipped realistic-set models (plain, hardware-aware,
+   hardware-aware + chip-in-the-loop fine-tuned; ``bench.training_gain``) in software and on
+   the same simulated die, side by side, on the shipped realistic test split;
+8. report: figures and an HTML page (``bench.report``).
 
 Everything is validated before work starts: the output directory must be writable and the
 station's hardware reachable.
@@ -31,6 +38,22 @@ from bench.errors import RunPathError, RunStoreError
 from bench.runstore import RunFile, check_writable
 
 REFERENCE_MODEL = Path(__file__).resolve().parent / "models" / "reference.h5"
+"""The stylised-set reference model (issue 7; the energy model's reference workload comes from it)."""
+GESTURE_PLAIN = Path(__file__).resolve().parent / "models" / "gesture_plain.h5"
+"""The realistic-set reference model trained without hardware awareness (issue 15): the error
+budget of the demo is taken on it (the paper's situation: trained in software, put on silicon)."""
+
+
+REALISTIC_SAMPLES = 88
+"""Samples of the shipped realistic test split the demo's budget and comparison use (the
+split's order is round robin over its 24 recordings, so the first 88 span every test subject)."""
+
+
+def default_model() -> Path:
+    """The model of the demo's main job (program, infer, power): the stylised-set reference."""
+    return REFERENCE_MODEL
+
+
 PAPER = {"accuracy": 0.9306, "software_accuracy": 0.9826, "drop_points": 5.2, "average_power_w": 43.83e-3,
          "energy_per_sample_j": 1.94e-6, "latency_s": 44.31e-6, "tsops_per_w": 101.05}
 
@@ -50,6 +73,28 @@ def synthetic_set(seed: int = 0) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         generate(path, seed=seed)
     return path
+
+
+def demo_inputs(net, limit: int | None) -> tuple[np.ndarray, np.ndarray, Path]:
+    """The main job's test inputs: the stylised synthetic set, generated into the cache."""
+    from bench.data.dataset import load_split
+    from bench.data.preprocess import PreprocessConfig, batch_to_spikes
+
+    data_dir = synthetic_set(0)
+    samples = load_split(data_dir, "test", limit=limit)
+    x = batch_to_spikes(samples, PreprocessConfig())
+    return x, np.array([s.label for s in samples], dtype=np.int64), data_dir
+
+
+def realistic_inputs(net, limit: int | None) -> tuple[np.ndarray, np.ndarray, Path] | None:
+    """The shipped preprocessed test split of the realistic set (``bench.demo_data``) for ``net``,
+    or None when it is not shipped."""
+    from bench.demo_data import SHIPPED_TEST, load_spikes
+
+    if not SHIPPED_TEST.is_file():
+        return None
+    x, labels, _ = load_spikes(SHIPPED_TEST, net, limit)
+    return x, labels, SHIPPED_TEST
 
 
 class _Prefixed:
@@ -85,6 +130,10 @@ class DemoOptions:
     """Model file (default: the shipped reference model)."""
     live: bool = False
     """Follow the run file in the live view (a separate process)."""
+    budget: bool = True
+    """Measure the error budget (step 6)."""
+    training: bool = True
+    """Compare the shipped reference models (step 7)."""
 
 
 def _progress(opts: DemoOptions, total: int, desc: str):
@@ -102,7 +151,7 @@ def preflight(opts: DemoOptions) -> tuple[Path, Any]:
         raise RunPathError(f"--out {out}: exists and is not a directory")
     run_path = check_writable(out / "demo.h5")
     station = load_station(opts.station)
-    model = Path(opts.model or REFERENCE_MODEL)
+    model = Path(opts.model or default_model())
     if not model.exists():
         raise RunPathError(f"{model}: model file not found")
     from bench.hybrid import require_chip_layers
@@ -115,8 +164,6 @@ def preflight(opts: DemoOptions) -> tuple[Path, Any]:
 
 
 def run_demo(opts: DemoOptions) -> dict[str, Any]:
-    from bench.data.dataset import load_split
-    from bench.data.preprocess import PreprocessConfig, batch_to_spikes
     from bench.hybrid import HybridRunner, plan_network
     from bench.network.modelfile import load_model
     from bench.power import PowerOptions, RailSetup, measure_power
@@ -133,7 +180,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
     from bench.view.live import follow
 
     follow(opts.live, run_path)
-    steps = ["data", "program", "infer", "power", "report"]
+    steps = ["data", "program", "infer", "power", "budget", "training", "report"]
     bar = _progress(opts, len(steps), "demo")
     summary: dict[str, Any] = {}
     with ExitStack() as stack:
@@ -143,15 +190,11 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         smu_cfgs = _smu_configs(b)
         smus = open_smus(smu_cfgs)
         stack.callback(_close_all, smus)
-        net = load_model(opts.model or REFERENCE_MODEL)
+        net = load_model(opts.model or default_model())
 
         bar.set_description("demo: data")
-        data_dir = synthetic_set(0)
         limit = opts.limit if opts.limit is not None else (33 if opts.quick else None)
-        samples = load_split(data_dir, "test", limit=limit)
-        cfg = PreprocessConfig()
-        x = batch_to_spikes(samples, cfg)
-        labels = np.array([s.label for s in samples], dtype=np.int64)
+        x, labels, data_dir = demo_inputs(net, limit)
         bar.update()
 
         info = b.chip.info()
@@ -159,7 +202,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
             run_path, "demo", station=station.as_dict(),
             seeds={"chip_seed": station.chip.seed, "run_seed": station.chip.run_seed, "data_seed": 0},
             chip_info=info.as_dict(), chip_url=b.chip_url, data_dir=str(data_dir),
-            model=str(opts.model or REFERENCE_MODEL), instruments=[{"rail": s.rail, "identity": s.identity} for s in smus]))
+            model=str(opts.model or default_model()), instruments=[{"rail": s.rail, "identity": s.identity} for s in smus]))
 
         bar.set_description("demo: program")
         plan = plan_network(net, info)
@@ -231,6 +274,46 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         if in_pass is None:
             summary["in_pass_energy_per_sample_j_reason"] = why_not
         bar.update()
+
+        budget = gain = None
+        simulated_chip = {"fidelity": station.chip.fidelity, "chip_seeds": (int(station.chip.seed),),
+                          "run_seed": int(station.chip.run_seed)}
+        bar.set_description("demo: budget")
+        # budget and comparison on the realistic set when its shipped split and models are there
+        # (and the demo runs the shipped model), else on the main job's model and inputs
+        # (at most REALISTIC_SAMPLES of the shipped split, so the demo stays quick; the full split's
+        # figures are in docs/BENCHMARKS.md)
+        r_limit = min(limit, REALISTIC_SAMPLES) if limit is not None else REALISTIC_SAMPLES
+        realistic = None if opts.model is not None else realistic_inputs(net, r_limit)
+        if opts.budget:
+            from bench.budget import measure_budget
+            from bench.commands.budget import store_budget
+
+            b_net, b_x, b_y, b_model, b_data = net, x, labels, str(opts.model or default_model()), str(data_dir)
+            if realistic is not None and GESTURE_PLAIN.is_file():
+                b_net = load_model(GESTURE_PLAIN)
+                b_x, b_y, _ = realistic_inputs(b_net, r_limit)
+                b_model, b_data = str(GESTURE_PLAIN), str(realistic[2])
+            budget = measure_budget(b_net, b_x, b_y, schedule=schedule, **simulated_chip)
+            budget.update(model=b_model, data=b_data)
+            store_budget(run, budget)
+            summary["error_budget"] = {"fidelity": budget["fidelity"], "all_points": budget["all"]["drop_points"],
+                                       "sum_of_rows_points": budget["sum_of_rows_points"], "model": b_model,
+                                       "rows": {r["key"]: r["drop_points"] for r in budget["rows"]}}
+        bar.update()
+        bar.set_description("demo: training")
+        if opts.training and realistic is not None:
+            from bench.training_gain import compare_models, shipped_models
+
+            models = [(k, label, load_model(p)) for k, label, p in shipped_models()]
+            if models:
+                gain = compare_models(models, realistic[0], realistic[1], schedule=schedule, **simulated_chip)
+                gain["data"] = str(realistic[2])
+                run.set_attrs("training", training_json=_json_dumps(gain))
+                run.flush()
+                summary["training"] = {r["key"]: {"software_accuracy": r["software_accuracy"],
+                                                  "chip_accuracy": r["chip_accuracy"]} for r in gain["rows"]}
+        bar.update()
         import json as _json
 
         summary["paper"] = PAPER
@@ -241,10 +324,25 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
     bar.close()
     summary.update(run_file=str(run_path), report=rep["report"], figures=rep["figures"],
                    seconds=time.perf_counter() - t_start, chip_url=b.chip_url, simulated=b.simulated)
-    summary["summary"] = (format_table(summary_rows(summary)) + f"\n\nrun file: {run_path}\nreport:   "
+    extra = ""
+    if gain is not None:
+        from bench.training_gain import format_comparison
+
+        extra += "\n\n" + format_comparison(gain)
+    if budget is not None:
+        from bench.budget import format_budget
+
+        extra += "\n\n" + format_budget(budget)
+    summary["summary"] = (format_table(summary_rows(summary)) + extra + f"\n\nrun file: {run_path}\nreport:   "
                           f"{rep['report']}\n({summary['samples']} test samples, "
                           f"{summary['seconds']:.1f} s)")
     return summary
+
+
+def _json_dumps(d: dict[str, Any]) -> str:
+    import json as _json
+
+    return _json.dumps(d)
 
 
 def _close_all(smus: list) -> None:

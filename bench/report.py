@@ -5,7 +5,11 @@ Figures (each only when its data is in the run file):
 - ``programming.png``      histogram of programming error (µS) and of pulses per cell;
 - ``rasters.png``          input and output spike rasters of a few samples;
 - ``power.png``            current trace per supply rail;
-- ``confusion.png``        confusion matrix of the chip's predictions.
+- ``confusion.png``        confusion matrix of the chip's predictions;
+- ``error_budget.png``     the error budget (``snnbench budget``; the demo's too): drop per
+  non-ideality alone, their sum and all together, with a table on the page;
+- ``training_gain.png``    software and chip accuracy of the plain, hardware-aware and
+  fine-tuned reference models side by side (the demo), with a table on the page.
 
 The Qt platform defaults to ``offscreen`` so reports render on machines without a screen.
 """
@@ -209,6 +213,110 @@ def confusion(f, out: Path) -> Path | None:
     return _save(win, app, out / "confusion.png", (800, 700))
 
 
+def _budget(f) -> dict[str, Any] | None:
+    g = f.get("budget")
+    raw = g.attrs.get("budget_json") if g is not None else None
+    return json.loads(raw) if isinstance(raw, (str, bytes)) and raw else None
+
+
+def error_budget(f, out: Path) -> Path | None:
+    """Bar chart of the error budget: drop (points) per row, min..max over dies as whiskers."""
+    b = _budget(f)
+    if b is None:
+        return None
+    pg, app = _qt()
+    rows = b["rows"] + [{"label": "sum of the rows above", "drop_points": b["sum_of_rows_points"],
+                         "drop_min": b["sum_of_rows_points"], "drop_max": b["sum_of_rows_points"]}, b["all"]]
+    n = len(rows)
+    y = np.arange(n)[::-1].astype(float)
+    d = np.array([r["drop_points"] for r in rows])
+    lo = np.array([r["drop_min"] for r in rows])
+    hi = np.array([r["drop_max"] for r in rows])
+    colours = [(60, 110, 200)] * (n - 2) + [(150, 150, 150), (200, 60, 40)]
+    win = pg.GraphicsLayoutWidget(title="error budget")
+    p = win.addPlot(title=f"error budget at {b['fidelity']} (age {b['age_s']:g} s, {b['samples']} samples, "
+                          f"dies {b['chip_seeds']}): software {100 * b['software_accuracy']:.2f} %")
+    p.addItem(pg.BarGraphItem(x0=np.minimum(d, 0), y=y, height=0.6, width=np.abs(d),
+                              brushes=[pg.mkBrush(*c) for c in colours], pens=[pg.mkPen(None)] * n))
+    p.addItem(pg.ErrorBarItem(x=d, y=y, left=d - lo, right=hi - d, beam=0.25, pen=pg.mkPen("k", width=1.5)))
+    p.getAxis("left").setTicks([[(yi, r["label"]) for yi, r in zip(y, rows)]])
+    p.setLabel("bottom", "accuracy drop (points; whiskers: min..max over dies)")
+    p.addLine(x=0, pen=pg.mkPen((0, 0, 0), width=1))
+    span = max(1.0, float(np.max(np.abs(np.concatenate([lo, hi, d])))))
+    p.setXRange(min(0.0, float(lo.min())) - 0.05 * span, 1.1 * span)
+    for yi, v, top in zip(y, d, hi):
+        txt = pg.TextItem(f"{v:+.2f}", color="k", anchor=(0, 0.5))
+        txt.setPos(max(v, top, 0.0) + 0.02 * span, yi)
+        p.addItem(txt)
+    return _save(win, app, out / "error_budget.png", (1300, 90 + 45 * n))
+
+
+def _training(f) -> dict[str, Any] | None:
+    g = f.get("training")
+    raw = g.attrs.get("training_json") if g is not None else None
+    return json.loads(raw) if isinstance(raw, (str, bytes)) and raw else None
+
+
+def training_gain(f, out: Path) -> Path | None:
+    """Software and chip accuracy of each compared model (plain, hw-aware, fine-tuned), side by side."""
+    c = _training(f)
+    if c is None or not c["rows"]:
+        return None
+    pg, app = _qt()
+    rows = c["rows"]
+    win = pg.GraphicsLayoutWidget(title="what training buys")
+    p = win.addPlot(title=f"what training buys: software vs chip ({c['fidelity']} die {c['chip_seeds']}, "
+                          f"{c['samples']} samples)")
+    x = np.arange(len(rows), dtype=float)
+    sw = np.array([100 * r["software_accuracy"] for r in rows])
+    ch = np.array([100 * r["chip_accuracy"] for r in rows])
+    p.addItem(pg.BarGraphItem(x=x - 0.18, height=sw, width=0.34, brush=(150, 150, 150), name="software"))
+    p.addItem(pg.BarGraphItem(x=x + 0.18, height=ch, width=0.34, brush=(60, 110, 200), name="chip"))
+    for xi, a, b in zip(x, sw, ch):
+        for dx, v in ((-0.18, a), (0.18, b)):
+            t = pg.TextItem(f"{v:.1f}", color="k", anchor=(0.5, 1))
+            t.setPos(xi + dx, v)
+            p.addItem(t)
+    p.getAxis("bottom").setTicks([[(xi, r["key"]) for xi, r in zip(x, rows)]])
+    lo = float(min(sw.min(), ch.min()))
+    p.setYRange(max(0.0, lo - 10.0), 101.0)
+    p.setLabel("left", "accuracy (%): grey software, blue chip")
+    return _save(win, app, out / "training_gain.png", (900, 550))
+
+
+def training_table_html(c: dict[str, Any]) -> str:
+    cells = "".join(f"<tr><td>{html.escape(r['label'])}</td><td>{100 * r['software_accuracy']:.2f} %</td>"
+                    f"<td>{100 * r['chip_accuracy']:.2f} %</td><td>{r['drop_points']:+.2f}"
+                    f"{'' if r.get('baseline', r['key']) == r['key'] else ' (against ' + html.escape(r['baseline']) + ' software)'}"
+                    f"</td></tr>" for r in c["rows"])
+    return (f"<h2>What training buys</h2><p>The shipped reference models on the same test inputs, in software "
+            f"and on a simulated {html.escape(c['fidelity'])} die (chip seed {c['chip_seeds']}). A fine-tuned "
+            f"chip layer is tuned to one die: its software figure is not its baseline, the model it was "
+            f"tuned from is.</p>"
+            f"<table><tr><th>model</th><th>software</th><th>chip</th><th>drop (points)</th></tr>{cells}</table>")
+
+
+def budget_table_html(b: dict[str, Any]) -> str:
+    """The error budget as an HTML table."""
+    def params(r):
+        return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.get("params", {}).items())
+
+    base = {"software": "software", "quantisation": "quantised software", "ideal_chip": "ideal chip"}
+    cells = "".join(
+        f"<tr><td>{html.escape(r['label'])}{'' if r.get('active', True) else ' (off at this preset)'}</td>"
+        f"<td>{100 * r['accuracy']:.2f} %</td><td>{r['drop_points']:+.2f}</td>"
+        f"<td>{r['drop_min']:+.2f} .. {r['drop_max']:+.2f}</td><td>{html.escape(base.get(r['baseline'], r['baseline']))}</td>"
+        f"<td>{html.escape(params(r))}</td></tr>" for r in b["rows"] + [b["all"]])
+    which = "".join(f"{k} {html.escape(Path(str(b[k])).name)}, " for k in ("model", "data") if b.get(k))
+    return (f"<h2>Error budget</h2><p>{which}fidelity {html.escape(b['fidelity'])}, age {b['age_s']:g} s, "
+            f"{b['samples']} samples, chip seeds {b['chip_seeds']}; software accuracy "
+            f"{100 * b['software_accuracy']:.2f} %. Each effect alone = an ideal chip with only that effect on, "
+            f"at the preset's value.</p><table><tr><th>row</th><th>accuracy</th><th>drop (points)</th>"
+            f"<th>min .. max over dies</th><th>against</th><th>chip parameters</th></tr>{cells}"
+            f"<tr><td>sum of the rows</td><td></td><td>{b['sum_of_rows_points']:+.2f}</td><td></td><td></td>"
+            f"<td>interaction (all together − sum) {b['interaction_points']:+.2f}</td></tr></table>")
+
+
 def run_summary(f) -> dict[str, Any]:
     """The figures of a run, from whichever attributes its kind writes."""
     summary: dict[str, Any] = {}
@@ -228,7 +336,7 @@ def run_summary(f) -> dict[str, Any]:
     return summary
 
 
-FIGURES = (conductance_map, programming, rasters, power, confusion)
+FIGURES = (conductance_map, programming, rasters, power, confusion, error_budget, training_gain)
 
 
 def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -300,6 +408,8 @@ def _render(f, run_path: Path, out: Path) -> dict[str, Any]:
     attrs = {k: (v if isinstance(v, (str, int, float, bool)) else str(v)) for k, v in f.attrs.items()
              if k not in ("station", "summary")}
     rows = summary_rows(summary)
+    budget = _budget(f)
+    training = _training(f)
     page = out / "index.html"
     cells = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>"
                     for a, b, c in rows)
@@ -315,7 +425,13 @@ def _render(f, run_path: Path, out: Path) -> dict[str, Any]:
         + ("" if complete else "<p><strong>This run did not complete: the file holds the units "
                                "finished before it stopped.</strong></p>") +
         f"<h2>Summary</h2><table><tr><th>quantity</th><th>snnbench</th><th>paper</th></tr>{cells}</table>"
+        + (training_table_html(training) if training else "")
+        + (budget_table_html(budget) if budget else "") +
         f"<h2>Figures</h2>{imgs}<h2>Provenance</h2><table>{prov}</table></body></html>")
     table = format_table(rows) + ("" if complete else "\n(incomplete run: units finished before it stopped)")
+    if budget:
+        from bench.budget import format_budget
+
+        table += "\n\n" + format_budget(budget)
     return {"report": str(page), "kind": kind, "complete": complete, "figures": [str(p) for p in figures],
             "summary_table": table}

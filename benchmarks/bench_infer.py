@@ -123,6 +123,11 @@ def end_to_end(per_class: int, socket: bool) -> dict:
         HybridRunner(net, None, plan=__import__("bench.hybrid", fromlist=["x"]).plan_network(
             net, chip_layers=[])).software_forward(x)
         res["software_network_samples_per_second"] = len(x) / (time.perf_counter() - t0)
+        fast = net.fast()                      # bench.network.kernel fast path (issue 17), prepared once
+        fast.forward(x[:1])
+        t0 = time.perf_counter()
+        fast.forward(x)
+        res["network_fast_path_samples_per_second"] = len(x) / (time.perf_counter() - t0)
         res["input_spike_rate"] = float(x.mean())
         res["events"] = events
         res["events_per_second_reading"] = events / read_s
@@ -175,6 +180,7 @@ def main() -> int:
             shares = ", ".join(f"{kk} {100 * vv:.1f}%" for kk, vv in v["time_shares"].items())
             print(f"{k:7s} {v['samples']} samples: {v['samples_per_second']:.0f} samples/s; {shares}")
     print(f"software-only network (event-driven, compiled): {e['software_network_samples_per_second']:.0f} "
+          f"samples/s; network fast path (bench.network.kernel) {e['network_fast_path_samples_per_second']:.0f} "
           f"samples/s; plain numpy per-step baseline {e['numpy_per_step_network_samples_per_second']:.0f} "
           f"samples/s; input spike rate {100 * e['input_spike_rate']:.1f} %; reading "
           f"{e['events_per_second_reading'] / 1e6:.1f} M events/s")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 
+from drivers.bulkmode import BulkMode
 from drivers.errors import ChipError, ChipTimeout, ProtocolError
 from firmware_iface.bulk import (Limits, decode_limits, decode_result, encode_commit, encode_fetch,
                                  encode_stage)
@@ -23,10 +24,13 @@ BACKOFF_S = (0.001, 0.1)
 """Back-off before re-sending a frame whose attempts all failed: first delay, ceiling (doubling)."""
 
 
-class BoundedTransfers:
-    """STAGE / COMMIT / FETCH transfers for the PE-chip driver."""
+class BoundedTransfers(BulkMode):
+    """STAGE / COMMIT / FETCH transfers for the PE-chip driver; with a board of capability
+    BULK the pieces go as pipelined raw blocks instead (BULK_PUT / BULK_GET)."""
 
     _board_limits: Limits | None = None
+    use_bulk = True
+    """Use bulk mode when the board has capability BULK (False: always STAGE / FETCH)."""
 
     def board_limits(self) -> Limits | None:
         """The board's LIMITS (GET_LIMITS), or None for a board without bounded transfers."""
@@ -62,10 +66,13 @@ class BoundedTransfers:
 
     def _pieces(self, opcode: Opcode, payload: bytes, timeout_s: float | None, chunk: int, tid: int) -> bytes:
         total = len(payload)
-        pieces = max(1, -(-total // chunk))
-        budget = Budget(self, opcode, frames=pieces + 1)
-        for off in range(0, total, chunk):
-            budget.send(Opcode.STAGE, encode_stage(tid, int(opcode), total, off, payload[off:off + chunk]))
+        bulk = self.use_bulk and self.info().has(Capability.BULK)
+        budget = Budget(self, opcode, frames=1 if bulk else max(1, -(-total // chunk)) + 1)
+        if bulk:  # the request as raw pieces, pipelined (drivers/bulkmode.py)
+            self._bulk_put(tid, int(opcode), payload)
+        else:
+            for off in range(0, total, chunk):
+                budget.send(Opcode.STAGE, encode_stage(tid, int(opcode), total, off, payload[off:off + chunk]))
         reply = budget.send(Opcode.COMMIT, encode_commit(tid, int(opcode), total), timeout_s)
         try:
             rid, status, length, first = decode_result(reply)
@@ -77,6 +84,8 @@ class BoundedTransfers:
         if status != Status.OK:
             name = Status(status).name if status in Status._value2member_map_ else "UNKNOWN"
             raise ChipError(status, name, first.decode("utf-8", "replace"))
+        if bulk and length > len(first):
+            return self._bulk_get(tid, length, first)
         parts = [first]
         got = len(first)
         budget.grow(-(-(length - got) // chunk))

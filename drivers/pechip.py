@@ -31,8 +31,9 @@ from serial import SerialException
 from drivers.bounded import BoundedTransfers
 from drivers.errors import ChipError, ChipTimeout, LimitError, LinkError, ProtocolError
 from drivers.limits import ChipLimits
-from drivers.transport import open_link
+from drivers.transport import Direct, open_link
 from firmware_iface import messages as msg
+from firmware_iface.bulk import host_raw_rule
 from firmware_iface.framing import PROTOCOL_VERSION, Frame, FrameDecoder, encode_frame, frame_crc
 from firmware_iface.records import PayloadError
 from firmware_iface.spec import REGISTER_BY_NAME, Opcode, PulseKind, ReadMode, Status
@@ -65,6 +66,11 @@ class LinkStats:
     """Commands sent as bounded transfers (STAGE / COMMIT / FETCH, drivers/bounded.py)."""
     transfer_frames: int = 0
     """Frames (counted in ``commands``) that those transfers took."""
+    unsequenced: int = 0
+    """Frames (counted in ``commands``) outside the seq rules: bulk pieces (BULK_PUT / BULK_GET)
+    and the STATUS closing each pipelined round (drivers/bulkmode.py)."""
+    bulk_rounds: int = 0
+    """Pipelined rounds of bulk pieces (each closed by one STATUS)."""
 
     @property
     def operations(self) -> int:
@@ -111,18 +117,21 @@ class PEChip(BoundedTransfers):
         self.limits = limits or ChipLimits()
         self.stats = LinkStats()
         self._lock = threading.RLock()
-        self._decoder = FrameDecoder()
+        self._decoder = FrameDecoder(raw=host_raw_rule)
         self._seq = 0
         self._port = open_link(url, timeout_s=min(poll_s, timeout_s))
         # Transports with a file descriptor (socket://, tty, pty) are read non-blocking after a
         # select(); others (rfc2217://, in-process) are polled with the port's own timeout.
         self._fd: int | None = None
+        self._direct: Direct | None = None
         if not _synchronous(self._port):
             try:
                 self._fd = self._port.fileno()
                 self._port.timeout = 0
             except (AttributeError, OSError, NotImplementedError):
                 self._fd = None
+            if self._fd is not None:
+                self._direct = Direct.of(self._port)
         self._info: msg.ChipInfo | None = None
         self._regs: dict[str, float] = {}
         """Register values (SI) known to be in force: written or read by this driver."""
@@ -174,13 +183,8 @@ class PEChip(BoundedTransfers):
         """
         port = self._port
         while True:
-            if self._fd is not None:
-                ready, _, _ = select.select([self._fd], [], [], max(0.0, deadline - time.monotonic()))
-                data = port.read(1 << 20) if ready else b""  # port timeout is 0: what is there
-            else:
-                data = port.read(max(1, port.in_waiting))
+            data = self._receive(deadline)
             if data:
-                self.stats.bytes_rx += len(data)
                 bad_before, foreign_before = self._decoder.errors, self._decoder.foreign
                 frames = [f for f in self._decoder.feed(data) if f.is_response]
                 if self._decoder.foreign != foreign_before:
@@ -203,6 +207,23 @@ class PEChip(BoundedTransfers):
                 continue
             if time.monotonic() >= deadline or not port.in_waiting and _synchronous(port):
                 return None
+
+    def _receive(self, deadline: float) -> bytes:
+        """What the link has received, waiting for it until ``deadline`` (monotonic s) at most;
+        b"" when nothing came (at once for the in-process simulator: nothing more can come)."""
+        port = self._port
+        if self._fd is not None:
+            ready, _, _ = select.select([self._fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                data = b""
+            elif self._direct is not None:
+                data = self._direct.read(1 << 20)
+            else:
+                data = port.read(1 << 20)  # port timeout is 0: what is there
+        else:
+            data = port.read(max(1, port.in_waiting))
+        self.stats.bytes_rx += len(data)
+        return data
 
     def transact(self, opcode: Opcode, payload: bytes = b"", timeout_s: float | None = None) -> bytes:
         """Send one command and return its reply payload.

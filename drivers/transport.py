@@ -1,6 +1,10 @@
 """Open the chip's serial link from any pyserial URL, with errors a person can act on."""
 from __future__ import annotations
 
+import os
+import select
+import socket
+import time
 import urllib.parse
 
 import serial
@@ -44,7 +48,7 @@ def open_link(url: str, timeout_s: float = 0.05, baudrate: int = 3_000_000) -> s
     """
     check_url(url)
     try:
-        return serial.serial_for_url(url, baudrate=baudrate, timeout=timeout_s, write_timeout=5.0)
+        return _no_delay(serial.serial_for_url(url, baudrate=baudrate, timeout=timeout_s, write_timeout=5.0))
     except ValueError as exc:
         if "not known" in str(exc):
             raise BadURLError(f"cannot open chip link {url!r}: unknown URL scheme ({exc})") from None
@@ -53,3 +57,67 @@ def open_link(url: str, timeout_s: float = 0.05, baudrate: int = 3_000_000) -> s
         if "unknown option" in str(exc) or "bad option" in str(exc) or "expected a" in str(exc):
             raise BadURLError(f"cannot open chip link {url!r}: {' '.join(str(exc).split())}") from None
         raise LinkError(f"cannot open chip link {url!r}: {' '.join(str(exc).split())}") from None
+
+
+def _no_delay(port: serial.SerialBase) -> serial.SerialBase:
+    """A serial line sends every byte at once: switch Nagle's algorithm off on a TCP port
+    (pyserial's socket:// leaves it on, and a write that follows a small one then waits for
+    the far side's delayed acknowledgement, ~40 ms on Linux)."""
+    sock = getattr(port, "_socket", None)
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return port
+
+
+class Direct:
+    """Reads and writes straight on the descriptor of a socket:// or POSIX serial / pty port,
+    without pyserial's extra copies (it copies every read twice and every write once, and
+    re-slices a partly sent write).  Errors are pyserial's: SerialException when the far end
+    closed, SerialTimeoutException when a write does not drain within ``write_timeout_s``."""
+
+    def __init__(self, port: serial.SerialBase, write_timeout_s: float = 5.0) -> None:
+        sock = getattr(port, "_socket", None)
+        self._sock = sock
+        self.fd = sock.fileno() if sock is not None else port.fd
+        self._timeout = write_timeout_s
+
+    @classmethod
+    def of(cls, port: serial.SerialBase) -> "Direct | None":
+        """For socket:// and POSIX serial ports; None for any other transport (rfc2217:// has a
+        socket too, but its bytes are telnet-escaped: pyserial must move them)."""
+        from serial.urlhandler.protocol_socket import Serial as SocketSerial
+
+        posix = getattr(serial, "serialposix", None)
+        if isinstance(port, SocketSerial) and getattr(port, "_socket", None) is not None:
+            return cls(port, port.write_timeout or 5.0)
+        if posix is not None and isinstance(port, posix.Serial) and isinstance(getattr(port, "fd", None), int):
+            return cls(port, port.write_timeout or 5.0)
+        return None
+
+    def read(self, size: int) -> bytes:
+        """What is there (call after select() found the descriptor readable)."""
+        try:
+            data = self._sock.recv(size) if self._sock is not None else os.read(self.fd, size)
+        except (BlockingIOError, InterruptedError):
+            return b""
+        except OSError as exc:
+            raise serial.SerialException(f"read failed: {exc}") from None
+        if not data:
+            raise serial.SerialException("the far end closed the link")
+        return data
+
+    def write(self, data) -> None:
+        view = memoryview(data).cast("B")
+        deadline = time.monotonic() + self._timeout
+        while view:
+            try:
+                n = self._sock.send(view) if self._sock is not None else os.write(self.fd, view)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError as exc:
+                raise serial.SerialException(f"write failed: {exc}") from None
+            view = view[n:]
+            if view:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([], [self.fd], [], left)[1]:
+                    raise serial.SerialTimeoutException("write timeout")

@@ -9,12 +9,20 @@ COMMIT of an id already run returns the kept result again.  The COMMIT reply car
 RESULT record (the command's status and reply length) and the first piece of the reply; the
 host FETCHes the rest in pieces of at most ``max_chunk`` bytes.  Every frame on the wire is
 therefore at most ``max_chunk`` + 32 bytes of payload, whatever the command's size.
+
+Bulk mode (capability BULK, decision 0016): BULK_PUT and BULK_GET move the pieces of the same
+transfer as raw bytes after a small CRC-checked frame (the BULK record announces ``nbytes`` and
+their CRC-32), without COBS stuffing and in pieces of any size up to ``max_payload``; both are
+unsequenced, so the host pipelines many pieces and re-sends only the ones that failed.
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import asdict, dataclass
 
-from firmware_iface.records import expect_end, pack, unpack
+from firmware_iface.framing import DELIMITER, MAX_PAYLOAD, Frame, encode_frame
+from firmware_iface.records import PayloadError, expect_end, pack, record_struct, unpack, unpack_exact
+from firmware_iface.spec import Opcode, Status
 
 
 @dataclass(frozen=True)
@@ -80,10 +88,65 @@ def decode_result(payload: bytes) -> tuple[int, int, int, bytes]:
 
 
 def encode_fetch(transfer: int, offset: int, length: int) -> bytes:
-    return pack("FETCH", id=transfer, offset=offset, length=length)
+    return record_struct("FETCH").pack(transfer, offset, length)
 
 
 def decode_fetch(payload: bytes) -> tuple[int, int, int]:
-    r, off = unpack("FETCH", payload)
-    expect_end(payload, off, "FETCH")
-    return int(r["id"]), int(r["offset"]), int(r["length"])
+    return unpack_exact("FETCH", payload)
+
+
+# --- bulk mode (capability BULK): pieces as raw bytes after a CRC-checked frame ----------------
+@dataclass(frozen=True)
+class BulkHeader:
+    """BULK record: which bytes of which transfer the raw block after the frame holds."""
+
+    id: int
+    opcode: int
+    total: int
+    offset: int
+    nbytes: int
+    crc: int
+
+
+def encode_bulk(h: BulkHeader) -> bytes:
+    return record_struct("BULK").pack(h.id, h.opcode, 0, 0, h.total, h.offset, h.nbytes, h.crc)
+
+
+def decode_bulk(payload: bytes) -> BulkHeader:
+    tid, opcode, _, _, total, offset, nbytes, crc = unpack_exact("BULK", payload)
+    return BulkHeader(tid, opcode, total, offset, nbytes, crc)
+
+
+def bulk_header(transfer: int, opcode: int, total: int, offset: int, data: bytes) -> BulkHeader:
+    """The BULK record announcing ``data`` as bytes ``offset``.. of a ``total``-byte transfer."""
+    return BulkHeader(transfer, opcode, total, offset, len(data), zlib.crc32(data))
+
+
+def _announced(frame: Frame) -> tuple[int, int] | None:
+    try:
+        h = decode_bulk(frame.payload)
+    except (PayloadError, ValueError):
+        return None  # not a BULK record: no raw block follows (the handler refuses the frame)
+    if h.nbytes > MAX_PAYLOAD:
+        return None
+    return h.nbytes, h.crc
+
+
+def board_raw_rule(frame: Frame) -> tuple[int, int] | None:
+    """Board side: a BULK_PUT request is followed by its raw block."""
+    if frame.opcode != Opcode.BULK_PUT or frame.is_response:
+        return None
+    return _announced(frame)
+
+
+def host_raw_rule(frame: Frame) -> tuple[int, int] | None:
+    """Host side: a BULK_GET reply of status OK is followed by its raw block."""
+    if frame.opcode != Opcode.BULK_GET or not frame.is_response or frame.status != Status.OK:
+        return None
+    return _announced(frame)
+
+
+def bulk_unit(frame: Frame, data: bytes) -> tuple[bytes, bytes, bytes]:
+    """A frame that carries a BULK record, as the three parts that go on the wire in order:
+    the COBS frame (with its 0x00), the raw bytes, and the 0x00 that ends the raw block."""
+    return encode_frame(frame), data, DELIMITER

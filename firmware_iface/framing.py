@@ -13,12 +13,21 @@ request (session, seq, opcode and payload).  COBS removes every 0x00 from the bo
 always ends a frame and the receiver resynchronises after garbage at the next delimiter.
 The version byte comes first in every protocol revision: a receiver reads it before anything
 else and refuses a frame of another revision (:class:`VersionError`).  This module has no I/O.
+
+Bulk mode (capability BULK): a frame that announces a raw block -- which frames do is the
+caller's rule, given to :class:`FrameDecoder` as ``raw`` -- is followed on the wire by
+``nbytes`` raw (unstuffed) bytes and a 0x00.  The decoder collects exactly ``nbytes`` bytes
+after the frame's delimiter and checks their CRC-32; on a mismatch, or when the block stops
+for ``RAW_IDLE_S``, it reports :class:`RawBlockError` and hunts for delimiters again from the
+first byte it had taken as raw, so frames swallowed by a cut-short block are still found.
 """
 from __future__ import annotations
 
 import struct
+import time
 import zlib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from cobs import cobs
 
@@ -34,10 +43,20 @@ MAX_FRAME = HEADER.size + MAX_PAYLOAD + CRC.size
 """Largest unstuffed frame body (header + payload + CRC), bytes."""
 MAX_WIRE_FRAME = MAX_FRAME + MAX_FRAME // 254 + 2
 """Largest frame on the wire: COBS adds at most one byte per 254 plus one, then the delimiter."""
+RAW_IDLE_S = 0.2
+"""A receiver abandons a raw block (bulk mode) when no byte of it arrived for this long (s)."""
 
 
 class FrameError(ValueError):
     """A received frame is malformed (bad COBS, CRC, length or version)."""
+
+
+class RawBlockError(FrameError):
+    """The raw block announced by ``frame`` (bulk mode) failed its CRC-32 or was abandoned."""
+
+    def __init__(self, frame: "Frame", reason: str) -> None:
+        super().__init__(reason)
+        self.frame = frame
 
 
 class VersionError(FrameError):
@@ -63,6 +82,8 @@ class Frame:
     echo: int = 0
     crc: int = field(default=0, compare=False)
     """CRC-32 trailer as received (set by the decoder; not part of equality)."""
+    data: bytes | bytearray = b""
+    """Bulk mode: the raw block that followed the frame on the wire (CRC-checked)."""
 
     @property
     def is_response(self) -> bool:
@@ -115,53 +136,153 @@ def decode_body(stuffed: bytes) -> Frame:
                  flags=flags, status=status, version=version, session=session, echo=echo, crc=crc)
 
 
-class FrameDecoder:
-    """Incremental stream parser: feed bytes, get frames; garbage is counted and skipped."""
+_MIN_RUN = 1 + 1 + CRC.size
+"""Shortest run that can decode to anything: COBS code byte, version byte, CRC-32."""
+_SHORT_RUN = FrameError(f"run shorter than {_MIN_RUN} bytes")
 
-    def __init__(self, max_frame: int = MAX_WIRE_FRAME) -> None:
+
+RawRule = Callable[[Frame], "tuple[int, int] | None"]
+"""Bulk mode: (nbytes, crc32) of the raw block that follows ``frame`` on the wire, or None."""
+
+
+class FrameDecoder:
+    """Incremental stream parser: feed bytes, get frames; garbage is counted and skipped.
+
+    ``raw`` (bulk mode) says which frames are followed by a raw block; without it every byte
+    is parsed as COBS frames."""
+
+    def __init__(self, max_frame: int = MAX_WIRE_FRAME, raw: RawRule | None = None,
+                 raw_idle_s: float = RAW_IDLE_S) -> None:
         self._buf = bytearray()
+        self._scan = 0
+        """Bytes of ``_buf`` already searched for a delimiter (none there)."""
         self._max = max_frame
+        self._rule = raw
+        self._idle = raw_idle_s
+        self._raw: tuple[Frame, int, int] | None = None
+        """Raw block being collected: (announcing frame, nbytes, crc)."""
+        self._block = bytearray()
+        self._last = self._now = 0.0
         self.errors = 0
-        """Number of malformed frames (or garbage runs) discarded so far."""
+        """Number of malformed frames (or garbage runs, or failed raw blocks) discarded so far."""
         self.last_error = ""
         self.foreign = 0
         """Number of CRC-valid frames of another protocol revision seen so far."""
         self.last_foreign: VersionError | None = None
 
-    def feed_events(self, data: bytes) -> list[Frame | FrameError]:
-        """Add received bytes; return, in order, every frame they complete and every error."""
-        buf = self._buf
-        scan = len(buf)  # bytes already searched hold no delimiter
-        buf += data
-        start = 0
+    def _error(self, exc: FrameError, out: list) -> None:
+        self.errors += 1
+        self.last_error = str(exc)
+        if isinstance(exc, VersionError):
+            self.foreign += 1
+            self.last_foreign = exc
+        out.append(exc)
+
+    def feed_events(self, data: bytes, now: float | None = None) -> list[Frame | FrameError]:
+        """Add received bytes; return, in order, every frame they complete and every error.
+
+        ``now`` (monotonic s) is when they arrived; a raw block that got no byte for
+        ``raw_idle_s`` before them is abandoned first.  A raw block that arrives whole inside
+        ``data`` is handed out as a view of it, without a copy."""
         out: list[Frame | FrameError] = []
+        self._now = now = time.monotonic() if now is None else now
+        if self._raw is not None and data:
+            if now - self._last > self._idle:
+                self._fail_raw("raw block stopped for longer than RAW_IDLE_S", out)
+            self._last = now
+        if self._buf or not isinstance(data, bytes):
+            self._buf += data
+            self._parse(out, None)
+        else:  # nothing pending: parse the received bytes where they are
+            self._parse(out, data)
+        return out
+
+    def abandon(self) -> list[Frame | FrameError]:
+        """Give up an incomplete raw block now (the caller's deadline passed): its bytes are
+        searched for frames again.  Returns what that finds."""
+        out: list[Frame | FrameError] = []
+        if self._raw is not None:
+            self._fail_raw("raw block incomplete at the deadline", out)
+            self._now = time.monotonic()
+            self._parse(out, None)
+        return out
+
+    def _fail_raw(self, reason: str, out: list, rest: bytes = b"") -> None:
+        """Drop the raw block; its bytes, then ``rest``, become the bytes still to be parsed
+        (the hunt for delimiters restarts at the first byte taken as raw)."""
+        frame = self._raw[0]
+        self._raw = None
+        self._error(RawBlockError(frame, reason), out)
+        self._buf[:0] = self._block
+        self._buf += rest
+        self._block = bytearray()
+        self._scan = 0
+
+    def _parse(self, out: list, data: bytes | None) -> None:
+        """Parse ``self._buf`` (``data`` None) or ``data`` (``self._buf`` empty; what is left of
+        it is kept in ``self._buf``)."""
+        buf = self._buf if data is None else data
+        start = 0
+        scan = self._scan if data is None else 0
         while True:
+            if self._raw is not None:
+                n = self._raw[1]
+                if data is not None and not self._block and len(buf) - start >= n:
+                    self._block = memoryview(buf)[start:start + n]  # whole in ``data``: a view
+                    start += n
+                else:
+                    take = min(len(buf) - start, n - len(self._block))
+                    self._block += memoryview(buf)[start:start + take]
+                    start += take
+                scan = start
+                if len(self._block) < n:
+                    break
+                frame, _, crc = self._raw
+                if zlib.crc32(self._block) == crc:
+                    self._raw = None
+                    out.append(replace(frame, data=self._block))  # handed over, not copied
+                    self._block = bytearray()
+                    continue
+                rest = bytes(buf[start:])
+                if data is None:
+                    buf.clear()
+                self._fail_raw(f"raw block of {n} bytes failed its CRC-32", out, rest)
+                buf, data, start, scan = self._buf, None, 0, 0
+                continue
             end = buf.find(0, scan)
             if end < 0:
                 break
-            if end > start:
+            if 0 < end - start < _MIN_RUN:  # garbage (e.g. a raw block being hunted): no decoding
+                self.errors += 1
+                self.last_error = str(_SHORT_RUN)
+                out.append(_SHORT_RUN)
+            elif end > start:
                 try:
-                    out.append(decode_body(bytes(buf[start:end])))
+                    frame = decode_body(bytes(buf[start:end]))
                 except FrameError as exc:
-                    self.errors += 1
-                    self.last_error = str(exc)
-                    if isinstance(exc, VersionError):
-                        self.foreign += 1
-                        self.last_foreign = exc
-                    out.append(exc)
+                    self._error(exc, out)
+                else:
+                    announced = self._rule(frame) if self._rule is not None else None
+                    if announced is None:
+                        out.append(frame)
+                    else:
+                        self._raw, self._block, self._last = (frame, *announced), bytearray(), self._now
             start = scan = end + 1
-        del buf[:start]
+        if data is None:
+            del buf[:start]
+        else:
+            self._buf += memoryview(buf)[start:]
+        buf = self._buf
+        self._scan = len(buf) if self._raw is None else 0
         if len(buf) > self._max:  # no delimiter in far too long: drop the garbage
-            self.errors += 1
-            self.last_error = "oversized frame discarded"
-            out.append(FrameError(self.last_error))
+            self._error(FrameError("oversized frame discarded"), out)
             buf.clear()
-        return out
+            self._scan = 0
 
     def feed(self, data: bytes) -> list[Frame]:
         """Add received bytes; return every complete valid frame they finish, in order."""
         return [f for f in self.feed_events(data) if isinstance(f, Frame)]
 
     def pending(self) -> int:
-        """Bytes buffered while waiting for a delimiter."""
-        return len(self._buf)
+        """Bytes buffered while waiting for a delimiter or the rest of a raw block."""
+        return len(self._buf) + len(self._block)

@@ -67,6 +67,7 @@ def render_markdown() -> str:
     L += _section("session", "Sessions and retries") + T.SESSIONS.splitlines() + [""]
     L += _section("busy", "BUSY and deadlines") + T.BUSY.splitlines() + [""]
     L += _section("bounded", "Bounded frames and limits") + T.BOUNDED_FRAMES.splitlines() + [""]
+    L += _section("bulk", "Bulk mode") + T.BULK_MODE.splitlines() + [""]
     L += ["Deadlines per opcode are in the opcode sections below; the host waits for a reply until",
           "the opcode's deadline and then retries the identical frame.", ""]
     L += _section("opcodes", "Opcodes")

@@ -36,6 +36,8 @@ class Opcode(IntEnum):
     COMMIT = 0x51
     FETCH = 0x52
     GET_LIMITS = 0x53
+    BULK_PUT = 0x70
+    BULK_GET = 0x71
     SIM_QUERY = 0xF0
 
 
@@ -58,6 +60,8 @@ OPCODE_DOC: dict[Opcode, tuple[str, str, str]] = {
     Opcode.COMMIT: ("Bounded frames: execute the staged request of transfer `id` as `opcode` (at most once per id); its reply is kept for FETCH.", "COMMIT record", "RESULT record, then the first min(`length`, LIMITS.max_chunk) bytes of the kept reply payload"),
     Opcode.FETCH: ("Bounded frames: a piece of the kept reply of transfer `id`.", "FETCH record", "`length` bytes of the kept reply payload from `offset`"),
     Opcode.GET_LIMITS: ("Every limit the board enforces (OUT_OF_RANGE / NO_MEMORY before any work).", "empty", "LIMITS record"),
+    Opcode.BULK_PUT: ("Bulk mode: a piece of a large request sent unstuffed -- the BULK record in the frame, then `nbytes` raw bytes after the frame's 0x00, then 0x00 -- stored at `offset` of transfer `id`'s staging buffer. Not sequenced (executed every time, never cached).", "BULK record (`id`, target `opcode`, `total`, `offset`, `nbytes`, `crc`); `nbytes` raw bytes and a 0x00 follow the frame", "COUNT record (bytes of transfer `id` received so far); DATA_CRC when the raw bytes failed `crc`"),
+    Opcode.BULK_GET: ("Bulk mode: a piece of the kept reply of transfer `id`, sent unstuffed. Not sequenced (executed every time, never cached).", "FETCH record (`length` <= LIMITS.max_payload)", "BULK record (`id`, `opcode` 0, `total` = kept reply length, `offset`, `nbytes` = `length`, `crc`); `nbytes` raw bytes and a 0x00 follow the frame"),
     Opcode.SIM_QUERY: ("Simulator introspection (virtual firmware only; real boards answer UNSUPPORTED).", "UTF-8 query name", "UTF-8 JSON"),
 }
 
@@ -79,6 +83,7 @@ class Status(IntEnum):
     NO_SESSION = 0x21
     BAD_VERSION = 0x22
     STALE_SEQ = 0x23
+    DATA_CRC = 0x30
 
 
 STATUS_DOC: dict[Status, str] = {
@@ -96,6 +101,7 @@ STATUS_DOC: dict[Status, str] = {
     Status.NO_SESSION: "the header's session is not the board's current session (or none is open): send HELLO; nothing executed",
     Status.BAD_VERSION: "the frame's version byte is not this board's protocol version; payload: u8 version the board speaks",
     Status.STALE_SEQ: "seq is older than the most recent one of this session (a late duplicate); nothing executed",
+    Status.DATA_CRC: "the raw bytes after a BULK_PUT frame failed their CRC-32 or stopped for RAW_IDLE_S; nothing stored; resend the piece",
 }
 
 
@@ -108,6 +114,8 @@ class Capability(IntFlag):
     PARTIAL_SUM = 0x08
     BOUNDED = 0x10
     """STAGE / COMMIT / FETCH / GET_LIMITS: large transfers in frames of at most LIMITS.max_chunk bytes."""
+    BULK = 0x20
+    """BULK_PUT / BULK_GET: pieces of a bounded transfer as raw (unstuffed) bytes after a CRC-checked frame."""
     SIMULATED = 0x80
 
 
@@ -214,6 +222,8 @@ RECORDS: dict[str, np.dtype] = {
     "COMMIT": np.dtype([("id", "<u4"), ("opcode", "u1"), ("_pad", "u1"), ("_pad2", "<u2"), ("total", "<u4")]),
     "RESULT": np.dtype([("id", "<u4"), ("status", "u1"), ("_pad", "u1"), ("_pad2", "<u2"), ("length", "<u4")]),
     "FETCH": np.dtype([("id", "<u4"), ("offset", "<u4"), ("length", "<u4")]),
+    "BULK": np.dtype([("id", "<u4"), ("opcode", "u1"), ("_pad", "u1"), ("_pad2", "<u2"), ("total", "<u4"),
+                      ("offset", "<u4"), ("nbytes", "<u4"), ("crc", "<u4")]),
     "LIMITS": np.dtype([
         ("max_chunk", "<u4"), ("max_payload", "<u4"), ("max_steps", "<u2"), ("max_pulses", "<u2"),
         ("sample_slots", "<u4"), ("sample_memory_bits", "<u8"), ("max_pulse_records", "<u4"),
@@ -247,6 +257,7 @@ RECORD_DOC: dict[str, str] = {
     "COMMIT": "bounded frames: run transfer `id` (all `total` bytes staged) as `opcode`",
     "RESULT": "bounded frames: status of the committed command and the length of its kept reply payload (bytes)",
     "FETCH": "bounded frames: `length` (<= max_chunk) bytes of transfer `id`'s kept reply from `offset`",
+    "BULK": "bulk mode: transfer id, target opcode (0 in a BULK_GET reply), the transfer's total size, this piece's offset and size, and the CRC-32 (zlib/IEEE) of the `nbytes` raw bytes that follow the frame (bytes)",
     "LIMITS": "every limit the board enforces: frame piece and payload sizes (bytes), steps per sample, write-verify pulses per cell, sample slots and sample memory (bits), pulse records per PULSE, cells per WRITE_VERIFY and per READ_CELLS, read averages, longest WAIT and chip clock (ns), and the bound on the firmware's own memory (bytes)",
     "HELLO": "HELLO reply: protocol version, firmware version, the session now open, the largest payload and wire frame (bytes) the board accepts, its absolute maximum line voltage (mV) and pulse width (ns), capabilities",
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from firmware_iface.framing import HEADER, MAX_PAYLOAD, MAX_WIRE_FRAME
+from firmware_iface.framing import HEADER, MAX_PAYLOAD, MAX_WIRE_FRAME, RAW_IDLE_S
 from firmware_iface.spec import MAX_PING, Opcode
 
 UART_BAUD = 3_000_000
@@ -49,13 +49,22 @@ def job_deadline_s(opcode: int, payload: bytes, run_chip_s: float = 0.0) -> floa
 
 LINK_LAYER = f"""\
 - **UART** (real board): {UART_BAUD:,} baud, 8 data bits, no parity, 1 stop bit (8N1), no flow
-  control (neither RTS/CTS nor XON/XOFF). The host has at most one request in flight, so a
-  receive buffer of one maximum frame suffices on either side. Other transports (TCP, a
+  control (neither RTS/CTS nor XON/XOFF). Outside bulk mode the host has at most one request in
+  flight, so a receive buffer of one maximum frame suffices on either side; in bulk mode the
+  pieces of a round are in flight together and the board consumes them at line rate, in order
+  (section Bulk mode). Other transports (TCP, a
   pseudo-terminal, the in-process simulator) carry the same byte stream unchanged.
 - **Delimiter**: 0x00 ends every frame and never occurs inside one (COBS). A receiver collects
   bytes up to the next 0x00 and decodes them as one frame; an empty run (two 0x00 in a row) is
   ignored. A run that fails COBS, CRC, length or reserved-field checks is dropped and answered
-  BAD_FRAME. A sender may put a 0x00 before a frame to flush a half-received run.
+  BAD_FRAME -- but within one burst of bytes (bytes that follow each other without a pause: on
+  a UART the next byte within two byte times, on other transports the bytes of one read), once
+  a board has answered a bad run (BAD_FRAME or DATA_CRC) it answers no further bad run until a
+  valid frame arrives: a burst of garbage (such as the raw bytes of a BULK_PUT whose frame was
+  lost) gets one BAD_FRAME, while a host's retry, which follows a pause, is answered again.
+  Every bad run is still counted in STATUS.bad_frames. A sender may put a 0x00 before a frame to flush a half-received run.
+  The one exception to "0x00 ends every frame" is bulk mode (section Bulk mode): raw bytes
+  that a BULK_PUT request or a BULK_GET reply announces follow its frame unstuffed.
 - **Sizes**: header {HEADER.size} bytes; payload at most {MAX_PAYLOAD} bytes (`max_payload` of
   HELLO/INFO may be smaller: the host never exceeds the board's value); a wire frame (COBS
   overhead and delimiter included) at most {MAX_WIRE_FRAME} bytes. A receiver that buffers more
@@ -90,8 +99,11 @@ SESSIONS = """\
      unchanged;
   4. otherwise the request is executed and its reply replaces the cache entry.
   Refusals (NO_SESSION, SEQ_REUSED, STALE_SEQ, BUSY for another request) are never cached.
-- **STATUS** is not sequenced: it is executed every time it arrives in the current session,
-  whatever its seq, its reply is never cached and the cache is left as it was.
+- **STATUS**, **BULK_PUT** and **BULK_GET** are not sequenced: each is executed every time it
+  arrives in the current session, whatever its seq, also while a job runs; its reply is never
+  cached and the cache is left as it was. The host still numbers them from the same counter
+  (so each reply is bound to its request), and at most 16,384 unsequenced requests go between
+  two sequenced ones, so the next sequenced seq is still *after* the cached one.
 - **Retries** (host): after a timeout or a BAD_FRAME the host resends the identical frame; it
   never reuses a seq for other content. So a duplicated, delayed or retried PULSE,
   WRITE_VERIFY or RUN acts at most once.
@@ -309,6 +321,26 @@ OPCODE_SPEC.update({
         "none", "`length` bytes of the kept reply payload from `offset`", _SHORT, "yes"),
     Opcode.GET_LIMITS: OpcodeSpec(
         "session open; capability BOUNDED", (_SESSION, _EMPTY), "none", "LIMITS record", _SHORT, "yes"),
+    Opcode.BULK_PUT: OpcodeSpec(
+        "session open (not sequenced); capability BULK; the frame's payload is one BULK record and its raw "
+        "block arrived intact; id != 0; the target `opcode` is stageable (as STAGE); total <= "
+        "LIMITS.max_payload; offset + nbytes <= total",
+        (_SESSION, ("raw block failed its CRC-32 or stopped for RAW_IDLE_S", "DATA_CRC"), _SIZE,
+         ("id 0, target opcode not stageable", "OUT_OF_RANGE"),
+         ("total > max_payload, piece beyond total", "OUT_OF_RANGE")),
+        "exactly as STAGE of the raw block at `offset` (same staging buffer: STAGE and BULK_PUT pieces of "
+        "one transfer may be mixed); there is no max_chunk limit",
+        "COUNT record: bytes of the transfer received so far", _SHORT,
+        "yes (the same piece again stores the same bytes)"),
+    Opcode.BULK_GET: OpcodeSpec(
+        "session open (not sequenced); capability BULK; `id` is the last committed transfer; length <= "
+        "LIMITS.max_payload; offset + length <= the kept reply's length",
+        (_SESSION, _SIZE, ("no kept reply of this id", "NOT_READY"),
+         ("length > max_payload or beyond the kept reply", "OUT_OF_RANGE")),
+        "none",
+        "BULK record (`id`, `opcode` 0, `total` = the kept reply's length, `offset`, `nbytes` = `length`, "
+        "`crc` of the data) as the frame's payload; the `length` bytes of the kept reply from `offset` follow "
+        "the frame as a raw block, then 0x00", _SHORT, "yes"),
 })
 
 BOUNDED_FRAMES = """\
@@ -342,6 +374,51 @@ BOUNDED_FRAMES = """\
   point): every point of BER {0, 1e-6, 1e-5, 3e-5, 1e-4} x drop {0, 0.5 %, 2 %} completed with
   the defaults, results identical, at 0.9-1.4 retries per command at 1e-5 and about 13 at 1e-4
   (round trips 2.2 x the clean link's). At 1e-4 / 2 % the CI test grants `chip.retries` = 20.
+"""
+
+BULK_MODE = f"""\
+- **Why**: COBS stuffing costs the sender a pass over every byte and bounded frames cost one
+  round trip per `max_chunk` bytes; a board with capability BULK (0x20, besides BOUNDED) moves
+  the pieces of a bounded transfer as *raw blocks*: unstuffed, in pieces of any size up to
+  `max_payload`, and pipelined (the host does not wait for one piece's reply before sending
+  the next).
+- **Raw block**: a BULK_PUT request, and a BULK_GET reply of status OK, carry a BULK record
+  (24 bytes: `id` u32, `opcode` u8, 3 pad bytes, `total` u32, `offset` u32, `nbytes` u32, `crc`
+  u32) as their whole payload. On the wire the frame (COBS, 0x00) is followed by exactly
+  `nbytes` raw bytes -- which may contain 0x00 -- and one 0x00:
+
+      COBS(header || BULK record || crc32) 0x00 raw[nbytes] 0x00
+
+  The receiver, after decoding such a frame (its own CRC-32 valid), takes the next `nbytes`
+  bytes as the raw block without looking for delimiters, then compares their CRC-32 (zlib/IEEE,
+  as the frame trailer) with `crc`. The trailing 0x00 is an empty run (ignored). A frame whose
+  payload is not a 24-byte BULK record, or announces more than `max_payload` bytes, announces
+  no raw block (its bytes are parsed as frames; the command answers BAD_PAYLOAD).
+- **Resynchronisation**: when the raw block fails its CRC-32, or no byte of it arrives for
+  {RAW_IDLE_S:g} s (RAW_IDLE_S), the receiver drops it and searches its bytes for delimiters
+  again from the first byte it had taken as raw, as ordinary runs -- so a frame that a
+  cut-short block swallowed is still found. A board answers such a BULK_PUT with DATA_CRC
+  (bound to the request: opcode, seq, session, echo) and stores nothing; it does not answer the
+  bad runs found in the dropped block (the burst rule of the Link layer). A frame whose own CRC
+  fails announces nothing: its raw bytes are hunted as garbage (one BAD_FRAME).
+- **Upload**: the host sends the request of a transfer as BULK_PUT pieces (any split; the
+  virtual board's host uses 256 KiB), all of them back to back, then one STATUS. The board
+  answers every request in the order received, so when the STATUS reply arrives every piece
+  has been answered or was lost. Each piece answered COUNT is stored; a piece answered DATA_CRC
+  or not at all is sent again (the host splits it in four, down to 1 KiB, so a noisy link
+  converges) in the next round; then COMMIT as for bounded frames.
+- **Readout**: after COMMIT (its RESULT holds the first `max_chunk` bytes) the host asks for
+  the rest with BULK_GET requests, back to back, then one STATUS; a piece whose reply is
+  missing or whose raw block fails its CRC is asked for again, smaller.
+- **Budget**: one transfer may lose at most `retries` pieces per KiB; a round in which no
+  piece got through is a dead round, and more than `retries` dead rounds in a row end the
+  transfer with a timeout. A round waits for the STATUS reply until no byte has arrived for
+  the host's timeout (so a slow link is not mistaken for a dead one); a raw block still
+  incomplete then is dropped and its bytes searched as above. A board that reboots during an upload (NO_SESSION) gets a new
+  session and the whole upload again. A transfer therefore completes bit-identical or fails
+  with an error; it never returns partial data.
+- **Compatibility**: a host that sees no BULK bit uses STAGE / FETCH; a board that has the bit
+  still serves STAGE / FETCH.
 """
 
 GENERAL_STATUS = """\

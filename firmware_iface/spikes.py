@@ -82,8 +82,13 @@ DECODE_MAX_BITS = 1 << 30
 """Largest upload :func:`decode_upload` expands (n x steps x rows bits) unless told otherwise."""
 
 
-def decode_upload(payload: bytes, max_bits: int = DECODE_MAX_BITS) -> tuple[int, np.ndarray, np.ndarray]:
-    """Inverse of :func:`encode_upload`: (slot, spikes (n, steps, rows) bool, encodings (n,)).
+def decode_upload_packed(payload: bytes, max_bits: int = DECODE_MAX_BITS
+                         ) -> tuple[int, np.ndarray, int, int, np.ndarray]:
+    """An upload as packed bitmaps: (slot, bitmaps (n, dense_nbytes) uint8 with every sample
+    in the dense layout -- ``numpy.packbits(bitorder="little")`` of its (steps, rows) bits, pad
+    bits 0 --, steps, rows, encodings (n,)).  Dense samples are never expanded to one byte per
+    bit; when all are dense and have no pad bits the bitmaps are a read-only view of
+    ``payload`` (which must then outlive them).
 
     The header's sizes are checked before anything is allocated: every sample needs at least
     its SAMPLE record in the payload, and n x steps x rows must not exceed ``max_bits``."""
@@ -95,14 +100,19 @@ def decode_upload(payload: bytes, max_bits: int = DECODE_MAX_BITS) -> tuple[int,
         raise PayloadError(f"{n} samples announced, the payload holds at most {(len(payload) - off) // _SAMPLE.itemsize}")
     if n * steps * rows > max_bits:
         raise PayloadError(f"upload of {n} x {steps} x {rows} bits exceeds {max_bits}")
+    nbits = steps * rows
     dn = dense_nbytes(steps, rows)
+    pad_mask = np.uint8((1 << (nbits % 8)) - 1) if nbits % 8 else np.uint8(0xFF)
     dense_rec = np.dtype([("sample", _SAMPLE), ("data", "u1", (dn,))])
     if n and len(payload) - off == n * dense_rec.itemsize:  # maybe all dense: one vectorised pass
         rec = np.frombuffer(payload, dtype=dense_rec, count=n, offset=off)
         if np.all(rec["sample"]["encoding"] == Encoding.DENSE) and np.all(rec["sample"]["nbytes"] == dn):
-            bits = np.unpackbits(rec["data"], axis=1, bitorder="little", count=steps * rows)
-            return int(up["slot"]), bits.view(bool).reshape(n, steps, rows), np.zeros(n, np.uint8)
-    out = np.zeros((n, steps * rows), dtype=bool)
+            packed = rec["data"]  # a view of the payload: no copy when there are no pad bits
+            if nbits % 8:
+                packed = np.array(packed)
+                packed[:, -1] &= pad_mask
+            return int(up["slot"]), packed, steps, rows, np.zeros(n, np.uint8)
+    packed = np.zeros((n, dn), dtype=np.uint8)
     encs = np.zeros(n, dtype=np.uint8)
     mv = memoryview(payload)
     for i in range(n):
@@ -115,8 +125,8 @@ def decode_upload(payload: bytes, max_bits: int = DECODE_MAX_BITS) -> tuple[int,
         if enc == Encoding.DENSE:
             if nb != dn:
                 raise PayloadError(f"sample {i}: dense bitmap of {nb} bytes, expected {dn}")
-            bits = np.frombuffer(mv, dtype=np.uint8, count=nb, offset=off)
-            out[i] = np.unpackbits(bits, bitorder="little", count=steps * rows).astype(bool)
+            packed[i] = np.frombuffer(mv, dtype=np.uint8, count=nb, offset=off)
+            packed[i, -1] &= pad_mask
         elif enc == Encoding.AER:
             if nb % 4:
                 raise PayloadError(f"sample {i}: AER data of {nb} bytes is not a multiple of 4")
@@ -124,13 +134,24 @@ def decode_upload(payload: bytes, max_bits: int = DECODE_MAX_BITS) -> tuple[int,
             step, row = w >> 8, w & 0xFF
             if w.size and (step.max() >= steps or row.max() >= rows):
                 raise PayloadError(f"sample {i}: AER event outside {steps} steps x {rows} rows")
-            out[i, step * rows + row] = True
+            bits = np.zeros(nbits, dtype=bool)
+            bits[step * rows + row] = True
+            packed[i] = np.packbits(bits, bitorder="little")
         else:
             raise PayloadError(f"sample {i}: unknown encoding {enc}")
         off += nb
     if off != len(payload):
         raise PayloadError(f"{len(payload) - off} unexpected trailing bytes after {n} samples")
-    return int(up["slot"]), out.reshape(n, steps, rows), encs
+    return int(up["slot"]), packed, steps, rows, encs
+
+
+def decode_upload(payload: bytes, max_bits: int = DECODE_MAX_BITS) -> tuple[int, np.ndarray, np.ndarray]:
+    """Inverse of :func:`encode_upload`: (slot, spikes (n, steps, rows) bool, encodings (n,)).
+
+    Same checks as :func:`decode_upload_packed` (sizes before any allocation)."""
+    slot, packed, steps, rows, encs = decode_upload_packed(payload, max_bits)
+    bits = np.unpackbits(packed, axis=1, bitorder="little", count=steps * rows)
+    return slot, bits.view(bool).reshape(len(packed), steps, rows), encs
 
 
 def encode_output(spikes: np.ndarray) -> bytes:

@@ -15,13 +15,16 @@ FRESH_DIE_INFO: dict = {"file": None, "persisted": False, "summary": "fresh die 
 
 
 def make_board(chip_seed: int = 1, run_seed: int = 0, fidelity: str = "typical",
-               die: OpenDie | None = None) -> VirtualFirmware:
+               die: OpenDie | None = None, params: dict | None = None) -> VirtualFirmware:
     """A virtual firmware driving a virtual chip; ``.world`` is what instruments couple to.
 
     Without ``die`` the chip is a fresh die (not persisted); with an open die file the chip is
-    the die's, and the die saves after every command that changes it."""
+    the die's, and the die saves after every command that changes it.  ``params``: per-field
+    overrides of the fidelity preset (``ChipParams.preset(fidelity, **params)``; fresh die only)."""
+    if die is not None and params:
+        raise ValueError("parameter overrides need a fresh die (a die keeps its own parameter set)")
     world = SimWorld(chip=die.chip) if die is not None else SimWorld(
-        chip_seed=chip_seed, run_seed=run_seed, fidelity=fidelity)
+        chip_seed=chip_seed, run_seed=run_seed, fidelity=fidelity, **(params or {}))
     fw = VirtualFirmware(world.chip, lock=world.lock)
     fw.world = world
     fw.queries["energy_j"] = lambda: {r: world.energy_j(r) for r in world.rails}

@@ -23,6 +23,7 @@ from sim_backend.physics.fastpath import layer_forward, noise_key, prewarm, srm_
 from sim_backend.physics.neuron import NeuronParams, srm_forward
 from sim_backend.physics.params import COMPONENT_RAIL, COMPONENTS, RAILS, ChipParams
 from sim_backend.physics.rram import RRAMArray
+from sim_backend.physics.rowdrive import drive_inputs
 
 ROWS = 128
 COLUMNS = 24
@@ -264,6 +265,8 @@ class VirtualChip:
         n, t = spikes.shape[:2]
         p = self.params
         regs = self.regs
+        if p.input_spike_loss > 0 or p.input_jitter_frac > 0:
+            spikes = drive_inputs(spikes, p.input_spike_loss, p.input_jitter_frac, self.rng)
         nparams = self.neuron_params()
         g = self.conductances()
         if p.ir_drop_rel:

@@ -19,25 +19,35 @@ session and retry rules of docs/protocol.md (protocol v2):
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
+import itertools
 import json
 import threading
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
 from firmware_iface import messages as msg
-from firmware_iface.bulk import (Limits, decode_commit, decode_fetch, decode_stage, encode_limits,
-                                 encode_result)
+from firmware_iface.bulk import (Limits, board_raw_rule, bulk_header, bulk_unit, decode_bulk, decode_commit,
+                                 decode_fetch, decode_stage, encode_bulk, encode_limits, encode_result)
 from firmware_iface.framing import (FLAG_RESPONSE, MAX_WIRE_FRAME, PROTOCOL_VERSION, Frame, FrameDecoder,
-                                    VersionError, encode_frame)
+                                    RawBlockError, VersionError, encode_frame)
 from firmware_iface.records import PayloadError, pack, records, unpack
 from firmware_iface.spec import (FW_VERSION, MAX_PING, RECORDS, REGISTER_BY_ID, REGISTER_BY_NAME, REGISTERS,
                                  Capability, Opcode, PulseKind, ReadMode, Status)
 from firmware_iface.spec_text import MAX_STEPS, MAX_WAIT_NS
-from firmware_iface.spikes import decode_upload, encode_output
+from firmware_iface.spikes import decode_upload_packed, encode_output
 from firmware_iface.write_verify import WriteVerifyJob, as_reported
 from sim_backend.chip import VirtualChip
+
+
+class _RawReply(NamedTuple):
+    """A BULK_GET reply: the BULK record (the frame's payload) and the raw block after it."""
+
+    record: bytes
+    data: memoryview
 
 
 class CommandError(Exception):
@@ -80,6 +90,30 @@ FW_V_MAX = 5.0
 FW_WIDTH_MAX_S = 1e-3
 LONG_JOBS = frozenset({Opcode.WRITE_VERIFY, Opcode.RUN, Opcode.WAIT, Opcode.COMMIT})
 """Opcodes that may run longer than the acknowledge time and then answer BUSY."""
+UNSEQUENCED = frozenset({Opcode.STATUS, Opcode.BULK_PUT, Opcode.BULK_GET})
+"""Executed every time they arrive in the current session, whatever their seq; never cached."""
+
+
+class _Ranges:
+    """Byte ranges of a staging buffer received so far: sorted, disjoint, merged."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.count = 0
+        """Bytes covered."""
+
+    def add(self, a: int, b: int) -> int:
+        """Cover ``[a, b)``; returns the bytes now covered."""
+        if a < b:
+            i = bisect.bisect_left(self.ends, a)      # first range ending at or after a
+            j = bisect.bisect_right(self.starts, b)   # ranges starting at or before b touch [a, b)
+            if i < j:
+                self.count -= sum(e - s for s, e in zip(self.starts[i:j], self.ends[i:j]))
+                a, b = min(a, self.starts[i]), max(b, self.ends[j - 1])
+            self.starts[i:j], self.ends[i:j] = [a], [b]
+            self.count += b - a
+        return self.count
 
 
 def seq_newer(seq: int, last: int) -> bool:
@@ -112,7 +146,10 @@ class VirtualFirmware:
         self.chip = chip
         self.lock = lock or threading.RLock()
         self.chip_id = chip_id if chip_id is not None else (0x5E0000000000 | (chip.chip_seed & 0xFFFFFFFF))
-        self.decoder = FrameDecoder()
+        self.decoder = FrameDecoder(raw=board_raw_rule)
+        self._garbage = False
+        """A bad run of the bytes being fed was answered and no valid frame came since: further
+        bad runs of the same burst are not."""
         self.frames_rx = 0
         self.duplicates = 0
         self.executed = 0
@@ -136,6 +173,7 @@ class VirtualFirmware:
             Opcode.RESET: self._reset, Opcode.WAIT: self._wait, Opcode.SIM_QUERY: self._sim_query,
             Opcode.HELLO: self._hello, Opcode.STAGE: self._stage, Opcode.COMMIT: self._commit,
             Opcode.FETCH: self._fetch, Opcode.GET_LIMITS: self._get_limits,
+            Opcode.BULK_PUT: self._bulk_put, Opcode.BULK_GET: self._bulk_get,
         }
         self.regs = {r.id: r.default_code for r in REGISTERS}
         self._apply_registers()
@@ -147,8 +185,8 @@ class VirtualFirmware:
         """slot -> (output spikes packed, steps); ``neurons`` bits per step."""
         self.memory_bits = 0
         """Bits of sample memory in use (inputs)."""
-        self._staging: tuple[int, int, bytearray, np.ndarray] | None = None
-        """Bounded transfer being received: (id, opcode, buffer, filled mask)."""
+        self._staging: list | None = None
+        """Bounded transfer being received: [id, opcode, buffer, byte ranges received]."""
         self._kept: tuple[int, int, bytes] | None = None
         """Result of the last committed transfer: (id, status, reply payload)."""
 
@@ -156,21 +194,33 @@ class VirtualFirmware:
     def feed(self, data: bytes) -> bytes:
         """Bytes from the host in, bytes to the host out."""
         out = []
+        self._garbage = False  # a new burst of bytes (on a UART: after a pause in the stream)
         for ev in self.decoder.feed_events(data):
             if isinstance(ev, Frame):
+                self._garbage = False
                 out.append(self.handle(ev))
+            elif isinstance(ev, RawBlockError):  # the BULK_PUT frame was sound: answer it, bound
+                self.frames_rx += 1
+                self._garbage = True  # its bytes are searched again: what is not a frame is garbage
+                out.append(self._reply(ev.frame, Status.DATA_CRC, str(ev).encode()))
+            elif self._garbage and not isinstance(ev, VersionError):
+                continue  # one BAD_FRAME per burst of bad runs (counted in STATUS.bad_frames)
             elif isinstance(ev, VersionError):
                 self.last_error = int(Status.BAD_VERSION)
                 out.append(encode_frame(Frame(0, 0, bytes([PROTOCOL_VERSION]), flags=FLAG_RESPONSE,
                                               status=Status.BAD_VERSION)))
             else:
+                self._garbage = True
                 self.last_error = int(Status.BAD_FRAME)
                 out.append(encode_frame(Frame(0, 0, flags=FLAG_RESPONSE, status=Status.BAD_FRAME)))
-        return b"".join(out)
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def _reply(self, req: Frame, status: Status, payload: bytes = b"") -> bytes:
         if status != Status.OK:
             self.last_error = int(status)
+        if isinstance(payload, _RawReply):  # BULK_GET: the BULK record in the frame, the data raw
+            return b"".join(bulk_unit(Frame(req.opcode, req.seq, payload.record, flags=FLAG_RESPONSE,
+                                            status=status, session=req.session, echo=req.crc), payload.data))
         return encode_frame(Frame(req.opcode, req.seq, payload, flags=FLAG_RESPONSE, status=status,
                                   session=req.session, echo=req.crc))
 
@@ -196,7 +246,7 @@ class VirtualFirmware:
             if self.session == 0 or frame.session != self.session:
                 return self._reply(frame, Status.NO_SESSION,
                                    b"no session open" if self.session == 0 else b"not the current session")
-            if frame.opcode == Opcode.STATUS:  # exempt from the seq rules: executed every time, not cached
+            if frame.opcode in UNSEQUENCED:  # exempt from the seq rules: executed every time, not cached
                 return self._run_handler(frame)
             if c is not None and frame.seq == c.seq:
                 if not c.same(frame):
@@ -232,6 +282,9 @@ class VirtualFirmware:
         if frame.opcode == Opcode.STATUS:  # not sequenced: not counted in ``executed``
             status, payload = self._invoke(frame.opcode, frame.payload)
             self.status_served += 1
+        elif frame.opcode in UNSEQUENCED:  # bulk pieces touch the transfer buffers, not the chip
+            raw = frame.data if frame.opcode == Opcode.BULK_PUT else None
+            status, payload = self._invoke(frame.opcode, frame.payload, raw)
         else:
             with self.lock:
                 status, payload = self._invoke(frame.opcode, frame.payload)
@@ -239,14 +292,15 @@ class VirtualFirmware:
                 self.executed += 1
         return self._reply(frame, status, payload)
 
-    def _invoke(self, opcode: int, request: bytes) -> tuple[Status, bytes]:
-        """Run one handler: (status, reply payload); every failure becomes a status."""
+    def _invoke(self, opcode: int, request: bytes, data: bytes | None = None) -> tuple[Status, bytes]:
+        """Run one handler: (status, reply payload); every failure becomes a status.  ``data``:
+        the raw block that followed a BULK_PUT frame."""
         handler = self._handlers.get(opcode)
         status, payload = Status.OK, b""
         if handler is None:
             return Status.UNKNOWN_OPCODE, b""
         try:
-            payload = handler(request)
+            payload = handler(request) if data is None else handler(request, data)
         except CommandError as exc:
             status, payload = exc.status, str(exc).encode()[:200]
         except PayloadError as exc:
@@ -255,7 +309,7 @@ class VirtualFirmware:
             status, payload = Status.NO_MEMORY, b"out of memory"
         except Exception as exc:  # noqa: BLE001 - firmware answers, it never dies on a command
             status, payload = Status.INTERNAL, f"{type(exc).__name__}: {exc}".encode()[:200]
-        if status == Status.OK and len(payload) > MAX_PAYLOAD:
+        if status == Status.OK and not isinstance(payload, _RawReply) and len(payload) > MAX_PAYLOAD:
             status = Status.NO_MEMORY
             payload = f"reply of {len(payload)} bytes exceeds the {MAX_PAYLOAD}-byte frame limit".encode()
         return status, payload
@@ -282,15 +336,16 @@ class VirtualFirmware:
         with self._guard:
             self._cache = None
             self.session = 0
-        self.decoder = FrameDecoder()
+        self.decoder = FrameDecoder(raw=board_raw_rule)
+        self._garbage = False
 
     def add_command_hook(self, hook: Callable[[int], None]) -> None:
         """Call ``hook(opcode)`` after every command handler, also a failed one, while the
         handler's lock is held (the die file saves there: ``sim_backend.die``)."""
         def wrap(opcode: int, handler: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
-            def run(payload: bytes) -> bytes:
+            def run(*request: bytes) -> bytes:
                 try:
-                    return handler(payload)
+                    return handler(*request)
                 finally:
                     hook(opcode)
             return run
@@ -317,7 +372,7 @@ class VirtualFirmware:
     @staticmethod
     def _capabilities() -> Capability:
         return (Capability.WRITE_VERIFY | Capability.DENSE_UPLOAD | Capability.AER_UPLOAD
-                | Capability.SIMULATED | Capability.BOUNDED)
+                | Capability.SIMULATED | Capability.BOUNDED | Capability.BULK)
 
     # --- limits and bounded transfers (issue 16) -----------------------------------------
     def limits(self) -> Limits:
@@ -332,26 +387,36 @@ class VirtualFirmware:
         self._empty(p, "GET_LIMITS")
         return encode_limits(self.limits())
 
-    _NOT_STAGED = frozenset({Opcode.STAGE, Opcode.COMMIT, Opcode.FETCH, Opcode.HELLO, Opcode.STATUS})
+    _NOT_STAGED = frozenset({Opcode.STAGE, Opcode.COMMIT, Opcode.FETCH, Opcode.HELLO, Opcode.STATUS,
+                             Opcode.BULK_PUT, Opcode.BULK_GET})
 
     def _stage(self, p: bytes) -> bytes:
         tid, opcode, total, offset, piece = decode_stage(p)
+        if len(piece) > MAX_CHUNK:
+            raise CommandError(Status.OUT_OF_RANGE, f"piece of {len(piece)} bytes exceeds max_chunk {MAX_CHUNK}")
+        self._check_piece(tid, opcode, total, offset, len(piece))
+        return pack("COUNT", count=self._put(tid, opcode, total, offset, piece))
+
+    def _check_piece(self, tid: int, opcode: int, total: int, offset: int, n: int) -> None:
+        """The checks of a STAGE or BULK_PUT piece (OUT_OF_RANGE before anything is stored)."""
         if tid == 0:
             raise CommandError(Status.OUT_OF_RANGE, "transfer id 0 is reserved")
         if opcode not in self._handlers or opcode in self._NOT_STAGED:
             raise CommandError(Status.OUT_OF_RANGE, f"opcode 0x{opcode:02x} cannot be staged")
         if total > MAX_PAYLOAD:
             raise CommandError(Status.OUT_OF_RANGE, f"transfer of {total} bytes exceeds max_payload {MAX_PAYLOAD}")
-        if len(piece) > MAX_CHUNK:
-            raise CommandError(Status.OUT_OF_RANGE, f"piece of {len(piece)} bytes exceeds max_chunk {MAX_CHUNK}")
-        if offset + len(piece) > total:
-            raise CommandError(Status.OUT_OF_RANGE, f"piece {offset}+{len(piece)} beyond the transfer's {total} bytes")
+        if offset + n > total:
+            raise CommandError(Status.OUT_OF_RANGE, f"piece {offset}+{n} beyond the transfer's {total} bytes")
+
+    def _put(self, tid: int, opcode: int, total: int, offset: int, piece) -> int:
+        """Store ``piece`` at ``offset`` of transfer ``tid``'s staging buffer (a new transfer
+        replaces the one being staged); bytes of the transfer staged so far.  O(piece), so a
+        transfer of many pieces costs linear time."""
         st = self._staging
         if st is None or st[0] != tid or st[1] != opcode or len(st[2]) != total:
-            st = self._staging = (tid, opcode, bytearray(total), np.zeros(total, bool))
+            st = self._staging = [tid, opcode, bytearray(total), _Ranges()]
         st[2][offset:offset + len(piece)] = piece
-        st[3][offset:offset + len(piece)] = True
-        return pack("COUNT", count=int(st[3].sum()))
+        return st[3].add(offset, offset + len(piece))
 
     def _commit(self, p: bytes) -> bytes:
         tid, opcode, total = decode_commit(p)
@@ -361,23 +426,41 @@ class VirtualFirmware:
         st = self._staging
         if st is None or st[0] != tid or st[1] != opcode or len(st[2]) != total:
             raise CommandError(Status.NOT_READY, f"transfer {tid:#x} was not staged as {total} bytes of 0x{opcode:02x}")
-        if not st[3].all():
-            raise CommandError(Status.NOT_READY, f"transfer {tid:#x}: {int((~st[3]).sum())} bytes not staged")
+        if st[3].count != total:
+            raise CommandError(Status.NOT_READY, f"transfer {tid:#x}: {total - st[3].count} bytes not staged")
         self._staging = None
-        status, payload = self._invoke(opcode, bytes(st[2]))
+        status, payload = self._invoke(opcode, st[2])  # the buffer itself: the transfer is over
         self._kept = (tid, int(status), payload)
         return encode_result(tid, int(status), len(payload), payload[:MAX_CHUNK])
 
     def _fetch(self, p: bytes) -> bytes:
         tid, offset, length = decode_fetch(p)
+        return self._kept_result(tid, offset, length, MAX_CHUNK)[offset:offset + length]
+
+    def _kept_result(self, tid: int, offset: int, length: int, most: int) -> bytes:
+        """The kept reply of transfer ``tid``, after the checks of a FETCH / BULK_GET of
+        ``length`` (at most ``most``) bytes from ``offset``."""
         kept = self._kept
         if kept is None or kept[0] != tid:
             raise CommandError(Status.NOT_READY, f"no kept result of transfer {tid:#x}")
-        if length > MAX_CHUNK:
-            raise CommandError(Status.OUT_OF_RANGE, f"FETCH of {length} bytes exceeds max_chunk {MAX_CHUNK}")
+        if length > most:
+            raise CommandError(Status.OUT_OF_RANGE, f"a piece of {length} bytes exceeds {most}")
         if offset + length > len(kept[2]):
-            raise CommandError(Status.OUT_OF_RANGE, f"FETCH {offset}+{length} beyond the {len(kept[2])}-byte result")
-        return kept[2][offset:offset + length]
+            raise CommandError(Status.OUT_OF_RANGE, f"piece {offset}+{length} beyond the {len(kept[2])}-byte result")
+        return kept[2]
+
+    def _bulk_put(self, p: bytes, data: bytes = b"") -> bytes:
+        h = decode_bulk(p)
+        if len(data) != h.nbytes:  # the frame's BULK record did not parse as one when it arrived
+            raise CommandError(Status.BAD_PAYLOAD, f"BULK_PUT announced {h.nbytes} raw bytes, {len(data)} arrived")
+        self._check_piece(h.id, h.opcode, h.total, h.offset, h.nbytes)
+        return pack("COUNT", count=self._put(h.id, h.opcode, h.total, h.offset, data))
+
+    def _bulk_get(self, p: bytes) -> bytes:
+        tid, offset, length = decode_fetch(p)
+        kept = self._kept_result(tid, offset, length, MAX_PAYLOAD)
+        data = memoryview(kept)[offset:offset + length]
+        return _RawReply(encode_bulk(bulk_header(tid, 0, len(kept), offset, data)), data)
 
     def _ping(self, p: bytes) -> bytes:
         if len(p) > MAX_PING:
@@ -507,13 +590,12 @@ class VirtualFirmware:
         if self.memory_bits - replaced + n * steps * rows > SAMPLE_MEMORY_BITS:
             raise CommandError(Status.NO_MEMORY, f"{n} samples of {steps} x {rows} bits exceed the sample memory "
                                                  f"({SAMPLE_MEMORY_BITS} bits, {self.memory_bits} in use)")
-        slot, spikes, _ = decode_upload(p)
-        for i in range(n):
-            old = self.inputs.get(slot + i)
-            self.memory_bits -= old[1] * rows if old else 0
-            self.inputs[slot + i] = (np.packbits(spikes[i], bitorder="little"), steps)
-            self.memory_bits += steps * rows
-            self.outputs.pop(slot + i, None)
+        slot, packed, _, _, _ = decode_upload_packed(p)
+        slots = range(slot, slot + n)
+        self.inputs.update(zip(slots, zip(list(packed), itertools.repeat(steps))))
+        self.memory_bits += n * steps * rows - replaced
+        for s in self.outputs.keys() & slots if self.outputs else ():  # their results are stale
+            del self.outputs[s]
         return pack("COUNT", count=n)
 
     def _input(self, s: int) -> np.ndarray:

@@ -45,3 +45,25 @@ def _own_die_home(tmp_path_factory, monkeypatch):
     """Each test gets its own default-die home: the default station's persistent simulated
     chip (bench.dies) is never shared between tests, nor with the user's own."""
     monkeypatch.setenv("SNNBENCH_DIE_HOME", str(tmp_path_factory.mktemp("die_home")))
+
+
+@pytest.fixture(scope="session")
+def default_synth_set(tmp_path_factory):
+    """The default synthetic set (``bench.data.synth.generate(dir, seed=0)``, 352 samples,
+    ~67 MB), generated once per test run and shared by the xdist workers (a file lock in the
+    run's common temporary directory, removed with it).  Tests must treat it as read-only."""
+    from pathlib import Path
+
+    from filelock import FileLock
+
+    from bench.data import synth
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "default-synth-set"
+    with FileLock(str(root) + ".lock"):
+        done = root / "path.txt"
+        if not done.is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+            done.write_text(str(synth.generate(root / "synth", seed=0)))
+    return Path(done.read_text())

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from bench.data.aedat import EVENT_DTYPE, write_aedat
-from bench.data.dataset import Sample, iter_samples, load_recording, load_split
+from bench.data.dataset import LabelClippedWarning, Sample, clip_interval, iter_samples, load_recording, load_split
 from bench.data.labels import read_labels, read_trial_list, write_labels, write_trial_list
 from bench.errors import DataFormatError, UsageError
 
@@ -59,14 +59,42 @@ def test_missing_labels_file(tmp_path):
         load_split(d, "test")
 
 
-def test_label_interval_outside_recording(tmp_path):
-    d = _dataset(tmp_path, labels_b=((4, 8_500_000, 9_900_000),))
-    with pytest.raises(DataFormatError) as e:
-        load_split(d, "test")
-    assert "user02_lab_labels.csv" in str(e.value) and "line 2" in str(e.value) and "outside" in str(e.value)
-    d2 = _dataset(tmp_path / "b", labels_b=((4, 10, 500_000),))
-    with pytest.raises(DataFormatError, match="outside the recording"):
-        load_split(d2, "test")
+def test_label_partly_outside_recording_is_clipped_with_a_warning(tmp_path):
+    # recording user02_lab spans [1_000_000, 9_000_000] us (first and last event, see _events)
+    d = _dataset(tmp_path, labels_b=((4, 8_500_000, 9_900_000), (2, 3_000_000, 4_000_000),
+                                     (7, 400_000, 2_000_000)))
+    with pytest.warns(LabelClippedWarning) as rec:
+        test = load_split(d, "test")
+    assert len(rec) == 1
+    msg = str(rec[0].message)
+    assert "user02_lab_labels.csv" in msg and "2 label(s) clipped" in msg and "line(s) 2, 4" in msg
+    assert [s.label for s in test] == [3, 1, 6]
+    full = _events(seed=2)
+    t = full["t"]
+    late, mid, early = test
+    assert (late.start_us, late.end_us, late.clipped) == (8_500_000, 9_000_001, True)
+    assert len(late.events) == np.count_nonzero(t >= 8_500_000)  # includes the last event
+    assert late.events["t"].max() == 9_000_000
+    assert (mid.start_us, mid.end_us, mid.clipped) == (3_000_000, 4_000_000, False)
+    assert (early.start_us, early.end_us, early.clipped) == (1_000_000, 2_000_000, True)
+    assert len(early.events) == np.count_nonzero(t < 2_000_000)
+    assert load_split(d, "train")  # the other split is untouched and warns nothing
+
+
+def test_label_wholly_outside_recording_is_dropped_with_a_warning(tmp_path):
+    d = _dataset(tmp_path, labels_b=((4, 10, 500_000), (5, 2_000_000, 3_000_000), (6, 9_000_001, 9_500_000)))
+    with pytest.warns(LabelClippedWarning, match=r"2 wholly outside it dropped \(line\(s\) 2, 4\)"):
+        test = load_split(d, "test")
+    assert [s.label for s in test] == [4]
+
+
+def test_clip_interval():
+    assert clip_interval(5, 10, 0, 100) == (5, 10)
+    assert clip_interval(0, 10, 3, 100) == (3, 10)
+    assert clip_interval(90, 200, 3, 100) == (90, 101)
+    assert clip_interval(101, 200, 3, 100) is None
+    assert clip_interval(0, 3, 3, 100) is None
+    assert clip_interval(0, 4, 3, 100) == (3, 4)
 
 
 def test_corrupted_event_header_in_split(tmp_path):

@@ -124,6 +124,30 @@ def test_report_figures_show_what_they_say(demo_run):
     assert "chip accuracy" in html and "conductance_map.png" in html
 
 
+def test_demo_reports_the_error_budget_and_what_training_buys(demo_run):
+    """Issue 15: the demo's run file and report carry the error budget (every row) and, with the
+    shipped gesture models, software / chip without hw-aware / with hw-aware / after fine-tuning."""
+    from bench.budget import EFFECTS
+    from bench.training_gain import shipped_models
+
+    out, d = demo_run
+    eb = d["error_budget"]
+    assert set(eb["rows"]) == {"quantisation", "residual"} | {e.key for e in EFFECTS}
+    figs = {Path(p).stem for p in d["figures"]}
+    assert "error_budget" in figs
+    html = Path(d["report"]).read_text()
+    assert "Error budget" in html and "all together (typical)" in html
+    with h5py.File(d["run_file"], "r") as f:
+        b = json.loads(f["budget"].attrs["budget_json"])
+    assert b["samples"] == d["samples"] and b["all"]["drop_points"] == eb["all_points"]
+    shipped = [k for k, _, _ in shipped_models()]
+    if shipped:
+        assert list(d["training"]) == shipped and "training_gain" in figs
+        assert "What training buys" in html
+        for k in shipped:
+            assert 0.0 <= d["training"][k]["chip_accuracy"] <= 1.0
+
+
 def test_unwritable_out_fails_before_work(tmp_path):
     (tmp_path / "file").write_text("x")
     p = subprocess.run([sys.executable, "-m", "bench", "demo", "--quick", "--out", str(tmp_path / "file" / "x")],

@@ -105,6 +105,7 @@ def test_faults_really_happen_and_frames_are_bounded():
     from firmware_iface.write_verify import PulseSchedule
 
     with PEChip(f"{BASE}{BUDGET}&link_seed=1") as chip:
+        chip.use_bulk = False  # the bounded path (bulk mode's raw pieces are larger: tests/test_bulk_mode.py)
         sizes = []
         port = chip._port
         write = port.write

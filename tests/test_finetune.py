@@ -23,10 +23,9 @@ REFERENCE = Path(__file__).resolve().parents[1] / "bench" / "models" / "referenc
 
 
 @pytest.fixture(scope="module")
-def default_set(tmp_path_factory):
-    from bench.data import synth
-
-    return synth.generate(tmp_path_factory.mktemp("ft") / "synth", seed=0)
+def default_set(default_synth_set):
+    """The default synthetic set, generated once per test run (tests/conftest.py)."""
+    return default_synth_set
 
 
 def _finetune(argv, capsys):

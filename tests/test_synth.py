@@ -8,8 +8,9 @@ import pytest
 
 from bench.data import synth
 from bench.data.dataset import load_split
+from bench.data.gesture.collapsed import collapsed_counts, logistic_regression
 from bench.data.labels import N_CLASSES, read_labels, read_trial_list
-from bench.data.preprocess import PreprocessConfig, batch_to_spikes, to_counts
+from bench.data.preprocess import PreprocessConfig, batch_to_spikes
 from bench.errors import UsageError
 
 
@@ -51,22 +52,11 @@ def test_sample_sizes(default_samples):
 
 
 def _pooled_counts(samples):
-    cfg = PreprocessConfig()
-    X = np.stack([to_counts(s, cfg).sum(0) for s in samples]).astype(float)
-    return X / np.maximum(X.sum(1, keepdims=True), 1.0)
+    return collapsed_counts(samples, PreprocessConfig())
 
 
-def _logreg(Xtr, ytr, Xte, iters=400, lr=0.5, lam=1e-3):
-    mu, sd = Xtr.mean(0), Xtr.std(0) + 1e-9
-    A, B = (Xtr - mu) / sd, (Xte - mu) / sd
-    W, b, Y = np.zeros((A.shape[1], N_CLASSES)), np.zeros(N_CLASSES), np.eye(N_CLASSES)[ytr]
-    for _ in range(iters):
-        z = A @ W + b
-        P = np.exp(z - z.max(1, keepdims=True))
-        P /= P.sum(1, keepdims=True)
-        W -= lr * (A.T @ (P - Y) / len(A) + lam * W)
-        b -= lr * (P - Y).mean(0)
-    return (B @ W + b).argmax(1)
+def _logreg(Xtr, ytr, Xte):
+    return logistic_regression(Xtr, ytr, Xte, N_CLASSES)
 
 
 def test_time_collapsed_classifiers_stay_below_70_percent(default_samples):
@@ -149,6 +139,7 @@ def test_cli_synth_json(tmp_path, capsys):
         seed = 3
         per_class = 2
         subjects = None
+        kind = "stylised"
 
     r = data_cmd.synth_command(A())
     for k in ("out", "samples", "train", "test", "events", "seconds"):
@@ -158,7 +149,8 @@ def test_cli_synth_json(tmp_path, capsys):
         from bench.cli import main
     except ImportError:  # pragma: no cover - CLI not there yet
         return
-    assert main(["data", "synth", "--out", str(tmp_path / "cli2"), "--per-class", "2", "--json"]) == 0
+    assert main(["data", "synth", "--kind", "stylised", "--out", str(tmp_path / "cli2"), "--per-class", "2",
+                 "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["samples"] == 22 and out["out"] == str(tmp_path / "cli2")
     assert main(["data", "synth", "--out", str(tmp_path / "cli2"), "--json"]) == 2

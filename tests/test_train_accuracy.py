@@ -17,10 +17,15 @@ REFERENCE = Path(__file__).resolve().parents[1] / "bench" / "models" / "referenc
 
 
 @pytest.fixture(scope="module")
-def default_set(tmp_path_factory):
-    from bench.data import synth
+def default_set(default_synth_set):
+    """The default synthetic set, generated once per test run (tests/conftest.py)."""
+    return default_synth_set
 
-    return synth.generate(tmp_path_factory.mktemp("default") / "synth", seed=0)
+
+@pytest.fixture(scope="module")
+def heldout(default_set):
+    """(input spikes, labels) of the default set's test split, preprocessed once."""
+    return _split(default_set, "test")
 
 
 def _split(data_dir, split):
@@ -34,7 +39,7 @@ def _split(data_dir, split):
             np.array([s.label for s in samples]))
 
 
-def test_reference_model_reaches_95_percent_on_the_default_set(default_set):
+def test_reference_model_reaches_95_percent_on_the_default_set(default_set, heldout):
     import json
 
     net = load_model(REFERENCE)
@@ -45,7 +50,7 @@ def test_reference_model_reaches_95_percent_on_the_default_set(default_set):
         "the default synthetic set changed since bench/models/reference.h5 was trained; retrain it "
         "with the command in docs/training.md")
     assert net.sizes == [800, 480, 120, 11] and net.chip_layer == 2
-    x, y = _split(default_set, "test")
+    x, y = heldout
     assert len(y) == 88
     acc = float(np.mean(net.predict(x) == y))
     assert acc >= 0.95, f"reference model software test accuracy {acc:.3f} < 0.95"
@@ -53,13 +58,13 @@ def test_reference_model_reaches_95_percent_on_the_default_set(default_set):
     assert meta["test_accuracy"] == pytest.approx(acc)  # the figure stored in the file is this one
 
 
-def test_reference_model_survives_quantisation(default_set):
+def test_reference_model_survives_quantisation(heldout):
     from bench.network.hwaware import chip_defaults, quantize
 
     net = load_model(REFERENCE)
     q = net.copy()
     q.layers[q.chip_layer].weight = quantize(q.layers[q.chip_layer].weight, chip_defaults())
-    x, y = _split(default_set, "test")
+    x, y = heldout
     assert float(np.mean(q.predict(x) == y)) >= 0.93
 
 

@@ -19,6 +19,7 @@ import serial
 from cobs import cobs
 
 from drivers.transport import open_link
+from firmware_iface.bulk import host_raw_rule
 from firmware_iface.framing import (CRC, FLAG_RESPONSE, HEADER, PROTOCOL_VERSION, Frame, FrameDecoder,
                                     FrameError, encode_frame, frame_crc)
 from firmware_iface.spec import Opcode, Status
@@ -82,7 +83,7 @@ class RawLink:
                 self.port.timeout = 0
             except (AttributeError, OSError, NotImplementedError):
                 self._fd = None
-        self.decoder = FrameDecoder()
+        self.decoder = FrameDecoder(raw=host_raw_rule)  # BULK_GET replies carry raw blocks
         self.session = 0
         self.seq = 0
         self.hello: Reply | None = None

@@ -7,10 +7,16 @@ Layout (the release's and the synthetic set's): ``userNN_<lighting>.aedat`` +
 A :class:`Sample` holds the events of one labelled interval ``[start_us, end_us)`` in
 dataset time (the recording's microsecond timestamps, not shifted); its label is the class
 index 0..10 (the file's class minus one).
+
+A label that reaches outside its recording's span ``[first event, last event]`` is clipped
+to it (the sample holds the clipped slice and ``clipped=True``); a label wholly outside is
+dropped.  Either is counted in one :class:`LabelClippedWarning` per recording, never fatal
+to the split (issue 15 item 6).  ``snnbench data check`` lists each such label.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +30,18 @@ from bench.errors import DataFormatError, UsageError
 SPLITS = {"train": "trials_to_train.txt", "test": "trials_to_test.txt"}
 
 
+class LabelClippedWarning(UserWarning):
+    """Labels of a recording reached outside it: clipped (or dropped when wholly outside)."""
+
+
+def clip_interval(start_us: int, end_us: int, t_first: int, t_last: int) -> tuple[int, int] | None:
+    """The label interval ``[start_us, end_us)`` clipped to a recording whose events span
+    ``[t_first, t_last]`` us (i.e. to ``[t_first, t_last + 1)``); ``None`` when nothing of it
+    lies inside the recording."""
+    a, b = max(start_us, t_first), min(end_us, t_last + 1)
+    return (a, b) if b > a else None
+
+
 @dataclass
 class Sample:
     events: np.ndarray  # EVENT_DTYPE, dataset time
@@ -31,6 +49,7 @@ class Sample:
     source: str  # the .aedat file
     start_us: int
     end_us: int
+    clipped: bool = False  # the label reached outside the recording; start/end are clipped
 
     @property
     def duration_us(self) -> int:
@@ -45,8 +64,9 @@ def load_recording(
 ) -> list[Sample]:
     """All labelled samples of one recording, in label-file order.
 
-    A label interval not inside the recording's time span [first event, last event] is an
-    error naming the labels file and line.
+    A label reaching outside the recording's span [first event, last event] is clipped to
+    it; one wholly outside is dropped; both are counted in one :class:`LabelClippedWarning`
+    naming the labels file and lines.
     """
     aedat_path = Path(aedat_path)
     labels_path = Path(labels_path) if labels_path is not None else labels_path_for(aedat_path)
@@ -64,20 +84,42 @@ def load_recording(
     if not is_sorted:
         t_first, t_last = int(t.min()), int(t.max())
     samples = []
+    clipped_lines: list[int] = []
+    dropped_lines: list[int] = []
     for i, (c, a, b) in enumerate(labels):
         a, b = int(a), int(b)
-        if a < t_first or b > t_last + 1:
-            raise DataFormatError(
-                f"{labels_path}: line {i + 2}: label interval [{a}, {b}] us outside the recording "
-                f"{aedat_path.name} [{t_first}, {t_last}] us"
-            )
+        span = clip_interval(a, b, t_first, t_last)
+        if span is None:
+            dropped_lines.append(i + 2)
+            continue
+        clipped = span != (a, b)
+        if clipped:
+            clipped_lines.append(i + 2)
+        a, b = span
         if is_sorted:
             lo, hi = np.searchsorted(t, [a, b], side="left")
             ev = events[lo:hi]
         else:
             ev = events[(t >= a) & (t < b)]
-        samples.append(Sample(events=ev, label=int(c) - 1, source=str(aedat_path), start_us=a, end_us=b))
+        samples.append(Sample(events=ev, label=int(c) - 1, source=str(aedat_path), start_us=a, end_us=b,
+                              clipped=clipped))
+    if clipped_lines or dropped_lines:
+        parts = []
+        if clipped_lines:
+            parts.append(f"{len(clipped_lines)} label(s) clipped to it (line(s) {_lines(clipped_lines)})")
+        if dropped_lines:
+            parts.append(f"{len(dropped_lines)} wholly outside it dropped (line(s) {_lines(dropped_lines)})")
+        warnings.warn(
+            f"{labels_path}: labels reach outside the recording {aedat_path.name} "
+            f"[{t_first}, {t_last}] us: {'; '.join(parts)}",
+            LabelClippedWarning, stacklevel=2,
+        )
     return samples
+
+
+def _lines(nums: list[int], limit: int = 10) -> str:
+    head = ", ".join(str(n) for n in nums[:limit])
+    return head + (f", ... ({len(nums) - limit} more)" if len(nums) > limit else "")
 
 
 def split_files(data_dir: str | os.PathLike, split: str = "test") -> list[Path]:

@@ -9,6 +9,11 @@ chip's SRM neurons.  Every layer computes, per time step ``t`` and sample ``b``:
 so a layer run in software and the same layer run on the (ideal) chip give the same spikes:
 the chip computes ``spikes @ ((G+ - G-) / g_unit)`` with the same ``srm_forward``.
 
+For binary input spikes the sum ``W @ s_in`` is defined in ascending input order (one rounding
+per active input, :mod:`bench.network.kernel`), and inference runs the compiled fast path of
+that module (numba; the plain-numpy definition when numba is unavailable or
+``SNNBENCH_KERNEL=numpy``): same spikes either way.  Non-binary inputs use a dense matmul.
+
 Units: weights are normalised (one unit = the differential conductance ``g_unit_s`` that
 produces one normalised neuron-input unit per input spike; 50 uS on the simulated chip).
 Time is counted in chip steps; ``dt_s`` is the chip step in seconds and ``acceleration`` the
@@ -31,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.network import kernel
 from sim_backend.physics.neuron import NeuronParams, srm_forward
 
 HIDDEN_CLAMP = 5.0
@@ -106,13 +112,28 @@ class Dense:
     def forward(self, spikes: np.ndarray, *, weight: np.ndarray | None = None,
                 theta: np.ndarray | None = None, tau_steps: np.ndarray | None = None,
                 keep_state: bool = False):
-        """Spikes (B, T, n_in) -> output spikes (B, T, n_out) as float64 0/1."""
-        w = self.weight if weight is None else weight
-        s = np.asarray(spikes, dtype=np.float64)
-        if s.shape[-1] != self.n_in:
-            raise ValueError(f"layer {self.name!r}: expected {self.n_in} inputs, got shape {s.shape}")
-        z = s @ w.T
-        return srm_forward(z, self.neuron, theta=theta, tau_steps=tau_steps, keep_state=keep_state)
+        """Spikes (B, T, n_in) or (T, n_in) -> output spikes of the same layout, float64 0/1.
+
+        Binary inputs: the ordered sum of :mod:`bench.network.kernel` (compiled unless
+        ``keep_state``, which needs the trajectories); other inputs: ``s @ w.T``.
+        """
+        w = self.weight if weight is None else np.asarray(weight, dtype=np.float64)
+        s = np.asarray(spikes)
+        if s.shape[-1] != self.n_in or s.ndim not in (2, 3):
+            raise ValueError(f"layer {self.name!r}: expected (B, T, {self.n_in}) or (T, {self.n_in}) "
+                             f"spikes, got shape {s.shape}")
+        binary = kernel.as_binary(s)
+        if binary is None:
+            z = s.astype(np.float64) @ w.T
+            return srm_forward(z, self.neuron, theta=theta, tau_steps=tau_steps, keep_state=keep_state)
+        if keep_state:
+            z = kernel.synaptic_input(binary if binary.ndim == 3 else binary[None], w)
+            res = srm_forward(z if binary.ndim == 3 else z[0], self.neuron, theta=theta,
+                              tau_steps=tau_steps, keep_state=True)
+            return res
+        b3 = binary if binary.ndim == 3 else binary[None]
+        out = kernel.fast_layer(b3, w, self.neuron, theta=theta, tau_steps=tau_steps).astype(np.float64)
+        return out if binary.ndim == 3 else out[0]
 
 
 @dataclass
@@ -163,6 +184,12 @@ class Network:
 
     def copy(self) -> "Network":
         return copy.deepcopy(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle / deepcopy without the fast path's prepared weights (rebuilt on demand)."""
+        state = self.__dict__.copy()
+        state.pop("_fast_cache", None)
+        return state
 
     @classmethod
     def create(cls, sizes: tuple[int, ...] | list[int] = (800, 480, 120, 11), *, seed: int = 0,
@@ -226,17 +253,41 @@ class Network:
         return [o[0] for o in outs] if squeeze else outs
 
     def _run(self, start: int, stop: int, x: np.ndarray) -> list[np.ndarray]:
+        binary = kernel.as_binary(x)
+        if binary is not None:   # every layer's output is binary: one prepared fast network
+            return [o.view(np.uint8).astype(np.float64) for o in self.fast(start, stop).forward(binary)]
         outs = []
         for layer in self.layers[start:stop]:
             x = layer.forward(x)
             outs.append(x)
         return outs
 
+    def fast(self, start: int = 0, stop: int | None = None) -> kernel.FastNetwork:
+        """Layers ``start .. stop-1`` prepared for the fast path (:class:`kernel.FastNetwork`).
+
+        The preparation (weights transposed into the kernel's tiles) is kept and reused while
+        the layers' weights and neurons compare equal to it, so repeated small calls (batch 1)
+        do not pay for it again; any change of the weights, in place or not, is seen.
+        """
+        stop = len(self.layers) if stop is None else stop
+        layers = self.layers[start:stop]
+        cache = self.__dict__.setdefault("_fast_cache", {})
+        fn = cache.get((start, stop))
+        if fn is None or not fn.matches(layers):
+            fn = cache[(start, stop)] = kernel.FastNetwork(layers)
+        return fn
+
     def predict(self, spikes: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Class per sample from input spikes (software forward of every layer)."""
         x = np.asarray(spikes)
-        preds = [predict(self.forward_from(0, x[i:i + batch_size])[-1])
-                 for i in range(0, x.shape[0], batch_size)]
+        binary = kernel.as_binary(x)
+        if binary is not None:   # the prepared fast network, bool spikes between layers
+            fast = self.fast()
+            preds = [predict(fast.forward(binary[i:i + batch_size])[-1])
+                     for i in range(0, x.shape[0], batch_size)]
+        else:
+            preds = [predict(self.forward_from(0, x[i:i + batch_size])[-1])
+                     for i in range(0, x.shape[0], batch_size)]
         return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
 
 

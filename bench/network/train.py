@@ -1,8 +1,14 @@
-"""Surrogate-gradient backpropagation through time for the chip's SRM neurons, in numpy.
+"""Surrogate-gradient backpropagation through time for the chip's SRM neurons.
+
+This module is the numpy reference; ``bench.network.train_kernel`` runs the same arithmetic
+compiled (numba, decision 0018) and is what :func:`train` uses when available
+(``TrainConfig.kernel``): identical spikes, gradients equal up to the summation order of dW.
 
 Forward: exactly ``sim_backend.physics.neuron.srm_forward`` (called with ``keep_state=True``),
 so the trained network, the software layers of a hybrid run and the simulated chip share one
-neuron implementation.  Per layer and step (see that module)::
+neuron implementation; the input current is the ascending-order sum over active inputs of
+:func:`input_current` (the definition the inference path uses too, decision 0017).  Per layer
+and step (see that module)::
 
     z = W s_in;  x = clip(z, lo, hi);  p[t] = a p[t-1] + x[t]/tau;  u = p + r
     s = H(u - theta);  r[t+1] = b r[t] - ref_scale * theta * s[t]
@@ -51,7 +57,7 @@ from scipy.signal import lfilter
 
 from sim_backend.physics.neuron import NeuronParams, NeuronState, srm_forward
 
-from bench.network import hwaware
+from bench.network import hwaware, train_kernel
 from bench.network.model import Network, predict
 
 REFERENCE_STEPS = 300
@@ -107,6 +113,9 @@ class TrainConfig:
     """"cosine": lr decays from ``lr`` to ``lr * lr_min_fraction`` over the epochs (per epoch);
     "constant": ``lr`` throughout."""
     lr_min_fraction: float = 0.05
+    kernel: str = "auto"
+    """"auto": the compiled (numba) forward/backward/Adam if available, else numpy;
+    "numba": require it; "numpy": the plain reference.  Same spikes either way."""
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of (0-based) ``epoch``."""
@@ -126,6 +135,8 @@ class TrainConfig:
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r} (cosine, constant)")
         if not 0 < self.lr_min_fraction <= 1:
             raise ValueError("lr_min_fraction must be in (0, 1]")
+        if self.kernel not in ("auto", "numba", "numpy"):
+            raise ValueError(f"unknown kernel {self.kernel!r} (auto, numba, numpy)")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -159,6 +170,27 @@ def _per_neuron(v: np.ndarray | float | None, default: float, n: int) -> np.ndar
     return np.array(np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)))
 
 
+def input_current(s_in: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Weighted input ``z[b, t, :] = W @ s_in[b, t, :]`` (B, T, n_out), normalised units.
+
+    For spike (0/1) inputs the sum runs over the active inputs in ascending index order,
+    ``z = ((0 + W[:, i1]) + W[:, i2]) + ...`` (as the simulated chip's crossbar reference,
+    ``sim_backend.physics.fastpath``): a defined order, so the compiled training kernel gives
+    bit-identical ``z`` and spikes.  Other inputs use a BLAS product.
+    """
+    s_in = np.asarray(s_in, dtype=np.float64)
+    b, t, n_in = s_in.shape
+    flat = s_in.reshape(b * t, n_in)
+    active = flat != 0
+    if not np.array_equal(flat[active], np.ones(int(active.sum()))):
+        return (flat @ weight.T).reshape(b, t, weight.shape[0])
+    wt = np.ascontiguousarray(weight.T)
+    z = np.zeros((b * t, weight.shape[0]))
+    for i in np.flatnonzero(active.any(axis=0)):
+        z[np.flatnonzero(active[:, i])] += wt[i]
+    return z.reshape(b, t, weight.shape[0])
+
+
 def layer_forward(s_in: np.ndarray, weight: np.ndarray, params: NeuronParams, *,
                   theta: np.ndarray | None = None, tau_steps: np.ndarray | None = None,
                   noise_sigma: float = 0.0, rng: np.random.Generator | None = None) -> LayerCache:
@@ -168,8 +200,7 @@ def layer_forward(s_in: np.ndarray, weight: np.ndarray, params: NeuronParams, *,
     neuron and step (hardware-aware training; the noise is treated as a constant in backward).
     """
     s_in = np.asarray(s_in, dtype=np.float64)
-    b, t, n_in = s_in.shape
-    z = (s_in.reshape(b * t, n_in) @ weight.T).reshape(b, t, weight.shape[0])
+    z = input_current(s_in, weight)
     if noise_sigma > 0:
         z += noise_sigma * (rng if rng is not None else np.random.default_rng()).standard_normal(z.shape)
     _, state = srm_forward(z, params, theta=theta, tau_steps=tau_steps, keep_state=True)
@@ -289,27 +320,81 @@ def sample_perturbation(net: Network, cfg: hwaware.HWAwareConfig, rng: np.random
     return p
 
 
-def network_forward(net: Network, spikes: np.ndarray, pert: Perturbation | None = None) -> list[LayerCache]:
+def _kernels(kernel: str) -> dict[str, Any] | None:
+    """Compiled kernels for ``kernel`` ("auto": if available, "numba": required, "numpy": none)."""
+    if kernel == "numpy":
+        return None
+    if kernel not in ("auto", "numba"):
+        raise ValueError(f"unknown kernel {kernel!r} (choose auto, numba, numpy)")
+    k = train_kernel.kernels()
+    if k is None and kernel == "numba":
+        raise RuntimeError(f"the numba training kernel is unavailable ({train_kernel.status()['reason']})")
+    return k
+
+
+def network_forward(net: Network, spikes: np.ndarray, pert: Perturbation | None = None, *,
+                    kernel: str = "numpy") -> list[LayerCache | train_kernel.FastCache]:
+    """Forward of every layer, keeping what :func:`network_backward` needs.
+
+    ``kernel``: "numpy" (the reference), "numba" (compiled, bit-identical spikes) or "auto"
+    (numba if available).  The noise of hardware-aware training is drawn from ``pert.rng`` in
+    the same order either way.
+    """
     pert = pert or ideal(net)
-    caches = []
+    k = _kernels(kernel)
+    caches: list[LayerCache | train_kernel.FastCache] = []
     x = np.asarray(spikes, dtype=np.float64)
     for i, layer in enumerate(net.layers):
         noise = pert.noise[i] if pert.noise else 0.0
-        c = layer_forward(x, pert.weights[i], layer.neuron, theta=pert.theta[i], tau_steps=pert.tau[i],
-                          noise_sigma=noise, rng=pert.rng if noise else None)
+        c = None
+        if k is not None:
+            w = pert.weights[i]
+            draws = None
+            if noise > 0:
+                rng = pert.rng if pert.rng is not None else np.random.default_rng()
+                draws = noise * rng.standard_normal((x.shape[0], x.shape[1], w.shape[0]))
+            c = train_kernel.layer_forward(k, x, w, layer.neuron,
+                                           _per_neuron(pert.theta[i], layer.neuron.theta, w.shape[0]),
+                                           _per_neuron(pert.tau[i], layer.neuron.tau_steps, w.shape[0]),
+                                           draws)
+            if c is None:  # non-binary input: the reference (same draws)
+                c = _layer_forward_with(x, w, layer.neuron, pert.theta[i], pert.tau[i], draws)
+        else:
+            c = layer_forward(x, pert.weights[i], layer.neuron, theta=pert.theta[i], tau_steps=pert.tau[i],
+                              noise_sigma=noise, rng=pert.rng if noise else None)
         caches.append(c)
         x = c.s
     return caches
 
 
-def network_backward(caches: list[LayerCache], grad_out: np.ndarray, *, surrogate: str = "exp",
-                     width: float = 1.0, reset_grad: bool = False) -> list[np.ndarray]:
-    """Weight gradients of every layer given dL/d(output spikes)."""
+def _layer_forward_with(s_in, weight, params, theta, tau, draws) -> LayerCache:
+    z = input_current(s_in, weight)
+    if draws is not None:
+        z += draws
+    _, state = srm_forward(z, params, theta=theta, tau_steps=tau, keep_state=True)
+    n = weight.shape[0]
+    return LayerCache(s_in=np.asarray(s_in, dtype=np.float64), state=state, weight=weight,
+                      theta=_per_neuron(theta, params.theta, n),
+                      tau=_per_neuron(tau, params.tau_steps, n), params=params)
+
+
+def network_backward(caches: list[LayerCache | train_kernel.FastCache], grad_out: np.ndarray, *,
+                     surrogate: str = "exp", width: float = 1.0, reset_grad: bool = False) -> list[np.ndarray]:
+    """Weight gradients of every layer given dL/d(output spikes).
+
+    Layers whose forward ran compiled (:class:`train_kernel.FastCache`) run compiled backward.
+    """
     grads: list[np.ndarray] = [None] * len(caches)  # type: ignore[list-item]
     g = grad_out
     for i in range(len(caches) - 1, -1, -1):
-        grads[i], g = layer_backward(caches[i], g, need_input_grad=i > 0, surrogate=surrogate,
-                                     width=width, reset_grad=reset_grad)
+        c = caches[i]
+        if isinstance(c, train_kernel.FastCache):
+            sg = surrogate_grad(c.u - c.theta, surrogate, width)
+            grads[i], g = train_kernel.layer_backward(train_kernel.kernels(), c, g, sg, need_input_grad=i > 0,
+                                                      reset_grad=reset_grad)
+        else:
+            grads[i], g = layer_backward(c, g, need_input_grad=i > 0, surrogate=surrogate,
+                                         width=width, reset_grad=reset_grad)
     return grads
 
 
@@ -342,8 +427,10 @@ class Adam:
     """Adam over a list of arrays (in place), with L2 and per-array clamps."""
 
     def __init__(self, params: list[np.ndarray], lr: float = 0.005, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, l2: float = 0.0) -> None:
+                 eps: float = 1e-8, l2: float = 0.0, *, kernel: str = "numpy") -> None:
         self.lr, self.betas, self.eps, self.l2 = lr, betas, eps, l2
+        self.kernel = kernel
+        """"numpy" (reference) or "numba"/"auto": one fused compiled pass, the same operations."""
         self.m = [np.zeros_like(p) for p in params]
         self.v = [np.zeros_like(p) for p in params]
         self.step_count = 0
@@ -353,7 +440,12 @@ class Adam:
         b1, b2 = self.betas
         c1 = 1.0 - b1 ** self.step_count
         c2 = 1.0 - b2 ** self.step_count
+        k = _kernels(self.kernel)
         for p, g, m, v, c in zip(params, grads, self.m, self.v, clamps):
+            if k is not None and p.ndim == 2 and p.dtype == m.dtype == v.dtype == np.float64:
+                k["adam"](p, np.asarray(g, dtype=np.float64), m, v, float(self.l2), float(b1),
+                          float(b2), float(c1), float(c2), float(self.lr), float(self.eps), float(c))
+                continue
             if self.l2:
                 g = g + self.l2 * p
             m *= b1
@@ -415,7 +507,8 @@ def train(net: Network, x_train: np.ndarray, y_train: np.ndarray, cfg: TrainConf
     hw_cfg = (cfg.hw or hwaware.chip_defaults()) if cfg.hw_aware else None
     params = [layer.weight for layer in net.layers]
     clamps = [layer.clamp for layer in net.layers]
-    opt = optimizer or Adam(params, cfg.lr, cfg.betas, cfg.eps, cfg.l2)
+    opt = optimizer or Adam(params, cfg.lr, cfg.betas, cfg.eps, cfg.l2, kernel=cfg.kernel)
+    opt.kernel = cfg.kernel
     hist = History()
     try:
         from tqdm import tqdm
@@ -433,7 +526,7 @@ def train(net: Network, x_train: np.ndarray, y_train: np.ndarray, cfg: TrainConf
             xb = batch_fn(idx, rng) if batch_fn is not None else x_train[idx]
             yb = y_train[idx]
             pert = sample_perturbation(net, hw_cfg, rng) if hw_cfg is not None else None
-            caches = network_forward(net, xb, pert)
+            caches = network_forward(net, xb, pert, kernel=cfg.kernel)
             out = caches[-1].s
             loss, g = spike_count_loss(out, yb, target_true=cfg.target_true, target_false=cfg.target_false)
             grads = network_backward(caches, g, surrogate=cfg.surrogate, width=cfg.surrogate_width,
@@ -497,8 +590,22 @@ def smooth_forward(z: np.ndarray, params: NeuronParams = NeuronParams(), width: 
 # --------------------------------------------------------------------------------------
 # data-dependent initialisation
 # --------------------------------------------------------------------------------------
+def layer_spikes(s_in: np.ndarray, weight: np.ndarray, params: NeuronParams, *,
+                 kernel: str = "auto") -> np.ndarray:
+    """Output spikes (B, T, n_out) of one ideal layer: the training forward without its state
+    (compiled if ``kernel`` allows; the same spikes as the numpy reference)."""
+    k = _kernels(kernel)
+    if k is not None:
+        n = weight.shape[0]
+        c = train_kernel.layer_forward(k, s_in, weight, params, _per_neuron(None, params.theta, n),
+                                       _per_neuron(None, params.tau_steps, n), None)
+        if c is not None:
+            return c.s
+    return srm_forward(input_current(s_in, weight), params)
+
+
 def calibrate_init(net: Network, x: np.ndarray, target_rate: float = 0.05, *,
-                   iterations: int = 12) -> list[float]:
+                   iterations: int = 12, kernel: str = "auto") -> list[float]:
     """Rescale each layer's weights (in order) so its mean firing probability per step on
     ``x`` is about ``target_rate`` (bisection on a log scale; clamps respected).
 
@@ -514,7 +621,7 @@ def calibrate_init(net: Network, x: np.ndarray, target_rate: float = 0.05, *,
         for _ in range(iterations):
             mid = 0.5 * (lo + hi)
             w = np.clip(w0 * 2.0 ** mid, -layer.clamp, layer.clamp)
-            rate = float(layer.forward(s, weight=w).mean())
+            rate = float(layer_spikes(s, w, layer.neuron, kernel=kernel).mean())
             best = mid
             if rate < target_rate:
                 lo = mid
@@ -522,5 +629,5 @@ def calibrate_init(net: Network, x: np.ndarray, target_rate: float = 0.05, *,
                 hi = mid
         layer.weight = np.clip(w0 * 2.0 ** best, -layer.clamp, layer.clamp)
         scales.append(2.0 ** best)
-        s = layer.forward(s)
+        s = layer_spikes(s, layer.weight, layer.neuron, kernel=kernel)
     return scales

@@ -35,6 +35,8 @@
 #define PE_OP_COMMIT 0x51u
 #define PE_OP_FETCH 0x52u
 #define PE_OP_GET_LIMITS 0x53u
+#define PE_OP_BULK_PUT 0x70u
+#define PE_OP_BULK_GET 0x71u
 #define PE_OP_SIM_QUERY 0xF0u
 
 /* Status */
@@ -52,6 +54,7 @@
 #define PE_STATUS_NO_SESSION 0x21u
 #define PE_STATUS_BAD_VERSION 0x22u
 #define PE_STATUS_STALE_SEQ 0x23u
+#define PE_STATUS_DATA_CRC 0x30u
 
 /* PulseKind */
 #define PE_PULSE_SET 0x01u
@@ -80,6 +83,7 @@
 #define PE_CAP_AER_UPLOAD 0x04u
 #define PE_CAP_PARTIAL_SUM 0x08u
 #define PE_CAP_BOUNDED 0x10u
+#define PE_CAP_BULK 0x20u
 #define PE_CAP_SIMULATED 0x80u
 
 /* Registers: value_SI = code * scale */
@@ -317,6 +321,19 @@ typedef struct {
     uint32_t length;
 } pe_fetch_t;
 _Static_assert(sizeof(pe_fetch_t) == 12, "pe_fetch_t size");
+
+/* bulk mode: transfer id, target opcode (0 in a BULK_GET reply), the transfer's total size, this piece's offset and size, and the CRC-32 (zlib/IEEE) of the `nbytes` raw bytes that follow the frame (bytes) */
+typedef struct {
+    uint32_t id;
+    uint8_t opcode;
+    uint8_t _pad;
+    uint16_t _pad2;
+    uint32_t total;
+    uint32_t offset;
+    uint32_t nbytes;
+    uint32_t crc;
+} pe_bulk_t;
+_Static_assert(sizeof(pe_bulk_t) == 24, "pe_bulk_t size");
 
 /* every limit the board enforces: frame piece and payload sizes (bytes), steps per sample, write-verify pulses per cell, sample slots and sample memory (bits), pulse records per PULSE, cells per WRITE_VERIFY and per READ_CELLS, read averages, longest WAIT and chip clock (ns), and the bound on the firmware's own memory (bytes) */
 typedef struct {

@@ -94,6 +94,12 @@ class ChipParams:
     neuron_noise_sigma: float = 0.005       # [model] TIA input noise per step, normalised units
     column_noise: bool = True               # aggregated per-column read noise during inference
 
+    # ---- input spikes on the chip's row drivers (issue 15) ----------------------------------
+    input_spike_loss: float = 0.0           # [model] probability that an input spike is not driven;
+                                            # 0: the FPGA latches each step's row pattern (synchronous)
+    input_jitter_frac: float = 0.0          # [model] probability that an input spike lands one step early
+                                            # or late (+-1 equally likely); 0: synchronous drive
+
     # ---- energy: see energy.py; [cal] against 43.83 mW / 1.94 uJ and the 2nd breakdown -----
     e_scale: float = 1.0                    # [model] global multiplier (process corner)
     idle_current_a: tuple = (("VDDA", 2e-6), ("VDDD", 3e-6), ("VDDIO", 1e-6))  # [model] leakage
@@ -141,6 +147,8 @@ _NOISE_FIELDS = ("stuck_on_frac", "stuck_off_frac", "v_th_d2d_sigma_v", "gain_d2
                  "c2c_sigma_ln", "c2c_add_sigma_s", "read_noise_rel", "read_noise_floor_s",
                  "relax_sigma_1s_s", "drift_mean_rel_per_ln", "theta_mismatch_rel",
                  "tau_mismatch_rel", "neuron_noise_sigma")
+# (ir_drop_rel, read_disturb_rel, read_nonlinearity_per_v and the input-spike fields act whether
+# or not the set is "noisy": they need no random device state.)
 
 _TYPICAL = ChipParams()
 PRESETS: dict[str, ChipParams] = {
@@ -156,5 +164,6 @@ PRESETS: dict[str, ChipParams] = {
         gain_d2d_sigma_ln=0.45, c2c_sigma_ln=0.6, c2c_add_sigma_s=0.8e-6, read_noise_rel=0.025,
         read_noise_floor_s=0.3e-6, relax_sigma_1s_s=2.5e-6, drift_mean_rel_per_ln=-0.003,
         theta_mismatch_rel=0.06, tau_mismatch_rel=0.06, neuron_noise_sigma=0.02, ir_drop_rel=0.03,
-        read_disturb_rel=1e-5, e_scale=1.1, endurance_median_pulses=2e5),
+        read_disturb_rel=1e-5, e_scale=1.1, endurance_median_pulses=2e5,
+        input_spike_loss=1e-3, input_jitter_frac=1e-2),
 }

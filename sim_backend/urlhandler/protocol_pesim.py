@@ -9,6 +9,11 @@ file is locked while the port is open; made from ``seed``/``fidelity`` if missin
 this many ms are acknowledged BUSY, docs/protocol.md [busy]) and the link-model faults of
 :class:`~sim_backend.link.LinkModel` (``ber``, ``drop``, ``dup``, ``stall``, ``reorder``, ``board_reset``,
 ``link_seed``).  Without ``die`` the chip is a fresh die that is not persisted.
+``p.<field>=<value>`` overrides one field of the chip's parameter set on top of ``fidelity``
+(``ChipParams.preset(fidelity, field=value)``, docs/chip_model.md), e.g.
+``pesim://?fidelity=ideal&p.read_noise_rel=0.01`` — numbers and booleans (0/1/true/false) only;
+not with ``die`` (a die keeps its own parameter set).  The error budget (``snnbench budget``)
+switches the chip's non-idealities on one at a time this way.
 
 The board answers synchronously inside ``write``; a ``read`` that finds nothing buffered
 returns at once, as a port whose timeout has elapsed would (nothing more can arrive).
@@ -41,7 +46,7 @@ class Serial(SerialBase):
         if parts.scheme != "pesim":
             raise SerialException(f"expected a pesim:// URL, got {self._port!r}")
         q = {k: v[-1] for k, v in urllib.parse.parse_qs(parts.query).items()}
-        unknown = sorted(set(q) - _KNOWN)
+        unknown = sorted(k for k in set(q) - _KNOWN if not k.startswith("p."))
         if unknown:
             raise SerialException(f"pesim:// unknown option(s) {', '.join(unknown)} "
                                   f"(known: {', '.join(sorted(_KNOWN))})")
@@ -55,13 +60,16 @@ class Serial(SerialBase):
                 raise ValueError("freeze=1 needs die=FILE")
             self.link = LinkModel.from_query(parts.query, seed=run_seed + 7919)
             fidelity = q.get("fidelity", "typical")
+            overrides = param_overrides(q)
+            if overrides and q.get("die"):
+                raise ValueError("p.* parameter overrides need a fresh die (a die keeps its own parameter set)")
             if q.get("die"):
                 from sim_backend.die import OpenDie
 
                 self.die = OpenDie(q["die"], freeze=freeze == "1", seed=seed, fidelity=fidelity,
                                    run_seed=run_seed)
             try:
-                self.firmware = make_board(seed, run_seed, fidelity, die=self.die)
+                self.firmware = make_board(seed, run_seed, fidelity, die=self.die, params=overrides)
             except BaseException:
                 self._close_die()
                 raise
@@ -144,3 +152,31 @@ class Serial(SerialBase):
     @property
     def cd(self) -> bool:
         return True
+
+
+def param_overrides(q: dict[str, str]) -> dict[str, float | int | bool]:
+    """``p.<field>`` query fields -> ChipParams overrides, typed like the field's default."""
+    import dataclasses
+
+    from sim_backend.physics.params import ChipParams
+
+    types = {f.name: type(f.default) for f in dataclasses.fields(ChipParams)}
+    out: dict[str, float | int | bool] = {}
+    for key, text in q.items():
+        if not key.startswith("p."):
+            continue
+        name = key[2:]
+        kind = types.get(name)
+        if kind not in (float, int, bool):
+            raise ValueError(f"{key}: not a numeric chip parameter (ChipParams field)"
+                             if kind is None or name == "name" else f"{key}: cannot be set from a URL")
+        if kind is bool:
+            if text.lower() not in ("0", "1", "true", "false"):
+                raise ValueError(f"{key} must be 0, 1, true or false, got {text!r}")
+            out[name] = text.lower() in ("1", "true")
+        else:
+            try:
+                out[name] = kind(text) if kind is int else float(text)
+            except ValueError:
+                raise ValueError(f"{key} must be a number, got {text!r}") from None
+    return out

@@ -1,0 +1,254 @@
+"""Bulk mode on the host side (capability BULK, decision 0016).
+
+The pieces of a bounded transfer travel as raw blocks after a small CRC-checked frame:
+BULK_PUT carries the request up, BULK_GET the kept reply down (firmware_iface/bulk.py).  Both
+are unsequenced, so the host *pipelines*: every piece of a round goes out before any reply is
+awaited, and a STATUS request closes the round.  The board answers in order, so a piece with
+no reply once STATUS has been answered was lost on the way; a piece answered DATA_CRC (or
+whose raw reply failed its CRC) was corrupted.  Only those pieces are sent again, each split
+into smaller ones (down to ``PIECE_MIN``) so that a noisy link still converges.  Under the
+retry budget of the bounded path (``retries`` re-sends per KiB of the transfer) a transfer
+either completes bit-identical or raises.
+
+A mixin of :class:`drivers.pechip.PEChip` (through :class:`drivers.bounded.BoundedTransfers`).
+"""
+from __future__ import annotations
+
+import select
+import time
+from collections.abc import Callable
+
+from drivers.errors import ChipError, ChipTimeout, ProtocolError
+from firmware_iface.bulk import bulk_header, bulk_unit, decode_bulk, encode_bulk, encode_fetch
+from firmware_iface.framing import Frame, FrameError, RawBlockError, encode_frame, frame_crc
+from firmware_iface.records import PayloadError
+from firmware_iface.spec import Opcode, Status
+
+PIECE_MAX = 256 * 1024
+"""Largest piece of a round (bytes): big enough that per-piece work is small next to the copy."""
+PIECE_MIN = 1024
+"""Smallest piece a failed one is split into (bytes): LIMITS.max_chunk of the STAGE path."""
+SPLIT = 4
+"""A failed piece is sent again as this many smaller pieces (at least PIECE_MIN each)."""
+UNSEQUENCED_MAX = 16384
+"""Most unsequenced requests between two sequenced ones (docs/protocol.md, Sessions)."""
+WRITE_SLICE = 64 * 1024
+"""Bytes written before replies are drained: a board blocked on a full reply buffer (a pty
+holds a few KiB) must never stop the host's write."""
+
+
+class SessionLost(ProtocolError):
+    """The board answered NO_SESSION during a pipelined round (it rebooted)."""
+
+
+class _Round:
+    """One direction of a pipelined transfer: how to send a piece and accept its reply."""
+
+    opcode: Opcode
+
+    def __init__(self, tid: int, total: int) -> None:
+        self.tid, self.total = tid, total
+
+    def unit(self, frame_seq: int, session: int, off: int, n: int) -> tuple[tuple, int]:
+        raise NotImplementedError
+
+    def accept(self, reply: Frame, off: int, n: int) -> bool:
+        raise NotImplementedError
+
+
+class _Put(_Round):
+    """BULK_PUT: bytes ``off:off+n`` of the request, raw after the frame."""
+
+    opcode = Opcode.BULK_PUT
+
+    def __init__(self, tid: int, target: int, payload: bytes) -> None:
+        super().__init__(tid, len(payload))
+        self.target, self.data = target, memoryview(payload)
+
+    def unit(self, seq: int, session: int, off: int, n: int) -> tuple[tuple, int]:
+        piece = self.data[off:off + n]
+        frame = Frame(self.opcode, seq, encode_bulk(bulk_header(self.tid, self.target, self.total, off, piece)),
+                      session=session)
+        return bulk_unit(frame, piece), frame_crc(frame)
+
+    def accept(self, reply: Frame, off: int, n: int) -> bool:
+        return True  # COUNT: the piece is stored
+
+
+class _Get(_Round):
+    """BULK_GET: bytes ``off:off+n`` of the kept reply, raw after the reply frame."""
+
+    opcode = Opcode.BULK_GET
+
+    def __init__(self, tid: int, total: int, out: bytearray) -> None:
+        super().__init__(tid, total)
+        self.out = out
+
+    def unit(self, seq: int, session: int, off: int, n: int) -> tuple[tuple, int]:
+        frame = Frame(self.opcode, seq, encode_fetch(self.tid, off, n), session=session)
+        return (encode_frame(frame),), frame_crc(frame)
+
+    def accept(self, reply: Frame, off: int, n: int) -> bool:
+        try:
+            h = decode_bulk(reply.payload)
+        except (PayloadError, ValueError):
+            return False
+        if (h.id, h.total, h.offset, h.nbytes, len(reply.data)) != (self.tid, self.total, off, n, n):
+            return False
+        self.out[off:off + n] = reply.data
+        return True
+
+
+def _split(off: int, n: int) -> list[tuple[int, int]]:
+    size = max(PIECE_MIN, -(-n // SPLIT))
+    return [(o, min(size, off + n - o)) for o in range(off, off + n, size)]
+
+
+class BulkMode:
+    """Pipelined BULK_PUT / BULK_GET rounds for the PE-chip driver."""
+
+    bulk_piece = PIECE_MAX
+    """Piece size the next transfer starts with: quartered after a transfer that lost pieces in
+    its first round, doubled (up to PIECE_MAX) after one that did not."""
+
+    def _bulk_put(self, tid: int, target: int, payload: bytes) -> None:
+        """Stage ``payload`` as transfer ``tid``; a board that rebooted meanwhile (its staging
+        buffer lost) gets a new session and the whole request again, ``retries`` times at most."""
+        for attempt in range(self.retries + 1):
+            try:
+                self._pipeline(_Put(tid, target, payload), 0)
+                return
+            except SessionLost:
+                if attempt == self.retries:
+                    raise
+                self._open_session()
+
+    def _bulk_get(self, tid: int, total: int, first: bytes) -> bytearray:
+        out = bytearray(total)
+        out[:len(first)] = first
+        self._pipeline(_Get(tid, total, out), len(first))
+        return out  # bytes-like; not copied again
+
+    def _pipeline(self, job: _Round, start: int) -> None:
+        size = self.bulk_piece
+        pending = [(o, min(size, job.total - o)) for o in range(start, job.total, size)]
+        left = self.retries * max(1, -(-(job.total - start) // PIECE_MIN))
+        idle = sent = 0
+        first = True
+        while pending:
+            sent += len(pending) + 1
+            if sent > UNSEQUENCED_MAX:
+                raise ProtocolError(f"{job.opcode.name} of transfer {job.tid:#x} to {self.url}: more than "
+                                    f"{UNSEQUENCED_MAX} pieces sent without completing")
+            failed = self._round(job, pending)
+            if first:
+                self.bulk_piece = max(PIECE_MIN, size // SPLIT) if failed else min(PIECE_MAX, size * 2)
+                first = False
+            if not failed:
+                return
+            idle = idle + 1 if len(failed) == len(pending) else 0
+            left -= len(failed)
+            self.stats.retries += len(failed)
+            if idle > self.retries or left < 0:
+                why = (f"no piece got through in {idle} rounds" if idle > self.retries
+                       else f"retry budget of {self.retries} per KiB exhausted")
+                err = ChipTimeout if idle > self.retries else ProtocolError
+                raise err(f"{job.opcode.name} of transfer {job.tid:#x} to {self.url}: {why} "
+                          f"({len(failed)} of {len(pending)} pieces failed in the last round)")
+            pending = [p for off, n in failed for p in _split(off, n)]
+
+    def _round(self, job: _Round, pending: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Send every piece of ``pending``, then STATUS; return the pieces that failed."""
+        inflight: dict[int, tuple[int, int, int]] = {}
+        failed: list[tuple[int, int]] = []
+        marker: dict[str, int] = {}
+
+        def on_events(events: list) -> None:
+            for ev in events:
+                if isinstance(ev, RawBlockError):
+                    f = ev.frame
+                    self.stats.bad_frames += 1
+                    if f.seq in inflight and f.echo == inflight[f.seq][2]:
+                        off, n, _ = inflight.pop(f.seq)
+                        failed.append((off, n))
+                    continue
+                if isinstance(ev, FrameError):
+                    self.stats.bad_frames += 1
+                    continue
+                if not ev.is_response:
+                    continue
+                if ev.seq == marker.get("seq") and ev.echo == marker["crc"] and ev.opcode == Opcode.STATUS:
+                    if ev.status == Status.NO_SESSION:
+                        raise SessionLost(f"the board at {self.url} lost the session (it rebooted)")
+                    marker["seen"] = 1
+                    continue
+                entry = inflight.get(ev.seq)
+                if entry is None or ev.echo != entry[2] or ev.opcode != job.opcode or ev.session != self._session:
+                    if ev.status != Status.BAD_FRAME:
+                        self.stats.rejected += 1
+                    continue
+                off, n, _ = inflight.pop(ev.seq)
+                if ev.status == Status.OK and job.accept(ev, off, n):
+                    continue
+                if ev.status in (Status.OK, Status.DATA_CRC):
+                    failed.append((off, n))
+                elif ev.status == Status.NO_SESSION:
+                    raise SessionLost(f"the board at {self.url} lost the session (it rebooted)")
+                else:
+                    name = Status(ev.status).name if ev.status in Status._value2member_map_ else "UNKNOWN"
+                    raise ChipError(ev.status, name, ev.payload.decode("utf-8", "replace"))
+
+        small: list = []  # small parts go out together: one write, not one per frame
+
+        def flush() -> None:
+            if small:
+                self._write_draining(b"".join(small), on_events)
+                small.clear()
+
+        for off, n in pending:
+            parts, crc = job.unit(self._next_seq(), self._session, off, n)
+            inflight[self._seq] = (off, n, crc)
+            for part in parts:
+                if len(part) >= WRITE_SLICE:
+                    flush()
+                    self._write_draining(part, on_events)
+                else:
+                    small.append(part)
+            if sum(map(len, small)) >= WRITE_SLICE:
+                flush()
+        req = Frame(Opcode.STATUS, self._next_seq(), session=self._session)
+        marker.update(seq=req.seq, crc=frame_crc(req))
+        small.append(encode_frame(req))
+        flush()
+        self.stats.commands += len(pending) + 1
+        self.stats.unsequenced += len(pending) + 1
+        self.stats.bulk_rounds += 1
+        self.stats.round_trips += 1
+        deadline = time.monotonic() + self.timeout_s
+        while "seen" not in marker:
+            data = self._receive(deadline)
+            if data:
+                on_events(self._decoder.feed_events(data))
+                deadline = time.monotonic() + self.timeout_s  # the link is alive: wait on
+            elif time.monotonic() >= deadline or getattr(self._port, "synchronous", False):
+                on_events(self._decoder.abandon())
+                break
+        return failed + [(off, n) for off, n, _ in inflight.values()]
+
+    def _write_draining(self, data, on_events: Callable[[list], None]) -> None:
+        """Write ``data`` in slices, taking in what the board has answered between them."""
+        view = memoryview(data)
+        port = self._port
+        write = port.write if self._direct is None else self._direct.write
+        for i in range(0, len(view), WRITE_SLICE):
+            part = view[i:i + WRITE_SLICE]
+            write(part)
+            self.stats.bytes_tx += len(part)
+            if self._fd is not None:
+                while select.select([self._fd], [], [], 0)[0]:
+                    got = self._receive(0.0)
+                    if not got:
+                        break
+                    on_events(self._decoder.feed_events(got))
+            elif port.in_waiting:
+                on_events(self._decoder.feed_events(self._receive(0.0)))

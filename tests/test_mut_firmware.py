@@ -1,0 +1,45 @@
+"""Virtual-firmware details the mutation run found unchecked (issue 18): an error reply carries
+its reason as the payload (what the driver shows a person), and a board's chip id is its
+0x5E prefix with the die seed in the low 32 bits.  Values by hand from the frames below."""
+from __future__ import annotations
+
+import numpy as np
+
+from firmware_iface import messages as msg
+from firmware_iface.records import RECORDS
+from firmware_iface.spec import Opcode, Status
+from sim_backend.board import make_board
+from tests.fw_client import RawClient
+
+
+def test_a_bad_pulse_kind_is_refused_with_its_reason_in_the_reply():
+    p = np.zeros(1, dtype=RECORDS["PULSE"])
+    p["kind"], p["v_bl_mv"], p["width_ns"] = 3, 1000, 100      # neither SET (1) nor RESET (2)
+    status, payload, _ = RawClient().send(Opcode.PULSE, msg.encode_pulses(p))
+    assert status == Status.OUT_OF_RANGE
+    assert payload == b"pulse kind must be SET (1) or RESET (2)"
+
+
+def test_chip_id_is_the_prefix_and_the_die_seed():
+    for seed, expect in ((1, 0x5E0000000001), (0x1234ABCD, 0x5E001234ABCD), (0x1_0000_0007, 0x5E0000000007)):
+        client = RawClient(make_board(seed, 0, "ideal"))
+        status, payload, _ = client.send(Opcode.GET_INFO)
+        assert status == Status.OK
+        assert msg.decode_info(payload).chip_id == expect
+
+
+def test_bulk_transfer_refusals_name_the_transfer_and_what_is_missing():
+    """STAGE/COMMIT/FETCH (protocol v2 bulk mode): a COMMIT of a transfer never staged, one with
+    7 of its 10 bytes missing, and a FETCH of a result never kept are NOT_READY with reasons."""
+    from firmware_iface.bulk import encode_commit, encode_fetch, encode_stage
+
+    c = RawClient()
+    run = int(Opcode.RUN)
+    status, payload, _ = c.send(Opcode.COMMIT, encode_commit(5, run, 4))
+    assert status == Status.NOT_READY
+    assert payload == f"transfer 0x5 was not staged as 4 bytes of 0x{run:02x}".encode()
+    assert c.send(Opcode.STAGE, encode_stage(7, run, 10, 0, b"abc"))[0] == Status.OK
+    status, payload, _ = c.send(Opcode.COMMIT, encode_commit(7, run, 10))
+    assert (status, payload) == (Status.NOT_READY, b"transfer 0x7: 7 bytes not staged")
+    status, payload, _ = c.send(Opcode.FETCH, encode_fetch(9, 0, 4))
+    assert (status, payload) == (Status.NOT_READY, b"no kept result of transfer 0x9")
