@@ -67,6 +67,7 @@ def _watch_stdin(grace_s: float) -> None:
 
 
 def _lost(grace_s: float) -> None:
+    _arm_kernel_deadline(grace_s)
     try:
         _handler()
     finally:
@@ -74,7 +75,23 @@ def _lost(grace_s: float) -> None:
         os._exit(1)  # the handler did not end the process in time
 
 
-def arm(parent_pid: int | None = None, grace_s: float = 1.5) -> None:
+def _arm_kernel_deadline(grace_s: float) -> None:
+    """Where the OS has interval timers (POSIX), let the kernel end the process ``grace_s`` s
+    from now with SIGALRM's default action (terminate).  The sleeping fallback in
+    :func:`_lost` is a Python daemon thread: once the main thread is in interpreter shutdown
+    (an orderly stop that hangs in an exit handler, or a long compile holding the GIL), that
+    thread never runs again, and the process would outlive its parent.  The timer cannot be
+    stopped by anything the process does, short of exiting first."""
+    if not hasattr(signal, "setitimer"):
+        return
+    try:
+        if signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None):
+            signal.setitimer(signal.ITIMER_REAL, max(grace_s, 0.01))
+    except (OSError, ValueError):
+        pass
+
+
+def arm(parent_pid: int | None = None, grace_s: float = 1.0) -> None:
     """Arm both mechanisms (once; later calls do nothing): once the parent is gone, call the
     :func:`on_lost` handler, then exit after ``grace_s`` s if the process is still there.
 

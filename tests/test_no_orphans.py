@@ -154,3 +154,41 @@ def test_parent_death_signal_alone_ends_server(tmp_path):
         parent.stdout.close()
         if child:
             _kill_hard(child)
+
+
+_HANGS_IN_SHUTDOWN = r"""
+import threading, time
+from sim_backend import lifeline
+stop = threading.Event()
+lifeline.on_lost(stop.set)          # the orderly stop: main returns ...
+lifeline.arm(grace_s=0.3)
+
+class _SlowFinaliser:               # ... and hangs in interpreter shutdown, after the point
+    def __del__(self):              # where Python's daemon threads can no longer run
+        time.sleep(30)
+
+keep = _SlowFinaliser()
+print("ready", flush=True)
+stop.wait(20)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="POSIX interval timers only")
+def test_lost_parent_ends_a_process_that_hangs_in_interpreter_shutdown():
+    """Decision 0014: once the parent is gone, the process ends within the grace period even
+    when its orderly exit hangs where the os._exit fallback thread cannot run any more
+    (module teardown); the kernel's interval timer (SIGALRM, default action) ends it."""
+    child = subprocess.Popen([sys.executable, "-c", _HANGS_IN_SHUTDOWN], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             cwd=str(Path(__file__).resolve().parents[1]))
+    try:
+        assert child.stdout.readline().strip() == b"ready"
+        t0 = time.monotonic()
+        child.stdin.close()          # what the OS does when the parent dies
+        child.wait(timeout=10)
+        assert time.monotonic() - t0 < 5.0
+        assert child.returncode == -signal.SIGALRM
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
