@@ -91,7 +91,9 @@ def test_cli_passes_over_real_transports(pty, tmp_path):
         d = json.loads(r.stdout)
         assert d["exit_code"] == 0 and d["counts"]["fail"] == d["counts"]["error"] == 0
         skipped = {c["id"] for c in d["checks"] if c["outcome"] == "skip"}
-        assert skipped <= ALWAYS_SKIPPED | {"busy/3"}, skipped  # busy/3 needs the job still running: a race
+        # busy/2 and busy/3 need the job still running when their second request arrives: a race
+        # the board may win (each skips with that reason, it does not pass falsely)
+        assert skipped <= ALWAYS_SKIPPED | {"busy/2", "busy/3"}, skipped
         assert d["board"]["protocol_version"] == 2
         assert sum(s["checks"] for s in d["sections"].values()) == len(C.CHECKS)
         suites = ET.parse(junit).getroot()
