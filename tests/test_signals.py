@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from bench.simbench import SimBench
+from tests import h5peek
 from tests.procwatch import MARK_VAR, kill, marked, wait_gone
 
 
@@ -50,11 +51,7 @@ def spawn():
 
 
 def _units(path) -> int:
-    try:
-        with h5py.File(path, "r", locking=False) as f:
-            return int(f["maps/g_s"].shape[0]) if "maps/g_s" in f else 0
-    except (OSError, KeyError):
-        return 0
+    return h5peek.rows(path, "maps/g_s")
 
 
 def _wait_for(cond, timeout_s: float, what: str) -> None:
