@@ -42,6 +42,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from collections import Counter
@@ -183,10 +184,22 @@ def _pytest_args(tests: list[str]) -> list[str]:
             "-o", "addopts=", "-m", "not slow", "--hypothesis-seed=0", "--tb=no", *tests]
 
 
+def _settle_threads(timeout_s: float = 300.0) -> None:
+    """Wait for this process's background threads before forking.  A fork copies locks held by
+    other threads in their held state: the simulated chip's kernel warm-up thread
+    (``fastpath.prewarm``, started when a test builds a chip) holds ``jit._LOCK`` while it
+    imports numba, and a child forked then deadlocks on its first kernel call (seen: a stats
+    pass hung for good).  Only this tool's own process forks this way; the tests never do."""
+    for t in threading.enumerate():
+        if t.name.startswith("snnbench-") and t is not threading.current_thread():
+            t.join(timeout_s)
+
+
 def _in_child(fn, timeout_s: float | None, quiet: bool = True) -> tuple[int, float, bool]:
     """Run ``fn()`` (returns an exit code) in a forked child in its own process group.
     Returns (exit code, wall seconds, timed out).  A child over ``timeout_s`` is killed with
     its whole group (simulators, servers it started)."""
+    _settle_threads()
     t0 = time.monotonic()
     pid = os.fork()
     if pid == 0:
