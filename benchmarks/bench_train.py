@@ -12,6 +12,13 @@ same run, ideal and hardware-aware; reported as median (min-max) wall ms per sam
 split into forward, backward and optimiser, and as baseline/kernel ratios; "cpu" is the
 process CPU time (all threads) per sample.  Target (issue 17 item 5): <= 10 ms per sample per
 epoch on 2 cores.
+
+``--against NAME=PATH`` (repeatable; e.g. ``--against main=/work/main``) times the training loop
+itself, ``bench.network.train.train`` for one epoch over ``--samples`` random samples (no
+augmentation, no evaluation: the step plus the loop's own per-batch work), of this checkout and
+of every other one, in the same run: each checkout runs in a worker process of its own (its own
+imports, defaults and thread pools; the same interpreter and environment), the workers step in
+turn repeat by repeat, and the ratios other / this are reported.
 """
 from __future__ import annotations
 
@@ -20,11 +27,15 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+HERE = Path(__file__).resolve().parents[1]
+if __name__ == "__main__" and "--worker" in sys.argv:  # import the checkout under test instead
+    HERE = Path(sys.argv[sys.argv.index("--worker") + 1]).resolve()
+sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 
@@ -115,6 +126,122 @@ def run(batch: int, repeats: int, rate: float) -> list[dict]:
     return [c.row() for c in cases]
 
 
+# ------------------------------------------------------------------------------------------
+# --against: the training loop of several checkouts, one worker process each
+# ------------------------------------------------------------------------------------------
+def worker(batch: int, rate: float, samples: int) -> int:
+    """Serve one checkout's training loop: for each line "ideal" / "hw" on stdin train a copy
+    of the calibrated network for one epoch over the same samples and print one JSON line
+    ``{"wall": s, "cpu": s}``; "status" prints the kernel status; "quit" (or EOF) ends."""
+    rng = np.random.default_rng(0)
+    net0 = Network.create(seed=0)
+    x = (rng.random((samples, 300, 800)) < rate).astype(np.float64)
+    y = rng.integers(0, 11, samples)
+    T.calibrate_init(net0, x[:8], 0.05)
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "quit":
+            break
+        if cmd == "status":
+            st = train_kernel.status()
+            print(json.dumps({"status": st, "root": str(HERE), "module": T.__file__}), flush=True)
+            continue
+        net = net0.copy()
+        cfg = T.TrainConfig(epochs=1, batch_size=batch, hw_aware=cmd == "hw", seed=0)
+        c0, t0 = time.process_time(), time.perf_counter()
+        T.train(net, x, y, cfg, progress=False)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        print(json.dumps({"wall": wall, "cpu": cpu}), flush=True)
+    return 0
+
+
+def run_against(trees: dict[str, Path], batch: int, repeats: int, rate: float, samples: int) -> dict:
+    """Interleaved one-epoch timings of every checkout in ``trees`` (name -> root)."""
+    procs = {}
+    for name, root in trees.items():
+        procs[name] = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--worker", str(root), "--batch", str(batch),
+             "--rate", str(rate), "--samples", str(samples)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(root))
+
+    def ask(name: str, cmd: str) -> dict:
+        p = procs[name]
+        assert p.stdin is not None and p.stdout is not None
+        p.stdin.write(cmd + "\n")
+        p.stdin.flush()
+        out = p.stdout.readline()
+        if not out:
+            raise RuntimeError(f"worker {name} ({trees[name]}) ended (exit {p.wait()})")
+        return json.loads(out)
+
+    try:
+        status = {name: ask(name, "status") for name in trees}
+        cases = [(name, hw) for hw in ("ideal", "hw") for name in trees]
+        for name, hw in cases:  # warm-up: compilation or cache load, thread pools
+            ask(name, hw)
+        times: dict[tuple[str, str], list[dict]] = {c: [] for c in cases}
+        for _ in range(repeats):
+            for c in cases:
+                times[c].append(ask(*c))
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                assert p.stdin is not None
+                p.stdin.write("quit\n")
+                p.stdin.close()
+                p.wait(timeout=60)
+    rows = []
+    for (name, hw), v in times.items():
+        wall = [r["wall"] * 1e3 / samples for r in v]
+        cpu = [r["cpu"] * 1e3 / samples for r in v]
+        rows.append({"tree": name, "root": str(trees[name]), "hw_aware": hw == "hw",
+                     "ms_per_sample_epoch": statistics.median(wall), "min_ms_per_sample_epoch": min(wall),
+                     "max_ms_per_sample_epoch": max(wall), "cpu_ms_per_sample_epoch": statistics.median(cpu),
+                     "wall_ms_per_sample_epoch_each": wall, "kernel_status": status[name]["status"],
+                     "module": status[name]["module"]})
+    by = {(r["tree"], r["hw_aware"]): r for r in rows}
+    this = next(iter(trees))
+    ratios, per_rep = {}, {}
+    for name in trees:
+        if name == this:
+            continue
+        for hw in (False, True):
+            key = f"{name}/{this}/hw_aware={hw}"
+            ratios[key] = by[(name, hw)]["ms_per_sample_epoch"] / by[(this, hw)]["ms_per_sample_epoch"]
+            case = "hw" if hw else "ideal"  # per repeat (the same moment of the machine's load)
+            per_rep[key] = [o["wall"] / t["wall"] for o, t in zip(times[(name, case)], times[(this, case)])]
+    return {"rows": rows, "ratios": ratios, "ratios_per_repeat": per_rep}
+
+
+def main_against(a: argparse.Namespace) -> int:
+    trees: dict[str, Path] = {"this": HERE}
+    for spec in a.against:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or name == "this" or not Path(path, "bench", "network", "train.py").is_file():
+            print(f"bench_train: --against {spec!r}: expected NAME=PATH of a checkout", file=sys.stderr)
+            return 2
+        trees[name] = Path(path).resolve()
+    res = run_against(trees, a.batch, 2 if a.quick else a.repeats, a.rate, a.samples)
+    res.update({"benchmark": "train-loop", "batch": a.batch, "samples": a.samples, "input_rate": a.rate,
+                "target_ms_per_sample_epoch": TARGET_MS, "cpus": os.cpu_count(),
+                "load_avg_1min": os.getloadavg()[0], "python": platform.python_version()})
+    if a.json:
+        print(json.dumps(res))
+    else:
+        print(f"training loop (train(), 1 epoch over {a.samples} samples), 800-480-120-11, 300 steps, "
+              f"batch {a.batch}, input rate {a.rate}, load {res['load_avg_1min']:.1f}; "
+              f"ms per sample per epoch, median (min-max)")
+        for r in res["rows"]:
+            print(f"  {r['tree']:8} hw_aware={r['hw_aware']!s:5}  total {r['ms_per_sample_epoch']:6.2f} "
+                  f"({r['min_ms_per_sample_epoch']:.2f}-{r['max_ms_per_sample_epoch']:.2f})  "
+                  f"cpu {r['cpu_ms_per_sample_epoch']:6.2f}   [{r['module']}]")
+        for key, q in res["ratios"].items():
+            rep = res["ratios_per_repeat"][key]
+            print(f"  {key:28}: {q:.2f}x  (per repeat {min(rep):.2f}-{max(rep):.2f}x)")
+    fast = min(r["ms_per_sample_epoch"] for r in res["rows"] if r["tree"] == "this")
+    return 0 if fast <= TARGET_MS * 4 else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=8)
@@ -122,7 +249,15 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=0.032)
     ap.add_argument("--quick", action="store_true", help="2 repeats")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--against", action="append", default=[], metavar="NAME=PATH",
+                    help="also time the training loop of the checkout at PATH, same run (repeatable)")
+    ap.add_argument("--samples", type=int, default=64, help="samples per epoch with --against (64)")
+    ap.add_argument("--worker", metavar="ROOT", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.worker:
+        return worker(a.batch, a.rate, a.samples)
+    if a.against:
+        return main_against(a)
     if train_kernel.kernels() is None:
         print(f"bench_train: the numba kernel is unavailable ({train_kernel.status()['reason']})",
               file=sys.stderr)

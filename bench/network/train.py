@@ -66,24 +66,54 @@ REFERENCE_STEPS = 300
 # --------------------------------------------------------------------------------------
 # surrogate gradients
 # --------------------------------------------------------------------------------------
-def surrogate_grad(v: np.ndarray, kind: str = "exp", width: float = 1.0) -> np.ndarray:
+SURROGATES = ("exp", "sigmoid", "fast_sigmoid")
+
+
+def surrogate_grad(v: np.ndarray, kind: str = "exp", width: float = 1.0, *,
+                   overwrite: bool = False) -> np.ndarray:
     """Surrogate for dH/dv at ``v = u - theta``.
 
     - ``exp`` (default, the reference): ``exp(-|v| / width)``
     - ``sigmoid``: derivative of ``sigmoid(v / width)``, i.e. ``sig(1 - sig) / width``
     - ``fast_sigmoid``: ``1 / (1 + |v| / width)^2``
+
+    ``overwrite=True`` (``v`` a float64 array the caller gives up) computes in ``v``'s memory and
+    returns it: the same numpy operations in the same order, so the same bits, without the
+    (B, T, N) temporaries (each a fresh allocation of megabytes per training step).
     """
+    if kind not in SURROGATES:
+        raise ValueError(f"unknown surrogate {kind!r} (choose exp, sigmoid, fast_sigmoid)")
+    if overwrite and isinstance(v, np.ndarray) and v.dtype == np.float64:
+        return _surrogate_inplace(v, kind, width)
     if kind == "exp":
         return np.exp(-np.abs(v) / width)
     if kind == "sigmoid":
         sg = 0.5 * (1.0 + np.tanh(0.5 * v / width))
         return sg * (1.0 - sg) / width
-    if kind == "fast_sigmoid":
-        return 1.0 / (1.0 + np.abs(v) / width) ** 2
-    raise ValueError(f"unknown surrogate {kind!r} (choose exp, sigmoid, fast_sigmoid)")
+    return 1.0 / (1.0 + np.abs(v) / width) ** 2
 
 
-SURROGATES = ("exp", "sigmoid", "fast_sigmoid")
+def _surrogate_inplace(v: np.ndarray, kind: str, width: float) -> np.ndarray:
+    """:func:`surrogate_grad` in ``v``'s memory, operation by operation as written there."""
+    if kind == "exp":                       # exp(-|v| / width)
+        np.abs(v, out=v)
+        np.negative(v, out=v)
+        np.divide(v, width, out=v)
+        return np.exp(v, out=v)
+    if kind == "sigmoid":                   # sg = 0.5 (1 + tanh(0.5 v / width)); sg (1 - sg) / width
+        np.multiply(0.5, v, out=v)
+        np.divide(v, width, out=v)
+        np.tanh(v, out=v)
+        np.add(1.0, v, out=v)
+        np.multiply(0.5, v, out=v)
+        one_minus = np.subtract(1.0, v)
+        np.multiply(v, one_minus, out=v)
+        return np.divide(v, width, out=v)
+    np.abs(v, out=v)                        # 1 / (1 + |v| / width) ** 2
+    np.divide(v, width, out=v)
+    np.add(1.0, v, out=v)
+    np.square(v, out=v)
+    return np.divide(1.0, v, out=v)
 
 
 # --------------------------------------------------------------------------------------
@@ -389,7 +419,7 @@ def network_backward(caches: list[LayerCache | train_kernel.FastCache], grad_out
     for i in range(len(caches) - 1, -1, -1):
         c = caches[i]
         if isinstance(c, train_kernel.FastCache):
-            sg = surrogate_grad(c.u - c.theta, surrogate, width)
+            sg = surrogate_grad(c.u - c.theta, surrogate, width, overwrite=True)
             grads[i], g = train_kernel.layer_backward(train_kernel.kernels(), c, g, sg, need_input_grad=i > 0,
                                                       reset_grad=reset_grad)
         else:

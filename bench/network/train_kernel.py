@@ -27,10 +27,22 @@ the last bit; gradients agree to rtol 1e-10).
 numba is imported lazily through the shared plumbing of decision 0015
 (:mod:`sim_backend.physics.jit`): ``SNNBENCH_KERNEL=numpy`` (or numba missing) selects the numpy
 path; compiled code is cached under ``$SNNBENCH_CACHE/numba``.
+
+Threads (decision 0018, "threads"): on 2 cores the parallel kernels (numba's OpenMP threads) and
+OpenBLAS's own threads fought each other: both spin-wait between jobs by default, so a thread
+waiting for work burnt the core another needed (measured: process CPU 19-20 ms per sample for
+7-8 ms of work).  :func:`kernels` therefore makes ``OMP_WAIT_POLICY=PASSIVE`` the default before
+numba's OpenMP runtime starts (an explicit setting wins), and the one BLAS product of the
+compiled backward (dL/ds_in) runs with OpenBLAS limited to one thread (:func:`blas_one_thread`,
+threadpoolctl); OpenBLAS's GEMM splits the output, not the sum, so the result is bit-identical
+with any thread count (checked in the tests).
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +63,8 @@ def kernels() -> dict[str, Any] | None:
     if not jit.enabled():
         return None
     if _KERNELS is None:
+        # read by the OpenMP runtime when numba starts its threads (first parallel call)
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from bench.network import _train_numba as m
 
         _KERNELS = {"active_lists": m.active_lists, "forward": m.forward, "backward": m.backward,
@@ -63,8 +77,36 @@ def status() -> dict[str, Any]:
     from sim_backend.physics import jit
 
     k = kernels()
+    try:
+        import threadpoolctl  # noqa: F401
+        blas = "one thread in the training step (threadpoolctl)"
+    except ImportError:
+        blas = "not limited (threadpoolctl missing)"
     return {"train_kernel": "numba" if k is not None else "numpy", "requested": jit.choice(),
-            "reason": None if k is not None else jit.reason()}
+            "reason": None if k is not None else jit.reason(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "blas_threads": blas}
+
+
+_BLAS_CONTROLLER: Any = None
+
+
+@contextlib.contextmanager
+def blas_one_thread() -> Iterator[None]:
+    """Limit the BLAS libraries loaded in this process to one thread inside the block
+    (threadpoolctl; without it, nothing changes).  The previous limits are restored on exit."""
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # optional at run time: only speed depends on it
+            _BLAS_CONTROLLER = False
+        else:
+            _BLAS_CONTROLLER = ThreadpoolController()
+    if _BLAS_CONTROLLER is False:
+        yield
+        return
+    with _BLAS_CONTROLLER.limit(limits=1, user_api="blas"):
+        yield
 
 
 CHUNK = 64
@@ -139,5 +181,8 @@ def layer_backward(k: dict[str, Any], cache: FastCache, grad_s: np.ndarray, sg: 
     dwt = np.zeros((n_in, n))
     k["backward"](grad_s, np.ascontiguousarray(sg, dtype=np.float64), cache.mask, cache.indptr, cache.idx,
                   a, inv_tau, bref, jump, bool(reset_grad), dz, dwt, CHUNK)
-    g_in = (dz.reshape(b * t, n) @ cache.weight).reshape(b, t, n_in) if need_input_grad else None
+    g_in = None
+    if need_input_grad:
+        with blas_one_thread():
+            g_in = (dz.reshape(b * t, n) @ cache.weight).reshape(b, t, n_in)
     return np.ascontiguousarray(dwt.T), g_in
