@@ -16,14 +16,15 @@ from numba import prange
 from sim_backend.physics.jit import njit
 
 
-@njit
+@njit(parallel=True)
 def active_lists(s_in):
     """Active inputs of every (b, t) row in ascending order, as CSR (indptr, idx), and the
-    number of entries that are neither 0 nor 1."""
+    number of entries that are neither 0 nor 1 (samples split over the threads: each writes
+    its own rows)."""
     nb_, nt, ni = s_in.shape
     counts = np.zeros(nb_ * nt + 1, dtype=np.int64)
     bad = np.zeros(nb_, dtype=np.int64)
-    for b in range(nb_):
+    for b in prange(nb_):
         nbad = 0
         for t in range(nt):
             c = 0
@@ -37,7 +38,7 @@ def active_lists(s_in):
         bad[b] = nbad
     indptr = np.cumsum(counts)
     idx = np.empty(indptr[-1], dtype=np.int32)
-    for b in range(nb_):
+    for b in prange(nb_):
         for t in range(nt):
             k = indptr[b * nt + t]
             for i in range(ni):
