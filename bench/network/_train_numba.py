@@ -91,7 +91,10 @@ def forward(indptr, idx, wt, noise, th, a, inv_tau, bref, jump, lo, hi, s_out, u
 
 @njit(parallel=True)
 def backward(gs, sg, mask, indptr, idx, a, inv_tau, bref, jump, reset_grad, dz, dwt, chunk):
+    # dz of shape (0, 0, 0): not kept (the first layer needs no input gradient); each step's
+    # dz then lives in a chunk-sized buffer.
     nb_, nt, n = sg.shape
+    keep = dz.shape[0] > 0
     nch = (n + chunk - 1) // chunk
     for c in prange(nch):
         j0 = c * chunk
@@ -100,12 +103,14 @@ def backward(gs, sg, mask, indptr, idx, a, inv_tau, bref, jump, reset_grad, dz, 
         a_c, it_c, jump_c = a[j0:j1], inv_tau[j0:j1], jump[j0:j1]
         acc = np.empty(m)
         dr = np.empty(m)
+        dloc = np.empty(m)
         for b in range(nb_):
             for jj in range(m):
                 acc[jj] = 0.0
                 dr[jj] = 0.0
             for t in range(nt - 1, -1, -1):
-                g_c, sg_c, mk_c, d = gs[b, t, j0:j1], sg[b, t, j0:j1], mask[b, t, j0:j1], dz[b, t, j0:j1]
+                g_c, sg_c, mk_c = gs[b, t, j0:j1], sg[b, t, j0:j1], mask[b, t, j0:j1]
+                d = dz[b, t, j0:j1] if keep else dloc[:]
                 if reset_grad:
                     for jj in range(m):
                         du = (g_c[jj] - jump_c[jj] * dr[jj]) * sg_c[jj]

@@ -177,7 +177,7 @@ def layer_backward(k: dict[str, Any], cache: FastCache, grad_s: np.ndarray, sg: 
     grad_s = np.ascontiguousarray(grad_s, dtype=np.float64)  # one compiled signature
     if grad_s.shape != (b, t, n):
         raise ValueError(f"grad_s has shape {grad_s.shape}, expected {(b, t, n)}")
-    dz = np.empty((b, t, n))
+    dz = np.empty((b, t, n)) if need_input_grad else np.empty((0, 0, 0))
     dwt = np.zeros((n_in, n))
     k["backward"](grad_s, np.ascontiguousarray(sg, dtype=np.float64), cache.mask, cache.indptr, cache.idx,
                   a, inv_tau, bref, jump, bool(reset_grad), dz, dwt, CHUNK)
