@@ -187,3 +187,74 @@ def layer_kernel(words, wv, noisy, key, table, var0, th, a, inv_tau, bref, jump,
             nout += _srm_step(acc, _U0, th, a, inv_tau, bref, jump, clo, chi, p, r, sflat,
                               bt * np.uint64(n_))
     return nout
+
+
+from ._simd import LANES, add_bytes64, ctz64, nonzero_mask64, vadd_row, vstore, vzeros  # noqa: E402
+
+_U64 = np.uint64(64)
+
+
+@njit
+def layer_kernel_simd(x, b_, t_, nw64, wv, proto, kh, n_, noisy, key, table, var0, th, a, inv_tau,
+                      bref, jump, clo, chi, s, row_counts):
+    """The fused layer of :func:`layer_kernel` with the row accumulator in vector registers.
+
+    ``x`` flat (B * T * 64 * nw64) uint8 0/1 spikes (rows padded with zeros to whole 64-row
+    words); ``wv`` flat (64 * nw64, 8 * len(proto)): each row is ``wd`` padded with zeros to
+    8 * kh columns, then (``noisy``) ``var`` padded likewise; ``proto`` is any tuple of
+    len(proto) = kh (noiseless) or 2 * kh (noisy) elements - its length fixes the accumulator
+    width at compile time.  Same arithmetic, same order as :func:`layer_kernel`: active rows
+    ascending from +0.0, then the column noise, then the SRM neurons (n_ of them).  Writes
+    spikes s (B * T * n_) uint8 0/1, adds per-row input counts to row_counts (64 * nw64) int64,
+    returns the number of output spikes."""
+    un = np.uint64(n_)
+    urw = np.uint64(nw64 * 64)
+    stride = np.uint64(LANES * len(proto))
+    vo = np.uint64(LANES * kh)
+    p = np.zeros(n_)
+    r = np.zeros(n_)
+    acc = np.empty(LANES * len(proto))
+    nz = np.empty(n_)
+    cnt = np.zeros(nw64 * 64, dtype=np.uint8)
+    ukey = np.uint64(key)
+    nout = 0
+    since = 0
+    for b in range(b_):
+        for j in range(n_):
+            p[j] = 0.0
+            r[j] = 0.0
+        for t in range(t_):
+            bt = np.uint64(b * t_ + t)
+            base = bt * urw
+            if since == 255:            # flush the uint8 row counters before they wrap
+                for i in range(nw64 * 64):
+                    row_counts[i] += np.int64(cnt[i])
+                    cnt[i] = 0
+                since = 0
+            since += 1
+            av = vzeros(proto)
+            for k in range(nw64):
+                uk = np.uint64(k) * _U64
+                add_bytes64(cnt, uk, x, base + uk)
+                mask = nonzero_mask64(x, base + uk)
+                while mask != _U0:
+                    i = uk + ctz64(mask)
+                    mask &= mask - _U1
+                    av = vadd_row(av, wv, i * stride)
+            vstore(acc, _U0, av)
+            if noisy:
+                e0 = bt * un
+                h = _U0
+                for j in range(n_):
+                    e = e0 + np.uint64(j)
+                    if j == 0 or (e & _U3) == _U0:
+                        h = _mix64(ukey + (e >> _U2) * _GOLDEN)
+                    nz[j] = table[((h >> (_U16 * (e & _U3))) & _UFFFF) >> _U4]
+                for j in range(n_):
+                    uj = np.uint64(j)
+                    sd = np.sqrt(acc[vo + uj] + var0[j])
+                    acc[uj] = acc[uj] + sd * nz[j]
+            nout += _srm_step(acc, _U0, th, a, inv_tau, bref, jump, clo, chi, p, r, s, bt * un)
+    for i in range(nw64 * 64):
+        row_counts[i] += np.int64(cnt[i])
+    return nout

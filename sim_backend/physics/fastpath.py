@@ -84,8 +84,8 @@ def warm() -> bool:
         return False
     x = np.zeros((1, 2, 8), dtype=bool)
     x[0, 0, 3] = True
-    layer_forward(x, np.ones((8, 2)), np.ones((8, 2)), 1, None)
-    layer_forward(x, np.ones((8, 2)), None, None, None)
+    layer_forward(x, np.ones((8, 12)), np.ones((8, 12)), 1, None)   # the chip: 12 neurons, noisy
+    layer_forward(x, np.ones((8, 64)), None, None, None)            # hybrid runner: 64-neuron blocks
     srm_spikes(np.ones((1, 2, 2)))
     _WARM.set()
     return True
@@ -141,6 +141,48 @@ def srm_spikes(z: np.ndarray, params: NeuronParams = NeuronParams(), *, theta=No
     return s.view(bool)
 
 
+_LANES = 8
+"""Doubles per vector register value of the SIMD kernel (``_simd.LANES``)."""
+SIMD_WIDTHS = (1, 2, 4, 8)
+"""Accumulator widths (in 8-double vectors) the SIMD kernel is compiled for: a row of
+``wd`` (and ``var`` when noisy), each padded to whole vectors, is rounded up to one of these,
+so at most four specialisations are ever compiled; a wider layer (more than 64 neurons
+noiseless, 32 with noise) runs the generic kernel."""
+
+
+def _simd_width(k: int) -> int:
+    """The SIMD accumulator width for ``k`` vectors, or 0 when the generic kernel runs."""
+    for w in SIMD_WIDTHS:
+        if k <= w:
+            return w
+    return 0
+
+
+def _layer_simd(k, spikes, wd, var, key, var0, th, a, inv_tau, bref, jump, params, s, width):
+    """``layer_forward`` through ``_kernels.layer_kernel_simd``: rows padded to whole 64-row
+    words, each weight row laid out as [wd | 0 ...][var | 0 ...] in ``width`` 8-double vectors
+    (wd in the first half when noisy, var in the second)."""
+    b_, t_, r_ = spikes.shape
+    n_ = wd.shape[1]
+    rp = -(-r_ // 64) * 64
+    if rp != r_:
+        padded = np.zeros((b_, t_, rp), dtype=np.uint8)
+        padded[:, :, :r_] = spikes
+        spikes = padded
+    noisy = var is not None
+    kh = width // 2 if noisy else width
+    wv = np.zeros((rp, _LANES * width))
+    wv[:r_, :n_] = wd
+    if noisy:
+        wv[:r_, _LANES * kh:_LANES * kh + n_] = var
+    rc = np.zeros(rp, dtype=np.int64)
+    nout = k.layer_kernel_simd(spikes.reshape(-1), b_, t_, rp // 64, wv.reshape(-1), (0.0,) * width, kh,
+                               n_, noisy, np.uint64(int(key or 0) & (2 ** 64 - 1)), NOISE_TABLE, var0, th,
+                               a, inv_tau, bref, jump, float(params.clamp_low), float(params.clamp_high),
+                               s.reshape(-1), rc)
+    return s.view(bool), rc[:r_], int(nout)
+
+
 def layer_forward(spikes: np.ndarray, wd: np.ndarray, var: np.ndarray | None,
                   key: int | None, var0: np.ndarray | None,
                   params: NeuronParams = NeuronParams(), *, theta=None, tau_steps=None,
@@ -170,6 +212,11 @@ def layer_forward(spikes: np.ndarray, wd: np.ndarray, var: np.ndarray | None,
     k = _kernels(use_kernel)
     if k is not None:
         s = np.empty((b_, t_, n_), dtype=np.uint8)
+        kh = -(-n_ // _LANES)
+        width = _simd_width(2 * kh if noisy else kh)
+        if width:
+            return _layer_simd(k, spikes, wd, var if noisy else None, key, var0, th, a, inv_tau, bref,
+                               jump, params, s, width)
         rc = np.zeros(r_, dtype=np.int64)
         if r_ % 8:                  # whole 8-row words for the kernel's bit scan
             padded = np.zeros((b_, t_, r_ + 8 - r_ % 8), dtype=np.uint8)
