@@ -84,8 +84,8 @@ def warm() -> bool:
         return False
     x = np.zeros((1, 2, 8), dtype=bool)
     x[0, 0, 3] = True
-    layer_forward(x, np.ones((8, 2)), np.ones((8, 2)), 1, None)
-    layer_forward(x, np.ones((8, 2)), None, None, None)
+    layer_forward(x, np.ones((8, 12)), np.ones((8, 12)), 1, None)   # the chip: 12 neurons, noisy
+    layer_forward(x, np.ones((8, 64)), None, None, None)            # hybrid runner: 64-neuron blocks
     srm_spikes(np.ones((1, 2, 2)))
     _WARM.set()
     return True
@@ -141,6 +141,57 @@ def srm_spikes(z: np.ndarray, params: NeuronParams = NeuronParams(), *, theta=No
     return s.view(bool)
 
 
+SIMD_WIDTHS = (1, 2, 3, 4, 6, 8)
+"""Accumulator widths, in blocks of 8 doubles, the SIMD kernel is compiled for (one
+specialisation each, compiled on first use and cached on disk): a layer's row - ``wd`` padded
+to 8 * width lanes, or with noise ``wd`` and ``var`` each padded to 4 * width lanes - is
+rounded up to the next of these.  A wider layer (more than 64 neurons without noise, 32 with)
+runs the generic kernel."""
+
+
+def _simd_width(n: int, noisy: bool) -> int:
+    """The SIMD accumulator width (blocks of 8 doubles) for ``n`` neurons, 0 for too wide."""
+    need = -(-n // (4 if noisy else 8))
+    for w in SIMD_WIDTHS:
+        if need <= w:
+            return w
+    return 0
+
+
+def _pad(v: np.ndarray, lanes: int, fill: float) -> np.ndarray:
+    out = np.full(lanes, fill)
+    out[:v.shape[0]] = v
+    return out
+
+
+def _layer_simd(k, spikes, wd, var, key, var0, th, a, inv_tau, bref, jump, params, width):
+    """``layer_forward`` through ``_kernels.layer_kernel_simd`` (spikes uint8 (B, T, R)
+    C-contiguous): rows padded to whole 64-row words, the weight rows laid out in ``width``
+    blocks of 8 doubles (see the kernel) plus one all-zero row."""
+    b_, t_, r_ = spikes.shape
+    n_ = wd.shape[1]
+    rp = -(-r_ // 64) * 64
+    if rp != r_:
+        padded = np.zeros((b_, t_, rp), dtype=np.uint8)
+        padded[:, :, :r_] = spikes
+        spikes = padded
+    noisy = var is not None
+    lanes = 8 * width
+    nl = k.neuron_lanes(width, noisy)            # lanes of the neuron-side vectors
+    wv = np.zeros((rp + 1, lanes))
+    wv[:r_, :n_] = wd
+    if noisy:
+        wv[:r_, lanes // 2:lanes // 2 + n_] = var
+    rc = np.zeros(rp, dtype=np.int64)
+    s = np.empty(b_ * t_ * n_ + nl, dtype=np.uint8)
+    nout = k.layer_kernel_simd(spikes.reshape(-1), b_, t_, rp // 64, wv.reshape(-1), (0.0,) * width, n_,
+                               noisy, np.uint64(int(key or 0) & (2 ** 64 - 1)), NOISE_TABLE,
+                               _pad(var0, nl, 0.0), _pad(th, nl, np.inf), _pad(a, nl, 0.0),
+                               _pad(inv_tau, nl, 0.0), bref, _pad(jump, nl, 0.0), float(params.clamp_low),
+                               float(params.clamp_high), s, rc)
+    return s[:b_ * t_ * n_].reshape(b_, t_, n_).view(bool), rc[:r_], int(nout)
+
+
 def layer_forward(spikes: np.ndarray, wd: np.ndarray, var: np.ndarray | None,
                   key: int | None, var0: np.ndarray | None,
                   params: NeuronParams = NeuronParams(), *, theta=None, tau_steps=None,
@@ -169,6 +220,10 @@ def layer_forward(spikes: np.ndarray, wd: np.ndarray, var: np.ndarray | None,
     th, a, inv_tau, bref, jump = _neuron_consts(params, n_, theta, tau_steps)
     k = _kernels(use_kernel)
     if k is not None:
+        width = _simd_width(n_, noisy)
+        if width:
+            return _layer_simd(k, spikes, wd, var if noisy else None, key, var0, th, a, inv_tau, bref,
+                               jump, params, width)
         s = np.empty((b_, t_, n_), dtype=np.uint8)
         rc = np.zeros(r_, dtype=np.int64)
         if r_ % 8:                  # whole 8-row words for the kernel's bit scan

@@ -1,0 +1,326 @@
+"""Portable SIMD building blocks for the chip-layer kernel (numba intrinsics, decision 0015).
+
+numba cannot keep a row accumulator of 8-24 doubles in vector registers on its own: a loop
+``acc[j] += w[off + j]`` over a scratch array carries a run-time aliasing check per row, and 24
+scalar locals stay 24 scalar registers (LLVM's SLP vectoriser does not bundle loop-carried
+phis).  These intrinsics emit plain LLVM vector IR instead: ``<8 x double>`` values that live
+in registers (one zmm with AVX-512, two ymm with AVX2, four q registers with NEON - LLVM
+legalises the width for the CPU it compiles on, so the code stays portable and needs no
+compiler on the user's machine, only numba's bundled LLVM).
+
+Exactness: every lane does the same IEEE-754 ``fadd`` as the scalar code, with no fast-math
+flags (no reassociation, no FMA contraction), so sums are bit-identical to the numpy
+reference's.  Loads are unaligned (``align 8``/``1``); bounds are the caller's business
+(numba compiles the kernels with ``boundscheck=False`` anyway).
+
+Imported only by ``_kernels`` (itself imported only once ``jit.enabled()``): importing numba
+here is fine.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic, models, register_model
+
+LANES = 8
+"""Doubles per machine-independent vector block: accumulators are whole blocks wide."""
+
+_I64 = ir.IntType(64)
+_DBL = ir.DoubleType()
+
+
+class F64Vec(types.Type):
+    """numba type of one ``<lanes x double>`` SSA value (LLVM splits it into the target's
+    registers: 8 lanes per zmm with AVX-512, 4 per ymm with AVX2, 2 per q with NEON)."""
+
+    def __init__(self, lanes: int) -> None:
+        self.lanes = lanes
+        super().__init__(name=f"F64Vec({lanes})")
+
+
+@register_model(F64Vec)
+class _F64VecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(_DBL, fe_type.lanes))
+
+
+def _vt(lanes: int) -> ir.VectorType:
+    return ir.VectorType(_DBL, lanes)
+
+
+def _ptr(context, builder, arrty, arr, off, elty):
+    """Pointer (as ``elty*``) to element ``off`` of the C-contiguous 1-D array value ``arr``."""
+    ary = context.make_array(arrty)(context, builder, arr)
+    return builder.bitcast(builder.gep(ary.data, [off]), elty.as_pointer())
+
+
+def _splat(builder, x, lanes):
+    v = builder.insert_element(ir.Constant(_vt(lanes), ir.Undefined), x, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(v, ir.Constant(_vt(lanes), ir.Undefined),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+
+
+def _is_f64_array(a) -> bool:
+    return isinstance(a, types.Array) and a.dtype == types.float64 and a.ndim == 1
+
+
+def _pow2(n: int) -> int:
+    p = 1
+    while p < n:
+        p *= 2
+    return p
+
+
+def neuron_lanes(width: int, noisy: bool) -> int:
+    """Lanes of the neuron-side vectors for an accumulator of ``width`` 8-double blocks: the
+    power of two that holds one half (``wd`` or ``var``, 4 * width lanes) when noisy, the whole
+    row (8 * width) otherwise.  Loop-carried vectors stay powers of two: LLVM splits a
+    ``<24 x double>`` phi into scalars."""
+    return _pow2(LANES * width // 2 if noisy else LANES * width)
+
+
+_BLOCK = F64Vec(LANES)
+
+
+@intrinsic
+def vzeros(typingctx, proto):
+    """The row accumulator: a tuple of ``len(proto)`` blocks ``<8 x double>`` of +0.0
+    (``proto``: any homogeneous tuple; only its length is used, so a kernel is compiled once
+    per accumulator width)."""
+    if not isinstance(proto, types.UniTuple):
+        return None
+    ret = types.UniTuple(_BLOCK, proto.count)
+
+    def codegen(context, builder, sig, args):
+        zero = ir.Constant(_vt(LANES), [0.0] * LANES)
+        return context.make_tuple(builder, ret, [zero] * proto.count)
+    return ret(proto), codegen
+
+
+def _neuron_zeros(proto, noisy: bool):
+    if not isinstance(proto, types.UniTuple):
+        return None
+    ret = F64Vec(neuron_lanes(proto.count, noisy))
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(_vt(ret.lanes), [0.0] * ret.lanes)
+    return ret(proto), codegen
+
+
+@intrinsic
+def nzeros_noisy(typingctx, proto):
+    """+0.0 in every neuron lane of the noisy layout, for an accumulator like ``proto``."""
+    return _neuron_zeros(proto, True)
+
+
+@intrinsic
+def nzeros_quiet(typingctx, proto):
+    """+0.0 in every neuron lane of the noiseless layout, for an accumulator like ``proto``."""
+    return _neuron_zeros(proto, False)
+
+
+@intrinsic
+def vzeros_like(typingctx, v):
+    """+0.0 in every lane of ``v``'s type."""
+    if not isinstance(v, F64Vec):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(_vt(v.lanes), [0.0] * v.lanes)
+    return v(v), codegen
+
+
+@intrinsic
+def vload(typingctx, arr, off, like):
+    """``arr[off : off + lanes]`` as a vector of ``like``'s width (unaligned load)."""
+    if not (_is_f64_array(arr) and isinstance(off, types.Integer) and isinstance(like, F64Vec)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.load(_ptr(context, builder, sig.args[0], args[0], args[1], _vt(like.lanes)), align=8)
+    return like(arr, off, like), codegen
+
+
+def _is_acc(t) -> bool:
+    return isinstance(t, types.UniTuple) and t.dtype == _BLOCK
+
+
+@intrinsic
+def vadd_row(typingctx, acc, arr, off):
+    """``acc + arr[off : off + 8 * len(acc)]`` lane by lane (one IEEE ``fadd`` per lane)."""
+    if not (_is_acc(acc) and _is_f64_array(arr) and isinstance(off, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        base = _ptr(context, builder, sig.args[1], args[1], args[2], _DBL)
+        out = []
+        for k in range(acc.count):
+            p = builder.bitcast(builder.gep(base, [ir.Constant(_I64, LANES * k)]), _vt(LANES).as_pointer())
+            out.append(builder.fadd(builder.extract_value(args[0], k), builder.load(p, align=8)))
+        return context.make_tuple(builder, acc, out)
+    return acc(acc, arr, off), codegen
+
+
+def _lanes_of(builder, accv, count, start, n, out_lanes):
+    """Lanes ``start .. start + n`` of the accumulator tuple, then zeros, as <out_lanes x double>."""
+    blocks = [builder.extract_value(accv, k) for k in range(count)]
+    zero = ir.Constant(_vt(LANES), [0.0] * LANES)
+    while len(blocks) & (len(blocks) - 1):
+        blocks.append(zero)
+    idx = ir.IntType(32)
+    while len(blocks) > 1:                      # concatenate pairwise: <8> <8> -> <16> ...
+        w = blocks[0].type.count
+        mask = ir.Constant(ir.VectorType(idx, 2 * w), list(range(2 * w)))
+        blocks = [builder.shuffle_vector(blocks[i], blocks[i + 1], mask) for i in range(0, len(blocks), 2)]
+    whole = blocks[0]
+    w = whole.type.count
+    sel = [start + j if j < n else w for j in range(out_lanes)]          # index w: first lane of zeros
+    return builder.shuffle_vector(whole, ir.Constant(whole.type, [0.0] * w),
+                                  ir.Constant(ir.VectorType(idx, out_lanes), sel))
+
+
+@intrinsic
+def vsplit(typingctx, acc):
+    """(wd sums, var sums) of a noisy accumulator: lanes 0 .. 4K and 4K .. 8K (K blocks),
+    each zero-padded to :func:`neuron_lanes`."""
+    if not _is_acc(acc):
+        return None
+    h = F64Vec(neuron_lanes(acc.count, True))
+    ret = types.Tuple((h, h))
+
+    def codegen(context, builder, sig, args):
+        half = LANES * acc.count // 2
+        lo = _lanes_of(builder, args[0], acc.count, 0, half, h.lanes)
+        hi = _lanes_of(builder, args[0], acc.count, half, half, h.lanes)
+        return context.make_tuple(builder, ret, [lo, hi])
+    return ret(acc), codegen
+
+
+@intrinsic
+def vjoin(typingctx, acc):
+    """All lanes of a noiseless accumulator as one vector, zero-padded to :func:`neuron_lanes`."""
+    if not _is_acc(acc):
+        return None
+    ret = F64Vec(neuron_lanes(acc.count, False))
+
+    def codegen(context, builder, sig, args):
+        return _lanes_of(builder, args[0], acc.count, 0, LANES * acc.count, ret.lanes)
+    return ret(acc), codegen
+
+
+@intrinsic
+def vnoise(typingctx, z, var, var0, nz):
+    """``z + sqrt(var + var0) * nz`` lane by lane (separate IEEE operations, no FMA)."""
+    if not all(isinstance(a, F64Vec) and a.lanes == z.lanes for a in (z, var, var0, nz)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        zv, vv, v0, nv = args
+        vt = _vt(z.lanes)
+        sq = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt]), f"llvm.sqrt.v{z.lanes}f64")
+        sd = builder.call(sq, [builder.fadd(vv, v0)])
+        return builder.fadd(zv, builder.fmul(sd, nv))
+    return z(z, var, var0, nz), codegen
+
+
+@intrinsic
+def vsrm(typingctx, z, p, r, th, a, inv_tau, jump, bref, clo, chi):
+    """One step of the SRM neurons, all lanes at once, exactly ``_kernels._srm_step``:
+    v = clamp(z) (selects: ``clo if v < clo``, ``chi if v > chi``), p = a * p + v * inv_tau,
+    spike = p + r >= th, r = bref * r - jump * spike.  Returns (p, r, spike bits as uint64:
+    bit j = lane j; lanes <= 64)."""
+    vec = (z, p, r, th, a, inv_tau, jump)
+    if not (all(isinstance(x, F64Vec) and x.lanes == z.lanes for x in vec) and z.lanes <= 64
+            and all(isinstance(x, types.Float) for x in (bref, clo, chi))):
+        return None
+    ret = types.Tuple((z, z, types.uint64))
+
+    def codegen(context, builder, sig, args):
+        n = z.lanes
+        zv, pv, rv, thv, av, itv, jv, b, lo, hi = args
+        lo, hi, b = (_splat(builder, x, n) for x in (lo, hi, b))
+        v = builder.select(builder.fcmp_ordered("<", zv, lo), lo, zv)
+        v = builder.select(builder.fcmp_ordered(">", v, hi), hi, v)
+        xs = builder.fmul(v, itv)
+        pp = builder.fmul(av, pv)
+        pn = builder.fadd(pp, xs)
+        u = builder.fadd(pn, rv)
+        spk = builder.fcmp_ordered(">=", u, thv)
+        one = builder.select(spk, ir.Constant(_vt(n), [1.0] * n), ir.Constant(_vt(n), [0.0] * n))
+        rn = builder.fsub(builder.fmul(b, rv), builder.fmul(jv, one))
+        bits = builder.zext(builder.bitcast(spk, ir.IntType(n)), _I64) if n < 64 else builder.bitcast(spk, _I64)
+        return context.make_tuple(builder, ret, [pn, rn, bits])
+    return ret(z, p, r, th, a, inv_tau, jump, bref, clo, chi), codegen
+
+
+@intrinsic
+def store_bits(typingctx, s, off, bits, like):
+    """``s[off + j] = (bits >> j) & 1`` for every lane j of ``like``'s width, as one unaligned
+    store of that many bytes (the caller leaves room: lanes past the layer's neurons land in
+    the next step's slots, which that step overwrites, or in the slack after the array)."""
+    if not (isinstance(s, types.Array) and s.dtype == types.uint8 and isinstance(like, F64Vec)
+            and like.lanes <= 64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        n = like.lanes
+        m = builder.bitcast(builder.trunc(args[2], ir.IntType(n)) if n < 64 else args[2],
+                            ir.VectorType(ir.IntType(1), n))
+        v8 = ir.VectorType(ir.IntType(8), n)
+        builder.store(builder.zext(m, v8), _ptr(context, builder, sig.args[0], args[0], args[1], v8), align=1)
+        return context.get_dummy_value()
+    return types.none(s, off, bits, like), codegen
+
+
+@intrinsic
+def nonzero_mask64(typingctx, arr, off):
+    """uint64 whose bit k is set when ``arr[off + k] != 0``, k = 0..63 (``arr`` 1-D uint8):
+    one ``vptestmb`` with AVX-512BW, compare + ``pmovmskb`` pairs otherwise."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.uint8 and isinstance(off, types.Integer)):
+        return None
+    v8 = ir.VectorType(ir.IntType(8), 64)
+
+    def codegen(context, builder, sig, args):
+        p = _ptr(context, builder, sig.args[0], args[0], args[1], v8)
+        nz = builder.icmp_unsigned("!=", builder.load(p, align=1), ir.Constant(v8, [0] * 64))
+        return builder.bitcast(nz, _I64)
+    return types.uint64(arr, off), codegen
+
+
+@intrinsic
+def add_bytes64(typingctx, dst, doff, src, soff):
+    """``dst[doff : doff + 64] += src[soff : soff + 64]`` as wrapping uint8 lanes (per-row
+    event counters, flushed by the caller before any lane can exceed 255)."""
+    if not (isinstance(dst, types.Array) and dst.dtype == types.uint8 and isinstance(src, types.Array)
+            and src.dtype == types.uint8):
+        return None
+    v8 = ir.VectorType(ir.IntType(8), 64)
+
+    def codegen(context, builder, sig, args):
+        pd = _ptr(context, builder, sig.args[0], args[0], args[1], v8)
+        ps = _ptr(context, builder, sig.args[2], args[2], args[3], v8)
+        builder.store(builder.add(builder.load(pd, align=1), builder.load(ps, align=1)), pd, align=1)
+        return context.get_dummy_value()
+    return types.none(dst, doff, src, soff), codegen
+
+
+@intrinsic
+def ctz64(typingctx, x):
+    """Number of trailing zero bits of the 64-bit ``x`` (64 when ``x == 0``)."""
+    if not (isinstance(x, types.Integer) and x.bitwidth == 64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
+    return types.uint64(x), codegen
+
+
+@intrinsic
+def popcount64(typingctx, x):
+    """Number of set bits of the 64-bit ``x``."""
+    if not (isinstance(x, types.Integer) and x.bitwidth == 64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.ctpop(args[0])
+    return types.uint64(x), codegen
