@@ -14,7 +14,7 @@ Every figure is printed with a ratio to a baseline measured in the same run:
   trip each) are reported beside them.  Repetitions are interleaved (raw, link, raw, link...);
   each ratio is the median over repetitions with its spread (min..max).
 
-    .venv/bin/python benchmarks/bench_link.py [--quick] [--json]
+    .venv/bin/python benchmarks/bench_link.py [--quick] [--json] [--reps N] [--only socket|pty]
 """
 from __future__ import annotations
 
@@ -290,11 +290,16 @@ def _cpu(proc: psutil.Process) -> float:
         return t.user + t.system
 
 
+def _arg(name: str, default: str) -> str:
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv[:-1] else default
+
+
 def main() -> int:
     quick = "--quick" in sys.argv
-    reps = 3 if quick else 7
+    reps = int(_arg("--reps", "3" if quick else "7"))
+    modes = [m for m in ("socket", "pty") if _arg("--only", m) == m]
     out = {"load_1min": os.getloadavg()[0], "codec": codec(), "packing": packing()}
-    for mode in ("socket", "pty"):
+    for mode in modes:
         out[mode] = transport(mode, reps, n_up=400 if quick else 1000, n_read=100 if quick else 200)
     if "--json" in sys.argv:
         print(json.dumps(out))

@@ -28,6 +28,20 @@ from sim_backend.firmware import VirtualFirmware
 from sim_backend.link import TO_BOARD, TO_HOST, LinkModel
 
 
+SOCKET_BUFFER = 4 * 1024 * 1024
+"""Send and receive buffers of the chip's TCP connection (bytes): a whole bulk round fits."""
+
+
+def _tune(conn: socket.socket) -> None:
+    """No Nagle (replies go out at once) and buffers that hold a whole bulk round."""
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            conn.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+        except OSError:  # pragma: no cover - a platform that refuses the size
+            pass
+
+
 class _Pump:
     """Moves bytes between one transport and the firmware through the link model."""
 
@@ -56,7 +70,7 @@ def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple
                     continue
                 except OSError:
                     return
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                _tune(conn)
                 conn.settimeout(0.2)
                 with conn:
                     while not stop.is_set():
