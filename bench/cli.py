@@ -121,14 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def version_report() -> dict[str, Any]:
     """``snnbench --version``: the package version and which compiled-kernel path runs the
-    simulated chip and the software network (numba, or the numpy reference and why)."""
+    simulated chip and the software network (numba, or the numpy reference and why), and which
+    CRC-32 implementation checks the link's frames (zlib-ng, or the standard zlib fallback)."""
+    from firmware_iface import crc
     from sim_backend.physics import jit   # the public switch (decision 0015); imports numba
 
     kernel = jit.report()
     how = (f"numba {kernel['numba']}" if kernel["path"] == "numba"
            else f"numpy reference ({kernel['reason']})")
-    return {"version": __version__, "kernel": kernel,
-            "summary": f"snnbench {__version__}\nkernel: {how}"}
+    return {"version": __version__, "kernel": kernel, "crc32": crc.IMPLEMENTATION,
+            "summary": f"snnbench {__version__}\nkernel: {how}\nlink CRC-32: {crc.IMPLEMENTATION}"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

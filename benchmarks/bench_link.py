@@ -14,7 +14,7 @@ Every figure is printed with a ratio to a baseline measured in the same run:
   trip each) are reported beside them.  Repetitions are interleaved (raw, link, raw, link...);
   each ratio is the median over repetitions with its spread (min..max).
 
-    .venv/bin/python benchmarks/bench_link.py [--quick] [--json]
+    .venv/bin/python benchmarks/bench_link.py [--quick] [--json] [--reps N] [--only socket|pty]
 """
 from __future__ import annotations
 
@@ -154,16 +154,23 @@ def _write_all(fd: int, data: bytes) -> None:
 
 class TimedChip(PEChip):
     """The driver, timing the transfer phase of bulk readouts (BULK_GET pieces after COMMIT):
-    the link's part of READ_OUTPUT, without the board computing the reply."""
+    the link's part of READ_OUTPUT, without the board computing the reply; wall time and the
+    CPU time of both processes (``board``: the simulator's psutil.Process, when set)."""
 
     get_s = 0.0
+    get_cpu_host = get_cpu_board = 0.0
+    board: "psutil.Process | None" = None
 
     def _bulk_get(self, tid, total, first):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
+        b0 = _cpu(self.board) if self.board is not None else 0.0
         try:
             return super()._bulk_get(tid, total, first)
         finally:
             self.get_s += time.perf_counter() - t0
+            self.get_cpu_host += time.process_time() - c0
+            if self.board is not None:
+                self.get_cpu_board += _cpu(self.board) - b0
 
 
 def serve(mode):
@@ -207,7 +214,8 @@ def transport(mode: str, reps: int, n_up: int, n_read: int) -> dict:
             up_blob, rd_blob = b"\x55" * up_bytes, b"\x55" * rd_bytes
             rows: dict[str, list[float]] = {k: [] for k in ("raw_up", "link_up", "e2e_up", "raw_rd", "link_rd",
                                                              "cmd_rd", "e2e_rd")}
-            board = psutil.Process(p.pid)
+            board = chip.board = psutil.Process(p.pid)
+            chip.get_cpu_host = chip.get_cpu_board = 0.0
             cpu = {k: 0.0 for k in ("raw_up", "host_up", "board_up", "raw_rd", "host_rd", "board_rd")}
             for _ in range(reps):  # interleaved: every figure of a repetition under the same load
                 c0 = time.process_time()
@@ -237,6 +245,8 @@ def transport(mode: str, reps: int, n_up: int, n_read: int) -> dict:
                 t0 = time.perf_counter()
                 chip.read_outputs(n_read)
                 rows["e2e_rd"].append(time.perf_counter() - t0)
+            get_cpu = {"host_get": chip.get_cpu_host, "board_get": chip.get_cpu_board}
+            chip.board = None
             chip.use_bulk = False  # the bounded path of issue 16, once, on a quarter of the upload
             t0 = time.perf_counter()
             chip.call(Opcode.UPLOAD_SPIKES, encode_upload(sp[: max(1, n_up // 4)], slot=n_read))
@@ -270,9 +280,13 @@ def transport(mode: str, reps: int, n_up: int, n_read: int) -> dict:
         "bounded_path_readout_ratio_to_raw": (rd_bytes / t_brd) / raw_rd_bps,
         "link_retries": stats.retries, "link_bad_frames": stats.bad_frames,
         # CPU ms per MB moved, over the repetitions (independent of the machine's load): host = the
-        # driver's process, board = the simulator's, raw = both ends of the baseline (one process)
+        # driver's process, board = the simulator's, raw = both ends of the baseline (one process);
+        # *_rd covers the whole READ_OUTPUT command (the board computing its reply included),
+        # *_get only the transfer of the reply (the BULK_GET rounds after COMMIT, both reads of
+        # a repetition: the command's and read_outputs')
         **{f"cpu_ms_per_MB_{k}": 1e3 * v / (reps * (up_bytes if k.endswith("up") else rd_bytes) / 1e6)
            for k, v in cpu.items()},
+        **{f"cpu_ms_per_MB_{k}": 1e3 * v / (2 * reps * rd_bytes / 1e6) for k, v in get_cpu.items()},
     }
 
 
@@ -290,11 +304,16 @@ def _cpu(proc: psutil.Process) -> float:
         return t.user + t.system
 
 
+def _arg(name: str, default: str) -> str:
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv[:-1] else default
+
+
 def main() -> int:
     quick = "--quick" in sys.argv
-    reps = 3 if quick else 7
+    reps = int(_arg("--reps", "3" if quick else "7"))
+    modes = [m for m in ("socket", "pty") if _arg("--only", m) == m]
     out = {"load_1min": os.getloadavg()[0], "codec": codec(), "packing": packing()}
-    for mode in ("socket", "pty"):
+    for mode in modes:
         out[mode] = transport(mode, reps, n_up=400 if quick else 1000, n_read=100 if quick else 200)
     if "--json" in sys.argv:
         print(json.dumps(out))

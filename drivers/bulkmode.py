@@ -18,6 +18,8 @@ import select
 import time
 from collections.abc import Callable
 
+import serial
+
 from drivers.errors import ChipError, ChipTimeout, ProtocolError
 from firmware_iface.bulk import bulk_header, bulk_unit, decode_bulk, encode_bulk, encode_fetch
 from firmware_iface.framing import Frame, FrameError, RawBlockError, encode_frame, frame_crc
@@ -33,8 +35,8 @@ SPLIT = 4
 UNSEQUENCED_MAX = 16384
 """Most unsequenced requests between two sequenced ones (docs/protocol.md, Sessions)."""
 WRITE_SLICE = 64 * 1024
-"""Bytes written before replies are drained: a board blocked on a full reply buffer (a pty
-holds a few KiB) must never stop the host's write."""
+"""Bytes written through pyserial (a transport without a descriptor) before replies are
+drained: a board blocked on a full reply buffer must never stop the host's write."""
 
 
 class SessionLost(ProtocolError):
@@ -198,28 +200,15 @@ class BulkMode:
                     name = Status(ev.status).name if ev.status in Status._value2member_map_ else "UNKNOWN"
                     raise ChipError(ev.status, name, ev.payload.decode("utf-8", "replace"))
 
-        small: list = []  # small parts go out together: one write, not one per frame
-
-        def flush() -> None:
-            if small:
-                self._write_draining(b"".join(small), on_events)
-                small.clear()
-
+        parts: list = []
         for off, n in pending:
-            parts, crc = job.unit(self._next_seq(), self._session, off, n)
+            unit, crc = job.unit(self._next_seq(), self._session, off, n)
             inflight[self._seq] = (off, n, crc)
-            for part in parts:
-                if len(part) >= WRITE_SLICE:
-                    flush()
-                    self._write_draining(part, on_events)
-                else:
-                    small.append(part)
-            if sum(map(len, small)) >= WRITE_SLICE:
-                flush()
+            parts += unit
         req = Frame(Opcode.STATUS, self._next_seq(), session=self._session)
         marker.update(seq=req.seq, crc=frame_crc(req))
-        small.append(encode_frame(req))
-        flush()
+        parts.append(encode_frame(req))
+        self._send_parts(parts, on_events)
         self.stats.commands += len(pending) + 1
         self.stats.unsequenced += len(pending) + 1
         self.stats.bulk_rounds += 1
@@ -235,20 +224,56 @@ class BulkMode:
                 break
         return failed + [(off, n) for off, n, _ in inflight.values()]
 
+    def _send_parts(self, parts: list, on_events: Callable[[list], None]) -> None:
+        """Write ``parts`` (bytes-like) in order, taking in what the board answers meanwhile:
+        a board blocked on a full reply buffer (a pty holds a few KiB) must never stop the
+        host's write.  On a descriptor the parts go out in gathered writes, uncopied."""
+        direct = self._direct
+        if direct is None:
+            small: list = []  # small parts go out together: one write, not one per frame
+            for part in parts:
+                if len(part) >= WRITE_SLICE:
+                    if small:
+                        self._write_draining(b"".join(small), on_events)
+                        small.clear()
+                    self._write_draining(part, on_events)
+                else:
+                    small.append(part)
+            if small:
+                self._write_draining(b"".join(small), on_events)
+            return
+        views = [memoryview(p).cast("B") for p in parts if len(p)]
+        fd, i = self._fd, 0
+        deadline = time.monotonic() + direct.timeout_s
+        while i < len(views):
+            n = wrote = direct.send_some(views[i:])
+            self.stats.bytes_tx += n
+            if n:
+                deadline = time.monotonic() + direct.timeout_s
+            while n:  # drop what went out
+                if n >= len(views[i]):
+                    n -= len(views[i])
+                    i += 1
+                else:
+                    views[i] = views[i][n:]
+                    n = 0
+            wait = 0.0 if wrote or i == len(views) else max(0.0, deadline - time.monotonic())
+            readable, writable, _ = select.select([fd], [fd] if i < len(views) else [], [], wait)
+            if readable:
+                got = self._receive(0.0)
+                if got:
+                    on_events(self._decoder.feed_events(got))
+            elif i < len(views) and not writable and time.monotonic() >= deadline:
+                raise serial.SerialTimeoutException("write timeout")
+
     def _write_draining(self, data, on_events: Callable[[list], None]) -> None:
-        """Write ``data`` in slices, taking in what the board has answered between them."""
+        """Write ``data`` in slices through pyserial (a transport without a descriptor),
+        taking in what the board has answered between them."""
         view = memoryview(data)
         port = self._port
-        write = port.write if self._direct is None else self._direct.write
         for i in range(0, len(view), WRITE_SLICE):
             part = view[i:i + WRITE_SLICE]
-            write(part)
+            port.write(part)
             self.stats.bytes_tx += len(part)
-            if self._fd is not None:
-                while select.select([self._fd], [], [], 0)[0]:
-                    got = self._receive(0.0)
-                    if not got:
-                        break
-                    on_events(self._decoder.feed_events(got))
-            elif port.in_waiting:
+            if port.in_waiting:
                 on_events(self._decoder.feed_events(self._receive(0.0)))

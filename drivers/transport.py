@@ -12,6 +12,12 @@ import serial
 from drivers.errors import BadURLError, LinkError
 
 _HOST_PORT_SCHEMES = ("socket", "rfc2217")
+SOCKET_BUFFER = 4 * 1024 * 1024
+"""Send and receive buffer asked for on a TCP link (bytes): a whole bulk round (a few MB) fits
+in the kernel, so neither end waits for the other to drain it piece by piece (Linux caps the
+request at net.core.wmem_max / rmem_max, 4 MiB by default)."""
+IOV_MAX = 1024
+"""Most buffers one gathered write takes (POSIX IOV_MAX on Linux and macOS)."""
 """pyserial URL schemes that name a TCP endpoint ``host:port``."""
 
 
@@ -62,11 +68,23 @@ def open_link(url: str, timeout_s: float = 0.05, baudrate: int = 3_000_000) -> s
 def _no_delay(port: serial.SerialBase) -> serial.SerialBase:
     """A serial line sends every byte at once: switch Nagle's algorithm off on a TCP port
     (pyserial's socket:// leaves it on, and a write that follows a small one then waits for
-    the far side's delayed acknowledgement, ~40 ms on Linux)."""
+    the far side's delayed acknowledgement, ~40 ms on Linux), and give it buffers that hold a
+    whole bulk round (:data:`SOCKET_BUFFER`)."""
     sock = getattr(port, "_socket", None)
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tune_tcp(sock)
     return port
+
+
+def tune_tcp(sock: socket.socket) -> None:
+    """TCP_NODELAY and :data:`SOCKET_BUFFER`-byte send and receive buffers on ``sock`` (either
+    end of a chip link; a refused buffer size keeps the system's)."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+        except OSError:  # pragma: no cover - a platform that refuses the size
+            pass
 
 
 class Direct:
@@ -78,8 +96,11 @@ class Direct:
     def __init__(self, port: serial.SerialBase, write_timeout_s: float = 5.0) -> None:
         sock = getattr(port, "_socket", None)
         self._sock = sock
+        self.writes = 0
+        """System calls that wrote (or tried to write) bytes, since the port was opened."""
         self.fd = sock.fileno() if sock is not None else port.fd
-        self._timeout = write_timeout_s
+        self.timeout_s = write_timeout_s
+        """A write that makes no progress for this long fails (s)."""
 
     @classmethod
     def of(cls, port: serial.SerialBase) -> "Direct | None":
@@ -106,10 +127,25 @@ class Direct:
             raise serial.SerialException("the far end closed the link")
         return data
 
+    def send_some(self, views: list[memoryview]) -> int:
+        """Write as much of ``views`` (in order, byte views) as the link takes now, in one
+        gathered system call (sendmsg / writev) without copying them together; bytes written
+        (0 when the link is full).  The descriptor is non-blocking (pyserial opens it so)."""
+        self.writes += 1
+        try:
+            if self._sock is not None:
+                return self._sock.sendmsg(views[:IOV_MAX])
+            return os.writev(self.fd, views[:IOV_MAX])
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as exc:
+            raise serial.SerialException(f"write failed: {exc}") from None
+
     def write(self, data) -> None:
         view = memoryview(data).cast("B")
-        deadline = time.monotonic() + self._timeout
+        deadline = time.monotonic() + self.timeout_s
         while view:
+            self.writes += 1
             try:
                 n = self._sock.send(view) if self._sock is not None else os.write(self.fd, view)
             except (BlockingIOError, InterruptedError):

@@ -17,9 +17,9 @@ unsequenced, so the host pipelines many pieces and re-sends only the ones that f
 """
 from __future__ import annotations
 
-import zlib
 from dataclasses import asdict, dataclass
 
+from firmware_iface.crc import crc32
 from firmware_iface.framing import DELIMITER, MAX_PAYLOAD, Frame, encode_frame
 from firmware_iface.records import PayloadError, expect_end, pack, record_struct, unpack, unpack_exact
 from firmware_iface.spec import Opcode, Status
@@ -119,7 +119,7 @@ def decode_bulk(payload: bytes) -> BulkHeader:
 
 def bulk_header(transfer: int, opcode: int, total: int, offset: int, data: bytes) -> BulkHeader:
     """The BULK record announcing ``data`` as bytes ``offset``.. of a ``total``-byte transfer."""
-    return BulkHeader(transfer, opcode, total, offset, len(data), zlib.crc32(data))
+    return BulkHeader(transfer, opcode, total, offset, len(data), crc32(data))
 
 
 def _announced(frame: Frame) -> tuple[int, int] | None:

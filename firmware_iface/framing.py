@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import struct
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from cobs import cobs
+
+from firmware_iface.crc import crc32
 
 PROTOCOL_VERSION = 2
 HEADER = struct.Struct("<BBBBHHIII")
@@ -99,13 +100,13 @@ def _body(frame: Frame) -> bytes:
 
 def frame_crc(frame: Frame) -> int:
     """The CRC-32 trailer ``frame`` carries on the wire (what a reply to it echoes)."""
-    return zlib.crc32(_body(frame))
+    return crc32(_body(frame))
 
 
 def encode_frame(frame: Frame) -> bytes:
     """Frame -> bytes on the wire (including the trailing 0x00 delimiter)."""
     body = _body(frame)
-    return cobs.encode(body + CRC.pack(zlib.crc32(body))) + DELIMITER
+    return cobs.encode(body + CRC.pack(crc32(body))) + DELIMITER
 
 
 def decode_body(stuffed: bytes) -> Frame:
@@ -120,7 +121,7 @@ def decode_body(stuffed: bytes) -> Frame:
     if len(body) < 1 + CRC.size:
         raise FrameError(f"frame of {len(body)} bytes is shorter than a version byte + CRC")
     (crc,) = CRC.unpack_from(body, len(body) - CRC.size)
-    if zlib.crc32(memoryview(body)[: len(body) - CRC.size]) != crc:
+    if crc32(memoryview(body)[: len(body) - CRC.size]) != crc:
         raise FrameError("CRC mismatch")
     if body[0] != PROTOCOL_VERSION:
         raise VersionError(body[0], crc)
@@ -238,7 +239,7 @@ class FrameDecoder:
                 if len(self._block) < n:
                     break
                 frame, _, crc = self._raw
-                if zlib.crc32(self._block) == crc:
+                if crc32(self._block) == crc:
                     self._raw = None
                     out.append(replace(frame, data=self._block))  # handed over, not copied
                     self._block = bytearray()

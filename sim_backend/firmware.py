@@ -50,6 +50,12 @@ class _RawReply(NamedTuple):
     data: memoryview
 
 
+class _Parts(list):
+    """A reply as the parts that go on the wire in order (a BULK_GET reply: its frame, the raw
+    block as a view of the kept result, the closing 0x00), for a gathered write without copying
+    the block; ``b"".join`` gives the bytes."""
+
+
 class CommandError(Exception):
     """Raised inside a handler to answer with a non-OK status."""
 
@@ -193,12 +199,22 @@ class VirtualFirmware:
     # --- byte interface ----------------------------------------------------------------
     def feed(self, data: bytes) -> bytes:
         """Bytes from the host in, bytes to the host out."""
-        out = []
+        out = self.feed_parts(data)
+        return out[0] if len(out) == 1 and isinstance(out[0], bytes) else b"".join(out)
+
+    def feed_parts(self, data: bytes) -> list:
+        """Bytes from the host in; the bytes to the host out as a list of bytes-like parts, in
+        order (a raw block is a view of the kept result, not a copy): for a gathered write."""
+        out: list = []
         self._garbage = False  # a new burst of bytes (on a UART: after a pause in the stream)
         for ev in self.decoder.feed_events(data):
             if isinstance(ev, Frame):
                 self._garbage = False
-                out.append(self.handle(ev))
+                reply = self.handle(ev)
+                if isinstance(reply, _Parts):
+                    out += reply
+                else:
+                    out.append(reply)
             elif isinstance(ev, RawBlockError):  # the BULK_PUT frame was sound: answer it, bound
                 self.frames_rx += 1
                 self._garbage = True  # its bytes are searched again: what is not a frame is garbage
@@ -213,19 +229,20 @@ class VirtualFirmware:
                 self._garbage = True
                 self.last_error = int(Status.BAD_FRAME)
                 out.append(encode_frame(Frame(0, 0, flags=FLAG_RESPONSE, status=Status.BAD_FRAME)))
-        return out[0] if len(out) == 1 else b"".join(out)
+        return out
 
-    def _reply(self, req: Frame, status: Status, payload: bytes = b"") -> bytes:
+    def _reply(self, req: Frame, status: Status, payload: bytes = b"") -> bytes | _Parts:
         if status != Status.OK:
             self.last_error = int(status)
         if isinstance(payload, _RawReply):  # BULK_GET: the BULK record in the frame, the data raw
-            return b"".join(bulk_unit(Frame(req.opcode, req.seq, payload.record, flags=FLAG_RESPONSE,
-                                            status=status, session=req.session, echo=req.crc), payload.data))
+            return _Parts(bulk_unit(Frame(req.opcode, req.seq, payload.record, flags=FLAG_RESPONSE,
+                                          status=status, session=req.session, echo=req.crc), payload.data))
         return encode_frame(Frame(req.opcode, req.seq, payload, flags=FLAG_RESPONSE, status=status,
                                   session=req.session, echo=req.crc))
 
-    def handle(self, frame: Frame) -> bytes:
-        """One decoded request -> the reply bytes (session, retry and BUSY rules applied)."""
+    def handle(self, frame: Frame) -> bytes | _Parts:
+        """One decoded request -> the reply bytes (session, retry and BUSY rules applied); a
+        BULK_GET reply as its parts (:class:`_Parts`)."""
         with self._guard:
             self.frames_rx += 1
             if frame.is_response:

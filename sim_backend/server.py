@@ -14,6 +14,7 @@ it, locked while served.  Without ``--die`` the chip is a fresh die that is not 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -28,6 +29,20 @@ from sim_backend.firmware import VirtualFirmware
 from sim_backend.link import TO_BOARD, TO_HOST, LinkModel
 
 
+SOCKET_BUFFER = 4 * 1024 * 1024
+"""Send and receive buffers of the chip's TCP connection (bytes): a whole bulk round fits."""
+
+
+def _tune(conn: socket.socket) -> None:
+    """No Nagle (replies go out at once) and buffers that hold a whole bulk round."""
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            conn.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+        except OSError:  # pragma: no cover - a platform that refuses the size
+            pass
+
+
 class _Pump:
     """Moves bytes between one transport and the firmware through the link model."""
 
@@ -35,11 +50,38 @@ class _Pump:
         self.fw, self.link = fw, link
         self.guard = threading.Lock()
 
-    def exchange(self, data: bytes) -> bytes:
+    def exchange(self, data: bytes) -> list:
+        """Bytes from the host in; what goes back, as bytes-like parts to write in order (one
+        part when the link model alters the stream: it works on whole chunks)."""
         with self.guard:
             if self.link.want_board_reset():
                 self.fw.reboot()
-            return self.link.corrupt(self.fw.feed(self.link.corrupt(data, TO_BOARD)), TO_HOST)
+            if not self.link.faulty:
+                return self.fw.feed_parts(data)
+            out = self.link.corrupt(self.fw.feed(self.link.corrupt(data, TO_BOARD)), TO_HOST)
+            return [out] if out else []
+
+
+def _write_parts(write: Callable[[list], int], parts, stop: threading.Event) -> None:
+    """Write ``parts`` (a list of bytes-like, or one) in order with ``write`` (a gathered
+    sendmsg / writev taking a list of byte views, returning how many bytes went), until all
+    went or ``stop`` is set; a full buffer (TimeoutError, BlockingIOError) waits and tries again."""
+    if isinstance(parts, (bytes, bytearray, memoryview)):
+        parts = [parts]
+    views = [memoryview(p).cast("B") for p in parts if len(p)]
+    i = 0
+    while i < len(views) and not stop.is_set():
+        try:
+            n = write(views[i:i + 1024])
+        except (TimeoutError, BlockingIOError, InterruptedError):
+            continue
+        while n:
+            if n >= len(views[i]):
+                n -= len(views[i])
+                i += 1
+            else:
+                views[i] = views[i][n:]
+                n = 0
 
 
 def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple[str, threading.Thread]:
@@ -56,7 +98,7 @@ def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple
                     continue
                 except OSError:
                     return
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                _tune(conn)
                 conn.settimeout(0.2)
                 with conn:
                     while not stop.is_set():
@@ -71,7 +113,7 @@ def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple
                         out = pump.exchange(data)
                         if out:
                             try:
-                                conn.sendall(out)
+                                _write_parts(conn.sendmsg, out, stop)
                             except OSError:
                                 break
 
@@ -97,11 +139,7 @@ def serve_pty(pump: _Pump, stop: threading.Event) -> tuple[str, threading.Thread
                 data = os.read(master, 1 << 16)
             except OSError:
                 return
-            out = pump.exchange(data)
-            view = memoryview(out)
-            while view:
-                n = os.write(master, view)
-                view = view[n:]
+            _write_parts(lambda views: os.writev(master, views), pump.exchange(data), stop)
 
     t = threading.Thread(target=loop, name="sim-pty", daemon=True)
     t.start()
@@ -207,6 +245,9 @@ def _serve_board(args: argparse.Namespace, link: LinkModel, fw: VirtualFirmware,
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    gc.collect()
+    gc.freeze()  # start-up's objects (modules, the chip model) are never collected: a full
+    # collection, triggered by the allocations of serving, skips them instead of walking them
     print(json.dumps({"chip": url, "smu": smus, "fidelity": fw.chip.fidelity, "seed": fw.chip.chip_seed,
                       "run_seed": args.run_seed, "pid": os.getpid(),
                       "die": str(die.path.resolve()) if die is not None else None,
