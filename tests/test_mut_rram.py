@@ -142,3 +142,107 @@ def test_load_state_refuses_a_state_of_another_shape():
     st["xi"] = np.zeros((4, 4))
     with pytest.raises(ValueError, match="'xi'.*\\(4, 4\\)"):
         a.load_state(st)
+
+
+# --- pulse response, hand-computed on the ideal preset (docs/chip_model.md equations) -------------
+def _one_pulse(kind: int, v: float, v_wl: float, g0: float, name: str = "ideal", **kw):
+    """One pulse on cell (3, 2) of an array set to ``g0`` everywhere; (new G, cell current)."""
+    a = RRAMArray(ChipParams.preset(name, **kw), np.random.default_rng(3), rows=8, cols=6)
+    a.set_conductance(np.full(a.shape, g0), 0.0)
+    v_bl, v_sl = (v, 0.0) if kind > 0 else (0.0, v)
+    i = a.pulse([kind], [3], [2], [v_bl], [v_wl], [v_sl], [1e-6], [1e-6], np.random.default_rng(0))
+    return a.g_prog[3, 2], i[0]
+
+
+def test_reset_step_in_closed_form_and_saturating_in_wl_voltage():
+    """Kills rram._pulse_unique mutants _112 (RESET gain divided by the conductance shape
+    factor instead of multiplied) and _97 (the word-line factor of RESET saturating at 2
+    instead of 1).  Ideal cell at 100 uS, RESET at 2.0 V for 1 us:
+    drive = 2.0 - 1.30 = 0.70 V, shape = (100 + 20) / (150 + 20) uS, word-line factor
+    min((V_WL - 0.5) / (1.5 - 0.5), 1) = 1 at V_WL = 1.5 V and at 3.0 V, so
+    dG = -22 uS/V * 1 * (120/170) * 0.70 V = -10.8706 uS, the same at both word-line voltages."""
+    want = 100 * US - 22 * US * (120 / 170) * 0.70
+    for v_wl in (1.5, 3.0):
+        g, _ = _one_pulse(-1, 2.0, v_wl, 100 * US)
+        assert g == pytest.approx(want, rel=1e-12), v_wl
+    g, _ = _one_pulse(-1, 2.0, 1.0, 100 * US)               # V_WL 1.0 V: half the RESET step
+    assert g == pytest.approx(100 * US - 0.5 * 22 * US * (120 / 170) * 0.70, rel=1e-12)
+
+
+def test_reset_never_goes_below_the_floor():
+    """Kills rram._pulse_unique mutant _157 (no lower clip of the new conductance).  Ideal
+    cell at 5 uS, RESET at 4.0 V: dG = -22 uS/V * 2.7 V * (25/170) = -8.74 uS would take it
+    to -3.7 uS; the floor is 0 on the ideal preset and g_min = 0.3 uS on a noisy one."""
+    g, _ = _one_pulse(-1, 4.0, 3.0, 5 * US)
+    assert g == 0.0
+    g, _ = _one_pulse(-1, 4.0, 3.0, 5 * US, name="ideal", c2c_add_sigma_s=1e-9)   # noisy set
+    assert g == pytest.approx(ChipParams().g_min_s, rel=1e-12)
+
+
+def test_set_current_is_limited_by_the_access_transistor():
+    """Kills rram._pulse_unique mutant _189 (SET current never limited).  SET at 3.0 V on a
+    100 uS cell with V_WL = 0.9 V: compliance G_c = 250 uS/V * (0.9 - 0.5) V = 100 uS, and the
+    access transistor passes at most G_c * 0.5 V + 1 nA = 50.001 uA (the model's saturation
+    current), below the cell's own 3.0 V * 100 uS = 300 uA.  RESET is not limited: 3.0 V * 100 uS."""
+    _, i_set = _one_pulse(1, 3.0, 0.9, 100 * US)
+    assert i_set == pytest.approx(100 * US * 0.5 + 1e-9, rel=1e-12)
+    _, i_reset = _one_pulse(-1, 3.0, 0.9, 100 * US)
+    assert i_reset == pytest.approx(3.0 * 100 * US, rel=1e-12)
+
+
+# --- conductance over time ------------------------------------------------------------------
+def _aged(name="ideal", **kw) -> RRAMArray:
+    a = RRAMArray(ChipParams.preset(name, **kw), np.random.default_rng(3), rows=4, cols=4)
+    st = a.state()
+    st["g_prog"] = np.full(a.shape, 150 * US)
+    st["t_prog"] = np.full(a.shape, 5.0)         # programmed at chip time 5 s
+    st["xi"] = np.full(a.shape, 2.0)
+    st["xi"][0, 0] = 30.0
+    a.load_state(st)
+    return a
+
+
+def test_relaxation_and_drift_count_from_the_programming_time():
+    """Kills rram.conductance mutants _20 (age = now + t_prog) and _34 (no upper clip at
+    g_cell_max).  G(t) = clip(g (1 + m ln(1 + age/1 s)) + sigma(age) xi, g_min, 200 uS) with
+    age = t - t_prog.  Programmed at 5 s, read at 6 s: age 1 s, sigma(1 s) = 1.8 uS exactly:
+    150 + 1.8 * 2 = 153.6 uS; drift m = -0.01 alone: 150 (1 - 0.01 ln 2) uS; xi = 30 would be
+    204 uS and is clipped to 200 uS."""
+    a = _aged(relax_sigma_1s_s=1.8e-6)
+    g = a.conductance(6.0)
+    assert g[1, 1] == pytest.approx(153.6 * US, rel=1e-12)
+    assert g[0, 0] == pytest.approx(200 * US, rel=1e-12)
+    assert a.conductance(5.0)[1, 1] == pytest.approx(150 * US, rel=1e-12)     # age 0
+    b = _aged(drift_mean_rel_per_ln=-0.01)
+    assert b.conductance(6.0)[1, 1] == pytest.approx(150 * US * (1 - 0.01 * np.log(2.0)), rel=1e-12)
+
+
+# --- device-to-device maps ------------------------------------------------------------------
+def test_fresh_cells_start_at_their_own_low_conductance():
+    """Kills rram.__init__ mutant _20 (one draw for the whole array: every fresh cell at the
+    same conductance).  A formed, reset cell starts between g_min and g_min + 2 uS, drawn per
+    cell (noisy presets)."""
+    a = RRAMArray(ChipParams.preset("typical", stuck_on_frac=0.0, stuck_off_frac=0.0),
+                  np.random.default_rng(4), rows=16, cols=8)
+    g = a.g_prog
+    assert g.min() >= 0.3 * US and g.max() < 2.3 * US
+    assert np.unique(g).size == g.size                     # one value per cell
+    assert g.max() - g.min() > 1.5 * US                    # spread over the 2 uS window
+
+
+def test_stuck_and_worn_cells_take_their_own_conductance_in_the_documented_windows():
+    """Kills rram._g_on mutant _4 (stuck-on window lo + (hi + lo) u: up to 520 uS) and
+    rram.__init__ mutant _89 (one draw for all worn-out cells).  Stuck-on cells sit in
+    [160, 200] uS, stuck-off ones in [g_min, 0.9 * 4 uS]; each cell draws its own value."""
+    p = ChipParams.preset("typical", stuck_on_frac=0.5, stuck_off_frac=0.5,
+                          endurance_median_pulses=1.0, endurance_sigma_ln=0.0)
+    a = RRAMArray(p, np.random.default_rng(6), rows=16, cols=8)
+    on = a.g_fab_stuck[a.fab_stuck_on]
+    assert on.size > 30 and on.min() >= 160 * US and on.max() <= 200 * US
+    assert on.max() - on.min() > 20 * US
+    off = a.g_fab_stuck[a.fab_stuck_off]
+    assert off.min() >= 0.3 * US and off.max() <= 3.6 * US
+    worn_on, worn_off = a.g_worn[a.wear_stuck_on], a.g_worn[~a.wear_stuck_on]
+    assert worn_on.min() >= 160 * US and worn_on.max() <= 200 * US
+    assert worn_off.min() >= 0.3 * US and worn_off.max() <= 3.6 * US
+    assert np.unique(worn_on).size == worn_on.size and np.unique(worn_off).size == worn_off.size
