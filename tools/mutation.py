@@ -142,6 +142,10 @@ TESTS_FOR: dict[str, list[str]] = {
                           "test_conformance.py", "test_programming.py"],
     "drivers/instruments/base.py": _SMU,
     "drivers/instruments/safety.py": _SMU + ["test_power.py"],
+    # rowdrive is also driven by the fault-budget tests; fastpath/jit by the kernel tests
+    "sim_backend/physics/rowdrive.py": _PHYSICS + ["test_budget.py"],
+    "sim_backend/physics/fastpath.py": _PHYSICS + ["test_kernel_*.py"],
+    "sim_backend/physics/jit.py": _PHYSICS + ["test_kernel_*.py"],
     "sim_backend/physics/*.py": _PHYSICS,
     "sim_backend/link.py": ["test_link_*.py", "test_transports.py"],
     "sim_backend/firmware.py": _PROTOCOL + ["test_safety.py", "test_streaming.py",
