@@ -453,3 +453,95 @@ def test_close_gives_back_the_reserved_blocks(tmp_path):
         run.reserve(8 << 20)
     st = os.stat(p)
     assert st.st_blocks * 512 <= st.st_size + (256 << 10)
+
+
+# --- failures inside HDF5, commit times, replay ---------------------------------------------
+BIG = np.zeros(20000)
+"""An attribute of 160 kB: HDF5's earliest file format holds attributes in the object header
+(at most 64 KiB), so writing it fails inside HDF5 with "object header message is too large"."""
+
+
+def test_provenance_that_hdf5_cannot_hold_is_reported_and_the_new_file_removed(tmp_path):
+    """Protects RunFile.__init__: the provenance write runs under _guard("the provenance"),
+    a failure names it (HDF5's "too large" counts as out of space) and the file this call
+    created is removed."""
+    p = tmp_path / "run.h5"
+    with pytest.raises(NoSpaceError, match=r"run\.h5: no space to write the provenance \(.*too large"):
+        RunFile(p, "test", big=BIG)
+    assert not p.exists()
+
+
+def test_an_append_that_hdf5_cannot_hold_names_the_dataset(tmp_path):
+    """Protects RunFile.append: a failing append is reported naming the dataset."""
+    with RunFile(tmp_path / "run.h5", "test") as run:
+        with pytest.raises(NoSpaceError, match=r"no space to write cells/g \("):
+            run.append("cells/g", np.zeros(3), big=BIG)
+        with pytest.raises(NoSpaceError, match=r"no space to write map \("):
+            run.write("map", np.zeros(3), big=BIG)
+
+
+def test_commit_times_are_seconds_with_sub_second_resolution(tmp_path):
+    """Protects RunFile._commit: ``t`` is seconds since open, kept to the microsecond (a run's
+    units are often shorter than a second)."""
+    import time as _time
+
+    p = tmp_path / "run.h5"
+    with RunFile(p, "test") as run:
+        _time.sleep(0.2)
+        run.flush()
+    t = [c["t"] for c in _commits(p)]
+    assert 0.15 <= t[1] - t[0] <= 0.9
+    assert t[1] != round(t[1])
+
+
+def _replayed_rows(path) -> dict[str, int]:
+    rows: dict[str, int] = {}
+    for c in _commits(path):
+        rows.update(c["rows"])
+    return rows
+
+
+def test_after_a_resume_the_commit_log_tells_every_datasets_true_row_count(tmp_path):
+    """Protects RunFile._start's replay on resume (earlier commits' row counts are re-read and
+    every known dataset re-checked at the first commit): rows a killed session wrote after its
+    last commit are committed by the resuming session, so a reader replaying the log reads
+    each dataset to its real end."""
+    p = tmp_path / "run.h5"
+    run = RunFile(p, "test")
+    run.append("a", np.zeros(4))
+    run.append("b", np.zeros(2))
+    run.flush()
+    run.close(complete=False)
+    with h5py.File(p, "a") as f:                   # the killed session's unit in flight
+        f["a"].resize(6, axis=0)
+    with RunFile(p, "test", mode="a"):
+        pass
+    assert _replayed_rows(p) == {"a": 6, "b": 2}
+    log = _commits(p)
+    assert all("b" not in c["rows"] for c in log[2:])     # unchanged: committed once
+
+
+def test_commit_times_of_a_resumed_run_continue_the_earlier_sessions(tmp_path):
+    """Protects RunFile._start: the commit clock of a resumed run continues from the last
+    committed time (a run that had been going 1000 s does not restart at 0 s)."""
+    p = tmp_path / "run.h5"
+    run = RunFile(p, "test")
+    run.flush()
+    run.close(complete=False)
+    with h5py.File(p, "a") as f:
+        n = int(f.attrs["committed"])
+        f["_commits"][n - 1] = json.dumps({"t": 1000.0, "rows": {}})
+    with RunFile(p, "test", mode="a") as run:
+        run.flush()
+    t = [c["t"] for c in _commits(p)]
+    assert t[n - 1] == 1000.0 and all(1000.0 <= x < 1010.0 for x in t[n:])
+
+
+def test_close_without_arguments_completes_the_run_and_write_units_default_to_empty(tmp_path):
+    """Protects RunFile.close's default (complete=True) and write's default units ("")."""
+    p = tmp_path / "run.h5"
+    run = RunFile(p, "test")
+    run.write("x", [1.0])
+    run.close()
+    with open_run(p) as f:
+        assert f.attrs["complete"] and f["x"].attrs["units"] == ""
