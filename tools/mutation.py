@@ -159,7 +159,7 @@ TESTS_FOR: dict[str, list[str]] = {
     "bench/power.py": ["test_power.py", "test_power_args.py", "test_power_idle.py",
                        "test_power_issue14.py", "test_energy_closed_form.py"],
     "bench/runstore.py": ["test_runstore*.py", "test_power.py", "test_campaign_resume.py"],
-    "bench/data/aedat.py": ["test_aedat.py", "test_dataset.py", "test_preprocess.py"],
+    "bench/data/aedat.py": ["test_aedat*.py", "test_dataset.py", "test_preprocess.py"],
 }
 MUT_TIMEOUT_FACTOR, MUT_TIMEOUT_S = 5.0, 20.0
 # pytest exit codes: 1 tests failed, 2 interrupted (a collection/fixture error under -x),
