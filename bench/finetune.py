@@ -275,6 +275,7 @@ def finetune(net, chip, x_tune: np.ndarray, y_tune: np.ndarray, x_val: np.ndarra
         "g_unit_s": tuner.g_unit_s,
         "per_round": rounds,
         "shadow_weights": best["w"],
+        "bad_cells_s": tuner.bad_cells_s,
         "seconds": {"total": time.perf_counter() - t_start, "initial_programming": initial_program_s,
                     "software_layers": software_seconds},
         "runner": runner.describe(),
