@@ -158,15 +158,19 @@ class ChipTail:
         return self.after(self._sw(self.net.layers[self.idx], self.h, weight))
 
 
-def run_on_chip(tail: ChipTail, url: str, *, schedule=None, age_s: float = 0.0) -> tuple[np.ndarray, Any]:
-    """Program the chip layer on a fresh board at ``url``, let ``age_s`` pass, stream the inputs."""
+def run_on_chip(tail: ChipTail, url: str, *, schedule=None, age_s: float = 0.0,
+                mapping: dict[str, Any] | None = None) -> tuple[np.ndarray, Any]:
+    """Program the chip layer on a fresh board at ``url``, let ``age_s`` pass, stream the inputs.
+
+    ``mapping``: ``HybridRunner`` options (``scale_policy``, ``route_stuck``); default: its defaults.
+    """
     from bench.hybrid import HybridRunner
     from bench.session import register_sim_urls
     from drivers.pechip import PEChip
 
     register_sim_urls()
     with PEChip(url) as chip:
-        runner = HybridRunner(tail.net, chip, plan=tail.plan, schedule=schedule)
+        runner = HybridRunner(tail.net, chip, plan=tail.plan, schedule=schedule, **(mapping or {}))
         state = runner.prepare()[tail.idx]
         if age_s > 0:
             chip.wait(age_s)
@@ -177,7 +181,7 @@ def run_on_chip(tail: ChipTail, url: str, *, schedule=None, age_s: float = 0.0) 
 
 def measure_budget(net, x: np.ndarray, labels: np.ndarray, *, fidelity: str = "typical",
                    chip_seeds: tuple[int, ...] = (1, 2, 3), run_seed: int = 0, age_s: float = 0.0,
-                   schedule=None, threads: int | None = None,
+                   schedule=None, threads: int | None = None, mapping: dict[str, Any] | None = None,
                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The error budget of ``net`` on inputs ``x`` (n, T, n_inputs) with ``labels`` (n,).
 
@@ -199,7 +203,8 @@ def measure_budget(net, x: np.ndarray, labels: np.ndarray, *, fidelity: str = "t
     say(f"software {100 * acc_sw:.2f} %")
 
     # ideal chip (deterministic: one die is enough) and the quantised software network
-    out, state = run_on_chip(tail, chip_url("ideal", chip_seeds[0], run_seed), schedule=schedule, age_s=age_s)
+    out, state = run_on_chip(tail, chip_url("ideal", chip_seeds[0], run_seed), schedule=schedule, age_s=age_s,
+                             mapping=mapping)
     acc_ideal = _accuracy(out, labels, k)
     acc_q = _accuracy(tail.software(state.weights_target), labels, k)
     say(f"quantised software {100 * acc_q:.2f} %, ideal chip {100 * acc_ideal:.2f} %")
@@ -212,7 +217,8 @@ def measure_budget(net, x: np.ndarray, labels: np.ndarray, *, fidelity: str = "t
     def over_dies(fid: str, overrides: dict[str, Any]) -> list[float]:
         accs = []
         for seed in chip_seeds:
-            o, _ = run_on_chip(tail, chip_url(fid, seed, run_seed, overrides), schedule=schedule, age_s=age_s)
+            o, _ = run_on_chip(tail, chip_url(fid, seed, run_seed, overrides), schedule=schedule, age_s=age_s,
+                               mapping=mapping)
             accs.append(_accuracy(o, labels, k))
         return accs
 

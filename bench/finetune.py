@@ -12,7 +12,8 @@ One round:
 2. backward: ``layer_gradient(..., measured_out=chip spikes, weight=realised weights)``;
 3. an Adam step (lr 0.1 by default, so weights cross conductance levels) on the layer's float
    "shadow" weights, clipped to the layer clamp;
-4. re-map with the scale fixed at the first programming (``map_weights(..., scale_s=)``), so
+4. re-map with the scale fixed at the first programming (``map_weights(..., scale_s=)``) and
+   around the stuck cells the first programming routed around (``bad_cells_s``), so
    only cells whose target level changed are written (board write-verify,
    ``program_cells(mode="board")``); the array is read back for the realised weights;
 5. chip accuracy and loss on the held-out split; stop after ``patience`` rounds without
@@ -99,19 +100,27 @@ class ChipLayerTuner:
         self.scale_s = float(st.mapping["scale_s"])
         self.g_unit_s = float(st.g_unit_s)
         self.targets_s = np.array(st.targets_s, dtype=np.float64)
+        self.bad_cells_s = None if st.bad_cells_s is None else np.array(st.bad_cells_s, dtype=np.float64)
+        """Stuck cells the initial programming routed around (S, NaN = healthy); every round
+        keeps routing around them."""
         self.realised = np.array(st.weights_realised, dtype=np.float64)
         self.schedule = schedule
         self.levels_s = np.asarray(self.info.levels_s, dtype=np.float64)
 
-    def targets_for(self, w: np.ndarray) -> np.ndarray:
+    def targets_for(self, w: np.ndarray, *, routed: bool = True) -> np.ndarray:
+        """Conductance targets (S) for weights ``w`` at the fixed scale; ``routed``: around the
+        stuck cells of the initial programming (what is written to this die)."""
         from bench.mapping import map_weights
 
         m = map_weights(np.asarray(w, np.float64).T, levels_s=self.levels_s, rows=self.info.rows,
-                        columns=self.info.columns, clamp=self.layer.clamp, scale_s=self.scale_s)
+                        columns=self.info.columns, clamp=self.layer.clamp, scale_s=self.scale_s,
+                        bad_cells_s=self.bad_cells_s if routed else None)
         return m.targets_s
 
     def quantised(self, w: np.ndarray) -> np.ndarray:
-        t = self.targets_for(w)
+        """The weights' levels at the fixed scale, not routed: the model's weights, not this
+        die's stuck-cell workaround."""
+        t = self.targets_for(w, routed=False)
         n_out, n_in = self.layer.n_out, self.layer.n_in
         return ((t[:, 0::2] - t[:, 1::2]) / self.scale_s)[:n_in, :n_out].T.copy()
 
@@ -266,6 +275,7 @@ def finetune(net, chip, x_tune: np.ndarray, y_tune: np.ndarray, x_val: np.ndarra
         "g_unit_s": tuner.g_unit_s,
         "per_round": rounds,
         "shadow_weights": best["w"],
+        "bad_cells_s": tuner.bad_cells_s,
         "seconds": {"total": time.perf_counter() - t_start, "initial_programming": initial_program_s,
                     "software_layers": software_seconds},
         "runner": runner.describe(),

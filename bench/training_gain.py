@@ -37,7 +37,8 @@ def shipped_models() -> list[tuple[str, str, Path]]:
 
 def compare_models(models: list[tuple[str, str, Any]], x: np.ndarray, labels: np.ndarray, *,
                    fidelity: str = "typical", chip_seeds: tuple[int, ...] = (1,), run_seed: int = 0,
-                   age_s: float = 0.0, schedule=None, threads: int | None = None) -> dict[str, Any]:
+                   age_s: float = 0.0, schedule=None, threads: int | None = None,
+                   mapping: dict[str, Any] | None = None) -> dict[str, Any]:
     """Each (key, label, Network) in software and on the die(s); accuracies are fractions.
 
     Returns ``{"fidelity", "chip_seeds", "samples", "rows": [{key, label, software_accuracy,
@@ -55,7 +56,8 @@ def compare_models(models: list[tuple[str, str, Any]], x: np.ndarray, labels: np
         sw = float(np.mean(predict(tail.software(), net.n_classes) == labels))
         accs = []
         for seed in chip_seeds:
-            out, _ = run_on_chip(tail, chip_url(fidelity, seed, run_seed), schedule=schedule, age_s=age_s)
+            out, _ = run_on_chip(tail, chip_url(fidelity, seed, run_seed), schedule=schedule, age_s=age_s,
+                                 mapping=mapping)
             accs.append(float(np.mean(predict(out, net.n_classes) == labels)))
         acc = float(np.mean(accs))
         rows.append({"key": key, "label": label, "software_accuracy": sw, "chip_accuracy": acc,

@@ -5,7 +5,8 @@
   corner is run and reported too.
 - A chip layer with something to fix (Gaussian noise σ = 1.5 added to the reference's chip
   layer): fine-tuning raises chip accuracy, and each round writes exactly the cells whose
-  target level changed (recomputed from the weights recorded in the run file).
+  target level changed (recomputed from the weights recorded in the run file, routed around
+  the stuck cells the initial programming found, as recorded in the run file).
 """
 from __future__ import annotations
 
@@ -111,16 +112,25 @@ def test_finetuning_repairs_a_perturbed_chip_layer_reprogramming_only_changed_ce
     # every write: exactly the cells whose target changed at the fixed scale
     from bench.mapping import map_weights
 
-    def targets(wt):
-        return map_weights(wt.T, levels_s=np.linspace(0, 150e-6, 16), clamp=3.0, scale_s=res["scale_s"]).targets_s
+    def targets(wt, bad=None):
+        return map_weights(wt.T, levels_s=np.linspace(0, 150e-6, 16), clamp=3.0, scale_s=res["scale_s"],
+                           bad_cells_s=bad).targets_s
 
     with h5py.File(tmp_path / "ft_run.h5", "r") as f:
         weights = f["rounds/weights"][:]
         best = f["best/shadow_weights"][:]
         recorded = f["rounds/cells_reprogrammed"][:]
-    seq = [targets(wr) for wr in weights] + [targets(best)]
+        bad = f["routing/bad_cells_s"][:] if "routing/bad_cells_s" in f else None
+    assert bad is not None and np.isfinite(bad).sum() > 0   # a typical die has ~1 % stuck cells
     assert calls[0][0].size == 3072  # the initial programming of the whole array (program_array)
-    writes = [c for c in calls[1:] if c[0].size]
+    # then the routing write: the healthy cells whose target changes when routed around the stuck ones
+    rerouted = ~np.isclose(targets(weights[0]), targets(weights[0], bad), rtol=0, atol=1e-9) & ~np.isfinite(bad)
+    got = np.zeros_like(rerouted)
+    got[calls[1][0], calls[1][1]] = True
+    np.testing.assert_array_equal(got, rerouted)
+    # every round re-maps around the same stuck cells
+    seq = [targets(wr, bad) for wr in weights] + [targets(best, bad)]
+    writes = [c for c in calls[2:] if c[0].size]
     assert all(c[3] == "board" for c in calls)  # board-side write-verify
     expected = []
     for prev, new in zip(seq[:-1], seq[1:]):

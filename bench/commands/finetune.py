@@ -148,6 +148,10 @@ def run_finetune(model: str | Path, data: str | Path, out: str | Path, *, run: s
                            timebase=timebase, baud=station.link.baud, latency_s=station.link.latency_s,
                            x_test=x_test, y_test=y_test, on_round=on_round, log=log)
             rf.write("best/shadow_weights", res.pop("shadow_weights"), units="weight unit (g_unit)")
+            bad = res.pop("bad_cells_s", None)
+            if bad is not None:
+                rf.write("routing/bad_cells_s", bad, units="S",
+                         doc="stuck cells the chip layer is routed around: read-back conductance, NaN = healthy")
             rf.write("best/quantised_weights", net.layers[net.chip_layer].weight, units="weight unit (scale_s)")
             runner_desc = res.pop("runner")
             rf.set_attrs("/chip_layers", **{str(i): d for i, d in runner_desc["chip_layers"].items()})
