@@ -1,7 +1,8 @@
 """Threads and temporaries of the compiled training step (issue 17 item 5, decision 0018):
 
-- the surrogate computed in place (``surrogate_grad(..., overwrite=True)``, used by the compiled
-  backward) gives the same bits as the allocating reference expression, for every surrogate;
+- the surrogate computed in place (``surrogate_grad(..., overwrite=True)``) and block by block
+  (``surrogate_at``, used by the compiled backward) gives the same bits as the allocating
+  reference expression, for every surrogate;
 - the BLAS product of the compiled backward (dL/ds_in) runs with BLAS limited to one thread,
   the limit is lifted afterwards, and one or two OpenBLAS threads give the same bits at the
   reference network's shapes (so the limit cannot change a gradient);
@@ -50,6 +51,21 @@ def test_in_place_surrogate_is_the_reference_bit_for_bit(v, kind, width):
     got = T.surrogate_grad(buf, kind, width, overwrite=True)
     assert got is buf                                       # no new (B, T, N) array
     np.testing.assert_array_equal(got, expected)
+
+
+@settings(max_examples=150, deadline=None)
+@given(values, st.sampled_from(T.SURROGATES), st.sampled_from([1.0, 0.7, 0.3]), st.integers(1, 5),
+       st.integers(0, 2 ** 32 - 1))
+def test_blocked_surrogate_is_the_reference_bit_for_bit(u, kind, width, rows, seed):
+    """``surrogate_at(u, theta)`` (the compiled backward's surrogate, computed a few rows at a
+    time) equals the reference expression on ``u - theta`` for any block size.  Kills: a block
+    skipped or written twice (the row stride off by one), theta not subtracted, a block computed
+    with the wrong surrogate."""
+    theta = np.random.default_rng(seed).uniform(0.5, 1.5, u.shape[-1])
+    expected = REFERENCE[kind](u - theta, width)
+    got = T.surrogate_at(u, theta, kind, width, rows=rows)
+    np.testing.assert_array_equal(got, expected)
+    assert got.shape == u.shape
 
 
 def test_in_place_surrogate_only_for_float64_arrays():
