@@ -395,7 +395,9 @@ def network_forward(net: Network, spikes: np.ndarray, pert: Perturbation | None 
     pert = pert or ideal(net)
     k = _kernels(kernel)
     caches: list[LayerCache | train_kernel.FastCache] = []
-    x = np.asarray(spikes, dtype=np.float64)
+    x = np.asarray(spikes)
+    if k is None or x.dtype != np.bool_:  # the compiled path reads bool spikes as they are
+        x = np.asarray(x, dtype=np.float64)
     for i, layer in enumerate(net.layers):
         noise = pert.noise[i] if pert.noise else 0.0
         c = None
