@@ -14,7 +14,7 @@ process CPU time (all threads) per sample.  Target (issue 17 item 5): <= 10 ms p
 epoch on 2 cores.
 
 ``--against NAME=PATH`` (repeatable; e.g. ``--against main=/work/main``) times the training loop
-itself, ``bench.network.train.train`` for one epoch over ``--samples`` random samples (no
+itself, ``bench.network.train.train`` for one epoch over ``--samples`` random bool samples (no
 augmentation, no evaluation: the step plus the loop's own per-batch work), of this checkout and
 of every other one, in the same run: each checkout runs in a worker process of its own (its own
 imports, defaults and thread pools; the same interpreter and environment), the workers step in
@@ -135,7 +135,7 @@ def worker(batch: int, rate: float, samples: int) -> int:
     ``{"wall": s, "cpu": s}``; "status" prints the kernel status; "quit" (or EOF) ends."""
     rng = np.random.default_rng(0)
     net0 = Network.create(seed=0)
-    x = (rng.random((samples, 300, 800)) < rate).astype(np.float64)
+    x = rng.random((samples, 300, 800)) < rate   # bool, as the data pipeline (batch_to_spikes) gives
     y = rng.integers(0, 11, samples)
     T.calibrate_init(net0, x[:8], 0.05)
     for line in sys.stdin:

@@ -1,11 +1,13 @@
 """Threads and temporaries of the compiled training step (issue 17 item 5, decision 0018):
 
-- the surrogate computed in place (``surrogate_grad(..., overwrite=True)``, used by the compiled
-  backward) gives the same bits as the allocating reference expression, for every surrogate;
+- the surrogate computed in place (``surrogate_grad(..., overwrite=True)``) and block by block
+  (``surrogate_at``, used by the compiled backward) gives the same bits as the allocating
+  reference expression, for every surrogate;
 - the BLAS product of the compiled backward (dL/ds_in) runs with BLAS limited to one thread,
   the limit is lifted afterwards, and one or two OpenBLAS threads give the same bits at the
   reference network's shapes (so the limit cannot change a gradient);
-- ``OMP_WAIT_POLICY`` defaults to PASSIVE once the kernels load, and an explicit setting wins.
+- ``OMP_WAIT_POLICY`` defaults to PASSIVE once the kernels load, and an explicit setting wins;
+- bool input spikes (the data pipeline's dtype) train exactly like the same spikes as float64.
 
 Expected values: the plain numpy expressions of the surrogates (written out here, independent of
 the in-place code), threadpoolctl's own report of the BLAS thread counts, and the environment of
@@ -50,6 +52,21 @@ def test_in_place_surrogate_is_the_reference_bit_for_bit(v, kind, width):
     got = T.surrogate_grad(buf, kind, width, overwrite=True)
     assert got is buf                                       # no new (B, T, N) array
     np.testing.assert_array_equal(got, expected)
+
+
+@settings(max_examples=150, deadline=None)
+@given(values, st.sampled_from(T.SURROGATES), st.sampled_from([1.0, 0.7, 0.3]), st.integers(1, 5),
+       st.integers(0, 2 ** 32 - 1))
+def test_blocked_surrogate_is_the_reference_bit_for_bit(u, kind, width, rows, seed):
+    """``surrogate_at(u, theta)`` (the compiled backward's surrogate, computed a few rows at a
+    time) equals the reference expression on ``u - theta`` for any block size.  Kills: a block
+    skipped or written twice (the row stride off by one), theta not subtracted, a block computed
+    with the wrong surrogate."""
+    theta = np.random.default_rng(seed).uniform(0.5, 1.5, u.shape[-1])
+    expected = REFERENCE[kind](u - theta, width)
+    got = T.surrogate_at(u, theta, kind, width, rows=rows)
+    np.testing.assert_array_equal(got, expected)
+    assert got.shape == u.shape
 
 
 def test_in_place_surrogate_only_for_float64_arrays():
@@ -132,3 +149,34 @@ def test_loading_the_kernels_makes_openmp_waits_passive_by_default(preset, expec
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [str(preset), expected, expected]
+
+
+@pytest.mark.skipif(K.kernels() is None, reason="numba kernel unavailable")
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2 ** 32 - 1), st.integers(1, 3), st.integers(1, 30), st.sampled_from([0.0, 0.05, 0.4, 1.0]))
+def test_bool_spikes_train_like_float_spikes(seed, batch, steps, rate):
+    """The data pipeline's bool spikes go into the compiled path without a float64 copy (read as
+    bytes): the same spikes, membrane potentials and gradients as the same input given as
+    float64 0/1 to the numpy reference.  Kills: the bool branch of train_kernel.layer_forward
+    listing the active inputs of anything but the spikes themselves (planted: a time-reversed
+    copy)."""
+    rng = np.random.default_rng(seed)
+    sizes = [int(rng.integers(2, 20)), int(rng.integers(1, 12)), int(rng.integers(1, 6))]
+    from bench.network.model import Dense, InputConfig, Network
+
+    net = Network([Dense(rng.normal(0.5, 1.0, (o, i)), name=f"l{j}") for j, (i, o) in enumerate(zip(sizes, sizes[1:]))],
+                  input=InputConfig(sensor_width=sizes[0], sensor_height=1, polarities=1, padding=0, pool=1))
+    full = rng.random((batch, steps, 2 * sizes[0])) < rate
+    xb = full[:, :, ::2]                      # a non-contiguous bool view, as a batch slice may be
+    labels = rng.integers(0, sizes[-1], batch)
+    ref = T.network_forward(net, xb.astype(np.float64), kernel="numpy")
+    fast = T.network_forward(net, xb, kernel="numba")
+    assert isinstance(fast[0], K.FastCache)
+    for r, f in zip(ref, fast):
+        np.testing.assert_array_equal(f.s, r.s)
+        np.testing.assert_array_equal(f.u, r.state.u)
+    _, g = T.spike_count_loss(ref[-1].s, labels)
+    g_ref = T.network_backward(ref, g)
+    g_fast = T.network_backward(fast, g)
+    for a, b in zip(g_fast, g_ref):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-300)

@@ -93,6 +93,28 @@ def surrogate_grad(v: np.ndarray, kind: str = "exp", width: float = 1.0, *,
     return 1.0 / (1.0 + np.abs(v) / width) ** 2
 
 
+def surrogate_at(u: np.ndarray, theta: np.ndarray, kind: str = "exp", width: float = 1.0, *,
+                 rows: int = 64) -> np.ndarray:
+    """``surrogate_grad(u - theta, kind, width)`` for ``u`` (..., N) and ``theta`` (N,), computed
+    ``rows`` rows of N at a time into the result's own memory: per element the same operations
+    in the same order (the same bits), but each block stays in the cache through the five
+    passes and no (B, T, N) temporary is made (the compiled backward's surrogate)."""
+    if kind not in SURROGATES:
+        raise ValueError(f"unknown surrogate {kind!r} (choose exp, sigmoid, fast_sigmoid)")
+    u = np.asarray(u, dtype=np.float64)
+    out = np.empty(np.broadcast_shapes(u.shape, np.shape(theta)))
+    if out.size == 0:
+        return out
+    n = out.shape[-1] if out.ndim else 1
+    u2 = np.broadcast_to(u, out.shape).reshape(-1, n)
+    o2 = out.reshape(-1, n)
+    for r0 in range(0, o2.shape[0], max(1, int(rows))):
+        blk = o2[r0:r0 + rows]
+        np.subtract(u2[r0:r0 + rows], theta, out=blk)
+        _surrogate_inplace(blk, kind, width)
+    return out
+
+
 def _surrogate_inplace(v: np.ndarray, kind: str, width: float) -> np.ndarray:
     """:func:`surrogate_grad` in ``v``'s memory, operation by operation as written there."""
     if kind == "exp":                       # exp(-|v| / width)
@@ -373,7 +395,9 @@ def network_forward(net: Network, spikes: np.ndarray, pert: Perturbation | None 
     pert = pert or ideal(net)
     k = _kernels(kernel)
     caches: list[LayerCache | train_kernel.FastCache] = []
-    x = np.asarray(spikes, dtype=np.float64)
+    x = np.asarray(spikes)
+    if k is None or x.dtype != np.bool_:  # the compiled path reads bool spikes as they are
+        x = np.asarray(x, dtype=np.float64)
     for i, layer in enumerate(net.layers):
         noise = pert.noise[i] if pert.noise else 0.0
         c = None
@@ -419,7 +443,7 @@ def network_backward(caches: list[LayerCache | train_kernel.FastCache], grad_out
     for i in range(len(caches) - 1, -1, -1):
         c = caches[i]
         if isinstance(c, train_kernel.FastCache):
-            sg = surrogate_grad(c.u - c.theta, surrogate, width, overwrite=True)
+            sg = surrogate_at(c.u, c.theta, surrogate, width)
             grads[i], g = train_kernel.layer_backward(train_kernel.kernels(), c, g, sg, need_input_grad=i > 0,
                                                       reset_grad=reset_grad)
         else:

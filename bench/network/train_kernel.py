@@ -117,7 +117,7 @@ CHUNK = 64
 class FastCache:
     """What the compiled backward needs from the compiled forward of one layer."""
 
-    s_in: np.ndarray            # (B, T, n_in) input spikes (float64 0/1)
+    s_in: np.ndarray            # (B, T, n_in) input spikes (float64 0/1, or bool)
     indptr: np.ndarray          # (B*T + 1,) CSR row starts of the active inputs
     idx: np.ndarray             # active input indices, ascending within each (b, t) row
     s: np.ndarray               # (B, T, n_out) output spikes, float64 0/1
@@ -142,14 +142,19 @@ def layer_forward(k: dict[str, Any], s_in: np.ndarray, weight: np.ndarray, param
                   theta: np.ndarray, tau: np.ndarray, noise: np.ndarray | None) -> FastCache | None:
     """Compiled forward of one layer keeping the state for :func:`layer_backward`.
 
+    ``s_in`` (B, T, n_in): float spikes, or bool (read as bytes, without a float64 copy).
     ``theta``/``tau`` per neuron (n_out,); ``noise`` (B, T, n_out) is added to the weighted
     input (already scaled).  Returns None if ``s_in`` is not binary (the caller then uses the
     reference, whose non-binary path is a BLAS product).
     """
-    s_in = np.ascontiguousarray(s_in, dtype=np.float64)
+    if s_in.dtype == np.bool_:  # spikes as bool (the data pipeline's): scanned as bytes, no float copy
+        s_in = np.ascontiguousarray(s_in)
+        indptr, idx, bad = k["active_lists"](s_in.view(np.uint8))
+    else:
+        s_in = np.ascontiguousarray(s_in, dtype=np.float64)
+        indptr, idx, bad = k["active_lists"](s_in)
     b, t, _ = s_in.shape
     n = weight.shape[0]
-    indptr, idx, bad = k["active_lists"](s_in)
     if bad:
         return None
     a, inv_tau, bref, jump = _consts(params, theta, tau)
