@@ -198,50 +198,29 @@ _U64 = np.uint64(64)
 
 
 @njit(inline="always")
-def _next_row(cur, nxt, hb, uk, stride, zoff):
-    """One step of the merged scan of a 128-row block (bit masks ``cur`` then ``nxt``; ``hb``
-    the first row of ``cur``): the weight-row offset of the lowest active row, or ``zoff`` (an
-    all-zero row) once both are empty; branch-free (selects), so steps of different lengths
-    cost no mispredicted loop exits of their own."""
-    sw = cur == _U0
-    cur = pick(sw, nxt, cur)
-    nxt = pick(sw, _U0, nxt)
-    hb = pick(sw, uk + _U64, hb)
-    off = pick(cur == _U0, zoff, (hb + ctz64(cur)) * stride)
-    return cur & (cur - _U1), nxt, hb, off
-
-
-@njit(inline="always")
 def _scan_pair(x, base_a, base_b, has_b, nw64, wv, proto, stride, zoff, cnt):
     """Crossbar sums of two consecutive steps A and B (B absent: ``has_b`` False), interleaved
     so their two addition chains overlap: each is the sum of the active rows of ``wv`` in
-    ascending order from +0.0.  The shorter of the two is padded with the all-zero row:
-    x + 0.0 == x exactly for every x but -0.0, and a sum that starts at +0.0 is never -0.0 in
-    round-to-nearest, so the padding changes no bit.  Adds each step's 0/1 inputs to the
-    byte-wide row counters ``cnt``."""
+    ascending order from +0.0, one 64-row word after the other.  Within a word the step with
+    fewer active rows is padded with the all-zero row at offset ``zoff`` (a select, not a
+    branch): x + 0.0 == x exactly for every x but -0.0, and a sum that starts at +0.0 is never
+    -0.0 in round-to-nearest, so the padding changes no bit.  Adds each step's 0/1 inputs to
+    the byte-wide row counters ``cnt``."""
     acc_a = vzeros(proto)
     acc_b = vzeros(proto)
-    for k in range(0, nw64, 2):
+    for k in range(nw64):
         uk = np.uint64(k) * _U64
         add_bytes64(cnt, uk, x, base_a + uk)
-        ca = nonzero_mask64(x, base_a + uk)
-        na = _U0
-        cb = _U0
-        nb = _U0
-        if k + 1 < nw64:
-            add_bytes64(cnt, uk + _U64, x, base_a + uk + _U64)
-            na = nonzero_mask64(x, base_a + uk + _U64)
+        ma = nonzero_mask64(x, base_a + uk)
+        mb = _U0
         if has_b:
             add_bytes64(cnt, uk, x, base_b + uk)
-            cb = nonzero_mask64(x, base_b + uk)
-            if k + 1 < nw64:
-                add_bytes64(cnt, uk + _U64, x, base_b + uk + _U64)
-                nb = nonzero_mask64(x, base_b + uk + _U64)
-        ha = uk
-        hb = uk
-        while (ca | na | cb | nb) != _U0:
-            ca, na, ha, off_a = _next_row(ca, na, ha, uk, stride, zoff)
-            cb, nb, hb, off_b = _next_row(cb, nb, hb, uk, stride, zoff)
+            mb = nonzero_mask64(x, base_b + uk)
+        while (ma | mb) != _U0:
+            off_a = pick(ma == _U0, zoff, (uk + ctz64(ma)) * stride)
+            off_b = pick(mb == _U0, zoff, (uk + ctz64(mb)) * stride)
+            ma &= ma - _U1
+            mb &= mb - _U1
             acc_a = vadd_row(acc_a, wv, off_a)
             acc_b = vadd_row(acc_b, wv, off_b)
     return acc_a, acc_b
