@@ -136,6 +136,7 @@ def main(argv=None) -> dict:
     spikes, g = reference_workload(args.batch, seed=0)
     chip = VirtualChip(chip_seed=0, run_seed=0, fidelity="typical")
     chip.set_conductances(g)
+    fastpath.wait_warm()
     fastpath.warm()
     cap = _capture(chip, spikes)
     sp, wd, var, key, var0, params = cap["args"]

@@ -195,6 +195,7 @@ def main(argv=None) -> dict:
     w = chip.weights()
     bl = spikes[:64]
     n_ref = 32 if args.quick else 64
+    fastpath.wait_warm()                                  # the chip's background warm-up thread
     chip.run(spikes[:8])                                  # warm-up (kernel compile / cache load)
     rates: dict = {"chip": [], "numpy_ref": [], "base": []}
     for _ in range(reps):                                 # interleaved: the load hits all alike

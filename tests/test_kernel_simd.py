@@ -162,3 +162,27 @@ def test_uneven_step_pairs_hand_case(use_kernel):
     s, rc, n = fastpath.layer_forward(spikes, wd, None, None, None, params, use_kernel=use_kernel)
     assert s[0, :, 0].tolist() == [False, False, True, False] and n == 1
     assert rc[:10].tolist() == [2, 2] + [1] * 8 and rc[10:].sum() == 0
+
+
+def test_wait_warm_joins_the_chip_warm_up_thread(monkeypatch):
+    """kills fastpath.wait_warm mutants (no join, wrong result): building a chip starts the
+    warm-up thread (here a stand-in warm() that takes 0.3 s); wait_warm() returns only once
+    that thread has ended, with the kernels marked ready."""
+    import threading
+    import time
+
+    from sim_backend.chip import VirtualChip
+
+    ready = threading.Event()
+
+    def slow_warm():
+        time.sleep(0.3)
+        ready.set()
+        return True
+    monkeypatch.setattr(fastpath, "_WARM", ready)
+    monkeypatch.setattr(fastpath, "_WARMER", None)
+    monkeypatch.setattr(fastpath, "warm", slow_warm)
+    VirtualChip(chip_seed=0, fidelity="typical")
+    assert fastpath._WARMER is not None
+    assert fastpath.wait_warm(60.0) is True
+    assert not fastpath._WARMER.is_alive()

@@ -102,6 +102,17 @@ def prewarm() -> None:
         _WARMER.start()
 
 
+def wait_warm(timeout_s: float | None = None) -> bool:
+    """Block until the background warm-up started by :func:`prewarm` (if any) has finished;
+    True when the kernels are ready.  Benchmarks call it before timing: process CPU time
+    counts every thread, and the warm-up's compile or cache load (0.3-3 s of CPU) would
+    otherwise land in the first timed repetition."""
+    t = _WARMER
+    if t is not None:
+        t.join(timeout_s)
+    return _WARM.is_set()
+
+
 def _warm_quietly() -> None:
     try:
         warm()
