@@ -9,7 +9,7 @@ machine hits all parts alike; ratios are taken between figures of the same run:
 
   * ``main_kernel``: the generic kernel (``_kernels.layer_kernel``, what main ran before the
     SIMD kernel) on the same arguments;
-  * ``simd_kernel``: ``_kernels.layer_kernel_simd`` on the same layer (bit-identical spikes,
+  * ``simd_kernel``: ``_kernels.layer_simd_noisy`` on the same layer (bit-identical spikes,
     counts and output count, checked here);
   * its parts, each a stripped copy of the kernel's loop: ``scan_accumulate`` (row masks +
     active-row sums), ``row_counts`` (the byte-wide per-row counters, as the increment over
@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sim_backend.chip import VirtualChip  # noqa: E402
+from sim_backend.physics import energy as energy_mod  # noqa: E402
 from sim_backend.physics import fastpath, jit  # noqa: E402
 from sim_backend.physics.energy import reference_workload  # noqa: E402
 
@@ -61,67 +62,58 @@ def _capture(chip: VirtualChip, spikes: np.ndarray) -> dict:
 
 
 def _parts():
-    """The stripped kernel loops (compiled on first call; numba imported here)."""
-    from sim_backend.physics._kernels import (_GOLDEN, _U0, _U1, _U2, _U3, _U4, _U16, _U64, _UFFFF,
-                                              _mix64, _srm_step)
-    from sim_backend.physics._simd import add_bytes64, ctz64, nonzero_mask64, vadd_row, vstore, vzeros
+    """Stripped copies of the SIMD kernel's loop (compiled on first call; imports numba)."""
+    from sim_backend.physics._kernels import _U0, _U1, _scan_pair
+    from sim_backend.physics._simd import (nzeros_noisy, popcount64, store_bits, vadd_row, vdraw, vload, vnoise,
+                                           vlane, vsplit, vsrm, vzeros, vzeros_like)
     from sim_backend.physics.jit import njit
 
     @njit
-    def scan_accumulate(x, n_steps, nw64, wv, proto, acc, count):
+    def scan_accumulate(x, n_steps, nw64, wv, proto, cnt):
+        """Row masks + active-row sums of step pairs (+ the byte-wide row counters)."""
         urw = np.uint64(nw64 * 64)
         stride = np.uint64(8 * len(proto))
-        cnt = np.zeros(nw64 * 64, dtype=np.uint8)
+        zoff = urw * stride
         tot = 0.0
-        for st in range(n_steps):
-            base = np.uint64(st) * urw
-            av = vzeros(proto)
-            for k in range(nw64):
-                uk = np.uint64(k) * _U64
-                if count:
-                    add_bytes64(cnt, uk, x, base + uk)
-                mask = nonzero_mask64(x, base + uk)
-                while mask != _U0:
-                    i = uk + ctz64(mask)
-                    mask &= mask - _U1
-                    av = vadd_row(av, wv, i * stride)
-            vstore(acc, _U0, av)
-            tot += acc[0]
-        return tot + cnt[0]
-
-    @njit
-    def noise(n_steps, n_, key, table, nz):
-        un = np.uint64(n_)
-        ukey = np.uint64(key)
-        tot = 0.0
-        for st in range(n_steps):
-            e0 = np.uint64(st) * un
-            h = _U0
-            for j in range(n_):
-                e = e0 + np.uint64(j)
-                if j == 0 or (e & _U3) == _U0:
-                    h = _mix64(ukey + (e >> _U2) * _GOLDEN)
-                nz[j] = table[((h >> (_U16 * (e & _U3))) & _UFFFF) >> _U4]
-            tot += nz[0]
+        for st in range(0, n_steps - 1, 2):
+            bt = np.uint64(st)
+            if st % 254 == 0:
+                cnt[:] = 0
+            acc_a, acc_b = _scan_pair(x, bt * urw, (bt + _U1) * urw, True, nw64, wv, proto, stride, zoff, cnt)
+            tot += vlane(acc_a[0], 0) + vlane(acc_b[0], 0)
         return tot
 
     @njit
-    def neuron(z, n_steps, n_, vo, nz, var0, th, a, inv_tau, bref, jump, clo, chi, s):
+    def noise(n_steps, n_, key, table, proto):
+        """Counter-based draws + table look-ups of every step."""
         un = np.uint64(n_)
-        p = np.zeros(n_)
-        r = np.zeros(n_)
-        acc = np.empty(z.shape[1])
-        nout = 0
+        like = nzeros_noisy(proto)
+        tot = 0.0
         for st in range(n_steps):
-            row = z[st % z.shape[0]]
-            for j in range(z.shape[1]):
-                acc[j] = row[j]
-            for j in range(n_):
-                uj = np.uint64(j)
-                sd = np.sqrt(acc[vo + uj] + var0[j])
-                acc[uj] = acc[uj] + sd * nz[j]
-            nout += _srm_step(acc, _U0, th, a, inv_tau, bref, jump, clo, chi, p, r, s,
-                              np.uint64(st) * un)
+            tot += vlane(vdraw(table, np.uint64(st) * un, un, np.uint64(key), like), st & 7)
+        return tot
+
+    @njit
+    def neuron(rows, proto, n_steps, n_, nzbuf, var0, th, a, inv_tau, bref, jump, clo, chi, s):
+        """Noise scaling + SRM update + spike store + output count, on fixed sums."""
+        un = np.uint64(n_)
+        lanes = np.uint64(8 * len(proto))
+        accs = (vadd_row(vzeros(proto), rows, _U0), vadd_row(vzeros(proto), rows, lanes))
+        like = nzeros_noisy(proto)
+        v0 = vload(var0, _U0, like)
+        thv = vload(th, _U0, like)
+        av = vload(a, _U0, like)
+        itv = vload(inv_tau, _U0, like)
+        jv = vload(jump, _U0, like)
+        p = vzeros_like(like)
+        r = vzeros_like(like)
+        nout = _U0
+        for st in range(n_steps):
+            z, var = vsplit(accs[st & 1])
+            z = vnoise(z, var, v0, vload(nzbuf, _U0, like))
+            p, r, bits = vsrm(z, p, r, thv, av, itv, jv, bref, clo, chi)
+            store_bits(s, np.uint64(st) * un, bits, like)
+            nout += popcount64(bits)
         return nout
 
     return scan_accumulate, noise, neuron
@@ -144,6 +136,7 @@ def main(argv=None) -> dict:
     spikes, g = reference_workload(args.batch, seed=0)
     chip = VirtualChip(chip_seed=0, run_seed=0, fidelity="typical")
     chip.set_conductances(g)
+    fastpath.wait_warm()
     fastpath.warm()
     cap = _capture(chip, spikes)
     sp, wd, var, key, var0, params = cap["args"]
@@ -167,38 +160,53 @@ def main(argv=None) -> dict:
                            bref, jump, clo, chi, s, rc)
         return s, rc, n
 
+    width = fastpath._simd_width(n_, True)
+
     def simd_kernel():
-        s = np.empty((b_, t_, n_), np.uint8)
-        width = fastpath._simd_width(2 * -(-n_ // 8))
-        s2, rc, n = fastpath._layer_simd(K, x, wd, var, int(key), var0, th, a, inv_tau, bref, jump,
-                                         params, s, width)
-        return s2.view(np.uint8), rc, n
+        return fastpath._layer_simd(K, x, wd, var, int(key), var0, th, a, inv_tau, bref, jump, params,
+                                    width)
 
     m0, s0 = main_kernel(), simd_kernel()
-    assert np.array_equal(m0[0], s0[0]) and np.array_equal(m0[1], s0[1]) and m0[2] == s0[2]
+    assert np.array_equal(m0[0], s0[0].view(np.uint8)) and np.array_equal(m0[1], s0[1]) and m0[2] == s0[2]
 
     scan_accumulate, noise, neuron = _parts()
-    width = fastpath._simd_width(2 * -(-n_ // 8))
-    kh = width // 2
-    wv = np.zeros((r_, 8 * width))
-    wv[:, :n_] = wd
-    wv[:, 8 * kh:8 * kh + n_] = var
+    lanes = 8 * width
+    nl = K.neuron_lanes(width, True)
+    wv = np.zeros((r_ + 1, lanes))
+    wv[:r_, :n_] = wd
+    wv[:r_, lanes // 2:lanes // 2 + n_] = var
     wv = wv.ravel()
     proto = (0.0,) * width
-    acc = np.empty(8 * width)
     xf = x.ravel()
-    nz = np.empty(n_)
-    zfix = np.ascontiguousarray(np.random.default_rng(3).normal(0.3, 0.5, (997, 8 * width)))
-    s_out = np.empty(steps * n_, np.uint8)
+    cnt = np.zeros(r_, np.uint8)
+    nzbuf = np.zeros(nl)
+    pad = fastpath._pad
+    rng = np.random.default_rng(3)
+    acc_rows = rng.normal(0.3, 0.5, 2 * lanes)
+    acc_rows[lanes // 2:lanes] = np.abs(acc_rows[lanes // 2:lanes])     # variances >= 0
+    acc_rows[3 * lanes // 2:] = np.abs(acc_rows[3 * lanes // 2:])
+    s_out = np.empty(steps * n_ + nl, np.uint8)
+    consts = (pad(var0, nl, 0.0), pad(th, nl, np.inf), pad(a, nl, 0.0), pad(inv_tau, nl, 0.0), bref,
+              pad(jump, nl, 0.0), clo, chi)
+    g_now = chip.conductances()
+    rcount, nspk = s0[1], s0[2]
+
+    def energy():
+        """The per-RUN energy accounting of ``chip.run`` (activity from the kernel's row counts,
+        energy per component, the chip's accumulators), 100 times."""
+        for _ in range(100):
+            act = energy_mod.activity_from_counts(b_, t_, rcount, nspk, g_now, chip.regs.v_spike_v,
+                                                  chip.regs.dt_s, chip.regs.latency_s)
+            comp = energy_mod.inference_energy(act, energy_mod.CAL, chip.params.e_scale, chip.regs.v_spike_v)
+            chip._account(act.t_enabled_s, comp)
 
     parts = {
         "main_kernel": main_kernel,
         "simd_kernel": simd_kernel,
-        "scan_accumulate": lambda: scan_accumulate(xf, steps, r_ // 64, wv, proto, acc, False),
-        "scan_accumulate_count": lambda: scan_accumulate(xf, steps, r_ // 64, wv, proto, acc, True),
-        "noise": lambda: noise(steps, n_, ukey, fastpath.NOISE_TABLE, nz),
-        "neuron": lambda: neuron(zfix, steps, n_, np.uint64(8 * kh), nz, var0, th, a, inv_tau, bref,
-                                 jump, clo, chi, s_out),
+        "scan_accumulate": lambda: scan_accumulate(xf, steps, r_ // 64, wv, proto, cnt),
+        "noise": lambda: noise(steps, n_, ukey, fastpath.NOISE_TABLE, proto),
+        "neuron": lambda: neuron(acc_rows, proto, steps, n_, nzbuf, *consts, s_out),
+        "energy_accounting_per_run": energy,
         "chip_run": lambda: chip.run(spikes),
         "chip_run_1": lambda: [chip.run(spikes[i:i + 1]) for i in range(16)],
     }
@@ -210,13 +218,14 @@ def main(argv=None) -> dict:
             c = time.process_time()
             f()
             dt = time.process_time() - c
-            per[k].append(dt / (16 * t_ if k == "chip_run_1" else steps) * 1e9)
+            div = {"chip_run_1": 16 * t_, "energy_accounting_per_run": 100 * steps}.get(k, steps)
+            per[k].append(dt / div * 1e9)
     ns = {k: _median(v) for k, v in per.items()}
     ratios = [m / s for m, s in zip(per["main_kernel"], per["simd_kernel"])]
     res = {
         "batch": b_, "steps_per_sample": t_, "load_avg": os.getloadavg()[0], "kernel": jit.report(),
         "ns_per_step": ns, "ns_per_step_all": per,
-        "row_counts_ns": ns["scan_accumulate_count"] - ns["scan_accumulate"],
+        "energy_accounting_us_per_run": ns["energy_accounting_per_run"] * steps / 1e3,
         "simd_vs_main": float(np.median(ratios)), "simd_vs_main_all": ratios,
         "chip_run_sps_cpu": 1e9 / (ns["chip_run"] * t_),
         "chip_run_vs_silicon": 1e9 / (ns["chip_run"] * t_) / SILICON_RATE,
@@ -229,7 +238,7 @@ def main(argv=None) -> dict:
               f"{t_} steps; CPU ns per chip step, median of {args.reps}:")
         for k in parts:
             print(f"  {k:24s} {ns[k]:7.1f}")
-        print(f"  {'row_counts (increment)':24s} {res['row_counts_ns']:7.1f}")
+        print(f"  (energy accounting: {res['energy_accounting_us_per_run']:.1f} us per RUN)")
         print(f"SIMD kernel vs main's kernel, same process: {res['simd_vs_main']:.2f}x "
               f"({', '.join(f'{r:.2f}' for r in ratios)})")
         print(f"chip.run at batch {b_}: {res['chip_run_sps_cpu']:,.0f} samples per CPU-s = "

@@ -6,7 +6,8 @@ Measures, on one core (BLAS threads pinned to 1):
   * the 120->11 chip layer, 300 steps, the seeded reference workload (~11 % input rate),
     ``typical`` fidelity with column noise, mismatch and energy accounting, batched;
     ratio against the silicon rate (44.31 us / sample = 22,568 samples/s), against the
-    pure-numpy reference of the same layer (``SNNBENCH_KERNEL=numpy``, spike-identical) and
+    generic numba kernel (``fastpath.SIMD_WIDTHS = ()``: what ran before the SIMD kernel of
+    issue 17), against the pure-numpy reference of the same layer (``SNNBENCH_KERNEL=numpy``, spike-identical) and
     against a plain-numpy per-step-matmul baseline, all in the same run, repetitions
     interleaved, median and spread of the per-CPU-second rates;
   * the cost of the numba kernel (issue 17, decision 0015): ``import numba`` time, CLI start
@@ -195,10 +196,17 @@ def main(argv=None) -> dict:
     w = chip.weights()
     bl = spikes[:64]
     n_ref = 32 if args.quick else 64
+    fastpath.wait_warm()                                  # the chip's background warm-up thread
     chip.run(spikes[:8])                                  # warm-up (kernel compile / cache load)
-    rates: dict = {"chip": [], "numpy_ref": [], "base": []}
+    rates: dict = {"chip": [], "generic_kernel": [], "numpy_ref": [], "base": []}
+    simd_widths = fastpath.SIMD_WIDTHS
     for _ in range(reps):                                 # interleaved: the load hits all alike
         rates["chip"].append(n_layer / cpu_time(lambda: chip.run(spikes)))
+        fastpath.SIMD_WIDTHS = ()                         # the generic kernel (before the SIMD one)
+        try:
+            rates["generic_kernel"].append(n_layer / cpu_time(lambda: chip.run(spikes)))
+        finally:
+            fastpath.SIMD_WIDTHS = simd_widths
         os.environ[jit.ENV] = "numpy"
         try:
             rates["numpy_ref"].append(n_ref / cpu_time(lambda: chip.run(spikes[:n_ref])))
@@ -211,6 +219,9 @@ def main(argv=None) -> dict:
     res["numpy_reference_layer_sps_cpu"] = med["numpy_ref"]
     res["baseline_layer_sps_cpu"] = med["base"]
     res["ratio_vs_silicon_cpu"] = med["chip"] / SILICON_RATE
+    res["generic_kernel_layer_sps_cpu"] = med["generic_kernel"]
+    res["ratio_vs_generic_kernel_cpu"] = float(np.median([a / b for a, b in zip(rates["chip"],
+                                                                                rates["generic_kernel"])]))
     res["ratio_vs_numpy_reference_cpu"] = med["chip"] / med["numpy_ref"]
     res["ratio_vs_baseline_cpu"] = med["chip"] / med["base"]
     res["spread_chip_sps_cpu"] = [min(rates["chip"]), max(rates["chip"])]
@@ -294,6 +305,9 @@ def main(argv=None) -> dict:
               f"(spread {res['spread_chip_sps_cpu'][0]:,.0f}-{res['spread_chip_sps_cpu'][1]:,.0f}; "
               f"wall {res['chip_typical_layer_sps']:,.0f})")
         print(f"  vs silicon 22,568 samples/s: {res['ratio_vs_silicon_cpu']:.2f}x")
+        print(f"  vs the generic numba kernel (decision 0015 before the SIMD kernel, "
+              f"{res['generic_kernel_layer_sps_cpu']:,.0f} samples/s): {res['ratio_vs_generic_kernel_cpu']:.2f}x "
+              f"(median of the per-repetition ratios)")
         print(f"  vs numpy reference (same layer, spike-identical, {res['numpy_reference_layer_sps_cpu']:,.0f}"
               f" samples/s): {res['ratio_vs_numpy_reference_cpu']:.1f}x")
         print(f"  vs plain per-step-matmul baseline ({res['baseline_layer_sps_cpu']:,.0f} samples/s): "

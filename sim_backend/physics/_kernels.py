@@ -189,108 +189,65 @@ def layer_kernel(words, wv, noisy, key, table, var0, th, a, inv_tau, bref, jump,
     return nout
 
 
-
-from ._simd import (add_bytes64, ctz64, nonzero_mask64, nzeros_noisy, nzeros_quiet,  # noqa: E402
-                    neuron_lanes, popcount64, store_bits, vadd_row, vjoin, vload, vnoise, vsplit, vsrm, vzeros,
-                    vzeros_like)
+# ---- the SIMD kernel (issue 17): vector values in registers through numba intrinsics -----------
+from ._simd import (add_bytes64, ctz64, neuron_lanes, nonzero_mask64, nzeros_noisy,  # noqa: E402,F401
+                    nzeros_quiet, pick, popcount64, store_bits, vadd_row, vdraw, vjoin, vload, vnoise,
+                    vsplit, vsrm, vzeros, vzeros_like)
 
 _U64 = np.uint64(64)
-_U128 = np.uint64(128)
-
-
-@njit(inline="always")
-def _next_row(cur, nxt, hb, uk, stride, zoff):
-    """One step of the merged scan of a 128-row block (bit masks ``cur`` then ``nxt``; ``hb``
-    the first row of ``cur``): the weight-row offset of the lowest active row, or ``zoff`` (an
-    all-zero row) once both are empty; branch-free (selects), so steps of different lengths
-    cost no mispredicted loop exits of their own."""
-    sw = cur == _U0
-    cur = nxt if sw else cur
-    nxt = _U0 if sw else nxt
-    hb = uk + _U64 if sw else hb
-    off = zoff if cur == _U0 else (hb + ctz64(cur)) * stride
-    return cur & (cur - _U1), nxt, hb, off
 
 
 @njit(inline="always")
 def _scan_pair(x, base_a, base_b, has_b, nw64, wv, proto, stride, zoff, cnt):
     """Crossbar sums of two consecutive steps A and B (B absent: ``has_b`` False), interleaved
     so their two addition chains overlap: each is the sum of the active rows of ``wv`` in
-    ascending order from +0.0.  The shorter of the two is padded with the all-zero row:
-    x + 0.0 == x exactly for every x but -0.0, and a sum that starts at +0.0 is never -0.0 in
-    round-to-nearest, so the padding changes no bit.  Adds each step's 0/1 inputs to the
-    byte-wide row counters ``cnt``."""
+    ascending order from +0.0, one 64-row word after the other.  Within a word the step with
+    fewer active rows is padded with the all-zero row at offset ``zoff`` (a select, not a
+    branch): x + 0.0 == x exactly for every x but -0.0, and a sum that starts at +0.0 is never
+    -0.0 in round-to-nearest, so the padding changes no bit.  Adds each step's 0/1 inputs to
+    the byte-wide row counters ``cnt``."""
     acc_a = vzeros(proto)
     acc_b = vzeros(proto)
-    for k in range(0, nw64, 2):
+    for k in range(nw64):
         uk = np.uint64(k) * _U64
         add_bytes64(cnt, uk, x, base_a + uk)
-        ca = nonzero_mask64(x, base_a + uk)
-        na = _U0
-        cb = _U0
-        nb = _U0
-        if k + 1 < nw64:
-            add_bytes64(cnt, uk + _U64, x, base_a + uk + _U64)
-            na = nonzero_mask64(x, base_a + uk + _U64)
+        ma = nonzero_mask64(x, base_a + uk)
+        mb = _U0
         if has_b:
             add_bytes64(cnt, uk, x, base_b + uk)
-            cb = nonzero_mask64(x, base_b + uk)
-            if k + 1 < nw64:
-                add_bytes64(cnt, uk + _U64, x, base_b + uk + _U64)
-                nb = nonzero_mask64(x, base_b + uk + _U64)
-        ha = uk
-        hb = uk
-        while (ca | na | cb | nb) != _U0:
-            ca, na, ha, off_a = _next_row(ca, na, ha, uk, stride, zoff)
-            cb, nb, hb, off_b = _next_row(cb, nb, hb, uk, stride, zoff)
+            mb = nonzero_mask64(x, base_b + uk)
+        while (ma | mb) != _U0:
+            off_a = pick(ma == _U0, zoff, (uk + ctz64(ma)) * stride)
+            off_b = pick(mb == _U0, zoff, (uk + ctz64(mb)) * stride)
+            ma &= ma - _U1
+            mb &= mb - _U1
             acc_a = vadd_row(acc_a, wv, off_a)
             acc_b = vadd_row(acc_b, wv, off_b)
     return acc_a, acc_b
 
 
 @njit(inline="always")
-def _draw(nzbuf, e0, n_, ukey, table):
-    """nzbuf[j] = the column-noise value of element e0 + j, j < n_ (the counter-based stream of
-    :func:`layer_kernel`)."""
-    h = _U0
-    for j in range(n_):
-        e = e0 + np.uint64(j)
-        if j == 0 or (e & _U3) == _U0:
-            h = _mix64(ukey + (e >> _U2) * _GOLDEN)
-        nzbuf[j] = table[((h >> (_U16 * (e & _U3))) & _UFFFF) >> _U4]
-
-
-@njit(inline="always")
 def _flush(cnt, row_counts):
+    """row_counts += the byte-wide counters; counters back to 0."""
     for i in range(cnt.shape[0]):
         row_counts[i] += np.int64(cnt[i])
         cnt[i] = 0
 
 
 @njit
-def layer_kernel_simd(x, b_, t_, nw64, wv, proto, n_, noisy, key, table, var0, th, a, inv_tau, bref,
-                      jump, clo, chi, s, row_counts):
-    """The fused layer of :func:`layer_kernel` with vector registers (``_simd``), bit-identical.
+def layer_simd_noisy(x, b_, t_, nw64, wv, proto, n_, key, table, var0, th, a, inv_tau, bref, jump, clo,
+                     chi, s, row_counts):
+    """The fused layer of :func:`layer_kernel` with column noise, in vector registers
+    (``_simd``), bit-identical to it and to the numpy reference.
 
     ``x`` flat (B * T * 64 * nw64) uint8 0/1 spikes, rows padded with zeros to whole 64-row
     words.  ``wv`` flat (64 * nw64 + 1, L) with L = 8 * len(proto) (``proto``: a tuple whose
     length fixes the accumulator width at compile time): row i is ``wd[i]`` padded with zeros
-    to L/2 lanes then ``var[i]`` likewise when ``noisy``, ``wd[i]`` padded to L lanes otherwise;
-    the last row is all zeros.  ``var0, th, a, inv_tau, jump`` are padded to the neuron lane
-    count (L/2 noisy, L otherwise) with 0 (``th``: +inf, so padding lanes never fire).
-    ``s`` flat uint8 with room for B * T * n_ + L bytes (one lane-wide store per step).
-    Writes spikes, adds per-row input counts to row_counts (64 * nw64) int64, returns the
-    number of output spikes."""
-    if noisy:
-        return _layer_noisy(x, b_, t_, nw64, wv, proto, n_, key, table, var0, th, a, inv_tau, bref,
-                            jump, clo, chi, s, row_counts)
-    return _layer_quiet(x, b_, t_, nw64, wv, proto, n_, th, a, inv_tau, bref, jump, clo, chi, s,
-                        row_counts)
-
-
-@njit(inline="always")
-def _layer_noisy(x, b_, t_, nw64, wv, proto, n_, key, table, var0, th, a, inv_tau, bref, jump, clo, chi,
-                 s, row_counts):
+    to L/2 lanes, then ``var[i]`` likewise; the last row is all zeros.  ``var0, th, a,
+    inv_tau, jump`` are padded to ``_simd.neuron_lanes(len(proto), True)`` lanes with 0
+    (``th``: +inf, so padding lanes never fire).  ``s`` flat uint8 with room for
+    B * T * n_ + neuron_lanes bytes (one lane-wide store per step).  Writes spikes, adds per-row
+    input counts to row_counts (64 * nw64) int64, returns the number of output spikes."""
     un = np.uint64(n_)
     urw = np.uint64(nw64 * 64)
     stride = np.uint64(8 * len(proto))
@@ -301,7 +258,6 @@ def _layer_noisy(x, b_, t_, nw64, wv, proto, n_, key, table, var0, th, a, inv_ta
     av = vload(a, _U0, like)
     itv = vload(inv_tau, _U0, like)
     jv = vload(jump, _U0, like)
-    nzbuf = np.zeros(var0.shape[0])       # lanes past n_ stay 0.0
     cnt = np.zeros(nw64 * 64, dtype=np.uint8)
     ukey = np.uint64(key)
     nout = _U0
@@ -319,15 +275,13 @@ def _layer_noisy(x, b_, t_, nw64, wv, proto, n_, key, table, var0, th, a, inv_ta
             acc_a, acc_b = _scan_pair(x, bt * urw, (bt + _U1) * urw, has_b, nw64, wv, proto, stride,
                                       zoff, cnt)
             z, var = vsplit(acc_a)
-            _draw(nzbuf, bt * un, n_, ukey, table)
-            z = vnoise(z, var, v0, vload(nzbuf, _U0, like))
+            z = vnoise(z, var, v0, vdraw(table, bt * un, un, ukey, like))
             p, r, bits = vsrm(z, p, r, thv, av, itv, jv, bref, clo, chi)
             store_bits(s, bt * un, bits, like)
             nout += popcount64(bits)
             if has_b:
                 z, var = vsplit(acc_b)
-                _draw(nzbuf, (bt + _U1) * un, n_, ukey, table)
-                z = vnoise(z, var, v0, vload(nzbuf, _U0, like))
+                z = vnoise(z, var, v0, vdraw(table, (bt + _U1) * un, un, ukey, like))
                 p, r, bits = vsrm(z, p, r, thv, av, itv, jv, bref, clo, chi)
                 store_bits(s, (bt + _U1) * un, bits, like)
                 nout += popcount64(bits)
@@ -335,8 +289,10 @@ def _layer_noisy(x, b_, t_, nw64, wv, proto, n_, key, table, var0, th, a, inv_ta
     return nout
 
 
-@njit(inline="always")
-def _layer_quiet(x, b_, t_, nw64, wv, proto, n_, th, a, inv_tau, bref, jump, clo, chi, s, row_counts):
+@njit
+def layer_simd_quiet(x, b_, t_, nw64, wv, proto, n_, th, a, inv_tau, bref, jump, clo, chi, s, row_counts):
+    """:func:`layer_simd_noisy` without noise: rows of ``wv`` are ``wd`` padded to L lanes, the
+    neuron vectors ``neuron_lanes(len(proto), False)`` lanes wide."""
     un = np.uint64(n_)
     urw = np.uint64(nw64 * 64)
     stride = np.uint64(8 * len(proto))

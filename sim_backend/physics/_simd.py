@@ -223,6 +223,52 @@ def vnoise(typingctx, z, var, var0, nz):
     return z(z, var, var0, nz), codegen
 
 
+_GOLDEN = 0x9E3779B97F4A7C15
+_MIX1 = 0xBF58476D1CE4E5B9
+_MIX2 = 0x94D049BB133111EB
+
+
+@intrinsic
+def vdraw(typingctx, table, e0, n, key, like):
+    """Column-noise values of elements ``e0 + j`` in lane j < ``n`` (+0.0 in the lanes after):
+    ``table[idx >> 4]`` with idx the 16-bit chunk ``e % 4`` of
+    splitmix64(key + (e // 4) * golden) - the counter-based stream of
+    ``fastpath.noise_indices_for``, every lane hashed on its own (wrapping uint64 arithmetic,
+    as in the scalar code) and the table read lane by lane."""
+    if not (_is_f64_array(table) and isinstance(like, F64Vec)
+            and all(isinstance(x, types.Integer) for x in (e0, n, key))):
+        return None
+
+    def codegen(context, builder, sig, args):
+        tab, e0v, nv, keyv = args[0], args[1], args[2], args[3]
+        lanes = like.lanes
+        vi = ir.VectorType(_I64, lanes)
+
+        def splat(x):
+            v = builder.insert_element(ir.Constant(vi, ir.Undefined), x, ir.Constant(ir.IntType(32), 0))
+            return builder.shuffle_vector(v, ir.Constant(vi, ir.Undefined),
+                                          ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+
+        def const(c):
+            return ir.Constant(vi, [c] * lanes)
+        e = builder.add(splat(e0v), ir.Constant(vi, list(range(lanes))))
+        z = builder.add(splat(keyv), builder.mul(builder.lshr(e, const(2)), const(_GOLDEN)))
+        z = builder.mul(builder.xor(z, builder.lshr(z, const(30))), const(_MIX1))
+        z = builder.mul(builder.xor(z, builder.lshr(z, const(27))), const(_MIX2))
+        z = builder.xor(z, builder.lshr(z, const(31)))
+        sh = builder.shl(builder.and_(e, const(3)), const(4))
+        idx = builder.lshr(builder.and_(builder.lshr(z, sh), const(0xFFFF)), const(4))
+        base = _ptr(context, builder, sig.args[0], tab, ir.Constant(_I64, 0), _DBL)
+        out = ir.Constant(_vt(lanes), ir.Undefined)
+        for j in range(lanes):
+            i = builder.extract_element(idx, ir.Constant(ir.IntType(32), j))
+            out = builder.insert_element(out, builder.load(builder.gep(base, [i]), align=8),
+                                         ir.Constant(ir.IntType(32), j))
+        live = builder.icmp_unsigned("<", ir.Constant(vi, list(range(lanes))), splat(nv))
+        return builder.select(live, out, ir.Constant(_vt(lanes), [0.0] * lanes))
+    return like(table, e0, n, key, like), codegen
+
+
 @intrinsic
 def vsrm(typingctx, z, p, r, th, a, inv_tau, jump, bref, clo, chi):
     """One step of the SRM neurons, all lanes at once, exactly ``_kernels._srm_step``:
@@ -324,3 +370,27 @@ def popcount64(typingctx, x):
     def codegen(context, builder, sig, args):
         return builder.ctpop(args[0])
     return types.uint64(x), codegen
+
+
+@intrinsic
+def vlane(typingctx, v, i):
+    """Lane ``i`` of the vector ``v`` as a float64 (benchmarks, tests)."""
+    if not (isinstance(v, F64Vec) and isinstance(i, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.extract_element(args[0], args[1])
+    return types.float64(v, i), codegen
+
+
+@intrinsic
+def pick(typingctx, cond, a, b):
+    """``a if cond else b`` as an LLVM ``select`` of two 64-bit integers (a conditional move,
+    not a branch: numba lowers a Python conditional expression to control flow, which costs a
+    mispredicted branch when ``cond`` is unpredictable)."""
+    if not (isinstance(cond, types.Boolean) and isinstance(a, types.Integer) and a == b and a.bitwidth == 64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.select(args[0], args[1], args[2])
+    return a(cond, a, b), codegen

@@ -102,6 +102,17 @@ def prewarm() -> None:
         _WARMER.start()
 
 
+def wait_warm(timeout_s: float | None = None) -> bool:
+    """Block until the background warm-up started by :func:`prewarm` (if any) has finished;
+    True when the kernels are ready.  Benchmarks call it before timing: process CPU time
+    counts every thread, and the warm-up's compile or cache load (0.3-3 s of CPU) would
+    otherwise land in the first timed repetition."""
+    t = _WARMER
+    if t is not None:
+        t.join(timeout_s)
+    return _WARM.is_set()
+
+
 def _warm_quietly() -> None:
     try:
         warm()
@@ -165,7 +176,7 @@ def _pad(v: np.ndarray, lanes: int, fill: float) -> np.ndarray:
 
 
 def _layer_simd(k, spikes, wd, var, key, var0, th, a, inv_tau, bref, jump, params, width):
-    """``layer_forward`` through ``_kernels.layer_kernel_simd`` (spikes uint8 (B, T, R)
+    """``layer_forward`` through ``_kernels.layer_simd_noisy`` / ``layer_simd_quiet`` (spikes uint8 (B, T, R)
     C-contiguous): rows padded to whole 64-row words, the weight rows laid out in ``width``
     blocks of 8 doubles (see the kernel) plus one all-zero row."""
     b_, t_, r_ = spikes.shape
@@ -184,11 +195,15 @@ def _layer_simd(k, spikes, wd, var, key, var0, th, a, inv_tau, bref, jump, param
         wv[:r_, lanes // 2:lanes // 2 + n_] = var
     rc = np.zeros(rp, dtype=np.int64)
     s = np.empty(b_ * t_ * n_ + nl, dtype=np.uint8)
-    nout = k.layer_kernel_simd(spikes.reshape(-1), b_, t_, rp // 64, wv.reshape(-1), (0.0,) * width, n_,
-                               noisy, np.uint64(int(key or 0) & (2 ** 64 - 1)), NOISE_TABLE,
-                               _pad(var0, nl, 0.0), _pad(th, nl, np.inf), _pad(a, nl, 0.0),
-                               _pad(inv_tau, nl, 0.0), bref, _pad(jump, nl, 0.0), float(params.clamp_low),
-                               float(params.clamp_high), s, rc)
+    key64 = np.uint64(int(key or 0) & (2 ** 64 - 1))
+    consts = (_pad(th, nl, np.inf), _pad(a, nl, 0.0), _pad(inv_tau, nl, 0.0), bref, _pad(jump, nl, 0.0),
+              float(params.clamp_low), float(params.clamp_high), s, rc)
+    if noisy:
+        nout = k.layer_simd_noisy(spikes.reshape(-1), b_, t_, rp // 64, wv.reshape(-1), (0.0,) * width, n_,
+                                  key64, NOISE_TABLE, _pad(var0, nl, 0.0), *consts)
+    else:
+        nout = k.layer_simd_quiet(spikes.reshape(-1), b_, t_, rp // 64, wv.reshape(-1), (0.0,) * width, n_,
+                                  *consts)
     return s[:b_ * t_ * n_].reshape(b_, t_, n_).view(bool), rc[:r_], int(nout)
 
 
