@@ -57,6 +57,9 @@ class _Round:
     def accept(self, reply: Frame, off: int, n: int) -> bool:
         raise NotImplementedError
 
+    def sink(self, frame: Frame, nbytes: int, inflight: dict[int, tuple[int, int, int]]) -> memoryview | None:
+        return None
+
 
 class _Put(_Round):
     """BULK_PUT: bytes ``off:off+n`` of the request, raw after the frame."""
@@ -97,8 +100,26 @@ class _Get(_Round):
             return False
         if (h.id, h.total, h.offset, h.nbytes, len(reply.data)) != (self.tid, self.total, off, n, n):
             return False
-        self.out[off:off + n] = reply.data
+        if not (isinstance(reply.data, memoryview) and reply.data.obj is self.out):
+            self.out[off:off + n] = reply.data  # else the decoder collected it in place (sink)
         return True
+
+    def sink(self, frame: Frame, nbytes: int, inflight: dict[int, tuple[int, int, int]]) -> memoryview | None:
+        """Where the raw block after ``frame`` goes: its place in the result, for the reply to
+        a piece in flight whose BULK record names exactly that piece (no other block can write
+        there, so bytes already accepted are never overwritten); else None (the decoder's
+        own buffer)."""
+        entry = inflight.get(frame.seq)
+        if entry is None or frame.echo != entry[2] or frame.opcode != self.opcode:
+            return None
+        off, n, _ = entry
+        try:
+            h = decode_bulk(frame.payload)
+        except (PayloadError, ValueError):
+            return None
+        if (h.id, h.total, h.offset, h.nbytes, nbytes) != (self.tid, self.total, off, n, n):
+            return None
+        return memoryview(self.out)[off:off + n]
 
 
 def _split(off: int, n: int) -> list[tuple[int, int]]:
@@ -200,6 +221,14 @@ class BulkMode:
                     name = Status(ev.status).name if ev.status in Status._value2member_map_ else "UNKNOWN"
                     raise ChipError(ev.status, name, ev.payload.decode("utf-8", "replace"))
 
+        self._decoder.sink = lambda frame, nbytes: job.sink(frame, nbytes, inflight)
+        try:
+            return self._exchange_round(job, pending, inflight, failed, marker, on_events)
+        finally:
+            self._decoder.detach_sink()
+
+    def _exchange_round(self, job: _Round, pending: list[tuple[int, int]], inflight: dict, failed: list,
+                        marker: dict, on_events: Callable[[list], None]) -> list[tuple[int, int]]:
         parts: list = []
         for off, n in pending:
             unit, crc = job.unit(self._next_seq(), self._session, off, n)
@@ -215,9 +244,9 @@ class BulkMode:
         self.stats.round_trips += 1
         deadline = time.monotonic() + self.timeout_s
         while "seen" not in marker:
-            data = self._receive(deadline)
-            if data:
-                on_events(self._decoder.feed_events(data))
+            events = self._take_in(deadline)
+            if events is not None:
+                on_events(events)
                 deadline = time.monotonic() + self.timeout_s  # the link is alive: wait on
             elif time.monotonic() >= deadline or getattr(self._port, "synchronous", False):
                 on_events(self._decoder.abandon())
@@ -260,11 +289,25 @@ class BulkMode:
             wait = 0.0 if wrote or i == len(views) else max(0.0, deadline - time.monotonic())
             readable, writable, _ = select.select([fd], [fd] if i < len(views) else [], [], wait)
             if readable:
-                got = self._receive(0.0)
-                if got:
-                    on_events(self._decoder.feed_events(got))
+                events = self._take_in(0.0)
+                if events:
+                    on_events(events)
             elif i < len(views) and not writable and time.monotonic() >= deadline:
                 raise serial.SerialTimeoutException("write timeout")
+
+    def _take_in(self, deadline: float) -> list | None:
+        """What the link received by ``deadline`` (monotonic s) as decoder events; None when
+        nothing came.  Bytes of a raw block the decoder collects in place (a BULK_GET piece
+        in flight) are read straight there: one copy from the kernel into the result."""
+        target = self._decoder.raw_target()
+        if target is None or self._direct is None:
+            data = self._receive(deadline)
+            return self._decoder.feed_events(data) if data else None
+        if not select.select([self._fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            return None
+        n = self._direct.read_into(target)
+        self.stats.bytes_rx += n
+        return self._decoder.raw_received(n)
 
     def _write_draining(self, data, on_events: Callable[[list], None]) -> None:
         """Write ``data`` in slices through pyserial (a transport without a descriptor),
