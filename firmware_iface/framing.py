@@ -166,11 +166,12 @@ class FrameDecoder:
         self._idle = raw_idle_s
         self._raw: tuple[Frame, int, int] | None = None
         """Raw block being collected: (announcing frame, nbytes, crc)."""
-        self._block = bytearray()
         self.sink: RawSink | None = None
         """Where raw blocks are collected (see :data:`RawSink`); None: the decoder's buffer."""
         self._sink: memoryview | None = None
-        """The caller's view the raw block being collected goes to (None: ``_block``)."""
+        """Where the raw block being collected goes: the caller's view, or a buffer of the
+        block's size (None until its first bytes arrive, and when it arrives whole in one
+        ``feed_events``: then it is handed out as a view of those bytes, uncopied)."""
         self._got = 0
         """Bytes of the raw block already in ``_sink``."""
         self._last = self._now = 0.0
@@ -230,9 +231,10 @@ class FrameDecoder:
         """Stop collecting into the caller's view (the caller is done with it): a raw block
         being collected continues in the decoder's own buffer.  Also clears :attr:`sink`."""
         self.sink = None
-        if self._sink is not None:
-            self._block = bytearray(self._sink[:self._got])
-            self._sink, self._got = None, 0
+        if self._sink is not None and self._raw is not None:
+            own = bytearray(self._raw[1])
+            own[:self._got] = self._sink[:self._got]
+            self._sink = memoryview(own)
 
     def raw_received(self, n: int, now: float | None = None) -> list[Frame | FrameError]:
         """``n`` bytes were read into :meth:`raw_target`'s view: what they complete (as
@@ -255,9 +257,8 @@ class FrameDecoder:
         frame = self._raw[0]
         self._raw = None
         self._error(RawBlockError(frame, reason), out)
-        self._buf[:0] = self._block if self._sink is None else self._sink[:self._got]
+        self._buf[:0] = self._sink[:self._got] if self._sink is not None else b""
         self._buf += rest
-        self._block = bytearray()
         self._sink, self._got = None, 0
         self._scan = 0
 
@@ -270,21 +271,18 @@ class FrameDecoder:
         while True:
             if self._raw is not None:
                 n = self._raw[1]
-                if self._sink is not None:  # into the caller's view: one copy, wherever it is
+                if self._sink is None and data is not None and len(buf) - start >= n:
+                    block = memoryview(buf)[start:start + n]  # whole in ``data``: a view
+                    start += n
+                    got = n
+                else:  # into the caller's view, or a buffer of the block's size: one copy
+                    if self._sink is None:
+                        self._sink = memoryview(bytearray(n))
                     take = min(len(buf) - start, n - self._got)
                     self._sink[self._got:self._got + take] = memoryview(buf)[start:start + take]
                     self._got += take
                     start += take
                     got, block = self._got, self._sink
-                elif data is not None and not self._block and len(buf) - start >= n:
-                    self._block = memoryview(buf)[start:start + n]  # whole in ``data``: a view
-                    start += n
-                    got, block = n, self._block
-                else:
-                    take = min(len(buf) - start, n - len(self._block))
-                    self._block += memoryview(buf)[start:start + take]
-                    start += take
-                    got, block = len(self._block), self._block
                 scan = start
                 if got < n:
                     break
@@ -292,10 +290,9 @@ class FrameDecoder:
                 if crc32(block) == crc:
                     self._raw = None
                     out.append(replace(frame, data=block))  # handed over, not copied
-                    self._block = bytearray()
                     self._sink, self._got = None, 0
                     continue
-                rest = bytes(buf[start:])
+                rest = bytes(buf[start:] if self._sink is not None else buf[start - n:])  # a view: its bytes too
                 if data is None:
                     buf.clear()
                 self._fail_raw(f"raw block of {n} bytes failed its CRC-32", out, rest)
@@ -318,7 +315,7 @@ class FrameDecoder:
                     if announced is None:
                         out.append(frame)
                     else:
-                        self._raw, self._block, self._last = (frame, *announced), bytearray(), self._now
+                        self._raw, self._last = (frame, *announced), self._now
                         sink = self.sink(frame, announced[0]) if self.sink is not None else None
                         self._sink = sink if sink is not None and len(sink) == announced[0] else None
                         self._got = 0
@@ -340,4 +337,4 @@ class FrameDecoder:
 
     def pending(self) -> int:
         """Bytes buffered while waiting for a delimiter or the rest of a raw block."""
-        return len(self._buf) + (len(self._block) if self._sink is None else self._got)
+        return len(self._buf) + self._got
