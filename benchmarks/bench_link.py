@@ -84,10 +84,10 @@ class Raw:
         if kind == "socket":
             srv = socket.create_server(("127.0.0.1", 0))
             host = socket.create_connection(("127.0.0.1", srv.getsockname()[1]))
-            host.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             far, _ = srv.accept()
             srv.close()
-            far.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for sock in (host, far):  # as the link's ends are set up (drivers/transport.tune_tcp)
+                tune_tcp(sock)
             self._socks = (host, far)
             self.h_read, self.h_write = (lambda: host.recv(1 << 20)), host.sendall
             self.f_read, self.f_write = (lambda: far.recv(1 << 20)), far.sendall
@@ -144,6 +144,13 @@ class Raw:
             s.close()
         for fd in getattr(self, "_fds", ()):
             os.close(fd)
+
+
+def tune_tcp(sock: socket.socket) -> None:
+    """TCP_NODELAY and 4 MiB buffers: the raw baseline gets what the link's ends get."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        sock.setsockopt(socket.SOL_SOCKET, opt, 4 * 1024 * 1024)
 
 
 def _write_all(fd: int, data: bytes) -> None:

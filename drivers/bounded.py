@@ -68,12 +68,14 @@ class BoundedTransfers(BulkMode):
         total = len(payload)
         bulk = self.use_bulk and self.info().has(Capability.BULK)
         budget = Budget(self, opcode, frames=1 if bulk else max(1, -(-total // chunk)) + 1)
-        if bulk:  # the request as raw pieces, pipelined (drivers/bulkmode.py)
-            self._bulk_put(tid, int(opcode), payload)
+        reply = None
+        if bulk:  # the request as raw pieces, pipelined, the COMMIT in the same burst (bulkmode.py)
+            reply = self._bulk_put(tid, int(opcode), payload, timeout_s)
         else:
             for off in range(0, total, chunk):
                 budget.send(Opcode.STAGE, encode_stage(tid, int(opcode), total, off, payload[off:off + chunk]))
-        reply = budget.send(Opcode.COMMIT, encode_commit(tid, int(opcode), total), timeout_s)
+        if reply is None:
+            reply = budget.send(Opcode.COMMIT, encode_commit(tid, int(opcode), total), timeout_s)
         try:
             rid, status, length, first = decode_result(reply)
         except (PayloadError, ValueError) as exc:

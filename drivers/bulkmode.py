@@ -21,7 +21,7 @@ from collections.abc import Callable
 import serial
 
 from drivers.errors import ChipError, ChipTimeout, ProtocolError
-from firmware_iface.bulk import bulk_header, bulk_unit, decode_bulk, encode_bulk, encode_fetch
+from firmware_iface.bulk import bulk_header, bulk_unit, decode_bulk, encode_bulk, encode_commit, encode_fetch
 from firmware_iface.framing import Frame, FrameError, RawBlockError, encode_frame, frame_crc
 from firmware_iface.records import PayloadError
 from firmware_iface.spec import Opcode, Status
@@ -47,6 +47,8 @@ class _Round:
     """One direction of a pipelined transfer: how to send a piece and accept its reply."""
 
     opcode: Opcode
+    wait_s = 0.0
+    """Least time (s) to wait for the closing frame's reply (an upload's COMMIT runs the command)."""
 
     def __init__(self, tid: int, total: int) -> None:
         self.tid, self.total = tid, total
@@ -57,6 +59,20 @@ class _Round:
     def accept(self, reply: Frame, off: int, n: int) -> bool:
         raise NotImplementedError
 
+    def sink(self, frame: Frame, nbytes: int, inflight: dict[int, tuple[int, int, int]]) -> memoryview | None:
+        return None
+
+    def closing(self, seq: int, session: int) -> Frame:
+        """The frame that closes a round: the board answers it after every piece before it."""
+        return Frame(Opcode.STATUS, seq, session=session)
+
+    def closed(self, reply: Frame) -> None:
+        """The board answered the closing frame with ``reply`` (status not NO_SESSION)."""
+
+    def done(self) -> bool:
+        """Nothing more to send, whatever failed (the closing frame's reply settled it)."""
+        return False
+
 
 class _Put(_Round):
     """BULK_PUT: bytes ``off:off+n`` of the request, raw after the frame."""
@@ -66,6 +82,25 @@ class _Put(_Round):
     def __init__(self, tid: int, target: int, payload: bytes) -> None:
         super().__init__(tid, len(payload))
         self.target, self.data = target, memoryview(payload)
+        self.result: bytes | None = None
+        """The COMMIT reply's payload (the RESULT record) once a round's COMMIT ran the request."""
+        self.unsettled = False
+        """A round's COMMIT was answered neither OK nor NOT_READY (BUSY: a long job accepted):
+        the caller settles the COMMIT through its own retry and BUSY rules."""
+
+    def closing(self, seq: int, session: int) -> Frame:
+        """COMMIT closes an upload round (docs/protocol.md, Bulk mode): it runs the request when
+        every byte is staged, and is answered NOT_READY (nothing run) when a piece was lost."""
+        return Frame(Opcode.COMMIT, seq, encode_commit(self.tid, self.target, self.total), session=session)
+
+    def closed(self, reply: Frame) -> None:
+        if reply.status == Status.OK:
+            self.result = reply.payload
+        elif reply.status != Status.NOT_READY:
+            self.unsettled = True
+
+    def done(self) -> bool:
+        return self.result is not None or self.unsettled
 
     def unit(self, seq: int, session: int, off: int, n: int) -> tuple[tuple, int]:
         piece = self.data[off:off + n]
@@ -97,8 +132,26 @@ class _Get(_Round):
             return False
         if (h.id, h.total, h.offset, h.nbytes, len(reply.data)) != (self.tid, self.total, off, n, n):
             return False
-        self.out[off:off + n] = reply.data
+        if not (isinstance(reply.data, memoryview) and reply.data.obj is self.out):
+            self.out[off:off + n] = reply.data  # else the decoder collected it in place (sink)
         return True
+
+    def sink(self, frame: Frame, nbytes: int, inflight: dict[int, tuple[int, int, int]]) -> memoryview | None:
+        """Where the raw block after ``frame`` goes: its place in the result, for the reply to
+        a piece in flight whose BULK record names exactly that piece (no other block can write
+        there, so bytes already accepted are never overwritten); else None (the decoder's
+        own buffer)."""
+        entry = inflight.get(frame.seq)
+        if entry is None or frame.echo != entry[2] or frame.opcode != self.opcode:
+            return None
+        off, n, _ = entry
+        try:
+            h = decode_bulk(frame.payload)
+        except (PayloadError, ValueError):
+            return None
+        if (h.id, h.total, h.offset, h.nbytes, nbytes) != (self.tid, self.total, off, n, n):
+            return None
+        return memoryview(self.out)[off:off + n]
 
 
 def _split(off: int, n: int) -> list[tuple[int, int]]:
@@ -113,13 +166,19 @@ class BulkMode:
     """Piece size the next transfer starts with: quartered after a transfer that lost pieces in
     its first round, doubled (up to PIECE_MAX) after one that did not."""
 
-    def _bulk_put(self, tid: int, target: int, payload: bytes) -> None:
-        """Stage ``payload`` as transfer ``tid``; a board that rebooted meanwhile (its staging
-        buffer lost) gets a new session and the whole request again, ``retries`` times at most."""
+    def _bulk_put(self, tid: int, target: int, payload: bytes, timeout_s: float | None = None) -> bytes | None:
+        """Stage ``payload`` as transfer ``tid``, each round closed by its COMMIT: the COMMIT
+        reply's payload (RESULT) once one ran the request, None when none settled it (its
+        reply lost, or BUSY): the caller then sends COMMIT itself.  A board that rebooted
+        meanwhile (its staging buffer lost) gets a new session and the whole request again,
+        ``retries`` times at most.  ``timeout_s``: the command's own time limit (its COMMIT is
+        waited for at least that long)."""
         for attempt in range(self.retries + 1):
             try:
-                self._pipeline(_Put(tid, target, payload), 0)
-                return
+                job = _Put(tid, target, payload)
+                job.wait_s = timeout_s or 0.0
+                self._pipeline(job, 0)
+                return job.result
             except SessionLost:
                 if attempt == self.retries:
                     raise
@@ -146,7 +205,7 @@ class BulkMode:
             if first:
                 self.bulk_piece = max(PIECE_MIN, size // SPLIT) if failed else min(PIECE_MAX, size * 2)
                 first = False
-            if not failed:
+            if not failed or job.done():
                 return
             idle = idle + 1 if len(failed) == len(pending) else 0
             left -= len(failed)
@@ -160,7 +219,8 @@ class BulkMode:
             pending = [p for off, n in failed for p in _split(off, n)]
 
     def _round(self, job: _Round, pending: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        """Send every piece of ``pending``, then STATUS; return the pieces that failed."""
+        """Send every piece of ``pending``, then the closing frame (STATUS, or an upload's
+        COMMIT); return the pieces that failed."""
         inflight: dict[int, tuple[int, int, int]] = {}
         failed: list[tuple[int, int]] = []
         marker: dict[str, int] = {}
@@ -179,9 +239,11 @@ class BulkMode:
                     continue
                 if not ev.is_response:
                     continue
-                if ev.seq == marker.get("seq") and ev.echo == marker["crc"] and ev.opcode == Opcode.STATUS:
+                if ev.seq == marker.get("seq") and ev.echo == marker["crc"] and ev.opcode == marker["opcode"]:
                     if ev.status == Status.NO_SESSION:
                         raise SessionLost(f"the board at {self.url} lost the session (it rebooted)")
+                    if ev.session == self._session:
+                        job.closed(ev)
                     marker["seen"] = 1
                     continue
                 entry = inflight.get(ev.seq)
@@ -200,25 +262,35 @@ class BulkMode:
                     name = Status(ev.status).name if ev.status in Status._value2member_map_ else "UNKNOWN"
                     raise ChipError(ev.status, name, ev.payload.decode("utf-8", "replace"))
 
+        self._decoder.sink = lambda frame, nbytes: job.sink(frame, nbytes, inflight)
+        try:
+            return self._exchange_round(job, pending, inflight, failed, marker, on_events)
+        finally:
+            self._decoder.detach_sink()
+
+    def _exchange_round(self, job: _Round, pending: list[tuple[int, int]], inflight: dict, failed: list,
+                        marker: dict, on_events: Callable[[list], None]) -> list[tuple[int, int]]:
         parts: list = []
         for off, n in pending:
             unit, crc = job.unit(self._next_seq(), self._session, off, n)
             inflight[self._seq] = (off, n, crc)
             parts += unit
-        req = Frame(Opcode.STATUS, self._next_seq(), session=self._session)
-        marker.update(seq=req.seq, crc=frame_crc(req))
+        req = job.closing(self._next_seq(), self._session)
+        marker.update(seq=req.seq, crc=frame_crc(req), opcode=req.opcode)
         parts.append(encode_frame(req))
         self._send_parts(parts, on_events)
         self.stats.commands += len(pending) + 1
-        self.stats.unsequenced += len(pending) + 1
+        self.stats.unsequenced += len(pending) + (req.opcode == Opcode.STATUS)
+        self.stats.commit_rounds += req.opcode == Opcode.COMMIT
         self.stats.bulk_rounds += 1
         self.stats.round_trips += 1
-        deadline = time.monotonic() + self.timeout_s
+        wait_s = max(self.timeout_s, job.wait_s)
+        deadline = time.monotonic() + wait_s
         while "seen" not in marker:
-            data = self._receive(deadline)
-            if data:
-                on_events(self._decoder.feed_events(data))
-                deadline = time.monotonic() + self.timeout_s  # the link is alive: wait on
+            events = self._take_in(deadline)
+            if events is not None:
+                on_events(events)
+                deadline = time.monotonic() + wait_s  # the link is alive: wait on
             elif time.monotonic() >= deadline or getattr(self._port, "synchronous", False):
                 on_events(self._decoder.abandon())
                 break
@@ -260,11 +332,25 @@ class BulkMode:
             wait = 0.0 if wrote or i == len(views) else max(0.0, deadline - time.monotonic())
             readable, writable, _ = select.select([fd], [fd] if i < len(views) else [], [], wait)
             if readable:
-                got = self._receive(0.0)
-                if got:
-                    on_events(self._decoder.feed_events(got))
+                events = self._take_in(0.0)
+                if events:
+                    on_events(events)
             elif i < len(views) and not writable and time.monotonic() >= deadline:
                 raise serial.SerialTimeoutException("write timeout")
+
+    def _take_in(self, deadline: float) -> list | None:
+        """What the link received by ``deadline`` (monotonic s) as decoder events; None when
+        nothing came.  Bytes of a raw block the decoder collects in place (a BULK_GET piece
+        in flight) are read straight there: one copy from the kernel into the result."""
+        target = self._decoder.raw_target()
+        if target is None or self._direct is None:
+            data = self._receive(deadline)
+            return self._decoder.feed_events(data) if data else None
+        if not select.select([self._fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            return None
+        n = self._direct.read_into(target)
+        self.stats.bytes_rx += n
+        return self._decoder.raw_received(n)
 
     def _write_draining(self, data, on_events: Callable[[list], None]) -> None:
         """Write ``data`` in slices through pyserial (a transport without a descriptor),

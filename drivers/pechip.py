@@ -68,9 +68,11 @@ class LinkStats:
     """Frames (counted in ``commands``) that those transfers took."""
     unsequenced: int = 0
     """Frames (counted in ``commands``) outside the seq rules: bulk pieces (BULK_PUT / BULK_GET)
-    and the STATUS closing each pipelined round (drivers/bulkmode.py)."""
+    and the STATUS closing each pipelined readout round (drivers/bulkmode.py)."""
     bulk_rounds: int = 0
-    """Pipelined rounds of bulk pieces (each closed by one STATUS)."""
+    """Pipelined rounds of bulk pieces (each closed by one STATUS, or by the COMMIT of an upload)."""
+    commit_rounds: int = 0
+    """Of those, the upload rounds closed by their COMMIT (sent in the same burst as the pieces)."""
 
     @property
     def operations(self) -> int:

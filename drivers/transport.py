@@ -127,6 +127,19 @@ class Direct:
             raise serial.SerialException("the far end closed the link")
         return data
 
+    def read_into(self, view: memoryview) -> int:
+        """Read what is there straight into ``view`` (call after select() found the descriptor
+        readable); bytes read, 0 when nothing was there after all."""
+        try:
+            n = self._sock.recv_into(view) if self._sock is not None else os.readv(self.fd, [view])
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as exc:
+            raise serial.SerialException(f"read failed: {exc}") from None
+        if not n:
+            raise serial.SerialException("the far end closed the link")
+        return n
+
     def send_some(self, views: list[memoryview]) -> int:
         """Write as much of ``views`` (in order, byte views) as the link takes now, in one
         gathered system call (sendmsg / writev) without copying them together; bytes written

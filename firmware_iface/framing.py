@@ -144,6 +144,10 @@ _SHORT_RUN = FrameError(f"run shorter than {_MIN_RUN} bytes")
 
 RawRule = Callable[[Frame], "tuple[int, int] | None"]
 """Bulk mode: (nbytes, crc32) of the raw block that follows ``frame`` on the wire, or None."""
+RawSink = Callable[[Frame, int], "memoryview | None"]
+"""Bulk mode: where the ``nbytes``-byte raw block announced by ``frame`` is to be collected (a
+writable byte view of exactly that length, e.g. its place in the caller's result), or None for
+the decoder's own buffer."""
 
 
 class FrameDecoder:
@@ -162,7 +166,14 @@ class FrameDecoder:
         self._idle = raw_idle_s
         self._raw: tuple[Frame, int, int] | None = None
         """Raw block being collected: (announcing frame, nbytes, crc)."""
-        self._block = bytearray()
+        self.sink: RawSink | None = None
+        """Where raw blocks are collected (see :data:`RawSink`); None: the decoder's buffer."""
+        self._sink: memoryview | None = None
+        """Where the raw block being collected goes: the caller's view, or a buffer of the
+        block's size (None until its first bytes arrive, and when it arrives whole in one
+        ``feed_events``: then it is handed out as a view of those bytes, uncopied)."""
+        self._got = 0
+        """Bytes of the raw block already in ``_sink``."""
         self._last = self._now = 0.0
         self.errors = 0
         """Number of malformed frames (or garbage runs, or failed raw blocks) discarded so far."""
@@ -208,15 +219,47 @@ class FrameDecoder:
             self._parse(out, None)
         return out
 
+    def raw_target(self) -> memoryview | None:
+        """Where the next received bytes belong, when they can be read there directly (a raw
+        block being collected into the caller's view, nothing else pending): the rest of that
+        view.  After reading ``n`` bytes into it, call :meth:`raw_received`.  None otherwise."""
+        if self._raw is None or self._sink is None or self._buf:
+            return None
+        return self._sink[self._got:]
+
+    def detach_sink(self) -> None:
+        """Stop collecting into the caller's view (the caller is done with it): a raw block
+        being collected continues in the decoder's own buffer.  Also clears :attr:`sink`."""
+        self.sink = None
+        if self._sink is not None and self._raw is not None:
+            own = bytearray(self._raw[1])
+            own[:self._got] = self._sink[:self._got]
+            self._sink = memoryview(own)
+
+    def raw_received(self, n: int, now: float | None = None) -> list[Frame | FrameError]:
+        """``n`` bytes were read into :meth:`raw_target`'s view: what they complete (as
+        :meth:`feed_events` would return for the same bytes)."""
+        now = time.monotonic() if now is None else now
+        if n <= 0:
+            return []
+        if now - self._last > self._idle:  # the block had stopped: the bytes are parsed anew
+            data = bytes(self._sink[self._got:self._got + n])
+            return self.feed_events(data, now)
+        self._now = self._last = now
+        self._got += n
+        out: list[Frame | FrameError] = []
+        self._parse(out, None)
+        return out
+
     def _fail_raw(self, reason: str, out: list, rest: bytes = b"") -> None:
         """Drop the raw block; its bytes, then ``rest``, become the bytes still to be parsed
         (the hunt for delimiters restarts at the first byte taken as raw)."""
         frame = self._raw[0]
         self._raw = None
         self._error(RawBlockError(frame, reason), out)
-        self._buf[:0] = self._block
+        self._buf[:0] = self._sink[:self._got] if self._sink is not None else b""
         self._buf += rest
-        self._block = bytearray()
+        self._sink, self._got = None, 0
         self._scan = 0
 
     def _parse(self, out: list, data: bytes | None) -> None:
@@ -228,23 +271,28 @@ class FrameDecoder:
         while True:
             if self._raw is not None:
                 n = self._raw[1]
-                if data is not None and not self._block and len(buf) - start >= n:
-                    self._block = memoryview(buf)[start:start + n]  # whole in ``data``: a view
+                if self._sink is None and data is not None and len(buf) - start >= n:
+                    block = memoryview(buf)[start:start + n]  # whole in ``data``: a view
                     start += n
-                else:
-                    take = min(len(buf) - start, n - len(self._block))
-                    self._block += memoryview(buf)[start:start + take]
+                    got = n
+                else:  # into the caller's view, or a buffer of the block's size: one copy
+                    if self._sink is None:
+                        self._sink = memoryview(bytearray(n))
+                    take = min(len(buf) - start, n - self._got)
+                    self._sink[self._got:self._got + take] = memoryview(buf)[start:start + take]
+                    self._got += take
                     start += take
+                    got, block = self._got, self._sink
                 scan = start
-                if len(self._block) < n:
+                if got < n:
                     break
                 frame, _, crc = self._raw
-                if crc32(self._block) == crc:
+                if crc32(block) == crc:
                     self._raw = None
-                    out.append(replace(frame, data=self._block))  # handed over, not copied
-                    self._block = bytearray()
+                    out.append(replace(frame, data=block))  # handed over, not copied
+                    self._sink, self._got = None, 0
                     continue
-                rest = bytes(buf[start:])
+                rest = bytes(buf[start:] if self._sink is not None else buf[start - n:])  # a view: its bytes too
                 if data is None:
                     buf.clear()
                 self._fail_raw(f"raw block of {n} bytes failed its CRC-32", out, rest)
@@ -267,7 +315,10 @@ class FrameDecoder:
                     if announced is None:
                         out.append(frame)
                     else:
-                        self._raw, self._block, self._last = (frame, *announced), bytearray(), self._now
+                        self._raw, self._last = (frame, *announced), self._now
+                        sink = self.sink(frame, announced[0]) if self.sink is not None else None
+                        self._sink = sink if sink is not None and len(sink) == announced[0] else None
+                        self._got = 0
             start = scan = end + 1
         if data is None:
             del buf[:start]
@@ -286,4 +337,4 @@ class FrameDecoder:
 
     def pending(self) -> int:
         """Bytes buffered while waiting for a delimiter or the rest of a raw block."""
-        return len(self._buf) + len(self._block)
+        return len(self._buf) + self._got

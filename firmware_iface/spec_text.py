@@ -402,17 +402,23 @@ BULK_MODE = f"""\
   bad runs found in the dropped block (the burst rule of the Link layer). A frame whose own CRC
   fails announces nothing: its raw bytes are hunted as garbage (one BAD_FRAME).
 - **Upload**: the host sends the request of a transfer as BULK_PUT pieces (any split; the
-  virtual board's host uses 256 KiB), all of them back to back, then one STATUS. The board
-  answers every request in the order received, so when the STATUS reply arrives every piece
-  has been answered or was lost. Each piece answered COUNT is stored; a piece answered DATA_CRC
-  or not at all is sent again (the host splits it in four, down to 1 KiB, so a noisy link
-  converges) in the next round; then COMMIT as for bounded frames.
+  virtual board's host uses 256 KiB), all of them back to back, then the transfer's COMMIT
+  (sequenced, a new seq each round) in the same burst. The board answers every request in
+  the order received, so when the COMMIT reply arrives every piece has been answered or was
+  lost, and the COMMIT ran only if every byte was staged: RESULT as for bounded frames; when
+  a byte of the transfer is missing the board answers NOT_READY at once (it never waits for
+  pieces) and runs nothing. Each piece answered COUNT is stored; a piece answered DATA_CRC or
+  not at all is sent again (the host splits it in four, down to 1 KiB, so a noisy link
+  converges) in the next round, closed by a new COMMIT. A COMMIT answered BUSY (a long job
+  accepted), or not at all, is settled as for bounded frames (a COMMIT of a transfer that
+  already ran returns the kept result). A host may also close the round with a STATUS and
+  send COMMIT after it (one round trip more).
 - **Readout**: after COMMIT (its RESULT holds the first `max_chunk` bytes) the host asks for
   the rest with BULK_GET requests, back to back, then one STATUS; a piece whose reply is
   missing or whose raw block fails its CRC is asked for again, smaller.
 - **Budget**: one transfer may lose at most `retries` pieces per KiB; a round in which no
   piece got through is a dead round, and more than `retries` dead rounds in a row end the
-  transfer with a timeout. A round waits for the STATUS reply until no byte has arrived for
+  transfer with a timeout. A round waits for the reply to its closing STATUS (or COMMIT) until no byte has arrived for
   the host's timeout (so a slow link is not mistaken for a dead one); a raw block still
   incomplete then is dropped and its bytes searched as above. A board that reboots during an upload (NO_SESSION) gets a new
   session and the whole upload again. A transfer therefore completes bit-identical or fails

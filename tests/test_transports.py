@@ -67,11 +67,13 @@ def test_every_opcode_in_process():
         assert got["out"].shape == (5, 300, 12) and got["g"].shape == (128, 24)
         # every sequenced command (HELLO included) executed once, but the RUN refused after RESET
         # (NOT_READY); the one STATUS is not sequenced and not counted in ``executed``, nor are the
-        # bulk pieces and the STATUS closing each of their rounds (docs/protocol.md, Bulk mode)
+        # bulk pieces and the STATUS closing each readout round; an upload round is closed by its
+        # COMMIT instead (sequenced, executed once) (docs/protocol.md, Bulk mode)
         fw = chip._port.firmware
         st = chip.stats
         assert st.retries == 0 and fw.executed == st.commands - 2 - st.unsequenced
-        assert fw.status_served == 1 + st.bulk_rounds and st.bulk_rounds > 0
+        assert fw.status_served == 1 + st.bulk_rounds - st.commit_rounds
+        assert st.bulk_rounds > st.commit_rounds > 0
 
 
 @pytest.mark.parametrize("mode", ["tcp", "pty"])

@@ -67,6 +67,35 @@ def put_and_commit(ctx):
     expect((status, first) == (Status.OK, b"abcdefgh"), "STAGE + BULK_PUT transfer", "abcdefgh", first)
 
 
+@check("op.bulk_put", "Pieces and COMMIT in one burst: the board answers in order, and a COMMIT with a byte "
+                      "of the transfer missing is answered NOT_READY at once and runs nothing; the missing "
+                      "piece and a new COMMIT (new seq) in the next burst run the request.")
+def burst_commit(ctx):
+    link, _ = _bulk(ctx)
+    tid = secrets.randbits(32) | 1
+    payload = bytes([9, 0, 0, 1]) * 30  # 120 bytes: PING echoes them
+    a, _, sa = put_unit(link, tid, Opcode.PING, len(payload), 0, payload[:40])
+    c, _, sc = put_unit(link, tid, Opcode.PING, len(payload), 80, payload[80:])
+    commit, ccrc = link.frame(Opcode.COMMIT, bulk.encode_commit(tid, Opcode.PING, len(payload)))
+    link.send(a + c + commit)  # the piece of bytes 40..79 is "lost"
+    frames = link.collect(3, ctx.timeout_s)
+    got = [(f.opcode, f.seq, f.status) for f in frames]
+    want = [(Opcode.BULK_PUT, sa, Status.OK), (Opcode.BULK_PUT, sc, Status.OK), (Opcode.COMMIT, link.seq,
+                                                                             Status.NOT_READY)]
+    expect(got == want and frames[2].echo == ccrc, "answers to a burst missing a piece (in order; COMMIT "
+           "NOT_READY)", [(int(o), q, int(st)) for o, q, st in want], [(int(o), q, int(st)) for o, q, st in got])
+    b, _, sb = put_unit(link, tid, Opcode.PING, len(payload), 40, payload[40:80])
+    commit, ccrc = link.frame(Opcode.COMMIT, bulk.encode_commit(tid, Opcode.PING, len(payload)))
+    link.send(b + commit)
+    frames = link.collect(2, ctx.timeout_s)
+    expect([(f.opcode, f.status) for f in frames] == [(Opcode.BULK_PUT, Status.OK), (Opcode.COMMIT, Status.OK)],
+           "answers to the burst completing the transfer", "BULK_PUT OK, COMMIT OK",
+           [(int(f.opcode), int(f.status)) for f in frames])
+    rid, status, length, first = bulk.decode_result(frames[1].payload)
+    expect((rid, status, length, first) == (tid, Status.OK, len(payload), payload), "RESULT of the burst COMMIT",
+           (tid, 0, len(payload)), (rid, status, length))
+
+
 @check("op.bulk_put", "A BULK_PUT whose raw block fails its CRC-32 is answered DATA_CRC (bound to the request) "
                       "and stores nothing; a BULK_PUT with id 0, a non-stageable target or a piece beyond "
                       "`total` is answered OUT_OF_RANGE.")
