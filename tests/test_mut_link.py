@@ -26,3 +26,14 @@ def test_duplicated_counts_each_doubled_chunk_once(direction):
     assert 80 < twice < 160                    # about 30 % of 400
     assert link.stats["duplicated"] == twice
     assert link.stats["dropped"] == link.stats["stalled"] == link.stats["reordered"] == 0
+
+
+def test_zero_latency_is_a_valid_link():
+    """Kills link.LinkModel.__post_init__ mutant _15 (latency 0 refused): the contract is
+    "baud > 0 and latency >= 0", and a pty or loopback link has no turnaround.  At 1 Mbaud,
+    8N1, a 40-byte command and a 60-byte reply take exactly 100 bytes x 10 bits / 1e6 = 1 ms."""
+    link = LinkModel(baud=1e6, latency_s=0.0)
+    assert link.round_trip_s(40, 60) == pytest.approx(1e-3, rel=1e-12)
+    assert LinkModel.from_query("latency_ms=0").latency_s == 0.0
+    with pytest.raises(ValueError, match="latency >= 0"):
+        LinkModel(latency_s=-1e-9)
