@@ -170,3 +170,27 @@ def test_noise_key_zero_is_a_key_like_any_other():
     c = fastpath.layer_forward(x, wd, var, 1, np.full(4, 0.05), use_kernel=False)
     assert np.array_equal(a[0], b[0])
     assert not np.array_equal(b[0], c[0])          # keys 0 and 1 give different noise here
+
+
+@needs_kernel
+def test_single_precision_neuron_constants_do_not_recompile_the_kernels():
+    """Kills fastpath._neuron_consts mutant _23 (per-neuron tau kept in its own dtype: float32
+    time constants then give float32 decay factors, and numba compiles a second machine-code
+    specialisation of both kernels in the middle of a RUN - seconds of CPU that warm() exists
+    to keep out of the first inference, decision 0015).  The constants are float64 whatever
+    the dtype of theta / tau_steps, so the warmed-up kernels are reused."""
+    from sim_backend.physics import _kernels
+
+    fastpath.warm()
+    z, x8, w = np.ones((1, 8, 2)), np.ones((1, 8, 8), bool), np.ones((8, 2))
+    fastpath.srm_spikes(z, theta=np.ones(2), tau_steps=np.full(2, 3.0))
+    fastpath.layer_forward(x8, w, None, None, None, theta=np.ones(2), tau_steps=np.full(2, 3.0))
+    n_srm, n_layer = len(_kernels.srm_kernel.signatures), len(_kernels.layer_kernel.signatures)
+    for dt in (np.float32, np.int64):
+        s32 = fastpath.srm_spikes(z, theta=np.ones(2, dt), tau_steps=np.full(2, 3, dt))
+        fastpath.layer_forward(x8, w, None, None, None, theta=np.ones(2, dt), tau_steps=np.full(2, 3, dt))
+        # z = 1 per step, tau = 3: p[n] = (1/3)(1 - e^(-(n+1)/3)) / (1 - e^(-1/3)): 0.954 at
+        # step 4, 1.017 at step 5 (fires), then the refractory kernel holds it down
+        assert s32[0, :, 0].tolist() == [False] * 5 + [True, False, False]
+    assert len(_kernels.srm_kernel.signatures) == n_srm
+    assert len(_kernels.layer_kernel.signatures) == n_layer
