@@ -188,3 +188,26 @@ def test_missing_fields_are_listed():
     ev = np.zeros(1, dtype=[("x", "<u2"), ("t", "<i8")])
     with pytest.raises(ValueError, match=r"^events lack field\(s\) y, p: need x, y, p, t, got x, t$"):
         encode_aedat(ev)
+
+
+def test_an_unterminated_header_line_is_named():
+    """Kills parse_header_43: a header line without a line end (file cut inside the header)
+    names its byte and the missing '#!END-HEADER' line, in the marker's own case."""
+    with pytest.raises(DataFormatError) as info:
+        decode_aedat(b"#!AER-DAT3.1\r\n#Format: RA")
+    assert str(info.value) == ("<bytes>: corrupted header at byte 14: unterminated header line, "
+                               "no '#!END-HEADER'")
+
+
+def test_write_aedat_splits_packets_as_asked(tmp_path):
+    """Kills write_aedat_13 (packet_events not passed on): 3 events with packet_events=2 are
+    written as a packet of 2 and a packet of 1."""
+    from bench.data.aedat import write_aedat
+
+    ev = np.zeros(3, dtype=[("x", "<u2"), ("y", "<u2"), ("p", "u1"), ("t", "<i8")])
+    ev["t"] = [1, 2, 3]
+    blob = write_aedat(tmp_path / "e.aedat", ev, packet_events=2).read_bytes()
+    body = blob[blob.index(b"#!END-HEADER\r\n") + len(b"#!END-HEADER\r\n"):]
+    assert struct.unpack_from("<hhiiiiii", body, 0)[5:] == (2, 2, 2)
+    assert struct.unpack_from("<hhiiiiii", body, 28 + 16)[5:] == (1, 1, 1)
+    assert len(body) == 28 + 16 + 28 + 8
