@@ -150,3 +150,31 @@ def test_visa_query_with_its_own_timeout_puts_the_session_timeout_back():
             ad.close()
     finally:
         stop()
+
+
+def test_a_failed_visa_write_names_the_command_and_its_cause(monkeypatch):
+    """Kills VisaAdapter.write_5 (the cause dropped from the message): a transport error while
+    writing (here the resource's write raises EIO after the link was found alive) is an
+    InstrumentError naming the resource, the command and the OS cause.  Against a simulated
+    SMU over TCP/VISA."""
+    import errno
+
+    from drivers.instruments.base import VisaAdapter
+    from sim_backend.instruments import StubWorld, serve_instruments
+
+    desc, stop = serve_instruments(StubWorld())
+    try:
+        ad = VisaAdapter(desc[0]["resource"], timeout_s=5.0)
+        try:
+            def broken(message):
+                raise OSError(errno.EIO, "Input/output error")
+
+            monkeypatch.setattr(ad._res, "write", broken)
+            with pytest.raises(InstrumentError) as info:
+                ad.write(":SOUR:VOLT 1")
+            assert str(info.value) == (f"{desc[0]['resource']}: write ':SOUR:VOLT 1' failed "
+                                       "([Errno 5] Input/output error)")
+        finally:
+            ad.close()
+    finally:
+        stop()

@@ -70,3 +70,18 @@ def test_the_last_sample_slot_exists_and_the_one_after_does_not():
     assert (status, payload) == (Status.NOT_READY, b"no input stored in slot 65535")
     status, _, _ = c.send(Opcode.RUN, msg.encode_run(65535, 2))
     assert status == Status.OUT_OF_RANGE
+
+
+def test_a_write_verify_schedule_beyond_the_board_maxima_is_refused_with_its_reason():
+    """Kills VirtualFirmware._write_verify_71 (the refusal without its reason): a WRITE_VERIFY
+    whose pulse width (2 ms) exceeds the board's 1 ms maximum is OUT_OF_RANGE and the reply
+    says why; no cell is touched."""
+    from firmware_iface.write_verify import PulseSchedule
+
+    c = RawClient()
+    before = c.send(Opcode.SIM_QUERY, b"conductances")
+    status, payload, _ = c.send(Opcode.WRITE_VERIFY, msg.encode_write_verify(
+        PulseSchedule(width_s=2e-3), np.array([0]), np.array([0]), np.array([40e-6])))
+    assert (status, payload) == (Status.OUT_OF_RANGE, b"schedule voltage, width or read voltage beyond the board maxima")
+    after = c.send(Opcode.SIM_QUERY, b"conductances")
+    assert before[0] == after[0] == Status.OK and before[1] == after[1]

@@ -135,3 +135,31 @@ def test_trigger_armed_run_traces_and_the_programming_record(ideal_bench, tmp_pa
         for rail in ("VDDA", "VDDD", "VDDIO"):
             assert f[f"run/{rail}"].attrs["trigger_line"] == 1
             assert f[f"idle/{rail}"].attrs["trigger_line"] == -1
+
+
+def test_sops_follow_the_workloads_steps_and_a_non_positive_energy_names_why(bench, monkeypatch):
+    """Kills measure_power_296 (dense SOPs computed with the default 300 steps instead of the
+    workload's) and _311 (the reason's text): a 100-step workload on the 120->11 chip layer
+    has 120 x 11 x 100 dense SOPs per sample and (input spikes / samples) x 11 event SOPs
+    (definitions of sim_backend.physics.energy); with no energy above the idle baseline the
+    reason reads "... is not positive (the run drew no more than the idle baseline): TSOPS/W
+    is undefined"."""
+    import math
+
+    import bench.power as bp
+
+    monkeypatch.setattr(bp, "net_energy_j", lambda *a, **k: 0.0)     # nothing above the idle baseline
+    spikes, _ = reference_workload(3, 0)
+    spikes = np.ascontiguousarray(spikes[:, :100, :])
+    with PEChip(bench.url) as pe:
+        smus = open_smus(bench.cfgs())
+        try:
+            res = measure_power(pe, smus, bench.setups(), spikes=spikes, options=PowerOptions(idle_points=10))
+        finally:
+            for s in smus:
+                s.close()
+    assert res["sops_per_sample"]["dense"] == 120 * 11 * 100
+    assert res["sops_per_sample"]["event"] == pytest.approx(np.count_nonzero(spikes) / 3 * 11, rel=1e-12)
+    assert math.isnan(res["tsops_per_w"]["dense"])
+    assert res["tsops_per_w_reason"] == ("net energy per sample 0 J is not positive (the run drew no more "
+                                         "than the idle baseline): TSOPS/W is undefined")
