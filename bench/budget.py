@@ -233,8 +233,11 @@ def measure_budget(net, x: np.ndarray, labels: np.ndarray, *, fidelity: str = "t
     say(f"all together: {100 * float(np.mean(accs)):.2f} %")
     total = float(sum(np.mean(r.drop_points) for r in rows))
     all_d = all_row.as_dict()
+    from bench.hybrid import DEFAULT_ROUTE_STUCK, DEFAULT_SCALE_POLICY
+
+    used = {"scale_policy": DEFAULT_SCALE_POLICY, "route_stuck": DEFAULT_ROUTE_STUCK, **(mapping or {})}
     return {"fidelity": fidelity, "age_s": float(age_s), "chip_seeds": [int(s) for s in chip_seeds],
-            "run_seed": int(run_seed), "samples": int(labels.size),
+            "run_seed": int(run_seed), "samples": int(labels.size), "mapping": used,
             "software_accuracy": acc_sw, "quantised_accuracy": acc_q, "ideal_chip_accuracy": acc_ideal,
             "rows": [r.as_dict() for r in rows], "all": all_d,
             "sum_of_rows_points": total, "interaction_points": all_d["drop_points"] - total,
@@ -251,8 +254,11 @@ def format_budget(b: dict[str, Any]) -> str:
         lines.append((r["label"] + off, f"{100 * r['accuracy']:.2f} %", f"{r['drop_points']:+.2f}", spread))
     w = [max(len(x[i]) for x in lines + [head]) for i in range(4)]
     fmt = lambda t: f"{t[0]:<{w[0]}}  {t[1]:>{w[1]}}  {t[2]:>{w[2]}}  {t[3]:<{w[3]}}".rstrip()  # noqa: E731
+    mp = b.get("mapping") or {}
+    flow = ("" if not mp else f"; scale {mp.get('scale_policy')}, "
+            f"{'routed around' if mp.get('route_stuck') else 'not routed around'} stuck cells")
     out = [f"error budget at {b['fidelity']!r}, age {b['age_s']:g} s, {b['samples']} samples, "
-           f"chip seeds {b['chip_seeds']}; software {100 * b['software_accuracy']:.2f} %",
+           f"chip seeds {b['chip_seeds']}{flow}; software {100 * b['software_accuracy']:.2f} %",
            fmt(head), fmt(tuple("-" * n for n in w))]
     out += [fmt(t) for t in lines]
     out.append(f"sum of rows {b['sum_of_rows_points']:+.2f} points; all together {b['all']['drop_points']:+.2f} "

@@ -58,13 +58,15 @@ SCALE_POLICIES = ("trained", "mse")
 DEFAULT_SCALE_POLICY = "mse"
 """How a chip layer's scale is chosen by default (see the module docstring).  Measured on the
 shipped gesture models (docs/BENCHMARKS.md, "Issue 15 — mapping at the trained g_unit, routing
-around stuck cells (ghw)"): the hw-aware layer at its trained 50 uS per unit loses 1.9 more
-points to quantisation than at the MSE-optimal 70.4 uS (its weights do not sit on the trained
-grid), and 1.1 points more on `typical` dies with routing, so the MSE scale stays the default."""
+around stuck cells, stuck cells in hw-aware training (ghw)"): the hw-aware layer at its
+trained 50 uS per unit loses 1.9 more points to quantisation than at the MSE-optimal 70.45 uS
+(its weights do not sit on the trained grid), and 1.2 points more on `typical` dies with
+routing (3.7 without), so the MSE scale stays the default."""
 DEFAULT_ROUTE_STUCK = True
 """Route around the stuck cells write-verify reports by default (same benchmark: the
-`typical` drop of the plain model falls from +6.6 to +3.0 points, of the hw-aware one from
-+9.2 to +4.8, mean of dies 1-3)."""
+`typical` drop of the plain model falls from +5.2 to +2.3 points, of the hw-aware one from
++7.4 to +4.0, mean of dies 1-8).  The chip calibration against the paper's drop (decision
+0020) was measured without routing."""
 
 
 # --- geometry ------------------------------------------------------------------------

@@ -68,8 +68,11 @@ def compare_models(models: list[tuple[str, str, Any]], x: np.ndarray, labels: np
         base = BASELINE.get(r["key"])
         r["baseline"] = base if base in own else r["key"]
         r["drop_points"] = 100 * (own[r["baseline"]] - r["chip_accuracy"])
+    from bench.hybrid import DEFAULT_ROUTE_STUCK, DEFAULT_SCALE_POLICY
+
+    used = {"scale_policy": DEFAULT_SCALE_POLICY, "route_stuck": DEFAULT_ROUTE_STUCK, **(mapping or {})}
     return {"fidelity": fidelity, "chip_seeds": [int(s) for s in chip_seeds], "run_seed": int(run_seed),
-            "age_s": float(age_s), "samples": int(labels.size), "rows": rows,
+            "age_s": float(age_s), "samples": int(labels.size), "mapping": used, "rows": rows,
             "seconds": time.perf_counter() - t0}
 
 
@@ -86,7 +89,10 @@ def _provenance(net) -> dict[str, Any]:
 
 def format_comparison(c: dict[str, Any]) -> str:
     """The comparison as a plain-text table."""
-    lines = [f"what training buys, {c['fidelity']} die(s) {c['chip_seeds']}, {c['samples']} samples"]
+    mp = c.get("mapping") or {}
+    flow = ("" if not mp else f"; scale {mp.get('scale_policy')}, "
+            f"{'routed around' if mp.get('route_stuck') else 'not routed around'} stuck cells")
+    lines = [f"what training buys, {c['fidelity']} die(s) {c['chip_seeds']}, {c['samples']} samples{flow}"]
     w = max(len(r["label"]) for r in c["rows"]) if c["rows"] else 10
     lines.append(f"{'model':<{w}}  software    chip  drop (points)")
     for r in c["rows"]:

@@ -192,3 +192,54 @@ def test_default_flow_routes_and_keeps_the_mse_scale(stuck_die):
     st = _prepare(one_layer(W4x2, hw_meta(50 * US)), stuck_die())
     assert st.mapping["scale_source"] == "mse" and st.g_unit_s != pytest.approx(50 * US)
     assert st.programming["routing"]["rerouted_pairs"] == 1
+
+
+def test_budget_passes_the_mapping_flow_to_every_die(monkeypatch):
+    """Protects measure_budget's `mapping`: every die of the budget is programmed with the
+    flow asked for (here: not routed, trained scale), and the budget says which flow it used."""
+    import bench.hybrid as hy
+    from bench.budget import measure_budget
+
+    seen: list[tuple[str, bool]] = []
+    real = hy.HybridRunner
+
+    class Spy(real):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            seen.append((self.scale_policy, self.route_stuck))
+
+    monkeypatch.setattr(hy, "HybridRunner", Spy)
+    net = one_layer(W4x2, hw_meta(50 * US))
+    x = np.random.default_rng(0).random((3, 300, 4)) < 0.3
+    b = measure_budget(net, x, np.array([0, 1, 0]), fidelity="ideal", chip_seeds=(1,),
+                       mapping={"scale_policy": "trained", "route_stuck": False})
+    assert len(seen) >= 2 and set(seen) == {("trained", False)}
+    assert b["mapping"] == {"scale_policy": "trained", "route_stuck": False}
+    seen.clear()
+    b = measure_budget(net, x, np.array([0, 1, 0]), fidelity="ideal", chip_seeds=(1,))
+    assert set(seen) == {(hy.DEFAULT_SCALE_POLICY, hy.DEFAULT_ROUTE_STUCK)}
+    assert b["mapping"] == {"scale_policy": hy.DEFAULT_SCALE_POLICY, "route_stuck": hy.DEFAULT_ROUTE_STUCK}
+
+
+def test_compare_models_passes_and_reports_the_mapping_flow(monkeypatch):
+    """Protects compare_models' `mapping`: the comparison's dies use the flow asked for, and the
+    table's header names it."""
+    import bench.hybrid as hy
+    from bench.training_gain import compare_models, format_comparison
+
+    seen: list[tuple[str, bool]] = []
+    real = hy.HybridRunner
+
+    class Spy(real):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            seen.append((self.scale_policy, self.route_stuck))
+
+    monkeypatch.setattr(hy, "HybridRunner", Spy)
+    net = one_layer(W4x2, hw_meta(50 * US))
+    x = np.random.default_rng(0).random((3, 300, 4)) < 0.3
+    c = compare_models([("hw", "hw-aware", net)], x, np.array([0, 1, 0]), fidelity="ideal", chip_seeds=(1, 2),
+                       mapping={"scale_policy": "trained", "route_stuck": False})
+    assert seen == [("trained", False)] * 2
+    assert c["mapping"] == {"scale_policy": "trained", "route_stuck": False}
+    assert "scale trained, not routed around stuck cells" in format_comparison(c)

@@ -2,6 +2,7 @@
 
     snnbench budget --model MODEL.h5 --data DIR [--split test] [--limit N]
                     [--fidelity typical] [--age-s 0] [--chips 3] [--out DIR] [--json]
+                    [--scale mse|trained] [--route|--no-route]
 
 Accuracy with each non-ideality of the chip model ALONE (an ideal chip with only that effect
 on, at the preset's value) and ALL TOGETHER (the preset), see ``bench/budget.py``.  Writes
@@ -48,6 +49,12 @@ def register(subparsers, common_parent: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=seed_int, default=1, help="first chip seed (default 1)")
     p.add_argument("--run-seed", type=seed_int, default=0, help="noise-stream seed (default 0)")
     p.add_argument("--out", default="runs/budget", metavar="DIR", help="output directory (default runs/budget)")
+    p.add_argument("--scale", choices=["mse", "trained"], default=None,
+                   help="chip layer scale: the mapper's MSE-optimal one (default) or the g_unit a hw-aware / "
+                        "fine-tuned layer was trained for")
+    p.add_argument("--route", action=argparse.BooleanOptionalAction, default=None,
+                   help="route around the stuck cells write-verify reports (default: on); --no-route programs "
+                        "the layer as mapped, stuck cells and all (the flow the chip calibration was measured with)")
     p.set_defaults(func=budget_command)
 
 
@@ -80,8 +87,12 @@ def budget_command(args) -> dict[str, Any]:
     x = batch_to_spikes(samples, cfg)
     log = None if args.json else (lambda m: print(f"budget: {m}", file=sys.stderr, flush=True))
     seeds = tuple(range(args.seed, args.seed + args.chips))
+    from bench.hybrid import DEFAULT_ROUTE_STUCK, DEFAULT_SCALE_POLICY
+
+    mapping = {"scale_policy": args.scale or DEFAULT_SCALE_POLICY,
+               "route_stuck": DEFAULT_ROUTE_STUCK if args.route is None else bool(args.route)}
     budget = measure_budget(net, x, labels, fidelity=args.fidelity, chip_seeds=seeds,
-                            run_seed=args.run_seed, age_s=args.age_s, log=log)
+                            run_seed=args.run_seed, age_s=args.age_s, mapping=mapping, log=log)
     write_budget(run_path, budget, model=str(model), data=str(args.data), split=args.split)
     rep = render_report(run_path, out_dir / "report")
     res = dict(budget, run_file=str(run_path), report=rep["report"], figures=rep["figures"],
