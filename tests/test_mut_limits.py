@@ -84,3 +84,12 @@ def test_check_max_uses_low():
     """kills ChipLimits.check_max mutants that ignore ``low``."""
     with pytest.raises(LimitError, match=r"\[1e-08, 0.0001\]"):
         ChipLimits().check_max("pulse width", [1e-6, 5e-9], "pulse_width_max_s", low=10e-9)
+
+
+def test_check_max_default_low_is_zero_and_one_value_is_checked():
+    """kills ChipLimits.check_max mutants: default ``low`` 0 (values in [0, 1) pass), and a
+    single offending value (size 1) is refused like any other."""
+    lim = ChipLimits()
+    lim.check_max("SET bit-line voltage", [0.0, 0.5], "v_set_max_v")
+    with pytest.raises(LimitError, match=r"^word-line voltage = 3.4 is outside the station limit \[0, 3.3\]"):
+        lim.check_max("word-line voltage", [3.4], "v_wl_max_v")

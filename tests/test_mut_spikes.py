@@ -257,3 +257,10 @@ def test_decode_upload_mixed_keeps_a_full_last_byte():
     assert packed[0].tolist() == [0x00, 0xF2]
     slot, got, encs = decode_upload(upload_bytes(s, 0, [DENSE, AER]))
     assert np.array_equal(got, s)
+
+
+def test_encode_output_counts_each_nonzero_entry_as_one_spike():
+    """kills spikes.encode_output mutant (input not taken as bool): a uint8 mask with 0 / 255
+    entries is the same readout as the bool array (counts 1 per spike, not 255)."""
+    s = _out()
+    assert encode_output(s.astype(np.uint8) * 255) == output_bytes(s)
