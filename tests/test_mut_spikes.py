@@ -264,3 +264,11 @@ def test_encode_output_counts_each_nonzero_entry_as_one_spike():
     entries is the same readout as the bool array (counts 1 per spike, not 255)."""
     s = _out()
     assert encode_output(s.astype(np.uint8) * 255) == output_bytes(s)
+
+
+def test_the_numpy_1_branch_chooses_the_same_encodings(monkeypatch):
+    """kills spikes.encode_upload mutants in the numpy < 2 branch (pyproject allows numpy 1.26,
+    which has no np.bitwise_count): with it hidden, the mixed upload is still the hand-built one."""
+    monkeypatch.delattr(np, "bitwise_count")
+    s = _mixed()
+    assert encode_upload(s, slot=9) == upload_bytes(s, 9, [DENSE, AER])
