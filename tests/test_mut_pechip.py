@@ -529,3 +529,47 @@ def test_no_session_reopens_and_resends_once(monkeypatch):
     assert b.requests[2].session == b.requests[3].session == c._session
     assert c.stats.sessions == 2 and c.stats.commands == 3 and c.stats.retries == 1
     assert first != 0
+
+
+def test_a_read_whose_reply_exceeds_max_chunk_goes_in_bounded_frames(monkeypatch):
+    """kills PEChip._read mutant on the expected reply size (4 bytes a conductance): a BOUNDED
+    board with LIMITS.max_chunk 64 ([bounded]: every frame at most max_chunk + 32 bytes of
+    payload): reading 20 cells (a 52-byte request, an 80-byte reply) must go as STAGE / COMMIT /
+    FETCH, never as one plain READ_CELLS whose reply would exceed the piece size."""
+    STAGE, COMMIT, FETCH, GET_LIMITS = 0x50, 0x51, 0x52, 0x53
+    kept: dict = {}
+
+    def limits(b, r):   # LIMITS (64 bytes): max_chunk 64, generous everything else
+        return reply(r, struct.pack("<IIHHIQIIIHHQQQ", 64, 65536, 16, 1000, 4, 1 << 20, 100, 100, 100, 64, 0,
+                                    10**16, 2**62, 1 << 20))
+
+    def stage(b, r):
+        tid, op, _, _, total, off = struct.unpack_from("<IBBHII", r.payload)
+        buf = kept.setdefault(("stage", tid), bytearray(total))
+        buf[off:off + len(r.payload) - 16] = r.payload[16:]
+        return reply(r, struct.pack("<I", off + len(r.payload) - 16))
+
+    def commit(b, r):
+        tid, op, _, _, total = struct.unpack("<IBBHI", r.payload)
+        assert op == READ_CELLS
+        staged = bytes(kept[("stage", tid)])
+        count = struct.unpack_from("<IHBBI", staged)[4]
+        out = struct.pack(f"<{count}f", *[(k + 1) * 1e-6 for k in range(count)])
+        kept["reply"] = out
+        return reply(r, struct.pack("<IBBHI", tid, OK, 0, 0, len(out)) + out[:64])
+
+    def fetch(b, r):
+        tid, off, length = struct.unpack("<III", r.payload)
+        return reply(r, kept["reply"][off:off + length])
+
+    info = struct.pack("<QBBBBHHHHHHIIIIII", 7, 2, 0, 0, 2, ROWS, COLS, NEURONS, 1, 0, 16, 10, 10_000_000, 1000,
+                       4, 65536, 16)            # capabilities = BOUNDED (16)
+    b = FakeBoard({GET_INFO: lambda b, r: reply(r, info), GET_LIMITS: limits, STAGE: stage, COMMIT: commit,
+                   FETCH: fetch, READ_CELLS: lambda b, r: reply(r, b"", status=OUT_OF_RANGE)})
+    c = chip(b, monkeypatch)
+    rows = np.arange(20) % ROWS
+    cols = np.arange(20) % COLS
+    g = c.read_cells(rows, cols)
+    assert READ_CELLS not in b.ops()
+    assert b.ops()[-3:] == [STAGE, COMMIT, FETCH]
+    assert g.tolist() == [float(np.float32((k + 1) * 1e-6)) for k in range(20)]
