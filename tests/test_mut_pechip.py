@@ -21,6 +21,7 @@ from cobs import cobs
 import drivers.pechip as pechip_mod
 from drivers.errors import ChipError, ChipTimeout, LimitError, ProtocolError
 from drivers.pechip import LinkStats, PEChip
+from firmware_iface.spec import Opcode
 from firmware_iface.write_verify import PulseSchedule
 
 HDR = "<BBBBHHIII"          # [framing] header: version, opcode, flags, status, seq, _rsv, session, echo, length
@@ -573,3 +574,61 @@ def test_a_read_whose_reply_exceeds_max_chunk_goes_in_bounded_frames(monkeypatch
     assert READ_CELLS not in b.ops()
     assert b.ops()[-3:] == [STAGE, COMMIT, FETCH]
     assert g.tolist() == [float(np.float32((k + 1) * 1e-6)) for k in range(20)]
+
+
+class FdBoard(FakeBoard):
+    """The fake board behind a port with a file descriptor (a socket pair) that is neither a
+    pyserial socket:// nor a tty port: the driver select()s on it and reads with port.read()."""
+
+    synchronous = False
+
+    def __init__(self, handlers: dict | None = None) -> None:
+        import socket
+
+        super().__init__(handlers)
+        self.near, self.far = socket.socketpair()
+        self.near.setblocking(False)
+        self.timeout = None
+        self.sent = 0
+
+    def fileno(self) -> int:
+        return self.near.fileno()
+
+    def write(self, wire: bytes) -> int:
+        n = super().write(wire)
+        self.sent += len(self.rx)
+        self.far.sendall(bytes(self.rx))
+        self.rx.clear()
+        return n
+
+    def read(self, n: int) -> bytes:
+        try:
+            return self.near.recv(n)
+        except BlockingIOError:
+            return b""
+
+    @property
+    def in_waiting(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        super().close()
+        self.near.close()
+        self.far.close()
+
+
+def test_a_descriptor_port_is_read_after_select(monkeypatch):
+    """kills PEChip._receive mutants on the descriptor path (select() arguments; port.read() when
+    there is no Direct reader for the transport): PING over a socket-pair port, and a lost reply
+    times out after the deadline instead of hanging."""
+    b = FdBoard({PING: echo_ping})
+    c = chip(b, monkeypatch)
+    try:
+        assert c._fd == b.fileno() and c._direct is None and b.timeout == 0
+        assert c.ping(b"over a descriptor") == b"over a descriptor"
+        assert c.stats.bytes_rx == b.sent > 0
+        b.handlers[PING] = lambda b, r: b""
+        with pytest.raises(ChipTimeout):
+            c.transact(Opcode.PING, b"x", timeout_s=0.05)
+    finally:
+        c.close()
