@@ -134,6 +134,8 @@ TESTS_FOR: dict[str, list[str]] = {
     "firmware_iface/records.py": _PROTOCOL,
     "firmware_iface/spec.py": _PROTOCOL,
     "firmware_iface/spikes.py": _PROTOCOL + ["test_streaming.py"],
+    "firmware_iface/bulk.py": ["test_bulk_mode.py", "test_firmware_limits.py", "test_fuzz_firmware.py",
+                               "test_resume_wear.py", "test_mut_firmware.py"],
     "firmware_iface/write_verify.py": ["test_write_verify_*.py", "test_programming.py",
                                        "test_firmware_limits.py", "test_fault_budget.py",
                                        "test_protocol_golden.py"],
@@ -251,6 +253,37 @@ def _save_codes(module: str, codes: dict[str, int]) -> None:
     meta.write_text(json.dumps(data, indent=4))
 
 
+def _shared_stats(files: list[str], stamp: dict[str, int], src_stamp: int) -> dict:
+    """Stats of ``files`` taken in another module's stats pass (run from ./mutants).  A stats
+    pass records the hits of every mutated function, whichever module it was run for, so test
+    files that several modules share (the protocol tests) need one pass: a stats file serves
+    the test files unchanged since it was taken, when it is newer than this module's mutated
+    source (so the function names it records are still this source's)."""
+    out: dict = {"files": set(), "hits": {}, "dur": {}}
+    want = set(files)
+    for p in sorted(Path(".").glob("mutmut-stats-*.json")):
+        if not want:
+            break
+        if p.stat().st_mtime_ns <= src_stamp:
+            continue
+        try:
+            st = json.loads(p.read_text())
+        except ValueError:
+            continue
+        got = {f for f in want if st.get("files", {}).get(f) == stamp[f]}
+        if not got:
+            continue
+        mine = lambda t: t.split("::")[0] in got  # noqa: E731
+        for fn, ids in st.get("hits", {}).items():
+            ids = [t for t in ids if mine(t)]
+            if ids:
+                out["hits"].setdefault(fn, []).extend(ids)
+        out["dur"].update({t: d for t, d in st.get("dur", {}).items() if mine(t)})
+        out["files"] |= got
+        want -= got
+    return out
+
+
 def run_modules(todo: dict[str, list[str]], budget_s: float, log=print,
                 module_budget_s: float = math.inf) -> None:
     """Run the mutants ``todo`` (module -> mutant names), module by module (see the module
@@ -289,7 +322,8 @@ def run_modules(todo: dict[str, list[str]], budget_s: float, log=print,
         if old.get("module_mtime") != src_stamp:
             old = {}
         keep = {f for f in tests if old.get("files", {}).get(f) == stamp[f]}
-        fresh = [f for f in tests if f not in keep]
+        shared = _shared_stats([f for f in tests if f not in keep], stamp, src_stamp)
+        fresh = [f for f in tests if f not in keep and f not in shared["files"]]
 
         def stats_run() -> int:
             hits: dict[str, list[str]] = {}
@@ -318,9 +352,10 @@ def run_modules(todo: dict[str, list[str]], budget_s: float, log=print,
         new = json.loads(Path(stats_file.name + ".new").read_text()) if fresh else {"hits": {}, "dur": {}}
         in_kept = lambda t: t.split("::")[0] in keep  # noqa: E731
         old_hits = old.get("hits", {})
-        st = {"hits": {f: [t for t in old_hits.get(f, []) if in_kept(t)] + new["hits"].get(f, [])
-                       for f in {*old_hits, *new["hits"]}},
-              "dur": {**{t: d for t, d in old.get("dur", {}).items() if in_kept(t)}, **new["dur"]},
+        st = {"hits": {f: [t for t in old_hits.get(f, []) if in_kept(t)] + shared["hits"].get(f, [])
+                       + new["hits"].get(f, []) for f in {*old_hits, *shared["hits"], *new["hits"]}},
+              "dur": {**{t: d for t, d in old.get("dur", {}).items() if in_kept(t)}, **shared["dur"],
+                      **new["dur"]},
               "files": stamp, "module_mtime": src_stamp}
         stats_file.write_text(json.dumps(st))
 
@@ -330,7 +365,8 @@ def run_modules(todo: dict[str, list[str]], budget_s: float, log=print,
 
         if _in_child(forced_fail, None)[0] == 0:
             raise SystemExit(f"mutation: the trampolines of {module} are not active (a forced failure passed)")
-        log(f"mutation: {module}: {len(tests)} test files ({len(fresh)} new or changed: stats run {took:.0f} s); "
+        log(f"mutation: {module}: {len(tests)} test files ({len(shared['files'])} with stats shared from another "
+            f"module, {len(fresh)} new or changed: stats run {took:.0f} s); "
             f"{len(names)} mutants to check")
         codes: dict[str, int] = {}
         t_mod = time.monotonic()
