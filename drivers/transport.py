@@ -18,6 +18,8 @@ in the kernel, so neither end waits for the other to drain it piece by piece (Li
 request at net.core.wmem_max / rmem_max, 4 MiB by default)."""
 IOV_MAX = 1024
 """Most buffers one gathered write takes (POSIX IOV_MAX on Linux and macOS)."""
+_GATHER = hasattr(socket.socket, "sendmsg")
+"""Gathered socket writes (sendmsg): POSIX; Windows sends one buffer per call."""
 """pyserial URL schemes that name a TCP endpoint ``host:port``."""
 
 
@@ -147,7 +149,9 @@ class Direct:
         self.writes += 1
         try:
             if self._sock is not None:
-                return self._sock.sendmsg(views[:IOV_MAX])
+                if _GATHER:
+                    return self._sock.sendmsg(views[:IOV_MAX])
+                return self._sock.send(views[0])  # Windows: no sendmsg, one buffer per call
             return os.writev(self.fd, views[:IOV_MAX])
         except (BlockingIOError, InterruptedError):
             return 0

@@ -100,6 +100,8 @@ def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple
                     return
                 _tune(conn)
                 conn.settimeout(0.2)
+                # gathered writes where the platform has them (not Windows: one buffer per call)
+                send = conn.sendmsg if hasattr(conn, "sendmsg") else (lambda views, c=conn: c.send(views[0]))
                 with conn:
                     while not stop.is_set():
                         try:
@@ -113,7 +115,7 @@ def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple
                         out = pump.exchange(data)
                         if out:
                             try:
-                                _write_parts(conn.sendmsg, out, stop)
+                                _write_parts(send, out, stop)
                             except OSError:
                                 break
 

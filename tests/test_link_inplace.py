@@ -174,3 +174,16 @@ def test_an_upload_round_goes_out_in_a_few_gathered_writes(monkeypatch):
         chip.upload_spikes(spikes)
         assert len(fw.inputs) == 250
     assert len(calls) <= 8, len(calls)
+
+
+def test_without_gathered_socket_writes_an_upload_still_arrives_whole(monkeypatch):
+    """kills Direct.send_some's fallback for a platform without sendmsg (Windows): one buffer
+    per call must still send the round in order and in full."""
+    import drivers.transport as transport
+
+    monkeypatch.setattr(transport, "_GATHER", False)
+    spikes = np.random.default_rng(7).random((120, 300, 128)) < 0.05
+    with _board("tcp") as (url, fw), PEChip(url, timeout_s=10) as chip:
+        chip.upload_spikes(spikes)
+        for i, sample in enumerate(spikes):
+            assert np.array_equal(fw.inputs[i][0], np.packbits(sample.ravel(), bitorder="little"))
