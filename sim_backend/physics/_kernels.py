@@ -198,23 +198,6 @@ _U64 = np.uint64(64)
 
 
 @njit(inline="always")
-def _word_masks(x, base_a, base_b, has_b, k, nw64, tail, cnt):
-    """Bit masks of 64-row word k of steps A and B (0 for an absent B), their inputs added to
-    the byte-wide row counters; the last word reads only its ``tail`` valid rows."""
-    uk = np.uint64(k) * _U64
-    mb = _U0
-    if k == nw64 - 1 and tail != 64:
-        ma = count_mask64_tail(cnt, uk, x, base_a + uk, tail)
-        if has_b:
-            mb = count_mask64_tail(cnt, uk, x, base_b + uk, tail)
-    else:
-        ma = count_mask64(cnt, uk, x, base_a + uk)
-        if has_b:
-            mb = count_mask64(cnt, uk, x, base_b + uk)
-    return ma, mb
-
-
-@njit(inline="always")
 def _scan_pair(x, base_a, base_b, has_b, nw64, tail, wv, proto, stride, zoff, cnt):
     """Crossbar sums of two consecutive steps A and B (B absent: ``has_b`` False), interleaved
     so their two addition chains overlap: each is the sum of the active rows of ``wv`` in
@@ -222,12 +205,22 @@ def _scan_pair(x, base_a, base_b, has_b, nw64, tail, wv, proto, stride, zoff, cn
     fewer active rows is padded with the all-zero row at offset ``zoff`` (a select, not a
     branch): x + 0.0 == x exactly for every x but -0.0, and a sum that starts at +0.0 is never
     -0.0 in round-to-nearest, so the padding changes no bit.  Adds each step's 0/1 inputs to
-    the byte-wide row counters ``cnt``."""
+    the byte-wide row counters ``cnt``; the last word reads only its ``tail`` valid rows.
+    (Written out here, not in a helper: an inlined helper taking the arrays left reference
+    count calls in the loop, and the accumulators were spilled around them.)"""
     acc_a = vzeros(proto)
     acc_b = vzeros(proto)
     for k in range(nw64):
         uk = np.uint64(k) * _U64
-        ma, mb = _word_masks(x, base_a, base_b, has_b, k, nw64, tail, cnt)
+        mb = _U0
+        if k == nw64 - 1 and tail != 64:       # a last, partial word: read its valid rows only
+            ma = count_mask64_tail(cnt, uk, x, base_a + uk, tail)
+            if has_b:
+                mb = count_mask64_tail(cnt, uk, x, base_b + uk, tail)
+        else:
+            ma = count_mask64(cnt, uk, x, base_a + uk)
+            if has_b:
+                mb = count_mask64(cnt, uk, x, base_b + uk)
         while (ma | mb) != _U0:
             off_a = pick(ma == _U0, zoff, (uk + ctz64(ma)) * stride)
             off_b = pick(mb == _U0, zoff, (uk + ctz64(mb)) * stride)
