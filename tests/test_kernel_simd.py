@@ -221,3 +221,28 @@ def test_partial_last_row_word_reads_no_byte_past_the_array(r_, t_):
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == [str(t_), "0"]
+
+
+_IR_PROBE = """
+import numpy as np
+from sim_backend.physics import jit
+jit.OPTIONS["cache"] = False          # numba refuses to show the IR of code loaded from its cache
+from sim_backend.physics import _kernels as K, fastpath
+rng = np.random.default_rng(0)
+wd = rng.normal(0, 1, (128, 12))
+fastpath.layer_forward(rng.random((2, 6, 128)) < 0.2, wd, wd ** 2 * 0.01, 5, np.full(12, 1e-3))
+f = K.layer_simd_noisy
+ir = f.inspect_llvm(f.signatures[0])
+print(ir.count("fadd <8 x double>"), ir.count("llvm.sqrt.v16f64"), ir.count("icmp ne <64 x i8>"))
+"""
+
+
+def test_chip_kernel_ir_keeps_the_vector_operations():
+    """kills a silent fall back to scalar code (a numba or llvmlite change in how the intrinsics
+    lower, or an edit that routes the chip's layer elsewhere): the LLVM IR of the kernel the
+    chip's 12-neuron noisy layer runs holds the 8-lane row additions (3 blocks x 2 steps), the
+    16-lane square root and the 64-byte row-mask compare."""
+    out = subprocess.run([sys.executable, "-c", _IR_PROBE], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    n_add, n_sqrt, n_mask = (int(v) for v in out.stdout.split())
+    assert n_add >= 6 and n_sqrt >= 1 and n_mask >= 2
