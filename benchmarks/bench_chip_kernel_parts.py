@@ -79,7 +79,8 @@ def _parts():
             bt = np.uint64(st)
             if st % 254 == 0:
                 cnt[:] = 0
-            acc_a, acc_b = _scan_pair(x, bt * urw, (bt + _U1) * urw, True, nw64, wv, proto, stride, zoff, cnt)
+            acc_a, acc_b = _scan_pair(x, bt * urw, (bt + _U1) * urw, True, nw64, 64, wv, proto, stride, zoff,
+                                      cnt)
             tot += vlane(acc_a[0], 0) + vlane(acc_b[0], 0)
         return tot
 

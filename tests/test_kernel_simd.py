@@ -5,6 +5,9 @@ The end-to-end must-hold (spikes, row counts and output counts identical to the 
 reference on random layers, ideal and with a fixed noise key) is in test_kernel_exact.py;
 these tests pin the pieces whose failure could hide in a random layer.
 """
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -186,3 +189,60 @@ def test_wait_warm_joins_the_chip_warm_up_thread(monkeypatch):
     assert fastpath._WARMER is not None
     assert fastpath.wait_warm(60.0) is True
     assert not fastpath._WARMER.is_alive()
+
+
+_GUARD_PAGE = """
+import ctypes, mmap, sys
+import numpy as np
+from sim_backend.physics import fastpath
+page = mmap.PAGESIZE
+buf = mmap.mmap(-1, 2 * page)
+addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+assert ctypes.CDLL(None).mprotect(ctypes.c_void_p(addr + page), ctypes.c_size_t(page), 0) == 0
+r_, t_ = int(sys.argv[1]), int(sys.argv[2])
+arr = np.frombuffer(buf, np.uint8, count=page)
+spikes = arr[page - t_ * r_:].reshape(1, t_, r_)       # its last byte is the last before the guard
+spikes[:] = 0
+spikes[:, :, 0] = 1
+s, rc, n = fastpath.layer_forward(spikes.view(bool), np.full((r_, 2), 0.3), None, None, None)
+print(int(rc[0]), int(rc[1:].sum()))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="mprotect guard page: POSIX only")
+@pytest.mark.parametrize("r_, t_", [(100, 3), (100, 4), (1, 2), (130, 5)])
+def test_partial_last_row_word_reads_no_byte_past_the_array(r_, t_):
+    """kills _kernels._word_masks mutants reading a partial last 64-row word in full (bytes past
+    a row word's valid rows weigh nothing, so only memory safety shows it): the spike tensor
+    ends right before a PROT_NONE guard page; a 64-byte read of its last, partial word would
+    fault.  Odd and even step counts: the last step is step A or step B of its pair.  Hand
+    count: row 0 active at every step, no other row."""
+    out = subprocess.run([sys.executable, "-c", _GUARD_PAGE, str(r_), str(t_)], capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [str(t_), "0"]
+
+
+_IR_PROBE = """
+import numpy as np
+from sim_backend.physics import jit
+jit.OPTIONS["cache"] = False          # numba refuses to show the IR of code loaded from its cache
+from sim_backend.physics import _kernels as K, fastpath
+rng = np.random.default_rng(0)
+wd = rng.normal(0, 1, (128, 12))
+fastpath.layer_forward(rng.random((2, 6, 128)) < 0.2, wd, wd ** 2 * 0.01, 5, np.full(12, 1e-3))
+f = K.layer_simd_noisy
+ir = f.inspect_llvm(f.signatures[0])
+print(ir.count("fadd <8 x double>"), ir.count("llvm.sqrt.v16f64"), ir.count("icmp ne <64 x i8>"))
+"""
+
+
+def test_chip_kernel_ir_keeps_the_vector_operations():
+    """kills a silent fall back to scalar code (a numba or llvmlite change in how the intrinsics
+    lower, or an edit that routes the chip's layer elsewhere): the LLVM IR of the kernel the
+    chip's 12-neuron noisy layer runs holds the 8-lane row additions (3 blocks x 2 steps), the
+    16-lane square root and the 64-byte row-mask compare."""
+    out = subprocess.run([sys.executable, "-c", _IR_PROBE], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    n_add, n_sqrt, n_mask = (int(v) for v in out.stdout.split())
+    assert n_add >= 6 and n_sqrt >= 1 and n_mask >= 2

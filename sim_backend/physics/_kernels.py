@@ -190,7 +190,7 @@ def layer_kernel(words, wv, noisy, key, table, var0, th, a, inv_tau, bref, jump,
 
 
 # ---- the SIMD kernel (issue 17): vector values in registers through numba intrinsics -----------
-from ._simd import (add_bytes64, ctz64, neuron_lanes, nonzero_mask64, nzeros_noisy,  # noqa: E402,F401
+from ._simd import (count_mask64, count_mask64_tail, ctz64, neuron_lanes, nzeros_noisy,  # noqa: E402,F401
                     nzeros_quiet, pick, popcount64, store_bits, vadd_row, vdraw, vjoin, vload, vnoise,
                     vsplit, vsrm, vzeros, vzeros_like)
 
@@ -198,24 +198,29 @@ _U64 = np.uint64(64)
 
 
 @njit(inline="always")
-def _scan_pair(x, base_a, base_b, has_b, nw64, wv, proto, stride, zoff, cnt):
+def _scan_pair(x, base_a, base_b, has_b, nw64, tail, wv, proto, stride, zoff, cnt):
     """Crossbar sums of two consecutive steps A and B (B absent: ``has_b`` False), interleaved
     so their two addition chains overlap: each is the sum of the active rows of ``wv`` in
     ascending order from +0.0, one 64-row word after the other.  Within a word the step with
     fewer active rows is padded with the all-zero row at offset ``zoff`` (a select, not a
     branch): x + 0.0 == x exactly for every x but -0.0, and a sum that starts at +0.0 is never
     -0.0 in round-to-nearest, so the padding changes no bit.  Adds each step's 0/1 inputs to
-    the byte-wide row counters ``cnt``."""
+    the byte-wide row counters ``cnt``; the last word reads only its ``tail`` valid rows.
+    (Written out here, not in a helper: an inlined helper taking the arrays left reference
+    count calls in the loop, and the accumulators were spilled around them.)"""
     acc_a = vzeros(proto)
     acc_b = vzeros(proto)
     for k in range(nw64):
         uk = np.uint64(k) * _U64
-        add_bytes64(cnt, uk, x, base_a + uk)
-        ma = nonzero_mask64(x, base_a + uk)
         mb = _U0
-        if has_b:
-            add_bytes64(cnt, uk, x, base_b + uk)
-            mb = nonzero_mask64(x, base_b + uk)
+        if k == nw64 - 1 and tail != 64:       # a last, partial word: read its valid rows only
+            ma = count_mask64_tail(cnt, uk, x, base_a + uk, tail)
+            if has_b:
+                mb = count_mask64_tail(cnt, uk, x, base_b + uk, tail)
+        else:
+            ma = count_mask64(cnt, uk, x, base_a + uk)
+            if has_b:
+                mb = count_mask64(cnt, uk, x, base_b + uk)
         while (ma | mb) != _U0:
             off_a = pick(ma == _U0, zoff, (uk + ctz64(ma)) * stride)
             off_b = pick(mb == _U0, zoff, (uk + ctz64(mb)) * stride)
@@ -235,13 +240,13 @@ def _flush(cnt, row_counts):
 
 
 @njit
-def layer_simd_noisy(x, b_, t_, nw64, wv, proto, n_, key, table, var0, th, a, inv_tau, bref, jump, clo,
+def layer_simd_noisy(x, b_, t_, nrow, wv, proto, n_, key, table, var0, th, a, inv_tau, bref, jump, clo,
                      chi, s, row_counts):
     """The fused layer of :func:`layer_kernel` with column noise, in vector registers
     (``_simd``), bit-identical to it and to the numpy reference.
 
-    ``x`` flat (B * T * 64 * nw64) uint8 0/1 spikes, rows padded with zeros to whole 64-row
-    words.  ``wv`` flat (64 * nw64 + 1, L) with L = 8 * len(proto) (``proto``: a tuple whose
+    ``x`` flat (B * T * nrow) uint8 0/1 spikes.  With nw64 = ceil(nrow / 64) 64-row words,
+    ``wv`` is flat (64 * nw64 + 1, L) with L = 8 * len(proto) (``proto``: a tuple whose
     length fixes the accumulator width at compile time): row i is ``wd[i]`` padded with zeros
     to L/2 lanes, then ``var[i]`` likewise; the last row is all zeros.  ``var0, th, a,
     inv_tau, jump`` are padded to ``_simd.neuron_lanes(len(proto), True)`` lanes with 0
@@ -249,9 +254,11 @@ def layer_simd_noisy(x, b_, t_, nw64, wv, proto, n_, key, table, var0, th, a, in
     B * T * n_ + neuron_lanes bytes (one lane-wide store per step).  Writes spikes, adds per-row
     input counts to row_counts (64 * nw64) int64, returns the number of output spikes."""
     un = np.uint64(n_)
-    urw = np.uint64(nw64 * 64)
+    urw = np.uint64(nrow)
+    nw64 = (nrow + 63) // 64
+    tail = nrow - 64 * (nw64 - 1)
     stride = np.uint64(8 * len(proto))
-    zoff = urw * stride
+    zoff = np.uint64(64 * nw64) * stride
     like = nzeros_noisy(proto)
     v0 = vload(var0, _U0, like)
     thv = vload(th, _U0, like)
@@ -272,8 +279,8 @@ def layer_simd_noisy(x, b_, t_, nw64, wv, proto, n_, key, table, var0, th, a, in
             since += 2
             bt = np.uint64(b * t_ + t)
             has_b = t + 1 < t_
-            acc_a, acc_b = _scan_pair(x, bt * urw, (bt + _U1) * urw, has_b, nw64, wv, proto, stride,
-                                      zoff, cnt)
+            acc_a, acc_b = _scan_pair(x, bt * urw, (bt + _U1) * urw, has_b, nw64, tail, wv, proto,
+                                      stride, zoff, cnt)
             z, var = vsplit(acc_a)
             z = vnoise(z, var, v0, vdraw(table, bt * un, un, ukey, like))
             p, r, bits = vsrm(z, p, r, thv, av, itv, jv, bref, clo, chi)
@@ -290,13 +297,15 @@ def layer_simd_noisy(x, b_, t_, nw64, wv, proto, n_, key, table, var0, th, a, in
 
 
 @njit
-def layer_simd_quiet(x, b_, t_, nw64, wv, proto, n_, th, a, inv_tau, bref, jump, clo, chi, s, row_counts):
+def layer_simd_quiet(x, b_, t_, nrow, wv, proto, n_, th, a, inv_tau, bref, jump, clo, chi, s, row_counts):
     """:func:`layer_simd_noisy` without noise: rows of ``wv`` are ``wd`` padded to L lanes, the
     neuron vectors ``neuron_lanes(len(proto), False)`` lanes wide."""
     un = np.uint64(n_)
-    urw = np.uint64(nw64 * 64)
+    urw = np.uint64(nrow)
+    nw64 = (nrow + 63) // 64
+    tail = nrow - 64 * (nw64 - 1)
     stride = np.uint64(8 * len(proto))
-    zoff = urw * stride
+    zoff = np.uint64(64 * nw64) * stride
     like = nzeros_quiet(proto)
     thv = vload(th, _U0, like)
     av = vload(a, _U0, like)
@@ -315,8 +324,8 @@ def layer_simd_quiet(x, b_, t_, nw64, wv, proto, n_, th, a, inv_tau, bref, jump,
             since += 2
             bt = np.uint64(b * t_ + t)
             has_b = t + 1 < t_
-            acc_a, acc_b = _scan_pair(x, bt * urw, (bt + _U1) * urw, has_b, nw64, wv, proto, stride,
-                                      zoff, cnt)
+            acc_a, acc_b = _scan_pair(x, bt * urw, (bt + _U1) * urw, has_b, nw64, tail, wv, proto,
+                                      stride, zoff, cnt)
             p, r, bits = vsrm(vjoin(acc_a), p, r, thv, av, itv, jv, bref, clo, chi)
             store_bits(s, bt * un, bits, like)
             nout += popcount64(bits)

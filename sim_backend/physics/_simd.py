@@ -350,6 +350,59 @@ def add_bytes64(typingctx, dst, doff, src, soff):
     return types.none(dst, doff, src, soff), codegen
 
 
+def _count_and_mask(builder, context, sig, args, v):
+    """cnt[coff : coff + 64] += v (uint8 lanes); the bit mask of v's non-zero lanes."""
+    v8 = ir.VectorType(ir.IntType(8), 64)
+    pd = _ptr(context, builder, sig.args[0], args[0], args[1], v8)
+    builder.store(builder.add(builder.load(pd, align=1), v), pd, align=1)
+    return builder.bitcast(builder.icmp_unsigned("!=", v, ir.Constant(v8, [0] * 64)), _I64)
+
+
+def _is_u8_array(a) -> bool:
+    return isinstance(a, types.Array) and a.dtype == types.uint8 and a.ndim == 1
+
+
+@intrinsic
+def count_mask64(typingctx, cnt, coff, x, xoff):
+    """Row word of one step: ``cnt[coff : coff + 64] += x[xoff : xoff + 64]`` (byte-wide
+    per-row event counters) and the uint64 whose bit k is set when ``x[xoff + k] != 0`` (one
+    ``vptestmb`` with AVX-512BW, compare + ``pmovmskb`` otherwise)."""
+    if not (_is_u8_array(cnt) and _is_u8_array(x) and isinstance(coff, types.Integer)
+            and isinstance(xoff, types.Integer)):
+        return None
+    v8 = ir.VectorType(ir.IntType(8), 64)
+
+    def codegen(context, builder, sig, args):
+        v = builder.load(_ptr(context, builder, sig.args[2], args[2], args[3], v8), align=1)
+        return _count_and_mask(builder, context, sig, args, v)
+    return types.uint64(cnt, coff, x, xoff), codegen
+
+
+@intrinsic
+def count_mask64_tail(typingctx, cnt, coff, x, xoff, nvalid):
+    """:func:`count_mask64` for a last, partial row word: only bytes ``xoff .. xoff + nvalid``
+    are read (a masked load, which touches no byte past them), the others count as 0."""
+    if not (_is_u8_array(cnt) and _is_u8_array(x) and isinstance(coff, types.Integer)
+            and isinstance(xoff, types.Integer) and isinstance(nvalid, types.Integer)):
+        return None
+    v8 = ir.VectorType(ir.IntType(8), 64)
+    m1 = ir.VectorType(ir.IntType(1), 64)
+
+    def codegen(context, builder, sig, args):
+        n8 = builder.trunc(args[4], ir.IntType(8))
+        splat = builder.shuffle_vector(
+            builder.insert_element(ir.Constant(v8, ir.Undefined), n8, ir.Constant(ir.IntType(32), 0)),
+            ir.Constant(v8, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), 64), [0] * 64))
+        live = builder.icmp_unsigned("<", ir.Constant(v8, list(range(64))), splat)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(v8, [ir.PointerType(), ir.IntType(32), m1, v8]),
+            "llvm.masked.load.v64i8.p0")
+        src = builder.bitcast(_ptr(context, builder, sig.args[2], args[2], args[3], v8), ir.PointerType())
+        v = builder.call(fn, [src, ir.Constant(ir.IntType(32), 1), live, ir.Constant(v8, [0] * 64)])
+        return _count_and_mask(builder, context, sig, args, v)
+    return types.uint64(cnt, coff, x, xoff, nvalid), codegen
+
+
 @intrinsic
 def ctz64(typingctx, x):
     """Number of trailing zero bits of the 64-bit ``x`` (64 when ``x == 0``)."""

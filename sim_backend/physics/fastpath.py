@@ -177,15 +177,12 @@ def _pad(v: np.ndarray, lanes: int, fill: float) -> np.ndarray:
 
 def _layer_simd(k, spikes, wd, var, key, var0, th, a, inv_tau, bref, jump, params, width):
     """``layer_forward`` through ``_kernels.layer_simd_noisy`` / ``layer_simd_quiet`` (spikes uint8 (B, T, R)
-    C-contiguous): rows padded to whole 64-row words, the weight rows laid out in ``width``
-    blocks of 8 doubles (see the kernel) plus one all-zero row."""
+    C-contiguous, not copied: the kernel reads a last partial 64-row word with a masked load),
+    the weight rows laid out in ``width`` blocks of 8 doubles (see the kernel), padded with
+    zero rows to whole 64-row words, plus one all-zero row."""
     b_, t_, r_ = spikes.shape
     n_ = wd.shape[1]
     rp = -(-r_ // 64) * 64
-    if rp != r_:
-        padded = np.zeros((b_, t_, rp), dtype=np.uint8)
-        padded[:, :, :r_] = spikes
-        spikes = padded
     noisy = var is not None
     lanes = 8 * width
     nl = k.neuron_lanes(width, noisy)            # lanes of the neuron-side vectors
@@ -199,10 +196,10 @@ def _layer_simd(k, spikes, wd, var, key, var0, th, a, inv_tau, bref, jump, param
     consts = (_pad(th, nl, np.inf), _pad(a, nl, 0.0), _pad(inv_tau, nl, 0.0), bref, _pad(jump, nl, 0.0),
               float(params.clamp_low), float(params.clamp_high), s, rc)
     if noisy:
-        nout = k.layer_simd_noisy(spikes.reshape(-1), b_, t_, rp // 64, wv.reshape(-1), (0.0,) * width, n_,
+        nout = k.layer_simd_noisy(spikes.reshape(-1), b_, t_, r_, wv.reshape(-1), (0.0,) * width, n_,
                                   key64, NOISE_TABLE, _pad(var0, nl, 0.0), *consts)
     else:
-        nout = k.layer_simd_quiet(spikes.reshape(-1), b_, t_, rp // 64, wv.reshape(-1), (0.0,) * width, n_,
+        nout = k.layer_simd_quiet(spikes.reshape(-1), b_, t_, r_, wv.reshape(-1), (0.0,) * width, n_,
                                   *consts)
     return s[:b_ * t_ * n_].reshape(b_, t_, n_).view(bool), rc[:r_], int(nout)
 
