@@ -163,3 +163,32 @@ def test_sops_follow_the_workloads_steps_and_a_non_positive_energy_names_why(ben
     assert math.isnan(res["tsops_per_w"]["dense"])
     assert res["tsops_per_w_reason"] == ("net energy per sample 0 J is not positive (the run drew no more "
                                          "than the idle baseline): TSOPS/W is undefined")
+
+
+def test_traces_are_sized_from_the_chips_time_step_and_name_the_instrument(bench, tmp_path):
+    """Kills measure_power_82 (TIME_STEP never read: the 100 ns fallback used) and
+    store_trace_52 (the SMU's identity left out of the run file): with the chip's step set
+    to 1 us (10x the 100 ns default) each sample takes ~10x longer on the chip, so the run
+    traces must hold more points than at 100 ns; every stored trace group names the SMU's
+    *IDN? identity."""
+    from bench.runstore import RunFile
+
+    spikes, _ = reference_workload(2, 0)
+    points = {}
+    for dt in (100e-9, 1e-6):
+        with RunFile(tmp_path / f"p{dt:g}.h5", "power") as run, PEChip(bench.url) as pe:
+            pe.write_register("TIME_STEP", dt)
+            smus = open_smus(bench.cfgs())
+            try:
+                res = measure_power(pe, smus, bench.setups(), spikes=spikes, run=run,
+                                    options=PowerOptions(idle_points=10))
+                idn = {s.rail: s.identity for s in smus}
+            finally:
+                for s in smus:
+                    s.close()
+        points[dt] = res["trace_points"]
+    assert points[1e-6] > points[100e-9]
+    with h5py.File(tmp_path / "p1e-06.h5", "r") as f:
+        for rail, ident in idn.items():
+            assert ident and f[f"run/{rail}"].attrs["identity"] == ident
+            assert f[f"idle/{rail}"].attrs["identity"] == ident
