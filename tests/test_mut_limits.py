@@ -93,3 +93,18 @@ def test_check_max_default_low_is_zero_and_one_value_is_checked():
     lim.check_max("SET bit-line voltage", [0.0, 0.5], "v_set_max_v")
     with pytest.raises(LimitError, match=r"^word-line voltage = 3.4 is outside the station limit \[0, 3.3\]"):
         lim.check_max("word-line voltage", [3.4], "v_wl_max_v")
+
+
+def test_check_max_reports_a_real_violation_behind_a_value_at_the_bound():
+    """kills ChipLimits.check_max mutant `v < low` -> `v <= low`: a value exactly at ``low`` is
+    allowed (inclusive), so the violation reported is the width above the maximum, and it is
+    reported at all (the mutant picks the value at the bound, which check() lets pass)."""
+    with pytest.raises(LimitError, match=r"^pulse width = 0.001 is outside"):
+        ChipLimits().check_max("pulse width", [10e-9, 1e-3], "pulse_width_max_s", low=10e-9)
+
+
+def test_check_max_refuses_a_missing_value_as_a_limit_violation():
+    """kills ChipLimits.check_max mutants that drop ``dtype=float``: values are taken as floats,
+    so a missing value (None -> NaN) is a LimitError like NaN, not a TypeError from numpy."""
+    with pytest.raises(LimitError, match=r"^SET = nan is outside"):
+        ChipLimits().check_max("SET", [1.0, None], "v_set_max_v")

@@ -307,6 +307,9 @@ def run_modules(todo: dict[str, list[str]], budget_s: float, log=print,
             log(f"mutation: budget used up before {module}")
             break
         tests = tests_for(module)
+        # the copy the children run, refreshed per module: a test file edited during a long run is
+        # then both run and stamped (below) as it is now, never stamped new but run as copied
+        shutil.copytree(ROOT / "tests", ROOT / "mutants" / "tests", dirs_exist_ok=True)
         # Warm up: import the tests (and through them the mutated modules) in this process,
         # so each forked child only runs tests.
         set_mutant_under_test("")
