@@ -39,9 +39,11 @@ class ChipLimits:
                              f"[{low:g}, {limit:g}] ({limit_name}); nothing was sent")
 
     def check_max(self, what: str, values, limit_name: str, low: float = 0.0) -> None:
+        """Raise LimitError naming the first value (in C order) of ``values`` — a number or
+        an array of any shape — outside ``[low, limit]``."""
         import numpy as np
 
-        v = np.asarray(values, dtype=float)
+        v = np.asarray(values, dtype=float).ravel()
         if v.size == 0:
             return
         bad = ~np.isfinite(v) | (v < low) | (v > getattr(self, limit_name))

@@ -42,3 +42,14 @@ def test_arrays_are_checked_element_by_element_and_the_first_bad_one_is_named():
     with pytest.raises(LimitError, match=r"^SET voltage = 0.5 is outside the station limit \[1, 3\]"):
         lim.check_max("SET voltage", [2.0, 0.5], "v_set_max_v", low=1.0)
     lim.check_max("SET voltage", [1.0, 3.0], "v_set_max_v", low=1.0)
+
+
+def test_a_single_number_or_a_2d_array_gets_the_same_limit_error():
+    """A scalar over its limit used to raise IndexError (0-d indexing), a 2-D array one
+    naming a whole row; both must be the LimitError naming the offending value."""
+    lim = ChipLimits(v_set_max_v=3.0)
+    lim.check_max("SET voltage", 2.5, "v_set_max_v")
+    with pytest.raises(LimitError, match=r"^SET voltage = 3.5 is outside the station limit \[0, 3\]"):
+        lim.check_max("SET voltage", 3.5, "v_set_max_v")
+    with pytest.raises(LimitError, match=r"^SET voltage = 4 is outside the station limit \[0, 3\]"):
+        lim.check_max("SET voltage", [[1.0, 2.0], [4.0, 0.5]], "v_set_max_v")
