@@ -25,3 +25,21 @@ def test_noise_variance_is_computed_in_double_precision(dtype):
     assert var[0, 0] == pytest.approx(1.0625e-4, rel=1e-14)
     assert var[1, 0] == pytest.approx(2 * 1.0625e-4, rel=1e-14)
     assert var[0, 1] == var[1, 1] == 0.0
+
+
+def test_per_cell_reference_noise_is_unbiased_gaussian_and_multiplicative():
+    """Kills crossbar.per_cell_noisy_input mutant _16 (current G / (1 + rel eps) instead of
+    G (1 + rel eps): biased by ~rel^2 and skewed).  One active cell on G+ at 50 uS, V = 0.2 V,
+    g_unit = 50 uS, rel = 20 %: z = (V G (1 + rel eps)) / (V g_unit) = 1 + 0.2 eps, a Gaussian
+    of mean 1 and standard deviation 0.2 (no skew); the G- column at 0 S adds nothing."""
+    from sim_backend.physics.crossbar import per_cell_noisy_input
+
+    g = np.zeros((2, 2))
+    g[0, 0] = 50e-6
+    spikes = np.zeros((200_000, 2))
+    spikes[:, 0] = 1.0
+    z = per_cell_noisy_input(spikes, g, 0.2, 50e-6, 0.2, np.random.default_rng(3))[:, 0]
+    assert z.mean() == pytest.approx(1.0, abs=0.003)
+    assert z.std() == pytest.approx(0.2, abs=0.003)
+    skew = np.mean((z - z.mean()) ** 3) / z.std() ** 3
+    assert abs(skew) < 0.05
