@@ -25,7 +25,7 @@ NOISE_TABLE_BITS = 12
 
 def _noise_table() -> np.ndarray:
     """Inverse normal CDF at the 2^12 quantile midpoints, rescaled to unit variance
-    (a discrete Gaussian: tails end at +-3.5 sigma)."""
+    (a discrete Gaussian: tails end at +-3.67 sigma, the midpoint of the outermost 1/4096)."""
     q = (np.arange(1 << NOISE_TABLE_BITS) + 0.5) / (1 << NOISE_TABLE_BITS)
     t = ndtri(q)
     return np.ascontiguousarray(t / np.sqrt(np.mean(t * t)))
