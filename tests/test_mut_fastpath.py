@@ -90,7 +90,10 @@ def test_warm_compiles_both_kernels_from_a_cold_start(monkeypatch):
     assert fastpath._WARM.is_set()
     from sim_backend.physics import _kernels
 
-    assert _kernels.layer_kernel.signatures and _kernels.srm_kernel.signatures
+    # the kernels the chip (12 noisy neurons) and the hybrid runner (64-neuron blocks) use:
+    # the SIMD layer kernels since issue 17's chip work (fastpath.SIMD_WIDTHS), and the SRM one
+    assert _kernels.layer_simd_noisy.signatures and _kernels.layer_simd_quiet.signatures
+    assert _kernels.srm_kernel.signatures
 
 
 @needs_kernel
@@ -115,17 +118,20 @@ def test_the_compiled_kernels_are_what_runs(monkeypatch):
     from sim_backend.physics import _kernels
 
     calls = []
-    for name in ("layer_kernel", "srm_kernel"):
+    for name in ("layer_simd_quiet", "layer_kernel", "srm_kernel"):
         real = getattr(_kernels, name)
         monkeypatch.setattr(_kernels, name, lambda *a, _r=real, _n=name: (calls.append(_n), _r(*a))[1])
     x = np.zeros((1, 3, 8), bool)
     x[0, 0, 1] = True
-    fastpath.layer_forward(x, np.ones((8, 2)), None, None, None)
+    want = ["layer_simd_quiet", "layer_kernel", "srm_kernel"]
+    fastpath.layer_forward(x, np.ones((8, 2)), None, None, None)      # narrow: the SIMD kernel
+    fastpath.layer_forward(x, np.ones((8, 65)), None, None, None)     # > 64 neurons: the generic one
     fastpath.srm_spikes(np.ones((1, 2, 2)))
-    assert calls == ["layer_kernel", "srm_kernel"]
+    assert calls == want
     fastpath.layer_forward(x, np.ones((8, 2)), None, None, None, use_kernel=False)
+    fastpath.layer_forward(x, np.ones((8, 65)), None, None, None, use_kernel=False)
     fastpath.srm_spikes(np.ones((1, 2, 2)), use_kernel=False)
-    assert calls == ["layer_kernel", "srm_kernel"]
+    assert calls == want
 
 
 @pytest.mark.parametrize("use_kernel", [True, False])
