@@ -85,3 +85,42 @@ def test_a_write_verify_schedule_beyond_the_board_maxima_is_refused_with_its_rea
     assert (status, payload) == (Status.OUT_OF_RANGE, b"schedule voltage, width or read voltage beyond the board maxima")
     after = c.send(Opcode.SIM_QUERY, b"conductances")
     assert before[0] == after[0] == Status.OK and before[1] == after[1]
+
+
+
+# --- issue 18, firmware re-run on merged main: refusals carry their reasons (docs/protocol.md) ---
+
+def test_a_response_frame_and_session_zero_are_refused_with_reasons():
+    """Kills VirtualFirmware.handle mutants _11 (the response-frame reason altered) and _51
+    (a HELLO opening the reserved session 0 refused without its reason)."""
+    from firmware_iface.framing import FLAG_RESPONSE, Frame, FrameDecoder, encode_frame
+
+    fw = make_board(1, 0, "ideal")
+    out = fw.feed(encode_frame(Frame(int(Opcode.GET_INFO), 5, b"", flags=FLAG_RESPONSE, session=0x77)))
+    (reply,) = FrameDecoder().feed(out)
+    assert (reply.status, reply.payload) == (Status.BAD_PAYLOAD, b"a response frame sent to the board")
+    c = RawClient()
+    c.session = 0                       # a HELLO opening session 0
+    status, payload, _ = c.send(Opcode.HELLO, b"", seq=0)
+    assert (status, payload) == (Status.OUT_OF_RANGE, b"session id 0 is reserved")
+
+
+def test_get_limits_and_reset_with_a_payload_are_refused_naming_the_command():
+    """Kills VirtualFirmware._get_limits mutant _2 (the command's name dropped from the
+    reason) and _reset mutant _1 (RESET's payload not checked at all)."""
+    c = RawClient()
+    status, payload, _ = c.send(Opcode.GET_LIMITS, b"x")
+    assert (status, payload) == (Status.BAD_PAYLOAD, b"GET_LIMITS payload must be empty, got 1 bytes")
+    status, payload, _ = c.send(Opcode.RESET, b"ab")
+    assert (status, payload) == (Status.BAD_PAYLOAD, b"RESET payload must be empty, got 2 bytes")
+
+
+def test_an_upload_past_the_last_slot_names_the_slots():
+    """Kills VirtualFirmware._upload mutant _39 (the last slot misnamed): 2 samples at slot
+    65535 of 65,536 (docs/protocol.md, UPLOAD_SPIKES) occupy slots 65535..65536."""
+    from firmware_iface.spikes import encode_upload
+
+    spikes = np.zeros((2, 4, 128), dtype=bool)
+    spikes[:, 0, 0] = True
+    status, payload, _ = RawClient().send(Opcode.UPLOAD_SPIKES, encode_upload(spikes, slot=65535))
+    assert (status, payload) == (Status.NO_MEMORY, b"slots 65535..65536 beyond 65536")
