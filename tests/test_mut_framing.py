@@ -44,6 +44,7 @@ def test_a_frame_of_another_version_carries_its_crc_for_the_echo():
     with pytest.raises(VersionError) as info:
         decode_body(cobs.encode(body + struct.pack("<I", crc)))
     assert info.value.version == 9 and info.value.crc == crc
+    assert str(info.value) == "protocol version 9, expected 2"     # kills VersionError.__init___1
 
 
 def test_broken_cobs_stuffing_is_named():
@@ -173,5 +174,6 @@ def test_abandoning_a_raw_block_finds_the_frames_inside_it():
     assert dec.feed_events(_hand_frame(0x30, 1) + ping) == []
     out = dec.abandon()
     assert isinstance(out[0], RawBlockError)
+    assert str(out[0]) == "raw block incomplete at the deadline"   # kills RawBlockError.__init___1
     assert [(f.opcode, f.seq, f.payload) for f in out[1:] if isinstance(f, Frame)] == [(0x01, 9, b"hello")]
     assert dec.abandon() == []                                  # nothing left to give up
