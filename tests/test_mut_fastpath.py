@@ -200,3 +200,19 @@ def test_single_precision_neuron_constants_do_not_recompile_the_kernels():
         assert s32[0, :, 0].tolist() == [False] * 5 + [True, False, False]
     assert len(_kernels.srm_kernel.signatures) == n_srm
     assert len(_kernels.layer_kernel.signatures) == n_layer
+
+
+@needs_kernel
+@pytest.mark.parametrize("tau_ref", [0.5, 3.0])
+def test_the_compiled_neurons_use_the_refractory_time_constant(tau_ref):
+    """Kills fastpath._neuron_consts mutant _38 (refractory decay exp(-tau_ref) instead of
+    exp(-1/tau_ref): the same at the default tau_ref = 1 step, so every default-parameter test
+    passes). The compiled path must give neuron.srm_forward's spikes (the numpy reference,
+    which computes its own decay) at tau_ref != 1."""
+    from sim_backend.physics.neuron import srm_forward
+
+    p = NeuronParams(tau_ref_steps=tau_ref, ref_scale=0.6)
+    z = np.random.default_rng(18).uniform(0.0, 3.0, size=(4, 60, 5))
+    want = srm_forward(z, p).astype(bool)
+    assert 20 < want.sum() < want.size                          # spikes, refractory periods active
+    assert np.array_equal(fastpath.srm_spikes(z, p), want)
