@@ -246,12 +246,17 @@ class Pose:
 
 
 def pose_track(subj: Subject, t_s: np.ndarray, segments: list[tuple[int, float, float]],
-               rng: np.random.Generator) -> Pose:
+               rng: np.random.Generator, dip_spans_s: list[float] | None = None) -> Pose:
     """Joint tracks over a whole recording at times ``t_s`` (s).
 
     ``segments``: (class, start_s, end_s) of each gesture; outside them the arms rest (with
     a little fidgeting); at each gesture's start and end the arms move between rest and the
-    gesture over 0.25-0.5 s.
+    gesture over 0.25-0.5 s. ``dip_spans_s``: per segment, the length (s) over which the
+    centre of a partial gesture's dip is drawn (0.3-0.8 of it, from the segment's start);
+    default the segment's own length. A recording of short gestures passes the lengths its
+    gestures would have at the release's 6 s, so a dip falls at the same time from the
+    gesture's start as in a 6 s gesture (mostly after the network's 1.5 s window) and the
+    start of a short gesture is drawn like that of a long one.
     """
     K = len(t_s)
     s = subj.scale
@@ -272,7 +277,9 @@ def pose_track(subj: Subject, t_s: np.ndarray, segments: list[tuple[int, float, 
     ua_r, fa_r = _angle(e_r - sh_r), _angle(w_r - e_r)
     ua_l, fa_l = _angle(e_l - sh_l), _angle(w_l - e_l)
     wander = subj.sloppiness * _smooth_noise(rng, t_s, 1.5, 4)
-    for cls, a, b in segments:
+    if dip_spans_s is not None and len(dip_spans_s) != len(segments):
+        raise ValueError(f"{len(dip_spans_s)} dip spans for {len(segments)} segments")
+    for k, (cls, a, b) in enumerate(segments):
         i0, i1 = np.searchsorted(t_s, [a, b])
         if i1 <= i0:
             continue
@@ -282,7 +289,7 @@ def pose_track(subj: Subject, t_s: np.ndarray, segments: list[tuple[int, float, 
         ramp_out = rng.uniform(0.25, 0.5)
         env = _ease(tt / ramp_in) * _ease((b - a - tt) / ramp_out)
         if rng.random() < subj.partial:  # a sloppy/partial stretch: the arm drops part-way
-            c = rng.uniform(0.3, 0.8) * (b - a)
+            c = rng.uniform(0.3, 0.8) * ((b - a) if dip_spans_s is None else dip_spans_s[k])
             wdt = rng.uniform(0.3, 0.9)
             env = env * (1.0 - 0.7 * np.exp(-0.5 * ((tt - c) / (wdt / 2)) ** 2))
         sl = slice(i0, i1)

@@ -28,7 +28,7 @@ from bench.data.labels import CLASS_NAMES, write_labels, write_trial_list
 from bench.data.synth import LIGHTINGS, check_out_dir, plan as _plan
 from bench.errors import UsageError
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: a partial gesture's dip falls where it would in a 6 s gesture
 DEFAULT_PER_CLASS = 122  # the release: 122 recordings of 29 subjects, 1,342 samples
 DEFAULT_SUBJECTS = 29
 DEFAULT_GESTURE_S = 6.0
@@ -64,16 +64,19 @@ def recording(seed: int, subject: int, lighting_name: str, key: int, *,
     t_start_us = int(rng.integers(2_000_000, 20_000_000))  # dataset time does not start at 0
     # timeline (seconds from the recording start)
     segs, t = [], float(rng.uniform(0.6, 1.2))
+    spans = []  # each gesture's length (with its lead-in) had it been drawn at the default 6 s
     for cls in order:
-        dur = gesture_s * float(rng.uniform(0.92, 1.08))
+        u = float(rng.uniform(0.92, 1.08))
+        dur = gesture_s * u
         segs.append((int(cls), t, t + dur))
+        spans.append(DEFAULT_GESTURE_S * u + LEAD_S)
         t += dur + float(rng.uniform(0.8, 1.6))
     total_s = t
     K = int(np.ceil(total_s * 1e6 / DT_US))
     t_s = np.arange(K) * (DT_US * 1e-6)
     # the body starts each gesture LEAD_S before its label: the label starts once the gesture
     # is under way (the ramp from rest, <= 0.5 s, is over), as an annotator marks it
-    pose = pose_track(subj, t_s, [(c, a - LEAD_S, b) for c, a, b in segs], rng)
+    pose = pose_track(subj, t_s, [(c, a - LEAD_S, b) for c, a, b in segs], rng, dip_spans_s=spans)
     bg = background(rng, (SENSOR[1], SENSOR[0]))
     sensor = Sensor(params, light, rng, (SENSOR[1], SENSOR[0]), DT_US)
     sensor.set_background(bg)
