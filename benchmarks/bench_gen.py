@@ -1,6 +1,6 @@
 """Realistic gesture generator: speed and difficulty (issue 15 items 1-2).
 
-    .venv/bin/python benchmarks/bench_gen.py [--quick] [--data DIR] [--epochs N] [--json]
+    .venv/bin/python benchmarks/bench_gen.py [--quick] [--data DIR] [--epochs N] [--pairs] [--json]
 
 1. Generation speed: one recording of the realistic generator (11 gestures) against one of the
    stylised generator (the same-run baseline), interleaved, ``--repeats`` times; events per
@@ -62,12 +62,47 @@ def speed(repeats: int, gesture_s: float) -> dict:
     }
 
 
-def difficulty(data: Path, epochs: int) -> dict:
+# class pairs that differ (by design) only in direction / timing, or that share a place;
+# class indices 0..10 in DVS128 Gesture order (bench.data.gesture.body)
+PAIRS = (("right arm CW / CCW", 3, 4), ("left arm CW / CCW", 5, 6), ("hand clap / arm roll", 0, 7),
+         ("air drums / other", 8, 10), ("right hand wave / air guitar", 1, 9))
+
+
+def pairs(train: list, test: list) -> dict:
+    """Time-collapsed logistic regression trained and tested on each pair of :data:`PAIRS` alone,
+    with polarity (800 counts) and polarity-blind (ON + OFF, 400 counts); and the per-class
+    test accuracy of the 11-way classifiers (which classes the counts give away)."""
+    from bench.data.gesture.collapsed import collapsed_counts, logistic_regression, nearest_centroid
+
+    Xtr, Xte = collapsed_counts(train), collapsed_counts(test)
+    ytr = np.array([s.label for s in train])
+    yte = np.array([s.label for s in test])
+    half = Xtr.shape[1] // 2
+    blind = (lambda X: X[:, :half] + X[:, half:])  # noqa: E731
+    out: dict = {"pairs": {}}
+    for name, a, b in PAIRS:
+        mtr, mte = np.isin(ytr, (a, b)), np.isin(yte, (a, b))
+        yt, ye = (ytr[mtr] == b).astype(int), (yte[mte] == b).astype(int)
+        row = {"test_samples": int(mte.sum())}
+        for key, f in (("with_polarity", lambda X: X), ("polarity_blind", blind)):
+            pred = logistic_regression(f(Xtr[mtr]), yt, f(Xte[mte]), 2)
+            row[key] = float((pred == ye).mean())
+        out["pairs"][name] = row
+    for key, fn in (("nearest_centroid", nearest_centroid), ("logistic_regression", logistic_regression)):
+        pred = fn(Xtr, ytr, Xte, 11)
+        out[f"per_class_{key}"] = [float((pred[yte == c] == c).mean()) if np.any(yte == c) else None
+                                   for c in range(11)]
+    return out
+
+
+def difficulty(data: Path, epochs: int, with_pairs: bool = False) -> dict:
     from bench.data.dataset import load_split
     from bench.data.gesture.collapsed import collapsed_accuracy
 
     train, test = load_split(data, "train"), load_split(data, "test")
     out = {"train": len(train), "test": len(test), "time_collapsed": collapsed_accuracy(train, test)}
+    if with_pairs:
+        out["time_collapsed_detail"] = pairs(train, test)
     win = []
     for s in train + test:
         e = s.events[(s.events["t"] >= s.start_us) & (s.events["t"] < s.start_us + 1_500_000)]
@@ -123,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="--data is a set still being generated (or its .tmp- directory): use the "
                          "recordings finished so far, the last ~20 %% of their subjects as test")
     ap.add_argument("--no-speed", action="store_true", help="skip the generation-speed part")
+    ap.add_argument("--pairs", action="store_true",
+                    help="also the time-collapsed classifier on each class pair alone and per class")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     if a.quick:
@@ -143,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             res["set"] = {"subjects": a.subjects, "per_class": a.per_class, "gesture_s": a.gesture_s,
                           "events": m["events"], "cpu_s": round(cpu, 1), "wall_s": round(wall, 1),
                           "events_per_cpu_s": round(m["events"] / cpu)}
-        res["difficulty"] = difficulty(data, a.epochs)
+        res["difficulty"] = difficulty(data, a.epochs, a.pairs)
     if a.json:
         print(json.dumps(res))
     else:
@@ -160,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"set: {d['train']} train / {d['test']} test; events/s (first 1.5 s) {d['events_per_s_first_1p5s']}; "
               f"ON fraction {d['on_fraction']}")
         print(f"time-collapsed: {d['time_collapsed']}")
+        for name, row in d.get("time_collapsed_detail", {}).get("pairs", {}).items():
+            print(f"  pair {name}: {row}")
         if "network" in d:
             print(f"reference network: {d['network']}")
     return 0
