@@ -24,6 +24,7 @@ from drivers.errors import ChipError, ChipTimeout, ProtocolError
 from firmware_iface.bulk import bulk_header, bulk_unit, decode_bulk, encode_bulk, encode_commit, encode_fetch
 from firmware_iface.framing import Frame, FrameError, RawBlockError, encode_frame, frame_crc
 from firmware_iface.records import PayloadError
+from firmware_iface.sockio import drop_sent
 from firmware_iface.spec import Opcode, Status
 
 PIECE_MAX = 256 * 1024
@@ -322,13 +323,7 @@ class BulkMode:
             self.stats.bytes_tx += n
             if n:
                 deadline = time.monotonic() + direct.timeout_s
-            while n:  # drop what went out
-                if n >= len(views[i]):
-                    n -= len(views[i])
-                    i += 1
-                else:
-                    views[i] = views[i][n:]
-                    n = 0
+            i = drop_sent(views, n, i)
             wait = 0.0 if wrote or i == len(views) else max(0.0, deadline - time.monotonic())
             readable, writable, _ = select.select([fd], [fd] if i < len(views) else [], [], wait)
             if readable:

@@ -10,17 +10,12 @@ import urllib.parse
 import serial
 
 from drivers.errors import BadURLError, LinkError
+from firmware_iface.sockio import IOV_MAX, SOCKET_BUFFER, tune_tcp  # noqa: F401  (re-exported)
 
 _HOST_PORT_SCHEMES = ("socket", "rfc2217")
-SOCKET_BUFFER = 4 * 1024 * 1024
-"""Send and receive buffer asked for on a TCP link (bytes): a whole bulk round (a few MB) fits
-in the kernel, so neither end waits for the other to drain it piece by piece (Linux caps the
-request at net.core.wmem_max / rmem_max, 4 MiB by default)."""
-IOV_MAX = 1024
-"""Most buffers one gathered write takes (POSIX IOV_MAX on Linux and macOS)."""
+"""pyserial URL schemes that name a TCP endpoint ``host:port``."""
 _GATHER = hasattr(socket.socket, "sendmsg")
 """Gathered socket writes (sendmsg): POSIX; Windows sends one buffer per call."""
-"""pyserial URL schemes that name a TCP endpoint ``host:port``."""
 
 
 def url_problem(url: str) -> str | None:
@@ -76,17 +71,6 @@ def _no_delay(port: serial.SerialBase) -> serial.SerialBase:
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         tune_tcp(sock)
     return port
-
-
-def tune_tcp(sock: socket.socket) -> None:
-    """TCP_NODELAY and :data:`SOCKET_BUFFER`-byte send and receive buffers on ``sock`` (either
-    end of a chip link; a refused buffer size keeps the system's)."""
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
-        except OSError:  # pragma: no cover - a platform that refuses the size
-            pass
 
 
 class Direct:

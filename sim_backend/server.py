@@ -24,23 +24,10 @@ import threading
 import tty
 from collections.abc import Callable
 
+from firmware_iface.sockio import IOV_MAX, drop_sent, tune_tcp
 from sim_backend.board import make_board
 from sim_backend.firmware import VirtualFirmware
 from sim_backend.link import TO_BOARD, TO_HOST, LinkModel
-
-
-SOCKET_BUFFER = 4 * 1024 * 1024
-"""Send and receive buffers of the chip's TCP connection (bytes): a whole bulk round fits."""
-
-
-def _tune(conn: socket.socket) -> None:
-    """No Nagle (replies go out at once) and buffers that hold a whole bulk round."""
-    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-        try:
-            conn.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
-        except OSError:  # pragma: no cover - a platform that refuses the size
-            pass
 
 
 class _Pump:
@@ -72,16 +59,10 @@ def _write_parts(write: Callable[[list], int], parts, stop: threading.Event) -> 
     i = 0
     while i < len(views) and not stop.is_set():
         try:
-            n = write(views[i:i + 1024])
+            n = write(views[i:i + IOV_MAX])
         except (TimeoutError, BlockingIOError, InterruptedError):
             continue
-        while n:
-            if n >= len(views[i]):
-                n -= len(views[i])
-                i += 1
-            else:
-                views[i] = views[i][n:]
-                n = 0
+        i = drop_sent(views, n, i)
 
 
 def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple[str, threading.Thread]:
@@ -98,7 +79,7 @@ def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple
                     continue
                 except OSError:
                     return
-                _tune(conn)
+                tune_tcp(conn)  # replies go out at once; a whole bulk round fits
                 conn.settimeout(0.2)
                 # gathered writes where the platform has them (not Windows: one buffer per call)
                 send = conn.sendmsg if hasattr(conn, "sendmsg") else (lambda views, c=conn: c.send(views[0]))
