@@ -27,14 +27,22 @@ from firmware_iface.records import PayloadError
 from firmware_iface.sockio import drop_sent
 from firmware_iface.spec import Opcode, Status
 
-PIECE_MAX = 256 * 1024
-"""Largest piece of a round (bytes): big enough that per-piece work is small next to the copy."""
+PIECE_MAX = 1024 * 1024
+"""Largest piece of a round (bytes): big enough that per-piece work (a frame, a reply, a
+handler call and a few system calls on either end) is small next to the copy -- at 256 KiB it
+was not: 1 MiB pieces cut the board's CPU per MB of a socket:// upload by a third
+(docs/BENCHMARKS.md, link2) -- and small enough that a link losing pieces gets back to it in a
+few clean rounds (a lossy round quarters the next transfer's piece size, a clean one doubles it)."""
 PIECE_MIN = 1024
 """Smallest piece a failed one is split into (bytes): LIMITS.max_chunk of the STAGE path."""
 SPLIT = 4
 """A failed piece is sent again as this many smaller pieces (at least PIECE_MIN each)."""
 UNSEQUENCED_MAX = 16384
 """Most unsequenced requests between two sequenced ones (docs/protocol.md, Sessions)."""
+PEEK = 4096
+"""Most bytes a read takes while a readout round waits for its next reply frame (bytes): that
+frame and the first bytes of its raw block, the rest of which is then read straight into its
+place in the result."""
 WRITE_SLICE = 64 * 1024
 """Bytes written through pyserial (a transport without a descriptor) before replies are
 drained: a board blocked on a full reply buffer must never stop the host's write."""
@@ -288,7 +296,7 @@ class BulkMode:
         wait_s = max(self.timeout_s, job.wait_s)
         deadline = time.monotonic() + wait_s
         while "seen" not in marker:
-            events = self._take_in(deadline)
+            events = self._take_in(deadline, PEEK if job.opcode == Opcode.BULK_GET else 1 << 20)
             if events is not None:
                 on_events(events)
                 deadline = time.monotonic() + wait_s  # the link is alive: wait on
@@ -333,16 +341,21 @@ class BulkMode:
             elif i < len(views) and not writable and time.monotonic() >= deadline:
                 raise serial.SerialTimeoutException("write timeout")
 
-    def _take_in(self, deadline: float) -> list | None:
+    def _take_in(self, deadline: float, size: int = 1 << 20) -> list | None:
         """What the link received by ``deadline`` (monotonic s) as decoder events; None when
         nothing came.  Bytes of a raw block the decoder collects in place (a BULK_GET piece
-        in flight) are read straight there: one copy from the kernel into the result."""
-        target = self._decoder.raw_target()
-        if target is None or self._direct is None:
+        in flight) are read straight there: one copy from the kernel into the result.
+        ``size``: most bytes one read takes otherwise."""
+        if self._direct is None:
             data = self._receive(deadline)
             return self._decoder.feed_events(data) if data else None
         if not select.select([self._fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
             return None
+        target = self._decoder.raw_target()
+        if target is None:
+            data = self._direct.read(size)
+            self.stats.bytes_rx += len(data)
+            return self._decoder.feed_events(data) if data else None
         n = self._direct.read_into(target)
         self.stats.bytes_rx += n
         return self._decoder.raw_received(n)

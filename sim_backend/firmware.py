@@ -56,6 +56,21 @@ class _Parts(list):
     the block; ``b"".join`` gives the bytes."""
 
 
+class _Claim(NamedTuple):
+    """A BULK_PUT whose frame was decoded and whose piece is not handled yet (its raw block
+    being received, or received and waiting in the decoder's output)."""
+
+    frame: tuple[int, int]
+    """(seq, CRC-32 trailer) of the announcing frame: the piece's event carries the same."""
+    key: tuple[int, int, int]
+    """(transfer id, target opcode, total) of the piece."""
+    start: int
+    end: int
+    view: memoryview | None
+    """Where its raw block is received in place (a slice of a staging buffer), or None: the
+    decoder's own buffer."""
+
+
 class CommandError(Exception):
     """Raised inside a handler to answer with a non-OK status."""
 
@@ -121,6 +136,11 @@ class _Ranges:
             self.count += b - a
         return self.count
 
+    def overlaps(self, a: int, b: int) -> bool:
+        """Is any byte of ``[a, b)`` covered?"""
+        i = bisect.bisect_right(self.ends, a)  # first range ending after a
+        return a < b and i < len(self.starts) and self.starts[i] < b
+
 
 def seq_newer(seq: int, last: int) -> bool:
     """Serial-number order of 16-bit seqs (RFC 1982): is ``seq`` after ``last``?"""
@@ -152,7 +172,8 @@ class VirtualFirmware:
         self.chip = chip
         self.lock = lock or threading.RLock()
         self.chip_id = chip_id if chip_id is not None else (0x5E0000000000 | (chip.chip_seed & 0xFFFFFFFF))
-        self.decoder = FrameDecoder(raw=board_raw_rule)
+        self._claims: list[_Claim] = []
+        self.decoder = self._new_decoder()
         self._garbage = False
         """A bad run of the bytes being fed was answered and no valid frame came since: further
         bad runs of the same burst are not."""
@@ -193,6 +214,10 @@ class VirtualFirmware:
         """Bits of sample memory in use (inputs)."""
         self._staging: list | None = None
         """Bounded transfer being received: [id, opcode, buffer, byte ranges received]."""
+        self._prepared: tuple[tuple[int, int, int], bytearray] | None = None
+        """The staging buffer of a transfer whose first BULK_PUT block is being received in
+        place before any piece of it was handled: ((id, opcode, total), buffer); taken over
+        when that transfer's first piece is stored."""
         self._kept: tuple[int, int, bytes] | None = None
         """Result of the last committed transfer: (id, status, reply payload)."""
 
@@ -205,17 +230,95 @@ class VirtualFirmware:
     def feed_parts(self, data: bytes) -> list:
         """Bytes from the host in; the bytes to the host out as a list of bytes-like parts, in
         order (a raw block is a view of the kept result, not a copy): for a gathered write."""
-        out: list = []
         self._garbage = False  # a new burst of bytes (on a UART: after a pause in the stream)
-        for ev in self.decoder.feed_events(data):
+        return self._answer(self.decoder.feed_events(data))
+
+    def raw_target(self) -> memoryview | None:
+        """Where the next bytes from the host belong when a transport can receive them there
+        directly (``recv_into``): the rest of a BULK_PUT raw block being received in place into
+        its transfer's staging buffer; None otherwise (give the bytes to :meth:`feed_parts`)."""
+        return self.decoder.raw_target()
+
+    def received_parts(self, n: int) -> list:
+        """``n`` bytes were received into :meth:`raw_target`'s view: the replies, as
+        :meth:`feed_parts` gives them for the same bytes."""
+        self._garbage = False
+        return self._answer(self.decoder.raw_received(n))
+
+    def _new_decoder(self) -> FrameDecoder:
+        self._claims.clear()
+        decoder = FrameDecoder(raw=self._raw_rule)
+        decoder.sink = self._raw_sink
+        return decoder
+
+    def _raw_rule(self, frame: Frame) -> tuple[int, int] | None:
+        """:func:`board_raw_rule`, and a claim for every STAGE piece decoded (see _raw_sink):
+        a block is never received in place over bytes a STAGE piece before it will write."""
+        if frame.opcode == Opcode.STAGE and not frame.is_response:
+            with contextlib.suppress(PayloadError, ValueError):
+                tid, opcode, total, offset, piece = decode_stage(frame.payload)
+                self._claims.append(_Claim((frame.seq, frame.crc), (tid, opcode, total), offset,
+                                           offset + len(piece), None))
+            return None
+        return board_raw_rule(frame)
+
+    def _raw_sink(self, frame: Frame, nbytes: int) -> memoryview | None:
+        """Where the raw block of a BULK_PUT ``frame`` is received: straight into its place in
+        the transfer's staging buffer when no byte stored there can be lost -- none of its
+        range already received (a late or corrupted duplicate never overwrites acknowledged
+        bytes, decision 0016) nor claimed by a piece decoded before it and not handled yet (a
+        STAGE or BULK_PUT piece handled later would write over it) -- and the piece passes the
+        checks it will be handled with; else None (the decoder's buffer, then a copy).  Every
+        BULK_PUT and STAGE piece decoded is claimed until its event is handled (:meth:`_answer`)."""
+        h = decode_bulk(frame.payload)  # board_raw_rule decoded it already: a BULK record
+        key, start, end = (h.id, h.opcode, h.total), h.offset, h.offset + nbytes
+        view = self._place(frame, key, start, end)
+        self._claims.append(_Claim((frame.seq, frame.crc), key, start, end, view))
+        return view
+
+    def _place(self, frame: Frame, key: tuple[int, int, int], start: int, end: int) -> memoryview | None:
+        tid, opcode, total = key
+        if not self.session or frame.session != self.session:
+            return None  # answered NO_SESSION: nothing stored
+        try:
+            self._check_piece(tid, opcode, total, start, end - start)
+        except CommandError:
+            return None
+        if any(c.key == key and c.start < end and start < c.end for c in self._claims):
+            return None
+        st = self._staging
+        if st is not None and (st[0], st[1], len(st[2])) == key:
+            if st[3].overlaps(start, end):
+                return None
+            buf = st[2]
+        else:
+            if self._prepared is None or self._prepared[0] != key:
+                self._prepared = (key, bytearray(total))
+            buf = self._prepared[1]
+        return memoryview(buf)[start:end]
+
+    def _unclaim(self, frame: Frame) -> None:
+        """The BULK_PUT or STAGE piece of ``frame`` was handled (stored, refused or failed)."""
+        ident = (frame.seq, frame.crc)
+        for i, c in enumerate(self._claims):
+            if c.frame == ident:
+                del self._claims[i]
+                return
+
+    def _answer(self, events: list) -> list:
+        out: list = []
+        for ev in events:
             if isinstance(ev, Frame):
                 self._garbage = False
                 reply = self.handle(ev)
+                if ev.opcode in (Opcode.BULK_PUT, Opcode.STAGE) and not ev.is_response:
+                    self._unclaim(ev)
                 if isinstance(reply, _Parts):
                     out += reply
                 else:
                     out.append(reply)
             elif isinstance(ev, RawBlockError):  # the BULK_PUT frame was sound: answer it, bound
+                self._unclaim(ev.frame)
                 self.frames_rx += 1
                 self._garbage = True  # its bytes are searched again: what is not a frame is garbage
                 out.append(self._reply(ev.frame, Status.DATA_CRC, str(ev).encode()))
@@ -353,7 +456,7 @@ class VirtualFirmware:
         with self._guard:
             self._cache = None
             self.session = 0
-        self.decoder = FrameDecoder(raw=board_raw_rule)
+        self.decoder = self._new_decoder()
         self._garbage = False
 
     def add_command_hook(self, hook: Callable[[int], None]) -> None:
@@ -431,8 +534,15 @@ class VirtualFirmware:
         transfer of many pieces costs linear time."""
         st = self._staging
         if st is None or st[0] != tid or st[1] != opcode or len(st[2]) != total:
-            st = self._staging = [tid, opcode, bytearray(total), _Ranges()]
-        st[2][offset:offset + len(piece)] = piece
+            prep = self._prepared
+            if prep is not None and prep[0] == (tid, opcode, total):  # blocks already received there
+                buf, self._prepared = prep[1], None
+            else:
+                buf = bytearray(total)
+            st = self._staging = [tid, opcode, buf, _Ranges()]
+        if not (isinstance(piece, memoryview) and piece.obj is st[2]
+                and any(c.view is piece for c in self._claims)):  # else received in place: there
+            memoryview(st[2])[offset:offset + len(piece)] = piece  # one copy (a bytearray slice copies twice)
         return st[3].add(offset, offset + len(piece))
 
     def _commit(self, p: bytes) -> bytes:
@@ -446,7 +556,9 @@ class VirtualFirmware:
         if st[3].count != total:
             raise CommandError(Status.NOT_READY, f"transfer {tid:#x}: {total - st[3].count} bytes not staged")
         self._staging = None
-        status, payload = self._invoke(opcode, st[2])  # the buffer itself: the transfer is over
+        # the buffer itself: the transfer is over, and no block is being received into it (one
+        # decoded after this COMMIT overlaps a piece claimed or received before it: _raw_sink)
+        status, payload = self._invoke(opcode, st[2])
         self._kept = (tid, int(status), payload)
         return encode_result(tid, int(status), len(payload), payload[:MAX_CHUNK])
 

@@ -48,6 +48,17 @@ class _Pump:
             out = self.link.corrupt(self.fw.feed(self.link.corrupt(data, TO_BOARD)), TO_HOST)
             return [out] if out else []
 
+    def target(self) -> memoryview | None:
+        """Where the transport may receive the next bytes directly (``recv_into``): the rest of
+        a BULK_PUT raw block the board receives in place; None on a faulty link (the link
+        model must see every byte) and when no such block is being received."""
+        return None if self.link.faulty else self.fw.raw_target()
+
+    def received(self, n: int) -> list:
+        """``n`` bytes were received into :meth:`target`'s view: what goes back (as exchange)."""
+        with self.guard:
+            return self.fw.received_parts(n)
+
 
 def _write_parts(write: Callable[[list], int], parts, stop: threading.Event) -> None:
     """Write ``parts`` (a list of bytes-like, or one) in order with ``write`` (a gathered
@@ -65,10 +76,18 @@ def _write_parts(write: Callable[[list], int], parts, stop: threading.Event) -> 
         i = drop_sent(views, n, i)
 
 
+RECV = 1 << 20
+"""Most bytes one read takes (bytes)."""
+PEEK = 4096
+"""Most bytes one read takes right after a raw block received in place (bytes): the next frame
+and the first bytes of its block, so that the rest of the block is received in place too."""
+
+
 def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple[str, threading.Thread]:
     """Serve the board on TCP; one client at a time (one owner per link)."""
     srv = socket.create_server((host, port))
     srv.settimeout(0.2)
+    in_place = getattr(pump, "target", lambda: None)  # a pump that only exchanges: no in-place reads
 
     def loop() -> None:
         with srv:
@@ -84,16 +103,24 @@ def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple
                 # gathered writes where the platform has them (not Windows: one buffer per call)
                 send = conn.sendmsg if hasattr(conn, "sendmsg") else (lambda views, c=conn: c.send(views[0]))
                 with conn:
+                    peek = False
                     while not stop.is_set():
-                        try:
-                            data = conn.recv(1 << 20)
+                        target = in_place()
+                        try:  # a raw block's bytes straight into their place; else what is there
+                            got = conn.recv_into(target) if target is not None else \
+                                conn.recv(PEEK if peek else RECV)
                         except TimeoutError:
                             continue
                         except OSError:
                             break
-                        if not data:
+                        if not got:
                             break
-                        out = pump.exchange(data)
+                        # after a block received in place, or a short read (a burst's end): the
+                        # next read takes the next frame only, so that its block lands in place too
+                        if target is not None:
+                            out, peek = pump.received(got), True
+                        else:
+                            out, peek = pump.exchange(got), len(got) < PEEK
                         if out:
                             try:
                                 _write_parts(send, out, stop)
@@ -114,15 +141,18 @@ def serve_pty(pump: _Pump, stop: threading.Event) -> tuple[str, threading.Thread
     def loop() -> None:
         import select
 
+        in_place = getattr(pump, "target", lambda: None)
         while not stop.is_set():
             r, _, _ = select.select([master], [], [], 0.2)
             if not r:
                 continue
-            try:
-                data = os.read(master, 1 << 16)
+            target = in_place()
+            try:  # a raw block's bytes straight into their place (as on TCP)
+                got = os.readv(master, [target]) if target is not None else os.read(master, 1 << 16)
             except OSError:
                 return
-            _write_parts(lambda views: os.writev(master, views), pump.exchange(data), stop)
+            out = pump.received(got) if target is not None else pump.exchange(got)
+            _write_parts(lambda views: os.writev(master, views), out, stop)
 
     t = threading.Thread(target=loop, name="sim-pty", daemon=True)
     t.start()

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from drivers import bulkmode
 from drivers.errors import DriverError
 from drivers.pechip import PEChip
 from firmware_iface import bulk
@@ -311,7 +312,7 @@ def test_bulk_transfers_over_a_faulty_tcp_link_match_a_clean_link(clean):
 def test_piece_size_adapts_to_the_link():
     with PEChip("pesim://?seed=3&fidelity=ideal&ber=1e-4&link_seed=2", retries=10) as chip:
         chip.upload_spikes(SPIKES[:8])
-        assert chip.bulk_piece < 256 * 1024  # a first round that lost pieces starts the next smaller
+        assert chip.bulk_piece < bulkmode.PIECE_MAX  # a first round that lost pieces starts the next smaller
     with PEChip("pesim://?seed=3&fidelity=ideal") as chip:
         chip.bulk_piece = 4096
         chip.upload_spikes(SPIKES[:8])

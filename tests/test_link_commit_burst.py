@@ -55,7 +55,7 @@ def test_board_answers_a_burst_commit_not_ready_then_runs_it_when_complete():
     assert (rid, status, length) == (tid, Status.OK, 120) and got[1]["payload"][REF_RESULT.size:] == PAYLOAD
 
 
-SPIKES = np.random.default_rng(23).random((300, 300, 128)) < 0.05  # 1.4 MB: six 256 KiB pieces
+SPIKES = np.random.default_rng(23).random((300, 300, 128)) < 0.05  # 1.4 MB: two 1 MiB pieces
 
 
 def test_a_clean_upload_is_one_round_trip_closed_by_its_commit():
