@@ -3,6 +3,9 @@
 # .ci/run uses, runs them too). All create or update .venv themselves.
 PY ?= python3
 VENV := .venv
+# Two workers; a module sharing a module-scoped fixture stays on one worker, longest tests first
+# (tests/conftest.py, tests/_slowest.py).
+XDIST := -n 2 --dist loadgroup --no-loadscope-reorder
 STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
@@ -18,15 +21,15 @@ demo: $(STAMP)
 	$(VENV)/bin/snnbench demo
 
 test: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest -n 2 -q -m "not slow"
+	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest $(XDIST) -q -m "not slow"
 
 test-fast: test
 
 test-slow: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest -n 2 -q -m slow
+	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest $(XDIST) -q -m slow
 
 test-all: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest -n 2 -q
+	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest $(XDIST) -q
 
 # Mutation testing of the core modules (hours for every mutant; not in CI). A quick estimate:
 # `make mutation MUTATION_ARGS="--sample 60 --survivors"` (score, 95 % interval and survivors per

@@ -39,7 +39,32 @@ def _on_sigterm(signum, frame):  # noqa: ARG001
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors exit 2 with one line (argparse's own convention)."""
+    """argparse whose usage errors exit 2 with one line (argparse's own convention).
+
+    ``defer(fill)``: ``fill(parser)`` adds this parser's arguments only when the parser is
+    used (its command is given, or its help or usage is printed), so a command whose
+    arguments come from a heavy module (``sim serve``: the simulator) costs nothing to
+    register."""
+
+    def defer(self, fill: Any) -> None:
+        self.__dict__.setdefault("_deferred", []).append(fill)
+
+    def _fill(self) -> None:
+        pending = self.__dict__.get("_deferred", [])
+        while pending:
+            pending.pop(0)(self)
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self._fill()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._fill()
+        return super().format_help()
+
+    def format_usage(self) -> str:
+        self._fill()
+        return super().format_usage()
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"snnbench: error: {message}\n")
@@ -136,11 +161,14 @@ def version_report() -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; exit code 1 (and the rails named last on stderr) whenever an SMU
     output could not be confirmed off, whatever the command's own outcome."""
-    from drivers.instruments import safety
-
-    safety.clear_unconfirmed()
+    # Only a command that drove an SMU has imported the guard (drivers.instruments, which
+    # imports every SMU driver): a usage error or --help does not pay for it.
+    safety = sys.modules.get("drivers.instruments.safety")
+    if safety is not None:
+        safety.clear_unconfirmed()
     code = _main(argv)
-    lines = safety.unconfirmed()
+    safety = sys.modules.get("drivers.instruments.safety")
+    lines = safety.unconfirmed() if safety is not None else []
     for line in lines:
         print(line, file=sys.stderr)
     sys.stderr.flush()

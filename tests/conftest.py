@@ -67,3 +67,32 @@ def default_synth_set(tmp_path_factory):
             root.mkdir(parents=True)
             done.write_text(str(synth.generate(root / "synth", seed=0)))
     return Path(done.read_text())
+
+
+@pytest.hookimpl(tryfirst=True)   # before xdist reads the xdist_group marks (its own hook)
+def pytest_collection_modifyitems(config, items):
+    """Schedule for two xdist workers (``make test``: ``--dist loadgroup --no-loadscope-reorder``):
+
+    - a module whose tests share a module- or class-scoped fixture is one ``xdist_group``, so
+      that fixture (a generated data set, a trained model, a demo run) is built on one worker
+      only, not on both;
+    - units (a group, or a single test) run longest first, by the measured durations in
+      tests/_slowest.py: a two-minute test starts at the beginning, not at the end with the
+      other worker idle.  Tests keep their order inside a group."""
+    from tests._slowest import CHEAP_SHARED, DEFAULT_S, SLOWEST_S
+
+    unit_of: dict[int, str] = {}
+    cost: dict[str, float] = {}
+    for item in items:
+        scopes = {d.scope for defs in getattr(item, "_fixtureinfo").name2fixturedefs.values() for d in defs}
+        shared = bool(scopes & {"module", "class", "package"}) and item.nodeid.split("::")[0] not in CHEAP_SHARED
+        unit = item.nodeid.split("::")[0] if shared else item.nodeid
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(unit.replace("/", "_")))
+        unit_of[id(item)] = unit
+        cost[unit] = cost.get(unit, 0.0) + SLOWEST_S.get(item.nodeid.split("@")[0], DEFAULT_S)
+    first = {}
+    for i, item in enumerate(items):
+        first.setdefault(unit_of[id(item)], i)
+    order = {id(item): (-cost[unit_of[id(item)]], first[unit_of[id(item)]], i) for i, item in enumerate(items)}
+    items.sort(key=lambda item: order[id(item)])

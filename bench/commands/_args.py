@@ -4,6 +4,14 @@ from __future__ import annotations
 import argparse
 import math
 
+# Copies of library constants the parsers need, so that registering every command (``--help``,
+# a usage error) does not import the driver, the programming flow or h5py; each is checked
+# equal to its source by tests/test_cli_startup.py.
+MAX_WAIT_S = 1e7
+"""= drivers.pechip.MAX_WAIT_S: the longest chip-time WAIT the board accepts (s)."""
+PROGRAM_MODES = ("host", "board")
+"""= bench.programming.MODES: where write-verify runs."""
+
 
 def pos_int(text: str) -> int:
     """argparse type: an integer >= 1."""

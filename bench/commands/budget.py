@@ -25,9 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.commands._args import float_range, int_range, sample_limit, seed_int
+from bench.commands._args import MAX_WAIT_S, float_range, int_range, sample_limit, seed_int
 from bench.errors import UsageError
-from drivers.pechip import MAX_WAIT_S
 
 
 def register(subparsers, common_parent: argparse.ArgumentParser) -> None:

@@ -7,7 +7,6 @@ import argparse
 
 from bench.commands._args import add_chip_argument
 from bench.commands._groups import group
-from bench import session
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -19,6 +18,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _info(args: argparse.Namespace) -> dict:
+    from bench import session
+
     with session.open_bench(args.station, args.chip) as b:
         info = b.chip.info()
         b.chip.ping(b"snnbench")
@@ -57,6 +58,7 @@ def register_reg(chip_group: argparse._SubParsersAction, common: argparse.Argume
 def _reg(args: argparse.Namespace) -> dict:
     from firmware_iface.spec import REGISTER_BY_NAME
 
+    from bench import session
     from bench.errors import UsageError
 
     name = args.name.upper()

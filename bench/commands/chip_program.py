@@ -28,15 +28,14 @@ from typing import Any
 import numpy as np
 
 from bench import mapping as M
-from bench import programming as P
 from bench.commands._groups import group
 from bench.errors import DataFormatError, RunStoreError, UsageError
 from bench.npyfile import load_npy
-from bench.runstore import RunFile, check_writable, open_run
-from bench.station import load_station
-from bench.commands._args import add_chip_argument, int_range, pos_float
+from bench.commands._args import MAX_WAIT_S, PROGRAM_MODES, add_chip_argument, int_range, pos_float
 from bench.view.live import add_live_argument, follow
-from drivers.pechip import MAX_WAIT_S
+
+# bench.programming (the driver) and bench.runstore (h5py) are imported where they are used,
+# so that registering this command stays cheap (``snnbench --help``, usage errors).
 
 MAX_REPEATS = 100_000
 """Most whole-array reads one ``chip read`` keeps (12 KB each in the run file)."""
@@ -54,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     src.add_argument("--levels", metavar="L.npy", help="level indices (128 x 24 ints in 0..15), .npy")
     p.add_argument("--tolerance-us", type=float, default=5.0,
                    help="acceptance tolerance in uS (default 5; the verify window is half of it)")
-    p.add_argument("--mode", choices=P.MODES, default="board",
+    p.add_argument("--mode", choices=PROGRAM_MODES, default="board",
                    help="board: on-board write-verify (default); host: host-driven pulses and reads")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in --out (cells recorded as done are read back "
@@ -104,6 +103,8 @@ def _load_npy(path: str, what: str) -> np.ndarray:
 
 
 def _bad_cells(args) -> np.ndarray | None:
+    from bench.runstore import open_run
+
     if not getattr(args, "bad_cells", None):
         return None
     if not args.weights:
@@ -130,6 +131,8 @@ def _mapping(args, levels_s=None, rows: int = 128, columns: int = 24) -> M.Layer
 def _schedule(args, limits) -> tuple[Any, dict[str, dict[str, Any]]]:
     """The pulse schedule: defaults adapted to the station ``limits`` (recorded), explicit
     overrides as given; checked against the limits (LimitError, exit 2)."""
+    from bench import programming as P
+
     tol = args.tolerance_us
     if not np.isfinite(tol) or tol <= 0:
         raise UsageError(f"--tolerance-us must be a finite value > 0, got {tol!r}")
@@ -171,6 +174,8 @@ def _out_path(path: str, *, overwrite: bool = True) -> Path:
     nearest existing directory, so file systems that refuse new files (``/proc``, read-only
     mounts, full disks) fail here rather than after the link is open.  ``overwrite=False``
     refuses an existing file."""
+    from bench.runstore import check_writable
+
     parent = Path(path).parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -201,6 +206,8 @@ emptied with the flush that records it."""
 
 def _inflight(path: Path, previous: np.ndarray) -> np.ndarray:
     """Cells journalled as in flight by an interrupted session and not recorded as done."""
+    from bench.runstore import open_run
+
     with open_run(path) as h5:
         idx = h5[INFLIGHT][()].astype(np.int64) if INFLIGHT in h5 else np.zeros(0, np.int64)
     return idx[~np.isin(idx, previous["index"])] if previous.size else idx
@@ -208,6 +215,9 @@ def _inflight(path: Path, previous: np.ndarray) -> np.ndarray:
 
 def _previous(path: Path, targets: np.ndarray) -> np.ndarray | None:
     """Stored cell records of a run to resume (checked against the new targets)."""
+    from bench import programming as P
+    from bench.runstore import open_run
+
     if not path.exists():
         return None
     with open_run(path) as h5:
@@ -223,7 +233,10 @@ def _previous(path: Path, targets: np.ndarray) -> np.ndarray | None:
 
 # --- program -----------------------------------------------------------------------------------
 def program_command(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import programming as P
+    from bench.runstore import RunFile
     from bench.session import open_bench
+    from bench.station import load_station
 
     # 1. validate everything before touching the link or the file system
     station = load_station(args.station)
@@ -350,7 +363,10 @@ def program_command(args: argparse.Namespace) -> dict[str, Any]:
 
 # --- read ----------------------------------------------------------------------------------------
 def read_command(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import programming as P
+    from bench.runstore import RunFile
     from bench.session import open_bench
+    from bench.station import load_station
 
     station = load_station(args.station)
     if not 1 <= args.repeats <= MAX_REPEATS:

@@ -14,7 +14,6 @@ import time
 from typing import Any
 
 from bench.commands._groups import group
-from bench.data.labels import CLASS_NAMES
 
 
 def register(subparsers, parent: argparse.ArgumentParser | None = None) -> None:
@@ -51,6 +50,8 @@ def _findings_text(res: dict[str, Any]) -> list[str]:
 
 
 def info_command(args) -> dict[str, Any]:
+    from bench.data.labels import CLASS_NAMES   # bench.data: the AEDAT reader and preprocessing
+
     report, seconds = _scan(args)
     res = report.to_dict()
     res["seconds"] = round(seconds, 3)
