@@ -87,7 +87,7 @@ def pytest_collection_modifyitems(config, items):
         scopes = {d.scope for defs in getattr(item, "_fixtureinfo").name2fixturedefs.values() for d in defs}
         shared = bool(scopes & {"module", "class", "package"}) and item.nodeid.split("::")[0] not in CHEAP_SHARED
         unit = item.nodeid.split("::")[0] if shared else item.nodeid
-        if shared:
+        if shared and config.pluginmanager.has_plugin("xdist"):
             item.add_marker(pytest.mark.xdist_group(unit.replace("/", "_")))
         unit_of[id(item)] = unit
         cost[unit] = cost.get(unit, 0.0) + SLOWEST_S.get(item.nodeid.split("@")[0], DEFAULT_S)
