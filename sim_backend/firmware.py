@@ -57,8 +57,8 @@ class _Parts(list):
 
 
 class _Claim(NamedTuple):
-    """A BULK_PUT whose frame was decoded and whose piece is not handled yet (its raw block
-    being received, or received and waiting in the decoder's output)."""
+    """A BULK_PUT or STAGE piece whose frame was decoded and which is not handled yet (a raw
+    block being received, or a frame waiting in the decoder's output)."""
 
     frame: tuple[int, int]
     """(seq, CRC-32 trailer) of the announcing frame: the piece's event carries the same."""
