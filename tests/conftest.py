@@ -13,6 +13,7 @@ os.environ["SNNBENCH_DIE_HOME"] = _DIES = tempfile.mkdtemp(prefix="snnbench-test
 atexit.register(shutil.rmtree, _DIES, True)
 
 import sim_backend  # noqa: E402,F401  (registers pesim://)
+from tests._xdist_group import pytest_collection_modifyitems_xdist_group  # noqa: E402,F401  (a hook)
 from tests.procwatch import MARK_VAR, kill, wait_gone  # noqa: E402
 
 
