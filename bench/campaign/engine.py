@@ -209,10 +209,45 @@ def check_scheduler(plan: Plan, address: str, timeout_s: float = 10.0) -> int:
         client.close()
 
 
+def _tcp_refused(address: str, timeout_s: float) -> str | None:
+    """One plain TCP connect to a ``tcp://`` scheduler address before dask's client: the reason
+    when nothing can be reached there, else None (and None for other schemes, left to dask).
+
+    dask's ``Client`` retries a refused connection until its whole timeout (10 s in
+    ``check_scheduler``) and then reports a time-out; a refused port (no scheduler there) is
+    reported at once instead, by name.  A scheduler that is merely slow to answer still accepts
+    the TCP connection at once (the kernel completes the handshake), so it passes here and gets
+    dask's full timeout as before; a connect that hangs (filtered port) fails after
+    ``timeout_s`` (s) here, as it would in dask."""
+    import socket
+
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, loc = parse_address(address)
+        if scheme != "tcp":
+            return None
+        host, port = parse_host_port(loc, 8786)   # dask's default scheduler port
+    except ValueError:
+        return None   # dask reports a malformed address in its own words
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return None
+    except ConnectionRefusedError:
+        return f"connection refused: nothing listens on {host}:{port}"
+    except TimeoutError:
+        return f"no answer from {host}:{port} within {timeout_s:g} s"
+    except OSError as exc:
+        return f"{host}:{port}: {exc.strerror or exc}"
+
+
 def _client(plan: Plan, opts: EngineOptions):
     from distributed import Client, LocalCluster
 
     if opts.scheduler:
+        dead = _tcp_refused(opts.scheduler, opts.connect_timeout_s)
+        if dead:
+            raise ConfigError(f"--scheduler {opts.scheduler}: cannot connect ({dead})")
         try:
             client = Client(opts.scheduler, timeout=opts.connect_timeout_s, set_as_default=False)
         except (OSError, TimeoutError) as exc:
