@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import __version__
+import bench
 
 
 SILENT: dict = {}
@@ -154,8 +154,8 @@ def version_report() -> dict[str, Any]:
     kernel = jit.report()
     how = (f"numba {kernel['numba']}" if kernel["path"] == "numba"
            else f"numpy reference ({kernel['reason']})")
-    return {"version": __version__, "kernel": kernel, "crc32": crc.IMPLEMENTATION,
-            "summary": f"snnbench {__version__}\nkernel: {how}\nlink CRC-32: {crc.IMPLEMENTATION}"}
+    return {"version": bench.__version__, "kernel": kernel, "crc32": crc.IMPLEMENTATION,
+            "summary": f"snnbench {bench.__version__}\nkernel: {how}\nlink CRC-32: {crc.IMPLEMENTATION}"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 HEAVY = ("h5py", "scipy", "numba", "llvmlite", "dask", "distributed", "pyqtgraph", "PySide6",
          "sim_backend.server", "sim_backend.firmware", "sim_backend.chip", "drivers.pechip",
-         "drivers.instruments", "bench.runstore", "bench.programming", "bench.session", "bench.data")
+         "drivers.instruments", "bench.runstore", "bench.programming", "bench.session", "bench.data",
+         "importlib.metadata")
 """Modules that only the commands using them may import (each costs 10-330 ms of CPU)."""
 
 _PROBE = """
