@@ -36,17 +36,29 @@ class _Pump:
     def __init__(self, fw: VirtualFirmware, link: LinkModel) -> None:
         self.fw, self.link = fw, link
         self.guard = threading.Lock()
+        self.writer: Callable[[list], None] | None = None
+        """The transport's writer (bytes-like parts, in order), set by the serving loop: the
+        firmware writes a BULK_GET raw block through it as soon as the block is ready
+        (VirtualFirmware.flush), while it prepares the next pieces."""
 
     def exchange(self, data: bytes) -> list:
         """Bytes from the host in; what goes back, as bytes-like parts to write in order (one
-        part when the link model alters the stream: it works on whole chunks)."""
+        part when the link model alters the stream: it works on whole chunks).  Replies may
+        also go out through :attr:`writer` before it returns (not on a faulty link)."""
         with self.guard:
             if self.link.want_board_reset():
                 self.fw.reboot()
             if not self.link.faulty:
-                return self.fw.feed_parts(data)
+                return self._feed(self.fw.feed_parts, data)
             out = self.link.corrupt(self.fw.feed(self.link.corrupt(data, TO_BOARD)), TO_HOST)
             return [out] if out else []
+
+    def _feed(self, feed: Callable, arg) -> list:
+        self.fw.flush = self.writer
+        try:
+            return feed(arg)
+        finally:
+            self.fw.flush = None
 
     def target(self) -> memoryview | None:
         """Where the transport may receive the next bytes directly (``recv_into``): the rest of
@@ -57,7 +69,7 @@ class _Pump:
     def received(self, n: int) -> list:
         """``n`` bytes were received into :meth:`target`'s view: what goes back (as exchange)."""
         with self.guard:
-            return self.fw.received_parts(n)
+            return self._feed(self.fw.received_parts, n)
 
 
 def _write_parts(write: Callable[[list], int], parts, stop: threading.Event) -> None:
@@ -102,6 +114,7 @@ def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple
                 conn.settimeout(0.2)
                 # gathered writes where the platform has them (not Windows: one buffer per call)
                 send = conn.sendmsg if hasattr(conn, "sendmsg") else (lambda views, c=conn: c.send(views[0]))
+                pump.writer = lambda parts, send=send: _write_parts(send, parts, stop)
                 with conn:
                     peek = False
                     while not stop.is_set():
@@ -117,15 +130,15 @@ def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple
                             break
                         # after a block received in place, or a short read (a burst's end): the
                         # next read takes the next frame only, so that its block lands in place too
-                        if target is not None:
-                            out, peek = pump.received(got), True
-                        else:
-                            out, peek = pump.exchange(got), len(got) < PEEK
-                        if out:
-                            try:
+                        try:  # (a raw block may be written during the call: see VirtualFirmware.flush)
+                            if target is not None:
+                                out, peek = pump.received(got), True
+                            else:
+                                out, peek = pump.exchange(got), len(got) < PEEK
+                            if out:
                                 _write_parts(send, out, stop)
-                            except OSError:
-                                break
+                        except OSError:
+                            break
 
     t = threading.Thread(target=loop, name="sim-tcp", daemon=True)
     t.start()
@@ -142,6 +155,7 @@ def serve_pty(pump: _Pump, stop: threading.Event) -> tuple[str, threading.Thread
         import select
 
         in_place = getattr(pump, "target", lambda: None)
+        pump.writer = lambda parts: _write_parts(lambda views: os.writev(master, views), parts, stop)
         while not stop.is_set():
             r, _, _ = select.select([master], [], [], 0.2)
             if not r:
@@ -152,7 +166,7 @@ def serve_pty(pump: _Pump, stop: threading.Event) -> tuple[str, threading.Thread
             except OSError:
                 return
             out = pump.received(got) if target is not None else pump.exchange(got)
-            _write_parts(lambda views: os.writev(master, views), out, stop)
+            pump.writer(out)
 
     t = threading.Thread(target=loop, name="sim-pty", daemon=True)
     t.start()
