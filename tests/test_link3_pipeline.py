@@ -12,6 +12,8 @@ BULK record of docs/protocol.md) and faults must still end in a resent piece or 
 from __future__ import annotations
 
 import struct
+
+import numpy as np
 import zlib
 
 from firmware_iface import bulk
@@ -81,3 +83,76 @@ def test_streamed_replies_are_the_bytes_of_one_write():
     r = _replies(plain)
     assert [(x["opcode"], x["status"]) for x in r] == [(Opcode.BULK_GET, Status.OK), (Opcode.BULK_GET, Status.OUT_OF_RANGE),
                                                        (Opcode.BULK_GET, Status.OK), (Opcode.STATUS, Status.OK)]
+
+
+# --- the host: an upload's pieces go out as they are built ----------------------------------
+
+
+def test_host_sends_each_upload_piece_before_building_the_next(monkeypatch):
+    """kills drivers.bulkmode._send_units building every unit of a round before the first byte
+    goes (the board then idles while the host computes every piece's CRC-32): of a 3-piece
+    upload over socket://, piece k's CRC-32 is computed after piece k-1 was handed to the link
+    (sendmsg), and the board stores the samples bit for bit (the spec's dense layout:
+    numpy.packbits little-endian, step-major)."""
+    import threading
+
+    import numpy as np
+
+    import firmware_iface.bulk as fbulk
+    from drivers.pechip import PEChip
+    from drivers.transport import Direct
+    from tests.boards import tcp_board
+
+    main = threading.get_ident()
+    log: list[tuple[str, int]] = []
+    real_crc, real_send = fbulk.crc32, Direct.send_some
+
+    def crc(data, *a):
+        if threading.get_ident() == main and len(data) >= 65536:
+            log.append(("crc", len(data)))
+        return real_crc(data, *a)
+
+    def send(self, views):
+        n = real_send(self, views)
+        log.append(("send", n))
+        return n
+
+    monkeypatch.setattr(fbulk, "crc32", crc)
+    monkeypatch.setattr(Direct, "send_some", send)
+    spikes = np.random.default_rng(11).random((60, 300, 128)) < 0.05  # 60 x 4,816 B: ~289 KB
+    fw = make_board(4, 0, "ideal")
+    with tcp_board(fw) as url, PEChip(url, timeout_s=10) as chip:
+        chip.info(), chip.board_limits()
+        chip.bulk_piece = 100_000
+        log.clear()
+        chip.upload_spikes(spikes)
+        for i, sample in enumerate(spikes):
+            assert np.array_equal(fw.inputs[i][0], np.packbits(sample.ravel(), bitorder="little"))
+    crcs = [k for k, (what, _) in enumerate(log) if what == "crc"]
+    assert len(crcs) == 3, log
+    for before, after in zip(crcs, crcs[1:]):  # a send of >= the piece between two CRCs
+        assert any(what == "send" and n >= 100_000 for what, n in log[before + 1:after]), log
+
+
+def test_a_readout_rounds_requests_still_go_out_in_one_write(monkeypatch):
+    """kills a _send_units that writes every unit on its own (STREAM_MIN 0): the BULK_GET
+    requests of a readout round are tiny, so they must leave together -- one system call per
+    round, not one per piece -- and the result equals the bounded path's bit for bit."""
+    from drivers.pechip import PEChip
+    from drivers.transport import Direct
+    from tests.boards import tcp_board
+
+    sends: list[int] = []
+    real_send = Direct.send_some
+    monkeypatch.setattr(Direct, "send_some", lambda self, views: sends.append(len(views)) or real_send(self, views))
+    fw = make_board(4, 0, "ideal")
+    with tcp_board(fw) as url, PEChip(url, timeout_s=10) as chip:
+        chip.info(), chip.board_limits()
+        chip.bulk_piece = 1024
+        rounds0, sends[:] = chip.stats.bulk_rounds, []
+        bulk_g = chip.read_array()
+        rounds = chip.stats.bulk_rounds - rounds0
+        pieces = chip.stats.unsequenced
+        chip.use_bulk = False
+        assert np.array_equal(chip.read_array(), bulk_g)
+    assert pieces >= 8 and len(sends) == rounds, (pieces, sends, rounds)
