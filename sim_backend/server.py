@@ -17,6 +17,7 @@ import argparse
 import gc
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -88,6 +89,8 @@ def _write_parts(write: Callable[[list], int], parts, stop: threading.Event) -> 
         i = drop_sent(views, n, i)
 
 
+HOLD_MAX = 256
+"""Most reply parts held back while the host's burst is still arriving (see serve_tcp)."""
 RECV = 1 << 20
 """Most bytes one read takes (bytes)."""
 PEEK = 4096
@@ -114,7 +117,13 @@ def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple
                 conn.settimeout(0.2)
                 # gathered writes where the platform has them (not Windows: one buffer per call)
                 send = conn.sendmsg if hasattr(conn, "sendmsg") else (lambda views, c=conn: c.send(views[0]))
-                pump.writer = lambda parts, send=send: _write_parts(send, parts, stop)
+                held: list = []  # replies not written yet: more bytes from the host were waiting
+
+                def write(parts, send=send, held=held) -> None:
+                    _write_parts(send, held + list(parts) if held else parts, stop)
+                    held.clear()
+
+                pump.writer = write
                 with conn:
                     peek = False
                     while not stop.is_set():
@@ -135,8 +144,11 @@ def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple
                                 out, peek = pump.received(got), True
                             else:
                                 out, peek = pump.exchange(got), len(got) < PEEK
-                            if out:
-                                _write_parts(send, out, stop)
+                            held += [out] if isinstance(out, (bytes, bytearray, memoryview)) else out
+                            # replies wait while more of the burst is already here (one write and
+                            # one wake-up of the host for a round's replies, not one per piece)
+                            if held and (len(held) >= HOLD_MAX or not select.select([conn], [], [], 0)[0]):
+                                write([])
                         except OSError:
                             break
 
@@ -152,8 +164,6 @@ def serve_pty(pump: _Pump, stop: threading.Event) -> tuple[str, threading.Thread
     path = os.ttyname(slave)
 
     def loop() -> None:
-        import select
-
         in_place = getattr(pump, "target", lambda: None)
         pump.writer = lambda parts: _write_parts(lambda views: os.writev(master, views), parts, stop)
         while not stop.is_set():

@@ -156,3 +156,55 @@ def test_a_readout_rounds_requests_still_go_out_in_one_write(monkeypatch):
         chip.use_bulk = False
         assert np.array_equal(chip.read_array(), bulk_g)
     assert pieces >= 8 and len(sends) == rounds, (pieces, sends, rounds)
+
+
+# --- the board: a burst's replies leave together --------------------------------------------
+
+
+def test_board_holds_replies_while_the_burst_is_still_arriving(monkeypatch):
+    """kills the reply hold of sim_backend.server.serve_tcp (each piece's COUNT written, and the
+    host woken, as soon as the piece is stored): a burst of two BULK_PUT units and a COMMIT,
+    all in the socket before the board reads it, is answered in one write -- the three
+    replies in order (docs/protocol.md: the board answers in order), with the spec's fields."""
+    import socket
+    import threading
+
+    import sim_backend.server as server
+    from sim_backend.link import LinkModel
+
+    writes: list[int] = []
+    real = server._write_parts
+    monkeypatch.setattr(server, "_write_parts", lambda w, parts, stop: (writes.append(1), real(w, parts, stop))[1])
+    fw = make_board(1, 0, "ideal")
+    stop = threading.Event()
+    pump = server._Pump(fw, LinkModel())
+    url, thread = server.serve_tcp(pump, "127.0.0.1", 0, stop)
+    big = bytes(range(256)) * 6000  # 1.5 MB: more than one read of the board
+    small = b"\x00\x01tail"
+    total = len(big) + len(small)
+    try:
+        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+            sock.sendall(reference_frame(Opcode.HELLO, 0, session=SESSION))
+            assert _replies(_read_replies(sock, 1))[0]["status"] == Status.OK
+            writes.clear()
+            with pump.guard:  # the board waits until the whole burst is in its socket
+                sock.sendall(ref_put(1, TID, Opcode.PING, total, 0, big) + ref_put(2, TID, Opcode.PING, total, len(big), small)
+                             + reference_frame(Opcode.COMMIT, 3, bulk.encode_commit(TID, Opcode.PING, total),
+                                               session=SESSION))
+            got = _replies(_read_replies(sock, 3))
+    finally:
+        stop.set()
+        thread.join(5)
+    assert [(r["opcode"], r["seq"], r["status"]) for r in got] == [
+        (Opcode.BULK_PUT, 1, Status.OK), (Opcode.BULK_PUT, 2, Status.OK), (Opcode.COMMIT, 3, Status.OK)]
+    assert writes == [1], writes
+
+
+def _read_replies(sock, n: int) -> bytes:
+    """Bytes from ``sock`` until ``n`` frames (delimiters) arrived; replies here carry no raw block."""
+    sock.settimeout(5)
+    data = b""
+    while data.count(b"\x00") < n or not data.endswith(b"\x00"):
+        data += sock.recv(65536)
+    return data
