@@ -208,3 +208,45 @@ def _read_replies(sock, n: int) -> bytes:
     while data.count(b"\x00") < n or not data.endswith(b"\x00"):
         data += sock.recv(65536)
     return data
+
+
+def test_readout_requests_leave_before_the_result_buffer_is_zero_filled(monkeypatch):
+    """kills drivers.bulkmode._bulk_get making (zero-filling) the result before the round's
+    BULK_GET requests are written (~30 us per MB the board then waits for its first request),
+    and _exchange_round's job.sent() (made only once the first reply is read: then it delays
+    taking in the first block): the result is allocated between the write that carries the
+    requests and the first read of their replies, and the readout equals the bounded path's."""
+    from drivers import bulkmode
+    from drivers.pechip import PEChip
+    from drivers.transport import Direct
+    from tests.boards import tcp_board
+
+    log: list[str] = []
+    real_send = Direct.send_some
+
+    def send(self, views):
+        log.append("send")
+        return real_send(self, views)
+
+    def alloc(n=0):
+        if isinstance(n, int) and n >= 4096:
+            log.append("alloc")
+        return bytearray(n)
+
+    real_read, real_into = Direct.read, Direct.read_into
+    monkeypatch.setattr(Direct, "send_some", send)
+    monkeypatch.setattr(Direct, "read", lambda self, size: (log.append("read"), real_read(self, size))[1])
+    monkeypatch.setattr(Direct, "read_into", lambda self, view: (log.append("read"), real_into(self, view))[1])
+    monkeypatch.setattr(bulkmode, "bytearray", alloc, raising=False)
+    fw = make_board(4, 0, "ideal")
+    with tcp_board(fw) as url, PEChip(url, timeout_s=10) as chip:
+        chip.info(), chip.board_limits()
+        chip.bulk_piece = 2048
+        log.clear()
+        bulk_g = chip.read_array()
+        chip.use_bulk = False
+        assert np.array_equal(chip.read_array(), bulk_g)
+    # the command's round (BULK_PUT of the request, COMMIT; its replies read), then the readout
+    # round's requests, then the result made -- before the first read of that round's replies
+    i = log.index("alloc")
+    assert log.count("alloc") == 1 and log[:i].count("send") == 2 and log[i - 1] == "send" and log[i + 1] == "read", log
