@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import itertools
 import json
 import threading
 from collections.abc import Callable
@@ -167,6 +166,69 @@ class _Cached:
         return (frame.crc, frame.opcode, len(frame.payload)) == (self.crc, self.opcode, self.length)
 
 
+class _SampleMemory:
+    """The board's sample memory: slot -> (packed bits, steps) of the input stored there.
+
+    Kept per upload, not per slot: an UPLOAD_SPIKES of ``n`` samples is one entry (its packed
+    bitmaps, often a view of the request) plus three vectorised slices of per-slot arrays, so
+    storing it costs the same few numpy calls whatever ``n`` (it was ~1 us of Python per sample:
+    a third of the board's time per MB of a bulk upload, docs/BENCHMARKS.md link3).  An
+    upload's bitmaps are released once all of its slots were replaced."""
+
+    def __init__(self, slots: int) -> None:
+        self._upload = np.full(slots, -1, np.int64)
+        """Per slot: the upload holding its sample (-1: none)."""
+        self._row = np.zeros(slots, np.int64)
+        """Per slot: the sample's row in that upload's bitmaps."""
+        self._steps = np.zeros(slots, np.int64)
+        """Per slot: the sample's steps (0: none)."""
+        self._uploads: dict[int, list] = {}
+        """upload id -> [bitmaps (n, nbytes) uint8, slots still holding one of its samples]."""
+        self._next = 0
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __contains__(self, slot: object) -> bool:
+        return isinstance(slot, int) and 0 <= slot < len(self._upload) and bool(self._upload[slot] >= 0)
+
+    def __getitem__(self, slot: int) -> tuple[np.ndarray, int]:
+        if slot not in self:
+            raise KeyError(slot)
+        return self._uploads[int(self._upload[slot])][0][self._row[slot]], int(self._steps[slot])
+
+    def steps(self, slot: int, n: int) -> int:
+        """Steps of the samples stored in slots ``slot``..``slot + n - 1`` together."""
+        return int(self._steps[slot:slot + n].sum())
+
+    def missing(self, slot: int, n: int) -> int | None:
+        """The first of slots ``slot``..``slot + n - 1`` holding no sample, or None."""
+        empty = np.flatnonzero(self._upload[slot:slot + n] < 0)
+        return slot + int(empty[0]) if empty.size else None
+
+    def store(self, slot: int, packed: np.ndarray, steps: int) -> None:
+        """Store the ``len(packed)`` samples ``packed`` (one row each) in slots from ``slot``."""
+        n = len(packed)
+        if not n:
+            return
+        old = self._upload[slot:slot + n]
+        held = old[old >= 0]
+        self._count += n - held.size
+        if held.size:
+            ids, counts = np.unique(held, return_counts=True)
+            for uid, c in zip(ids.tolist(), counts.tolist()):
+                entry = self._uploads[uid]
+                entry[1] -= c
+                if not entry[1]:
+                    del self._uploads[uid]
+        uid, self._next = self._next, self._next + 1
+        self._uploads[uid] = [packed, n]
+        old[:] = uid
+        self._row[slot:slot + n] = np.arange(n)
+        self._steps[slot:slot + n] = steps
+
+
 class VirtualFirmware:
     """Board firmware emulation; thread-safe (one lock around the chip)."""
 
@@ -195,6 +257,11 @@ class VirtualFirmware:
         self.ack_s: float | None = None
         """Acknowledge time of long jobs: None answers when done; else BUSY after ``ack_s``."""
         self._cache: _Cached | None = None
+        self.flush: Callable[[list], None] | None = None
+        """A transport's writer (bytes-like parts, in order): when set, a reply carrying a raw
+        block (BULK_GET) is written at once with the replies before it, instead of after every
+        frame of the bytes being fed was handled -- the host receives piece k while the board
+        prepares piece k+1 (each piece's CRC-32 over its bytes) -- docs/BENCHMARKS.md link3."""
         self._guard = threading.Lock()
         self._reset_memory()
         self._handlers: dict[int, Callable[[bytes], bytes]] = {
@@ -212,7 +279,7 @@ class VirtualFirmware:
         self._apply_registers()
 
     def _reset_memory(self) -> None:
-        self.inputs: dict[int, tuple[np.ndarray, int]] = {}
+        self.inputs = _SampleMemory(SAMPLE_SLOTS)
         """slot -> (spikes packed with numpy.packbits (little), steps); ``rows`` bits per step."""
         self.outputs: dict[int, tuple[np.ndarray, int]] = {}
         """slot -> (output spikes packed, steps); ``neurons`` bits per step."""
@@ -321,6 +388,9 @@ class VirtualFirmware:
                     self._unclaim(ev)
                 if isinstance(reply, _Parts):
                     out += reply
+                    if self.flush is not None and ev is not events[-1]:
+                        self.flush(out)  # a raw block goes out now, while the next pieces are prepared
+                        out = []
                 else:
                     out.append(reply)
             elif isinstance(ev, RawBlockError):  # the BULK_PUT frame was sound: answer it, bound
@@ -721,15 +791,16 @@ class VirtualFirmware:
             raise CommandError(Status.NO_MEMORY, f"slots {slot}..{slot + n - 1} beyond {SAMPLE_SLOTS}")
         if n * RECORDS["SAMPLE"].itemsize > len(p):
             raise CommandError(Status.BAD_PAYLOAD, f"{n} samples announced in a {len(p)}-byte payload")
-        replaced = sum(self.inputs[s][1] for s in range(slot, slot + n) if s in self.inputs) * rows
+        replaced = self.inputs.steps(slot, n) * rows
         if self.memory_bits - replaced + n * steps * rows > SAMPLE_MEMORY_BITS:
             raise CommandError(Status.NO_MEMORY, f"{n} samples of {steps} x {rows} bits exceed the sample memory "
                                                  f"({SAMPLE_MEMORY_BITS} bits, {self.memory_bits} in use)")
         slot, packed, _, _, _ = decode_upload_packed(p)
-        slots = range(slot, slot + n)
-        self.inputs.update(zip(slots, zip(list(packed), itertools.repeat(steps))))
+        self.inputs.store(slot, packed, steps)
         self.memory_bits += n * steps * rows - replaced
-        for s in self.outputs.keys() & slots if self.outputs else ():  # their results are stale
+        stale = (s for s in range(slot, slot + n) if s in self.outputs) if n < len(self.outputs) else \
+            [s for s in self.outputs if slot <= s < slot + n]
+        for s in list(stale):  # their results are stale
             del self.outputs[s]
         return pack("COUNT", count=n)
 
@@ -751,7 +822,7 @@ class VirtualFirmware:
     def _run(self, p: bytes) -> bytes:
         slot, n = msg.decode_run(p)
         self._slots(slot, n)
-        missing = next((s for s in range(slot, slot + n) if s not in self.inputs), None)
+        missing = self.inputs.missing(slot, n)
         if missing is not None:
             raise CommandError(Status.NOT_READY, f"no input stored in slot {missing}")
         batch = np.stack([self._input(s) for s in range(slot, slot + n)]) if n else np.zeros((0, 1, self.chip.rows), bool)
