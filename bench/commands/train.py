@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +87,11 @@ def run_training(data: str | Path, out: str | Path, *, epochs: int = DEFAULT_EPO
                  seed: int = 0, batch_size: int = 8, lr: float = 0.005, hidden: list[int] | None = None,
                  surrogate: str = "exp", augment: bool = True, limit: int | None = None,
                  checkpoint: str | Path | None = None, resume: str | Path | None = None,
-                 progress: bool = True) -> dict[str, Any]:
-    """Library entry point of ``snnbench train`` (returns the JSON dict)."""
+                 progress: bool = True, log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Library entry point of ``snnbench train`` (returns the JSON dict).  ``log``, if given, is
+    called with each epoch's history record (``bench.network.train.train``'s ``log``: epoch, lr,
+    loss, running train accuracy, seconds, held-out ``test_accuracy``) as soon as it is made;
+    an exception it raises ends the training there and propagates (the model file is not written)."""
     from bench.data.dataset import load_split
     from bench.data.preprocess import batch_to_spikes
     from bench.network import train as T
@@ -151,7 +155,8 @@ def run_training(data: str | Path, out: str | Path, *, epochs: int = DEFAULT_EPO
 
     t_train = time.perf_counter()
     hist = T.train(net, x_train, y_train, cfg, x_test=x_test, y_test=y_test, batch_fn=batch_fn,
-                   progress=progress, checkpoint=checkpoint, start_epoch=start_epoch, optimizer=opt, rng=rng)
+                   progress=progress, checkpoint=checkpoint, start_epoch=start_epoch, optimizer=opt, rng=rng,
+                   log=log)
     train_seconds = time.perf_counter() - t_train
     epochs_run = max(len(hist.epochs), 0)
     round_weights(net, np.float32)  # the model file stores float32; evaluate what is stored
