@@ -216,8 +216,13 @@ class _SampleMemory:
         held = old[old >= 0]
         self._count += n - held.size
         if held.size:
-            ids, counts = np.unique(held, return_counts=True)
-            for uid, c in zip(ids.tolist(), counts.tolist()):
+            lo, hi = int(held.min()), int(held.max())
+            if lo == hi:  # the usual case: the slots of one earlier upload (no sort needed)
+                ids, counts = [lo], [int(held.size)]
+            else:
+                u, c = np.unique(held, return_counts=True)
+                ids, counts = u.tolist(), c.tolist()
+            for uid, c in zip(ids, counts):
                 entry = self._uploads[uid]
                 entry[1] -= c
                 if not entry[1]:
