@@ -262,11 +262,6 @@ class VirtualFirmware:
         self.ack_s: float | None = None
         """Acknowledge time of long jobs: None answers when done; else BUSY after ``ack_s``."""
         self._cache: _Cached | None = None
-        self.flush: Callable[[list], None] | None = None
-        """A transport's writer (bytes-like parts, in order): when set, a reply carrying a raw
-        block (BULK_GET) is written at once with the replies before it, instead of after every
-        frame of the bytes being fed was handled -- the host receives piece k while the board
-        prepares piece k+1 (each piece's CRC-32 over its bytes) -- docs/BENCHMARKS.md link3."""
         self._guard = threading.Lock()
         self._reset_memory()
         self._handlers: dict[int, Callable[[bytes], bytes]] = {
@@ -393,9 +388,6 @@ class VirtualFirmware:
                     self._unclaim(ev)
                 if isinstance(reply, _Parts):
                     out += reply
-                    if self.flush is not None and ev is not events[-1]:
-                        self.flush(out)  # a raw block goes out now, while the next pieces are prepared
-                        out = []
                 else:
                     out.append(reply)
             elif isinstance(ev, RawBlockError):  # the BULK_PUT frame was sound: answer it, bound
