@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import json
+import operator
 import threading
 from collections.abc import Callable
 from typing import NamedTuple
@@ -172,7 +173,7 @@ class _SampleMemory:
     Kept per upload, not per slot: an UPLOAD_SPIKES of ``n`` samples is one entry (its packed
     bitmaps, often a view of the request) plus three vectorised slices of per-slot arrays, so
     storing it costs the same few numpy calls whatever ``n`` (it was ~1 us of Python per sample:
-    a third of the board's time per MB of a bulk upload, docs/BENCHMARKS.md link3).  An
+    about a quarter of the board's time per MB of a bulk upload, docs/BENCHMARKS.md link3).  An
     upload's bitmaps are released once all of its slots were replaced."""
 
     def __init__(self, slots: int) -> None:
@@ -191,7 +192,11 @@ class _SampleMemory:
         return self._count
 
     def __contains__(self, slot: object) -> bool:
-        return isinstance(slot, int) and 0 <= slot < len(self._upload) and bool(self._upload[slot] >= 0)
+        try:
+            i = operator.index(slot)  # an int, or a numpy integer (as a dict key would take)
+        except TypeError:
+            return False
+        return 0 <= i < len(self._upload) and bool(self._upload[i] >= 0)
 
     def __getitem__(self, slot: int) -> tuple[np.ndarray, int]:
         if slot not in self:
