@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import select
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import serial
 
@@ -43,9 +43,6 @@ PEEK = 4096
 """Most bytes a read takes while a readout round waits for its next reply frame (bytes): that
 frame and the first bytes of its raw block, the rest of which is then read straight into its
 place in the result."""
-STREAM_MIN = 64 * 1024
-"""Bytes of a round handed to the link before the next unit is built (bytes): a raw block goes
-out as soon as it is built, while small units (BULK_GET requests, frames) go out together."""
 WRITE_SLICE = 64 * 1024
 """Bytes written through pyserial (a transport without a descriptor) before replies are
 drained: a board blocked on a full reply buffer must never stop the host's write."""
@@ -86,7 +83,7 @@ class _Round:
         return False
 
     def sent(self) -> None:
-        """The round's units went to the link; its replies are awaited next."""
+        """The round's frames went to the link; its replies are awaited next."""
 
 
 class _Put(_Round):
@@ -298,23 +295,16 @@ class BulkMode:
 
     def _exchange_round(self, job: _Round, pending: list[tuple[int, int]], inflight: dict, failed: list,
                         marker: dict, on_events: Callable[[list], None]) -> list[tuple[int, int]]:
-        closing: list[Frame] = []
-
-        def units() -> Iterator[tuple]:
-            """The round's units in order, each built (its CRC-32 computed) only when it is
-            about to go: the link carries piece k while piece k+1 is prepared."""
-            for off, n in pending:
-                unit, crc = job.unit(self._next_seq(), self._session, off, n)
-                inflight[self._seq] = (off, n, crc)
-                yield unit
-            req = job.closing(self._next_seq(), self._session)
-            marker.update(seq=req.seq, crc=frame_crc(req), opcode=req.opcode)
-            closing.append(req)
-            yield (encode_frame(req),)
-
-        self._send_units(units(), on_events)
+        parts: list = []
+        for off, n in pending:
+            unit, crc = job.unit(self._next_seq(), self._session, off, n)
+            inflight[self._seq] = (off, n, crc)
+            parts += unit
+        req = job.closing(self._next_seq(), self._session)
+        marker.update(seq=req.seq, crc=frame_crc(req), opcode=req.opcode)
+        parts.append(encode_frame(req))
+        self._send_parts(parts, on_events)
         job.sent()
-        req = closing[0]
         self.stats.commands += len(pending) + 1
         self.stats.unsequenced += len(pending) + (req.opcode == Opcode.STATUS)
         self.stats.commit_rounds += req.opcode == Opcode.COMMIT
@@ -331,51 +321,6 @@ class BulkMode:
                 on_events(self._decoder.abandon())
                 break
         return failed + [(off, n) for off, n, _ in inflight.values()]
-
-    def _send_units(self, units: Iterator[tuple], on_events: Callable[[list], None]) -> None:
-        """Write the parts of ``units`` (tuples of bytes-like) in order, taking in what the
-        board answers meanwhile: a board blocked on a full reply buffer (a pty holds a few KiB)
-        must never stop the host's write.  On a descriptor the parts go out in gathered writes,
-        uncopied, and a unit is taken from ``units`` (built: a piece's CRC-32) only once fewer
-        than STREAM_MIN bytes before it are left unsent, or while the link is full -- so the
-        board receives a piece while the host builds the next (docs/BENCHMARKS.md link3), and
-        small units (BULK_GET requests, frames) still go out together in one write."""
-        direct = self._direct
-        if direct is None:
-            self._send_parts([part for unit in units for part in unit], on_events)
-            return
-        views: list[memoryview] = []
-        fd, i, more, unsent, full = self._fd, 0, True, 0, False
-        deadline = time.monotonic() + direct.timeout_s
-        while True:
-            while more and (full or unsent < STREAM_MIN):  # build what goes next
-                full = False
-                unit = next(units, None)
-                if unit is None:
-                    more = False
-                    break
-                unit_views = [memoryview(p).cast("B") for p in unit if len(p)]
-                views += unit_views
-                unsent += sum(map(len, unit_views))
-            if i == len(views):
-                return
-            n = wrote = direct.send_some(views[i:])
-            self.stats.bytes_tx += n
-            unsent -= n
-            if n:
-                deadline = time.monotonic() + direct.timeout_s
-            i = drop_sent(views, n, i)
-            if i < len(views) and more and n:
-                full = True  # the link took part of it: build the next unit while it drains
-                continue
-            wait = 0.0 if wrote or i == len(views) else max(0.0, deadline - time.monotonic())
-            readable, writable, _ = select.select([fd], [fd] if i < len(views) else [], [], wait)
-            if readable:
-                events = self._take_in(0.0)
-                if events:
-                    on_events(events)
-            elif i < len(views) and not writable and time.monotonic() >= deadline:
-                raise serial.SerialTimeoutException("write timeout")
 
     def _send_parts(self, parts: list, on_events: Callable[[list], None]) -> None:
         """Write ``parts`` (bytes-like) in order, taking in what the board answers meanwhile:

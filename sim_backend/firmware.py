@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import json
+import operator
 import threading
 from collections.abc import Callable
 from typing import NamedTuple
@@ -172,7 +173,7 @@ class _SampleMemory:
     Kept per upload, not per slot: an UPLOAD_SPIKES of ``n`` samples is one entry (its packed
     bitmaps, often a view of the request) plus three vectorised slices of per-slot arrays, so
     storing it costs the same few numpy calls whatever ``n`` (it was ~1 us of Python per sample:
-    a third of the board's time per MB of a bulk upload, docs/BENCHMARKS.md link3).  An
+    about a quarter of the board's time per MB of a bulk upload, docs/BENCHMARKS.md link3).  An
     upload's bitmaps are released once all of its slots were replaced."""
 
     def __init__(self, slots: int) -> None:
@@ -191,7 +192,11 @@ class _SampleMemory:
         return self._count
 
     def __contains__(self, slot: object) -> bool:
-        return isinstance(slot, int) and 0 <= slot < len(self._upload) and bool(self._upload[slot] >= 0)
+        try:
+            i = operator.index(slot)  # an int, or a numpy integer (as a dict key would take)
+        except TypeError:
+            return False
+        return 0 <= i < len(self._upload) and bool(self._upload[i] >= 0)
 
     def __getitem__(self, slot: int) -> tuple[np.ndarray, int]:
         if slot not in self:
@@ -216,8 +221,13 @@ class _SampleMemory:
         held = old[old >= 0]
         self._count += n - held.size
         if held.size:
-            ids, counts = np.unique(held, return_counts=True)
-            for uid, c in zip(ids.tolist(), counts.tolist()):
+            lo, hi = int(held.min()), int(held.max())
+            if lo == hi:  # the usual case: the slots of one earlier upload (no sort needed)
+                ids, counts = [lo], [int(held.size)]
+            else:
+                u, c = np.unique(held, return_counts=True)
+                ids, counts = u.tolist(), c.tolist()
+            for uid, c in zip(ids, counts):
                 entry = self._uploads[uid]
                 entry[1] -= c
                 if not entry[1]:
@@ -257,11 +267,6 @@ class VirtualFirmware:
         self.ack_s: float | None = None
         """Acknowledge time of long jobs: None answers when done; else BUSY after ``ack_s``."""
         self._cache: _Cached | None = None
-        self.flush: Callable[[list], None] | None = None
-        """A transport's writer (bytes-like parts, in order): when set, a reply carrying a raw
-        block (BULK_GET) is written at once with the replies before it, instead of after every
-        frame of the bytes being fed was handled -- the host receives piece k while the board
-        prepares piece k+1 (each piece's CRC-32 over its bytes) -- docs/BENCHMARKS.md link3."""
         self._guard = threading.Lock()
         self._reset_memory()
         self._handlers: dict[int, Callable[[bytes], bytes]] = {
@@ -388,9 +393,6 @@ class VirtualFirmware:
                     self._unclaim(ev)
                 if isinstance(reply, _Parts):
                     out += reply
-                    if self.flush is not None and ev is not events[-1]:
-                        self.flush(out)  # a raw block goes out now, while the next pieces are prepared
-                        out = []
                 else:
                     out.append(reply)
             elif isinstance(ev, RawBlockError):  # the BULK_PUT frame was sound: answer it, bound

@@ -17,7 +17,6 @@ import argparse
 import gc
 import json
 import os
-import select
 import signal
 import socket
 import sys
@@ -37,29 +36,17 @@ class _Pump:
     def __init__(self, fw: VirtualFirmware, link: LinkModel) -> None:
         self.fw, self.link = fw, link
         self.guard = threading.Lock()
-        self.writer: Callable[[list], None] | None = None
-        """The transport's writer (bytes-like parts, in order), set by the serving loop: the
-        firmware writes a BULK_GET raw block through it as soon as the block is ready
-        (VirtualFirmware.flush), while it prepares the next pieces."""
 
     def exchange(self, data: bytes) -> list:
         """Bytes from the host in; what goes back, as bytes-like parts to write in order (one
-        part when the link model alters the stream: it works on whole chunks).  Replies may
-        also go out through :attr:`writer` before it returns (not on a faulty link)."""
+        part when the link model alters the stream: it works on whole chunks)."""
         with self.guard:
             if self.link.want_board_reset():
                 self.fw.reboot()
             if not self.link.faulty:
-                return self._feed(self.fw.feed_parts, data)
+                return self.fw.feed_parts(data)
             out = self.link.corrupt(self.fw.feed(self.link.corrupt(data, TO_BOARD)), TO_HOST)
             return [out] if out else []
-
-    def _feed(self, feed: Callable, arg) -> list:
-        self.fw.flush = self.writer
-        try:
-            return feed(arg)
-        finally:
-            self.fw.flush = None
 
     def target(self) -> memoryview | None:
         """Where the transport may receive the next bytes directly (``recv_into``): the rest of
@@ -70,7 +57,7 @@ class _Pump:
     def received(self, n: int) -> list:
         """``n`` bytes were received into :meth:`target`'s view: what goes back (as exchange)."""
         with self.guard:
-            return self._feed(self.fw.received_parts, n)
+            return self.fw.received_parts(n)
 
 
 def _write_parts(write: Callable[[list], int], parts, stop: threading.Event) -> None:
@@ -89,8 +76,6 @@ def _write_parts(write: Callable[[list], int], parts, stop: threading.Event) -> 
         i = drop_sent(views, n, i)
 
 
-HOLD_MAX = 256
-"""Most reply parts held back while the host's burst is still arriving (see serve_tcp)."""
 RECV = 1 << 20
 """Most bytes one read takes (bytes)."""
 PEEK = 4096
@@ -117,13 +102,6 @@ def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple
                 conn.settimeout(0.2)
                 # gathered writes where the platform has them (not Windows: one buffer per call)
                 send = conn.sendmsg if hasattr(conn, "sendmsg") else (lambda views, c=conn: c.send(views[0]))
-                held: list = []  # replies not written yet: more bytes from the host were waiting
-
-                def write(parts, send=send, held=held) -> None:
-                    _write_parts(send, held + list(parts) if held else parts, stop)
-                    held.clear()
-
-                pump.writer = write
                 with conn:
                     peek = False
                     while not stop.is_set():
@@ -139,18 +117,15 @@ def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple
                             break
                         # after a block received in place, or a short read (a burst's end): the
                         # next read takes the next frame only, so that its block lands in place too
-                        try:  # (a raw block may be written during the call: see VirtualFirmware.flush)
-                            if target is not None:
-                                out, peek = pump.received(got), True
-                            else:
-                                out, peek = pump.exchange(got), len(got) < PEEK
-                            held += [out] if isinstance(out, (bytes, bytearray, memoryview)) else out
-                            # replies wait while more of the burst is already here (one write and
-                            # one wake-up of the host for a round's replies, not one per piece)
-                            if held and (len(held) >= HOLD_MAX or not select.select([conn], [], [], 0)[0]):
-                                write([])
-                        except OSError:
-                            break
+                        if target is not None:
+                            out, peek = pump.received(got), True
+                        else:
+                            out, peek = pump.exchange(got), len(got) < PEEK
+                        if out:
+                            try:
+                                _write_parts(send, out, stop)
+                            except OSError:
+                                break
 
     t = threading.Thread(target=loop, name="sim-tcp", daemon=True)
     t.start()
@@ -164,8 +139,9 @@ def serve_pty(pump: _Pump, stop: threading.Event) -> tuple[str, threading.Thread
     path = os.ttyname(slave)
 
     def loop() -> None:
+        import select
+
         in_place = getattr(pump, "target", lambda: None)
-        pump.writer = lambda parts: _write_parts(lambda views: os.writev(master, views), parts, stop)
         while not stop.is_set():
             r, _, _ = select.select([master], [], [], 0.2)
             if not r:
@@ -176,7 +152,7 @@ def serve_pty(pump: _Pump, stop: threading.Event) -> tuple[str, threading.Thread
             except OSError:
                 return
             out = pump.received(got) if target is not None else pump.exchange(got)
-            pump.writer(out)
+            _write_parts(lambda views: os.writev(master, views), out, stop)
 
     t = threading.Thread(target=loop, name="sim-pty", daemon=True)
     t.start()

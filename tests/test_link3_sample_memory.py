@@ -68,6 +68,10 @@ def test_run_names_the_first_empty_slot_and_reads_replaced_samples():
     assert _upload(fw, 0, a) == Status.OK and _upload(fw, 2, b) == Status.OK
     assert [int(np.flatnonzero(fw._input(s)[0])[0]) for s in range(4)] == [10, 10, 20, 20]
     assert fw.inputs.missing(0, 4) is None and fw.inputs.missing(3, 2) == 4 and fw.inputs.missing(5, 0) is None
+    # slot numbers as numpy integers (as a dict keyed by int accepted them) and out of range
+    assert np.int64(3) in fw.inputs and np.int32(4) not in fw.inputs and -1 not in fw.inputs
+    assert 70000 not in fw.inputs and "3" not in fw.inputs
+    assert fw.inputs[np.int64(2)][1] == 2
     status, payload = fw._invoke(Opcode.RUN, msg.encode_run(1, 5))
     assert status == Status.NOT_READY and b"slot 4" in payload
     assert fw._invoke(Opcode.RUN, msg.encode_run(0, 4))[0] == Status.OK
