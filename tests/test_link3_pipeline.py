@@ -3,6 +3,8 @@
 - A readout round's BULK_GET requests leave in one gathered write (not one per piece).
 - The host makes (zero-fills) the result only once the round's requests went out, so the
   board is already preparing its first piece meanwhile.
+- Replies taken in while a round is still being written are read in small pieces, so a
+  readout's raw block is still read straight into the result.
 
 Measured and rejected on this machine (docs/BENCHMARKS.md link3): the host sending each upload
 piece as soon as it is built, the board writing each BULK_GET reply as soon as it is ready, and
