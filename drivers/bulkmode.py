@@ -351,8 +351,8 @@ class BulkMode:
             i = drop_sent(views, n, i)
             wait = 0.0 if wrote or i == len(views) else max(0.0, deadline - time.monotonic())
             readable, writable, _ = select.select([fd], [fd] if i < len(views) else [], [], wait)
-            if readable:
-                events = self._take_in(0.0)
+            if readable:  # small reads: a reply frame's raw block is then read in place (_take_in)
+                events = self._take_in(0.0, PEEK)
                 if events:
                     on_events(events)
             elif i < len(views) and not writable and time.monotonic() >= deadline:

@@ -3,6 +3,8 @@
 - A readout round's BULK_GET requests leave in one gathered write (not one per piece).
 - The host makes (zero-fills) the result only once the round's requests went out, so the
   board is already preparing its first piece meanwhile.
+- Replies taken in while a round is still being written are read in small pieces, so a
+  readout's raw block is still read straight into the result.
 
 Measured and rejected on this machine (docs/BENCHMARKS.md link3): the host sending each upload
 piece as soon as it is built, the board writing each BULK_GET reply as soon as it is ready, and
@@ -80,3 +82,49 @@ def test_readout_requests_leave_before_the_result_buffer_is_zero_filled(monkeypa
     # round's requests, then the result made -- before the first read of that round's replies
     i = log.index("alloc")
     assert log.count("alloc") == 1 and log[:i].count("send") == 2 and log[i - 1] == "send" and log[i + 1] == "read", log
+
+
+def test_replies_taken_in_while_writing_still_land_in_place(monkeypatch):
+    """kills the 1 MiB read of drivers.bulkmode._send_parts' drain (replies taken in while the
+    round is still being written): when the board answers before the host's write loop looks
+    again -- forced here by a pause after each write, as a loaded machine does now and then
+    (tests/test_link_readout_inplace.py failed 1 run in 6-10 on main so) -- a reply's raw block
+    arrived with its frame in one big read and was copied; with small reads every byte of a
+    1.4 MB readout but at most 4 KiB per piece is read straight into the result, and the
+    result equals the bounded path's."""
+    import time
+
+    from drivers.pechip import PEChip
+    from drivers.transport import Direct
+    from firmware_iface import messages as msg
+    from firmware_iface.spec import Opcode, PulseKind
+    from tests.boards import tcp_board
+
+    into: list[int] = []
+    real_into, real_send = Direct.read_into, Direct.send_some
+    monkeypatch.setattr(Direct, "read_into", lambda self, view: into.append(real_into(self, view)) or into[-1])
+
+    def slow_send(self, views):
+        n = real_send(self, views)
+        time.sleep(0.05)  # the board answers meanwhile
+        return n
+
+    fw = make_board(2, 0, "ideal")
+    with tcp_board(fw) as url, PEChip(url, timeout_s=10) as chip:
+        rows, cols = np.meshgrid(np.arange(128), np.arange(0, chip.info().columns, 2), indexing="ij")
+        for _ in range(3):  # every G+ column high and a low threshold: many output spikes
+            chip.pulse(PulseKind.SET, rows.ravel(), cols.ravel(), 2.0, 1.5, 0.0, 1e-6)
+        chip.write_register("THRESHOLD", 0.1)
+        chip.upload_spikes(np.random.default_rng(4).random((100, 300, 128)) < 0.05)
+        chip.run(100)
+        cap = 12 + 100 * chip.info().neurons * (2 + 4 * 300)
+        monkeypatch.setattr(Direct, "send_some", slow_send)
+        into.clear()
+        pieces0 = chip.stats.commands
+        bulk = chip.call(Opcode.READ_OUTPUT, msg.encode_run(0, 100), reply_bytes=cap)
+        pieces = chip.stats.commands - pieces0
+        monkeypatch.setattr(Direct, "send_some", real_send)
+        chip.use_bulk = False
+        bounded = chip.call(Opcode.READ_OUTPUT, msg.encode_run(0, 100), reply_bytes=cap)
+    assert len(bulk) > 1_000_000 and bytes(bulk) == bytes(bounded)
+    assert sum(into) >= len(bulk) - pieces * 4096, (sum(into), pieces)
