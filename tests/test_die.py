@@ -300,6 +300,10 @@ def test_elapsed_1e5_s_matches_closed_form(tmp_path):
     die = tmp_path / "d.h5"
     t_save = 1.8e9
     with OpenDie(die, seed=6, now_utc=t_save) as d:
+        # A session's noise stream is seeded from the wall clock (die.py); fixed here so the
+        # statistics below are a deterministic check (with a clock seed |z.mean| < 0.1 over
+        # ~760 cells failed about 1 run in 40).
+        d.chip.rng = np.random.default_rng(0)
         program_some(d.chip)
         d.save(now_utc=t_save)
     c = cells_of(die)
