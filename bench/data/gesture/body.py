@@ -35,6 +35,9 @@ NECK_Y_SPREAD = 8.0  # per subject: +- this (px) vertically
 HAND_HEIGHT = (-8.0, 6.0)  # per subject: height (px at scale 1, + = lower) of clap / roll / drums
 HAND_HEIGHT_TRIAL = 3.0  # per gesture: +- this (px at scale 1) about the subject's height
 CLAP_RISE = 0.2  # the clapping hands part on arcs about the elbows: rise (px) per px of gap
+ARM_LENGTH = (0.9, 1.1)  # per subject: arm length relative to the body (people's proportions)
+WAVE_ELBOW = (5.0, -8.0, 6.0)  # per subject: waving elbow +-5 px outward, -8..+6 px down (scale 1)
+GUITAR_HAND = (5.0, 6.0)  # per subject: the guitar's neck hand +-5 px outward, +-6 px down (scale 1)
 
 # Class indices (0..10, file class - 1), DVS128 Gesture order.
 HAND_CLAP, RIGHT_WAVE, LEFT_WAVE, RIGHT_CW, RIGHT_CCW, LEFT_CW, LEFT_CCW, ARM_ROLL, AIR_DRUMS, AIR_GUITAR, OTHER = range(11)
@@ -48,7 +51,10 @@ class Subject:
     ``tempo``: multiplies every gesture frequency; ``amplitude``: multiplies gesture sizes;
     ``idle_sway``: how much the idle arm moves along (px); ``hand_height``: where in front of the
     body this person claps, rolls and drums (px at scale 1 below the usual place; negative =
-    higher); ``sloppiness``: size of the slow
+    higher); ``arm``: arm length relative to the body (upper arm and forearm);
+    ``wave_elbow``: where this person holds the elbow of a waving arm, relative to the usual
+    place (px at scale 1; x outward, y down); ``guitar_hand``: the same for the hand holding the
+    guitar's neck; ``sloppiness``: size of the slow
     random wander added to the wrist paths (px); ``partial``: probability that a gesture is
     done partially (a pause or a smaller stretch in the middle); ``skin``, ``shirt``, ``sleeve``:
     relative reflectance of hands/forearms, torso and upper arms; ``lean``: head/torso sway (px).
@@ -68,6 +74,9 @@ class Subject:
     lean: float
     roll_tilt: float
     hand_height: float = 0.0
+    arm: float = 1.0
+    wave_elbow: tuple[float, float] = (0.0, 0.0)
+    guitar_hand: tuple[float, float] = (0.0, 0.0)
 
     @classmethod
     def draw(cls, seed: int, index: int) -> "Subject":
@@ -94,6 +103,10 @@ class Subject:
             lean=float(r.uniform(0.3, 2.0)),
             roll_tilt=float(r.uniform(-0.25, 0.25)),
             hand_height=float(r.uniform(*HAND_HEIGHT)),
+            arm=float(r.uniform(*ARM_LENGTH)),
+            wave_elbow=(float(r.uniform(-WAVE_ELBOW[0], WAVE_ELBOW[0])), float(r.uniform(*WAVE_ELBOW[1:]))),
+            guitar_hand=(float(r.uniform(-GUITAR_HAND[0], GUITAR_HAND[0])),
+                         float(r.uniform(-GUITAR_HAND[1], GUITAR_HAND[1]))),
         )
 
 
@@ -132,6 +145,12 @@ def ik_elbow(shoulder: np.ndarray, wrist: np.ndarray, a: float, b: float, outwar
         score = lambda e: outward * (e[:, 0] - shoulder[:, 0]) + 1.2 * (e[:, 1] - shoulder[:, 1])  # noqa: E731
         side = 1.0 if float(np.mean(score(e1) - score(e2))) >= 0 else -1.0
     return (e1 if side > 0 else e2), wrist
+
+
+def wave_elbow(subj: Subject, o: float) -> np.ndarray:
+    """Where a waving arm's elbow is held, relative to its shoulder (px at scale 1): out to the
+    side (``o`` = -1 image left, +1 right) about shoulder height, moved by the subject's habit."""
+    return np.array([o * (16.0 + subj.wave_elbow[0]), 6.0 + subj.wave_elbow[1]])
 
 
 def _ease(x: np.ndarray) -> np.ndarray:
@@ -187,9 +206,9 @@ def gesture_wrists(cls: int, t_s: np.ndarray, subj: Subject, rng: np.random.Gene
         o = -1.0 if cls == RIGHT_WAVE else 1.0
         f = 2.0 * tempo
         swing = 0.55 * amp * np.sin(tw * (f * t_s + ph))
-        elbow = np.array([o * 16.0, 6.0])
+        elbow = wave_elbow(subj, o)
         ang = o * 0.2 + swing
-        w = elbow + FOREARM * np.stack([np.sin(ang), -np.cos(ang)], axis=1)
+        w = elbow + FOREARM * subj.arm * np.stack([np.sin(ang), -np.cos(ang)], axis=1)
         return (w, rest_l, one, zero) if cls == RIGHT_WAVE else (rest_r, w, zero, one)
     if cls in (RIGHT_CW, RIGHT_CCW, LEFT_CW, LEFT_CCW):
         # the whole arm turning a big circle in the frontal plane
@@ -200,7 +219,7 @@ def gesture_wrists(cls: int, t_s: np.ndarray, subj: Subject, rng: np.random.Gene
         # the shoulder; the hand leaves the frame on the outside for the larger subjects
         f = 0.95 * tempo
         th = tw * ph + direction * tw * f * t_s
-        r = min(0.75 * amp, 0.85) * (UPPER_ARM + FOREARM)
+        r = min(0.75 * amp, 0.85) * (UPPER_ARM + FOREARM) * subj.arm
         w = np.array([o * 6.0, 4.0]) + r * np.stack([np.cos(th), np.sin(th)], axis=1)
         return (w, rest_l, one, zero) if right_arm else (rest_r, w, zero, one)
     if cls == AIR_DRUMS:
@@ -218,7 +237,7 @@ def gesture_wrists(cls: int, t_s: np.ndarray, subj: Subject, rng: np.random.Gene
         strum = 7.0 * amp * np.sin(tw * (f * t_s + ph))
         right = c_r + np.stack([-4.0 + 0.3 * strum, 20.0 + strum], axis=1)
         fret = 1.5 * _smooth_noise(rng, t_s, 3.0, 2)
-        left = np.array([24.0, 8.0]) + fret
+        left = np.array([24.0 + subj.guitar_hand[0], 8.0 + subj.guitar_hand[1]]) + fret
         return right, left, one, one
     if cls == OTHER:
         # something else: slow, random reaching with one or both arms
@@ -305,7 +324,7 @@ def pose_track(subj: Subject, t_s: np.ndarray, segments: list[tuple[int, float, 
     hip = neck + np.array([0.0, 90.0 * s])
     sh_r = neck + np.array([-SHOULDER_HALF * s, SHOULDER_DROP * s])
     sh_l = neck + np.array([SHOULDER_HALF * s, SHOULDER_DROP * s])
-    A, B = UPPER_ARM * s, FOREARM * s
+    A, B = UPPER_ARM * s * subj.arm, FOREARM * s * subj.arm
     # rest pose (arms hanging), fidgeting with the idle sway
     w_r = sh_r + s * (np.tile([-6.0, 48.0], (K, 1)) + subj.idle_sway * _smooth_noise(rng, t_s, 0.8, 2))
     w_l = sh_l + s * (np.tile([6.0, 48.0], (K, 1)) + subj.idle_sway * _smooth_noise(rng, t_s, 0.8, 2))
@@ -337,7 +356,7 @@ def pose_track(subj: Subject, t_s: np.ndarray, segments: list[tuple[int, float, 
             circle = cls in (RIGHT_CW, RIGHT_CCW, LEFT_CW, LEFT_CCW)
             eg, wg = ik_elbow(S[sl], wg, A, B, o, side=-o if circle else None)
             if wave:  # the waving forearm pivots about an elbow held out at shoulder height
-                eg = S[sl] + s * np.array([o * 16.0, 6.0])
+                eg = S[sl] + s * wave_elbow(subj, o)
             w = act * env
             top = int(np.argmax(w))  # fully in the gesture (w = 1): where the turn count may change
             for R, target in ((UA, eg - S[sl]), (FA, wg - eg)):
