@@ -126,3 +126,54 @@ def test_placed_subject_is_nearer_and_keeps_its_build():
     assert p.scale == pytest.approx(subj.scale * 1.05)
     assert p.neck == pytest.approx((subj.neck[0] + 3.0, subj.neck[1] - 2.0 + 12.0 * subj.scale * 0.05))
     assert dataclasses.replace(p, scale=subj.scale, neck=subj.neck) == subj
+
+
+def test_waving_elbow_and_guitar_hand_follow_the_subjects_habit():
+    """kills gesture_wrists / pose_track mutants ignoring ``wave_elbow`` or ``guitar_hand``:
+    a right wave's wrist target moves with the elbow (2 px inward = image right for the right
+    arm, 3 px down), the guitar's neck hand by its own offset (image right = outward for the left
+    arm); and the posed waving upper arm points at where the habit puts the elbow."""
+    t_s = np.arange(1500) * DT_S
+    subj = dataclasses.replace(Subject.draw(0, 2), wave_elbow=(0.0, 0.0), guitar_hand=(0.0, 0.0))
+    moved = dataclasses.replace(subj, wave_elbow=(-2.0, 3.0), guitar_hand=(4.0, -5.0))
+    r0, _, _, _ = gesture_wrists(RIGHT_WAVE, t_s, subj, np.random.default_rng(3))
+    r1, _, _, _ = gesture_wrists(RIGHT_WAVE, t_s, moved, np.random.default_rng(3))
+    np.testing.assert_allclose(r1 - r0, np.broadcast_to([2.0, 3.0], r0.shape), atol=1e-9)
+    _, g0, _, _ = gesture_wrists(body.AIR_GUITAR, t_s, subj, np.random.default_rng(3))
+    _, g1, _, _ = gesture_wrists(body.AIR_GUITAR, t_s, moved, np.random.default_rng(3))
+    np.testing.assert_allclose(g1 - g0, np.broadcast_to([4.0, -5.0], g0.shape), atol=1e-9)
+    t2, pose = _pose(dataclasses.replace(moved, partial=0.0), [(RIGHT_WAVE, 0.5, 3.0)])
+    m = (t2 > 1.5) & (t2 < 2.5)  # fully in the gesture (no partial dip)
+    d = pose.elbow_r[m] - pose.shoulder_r[m]  # the upper arm (its length is the subject's) points there
+    np.testing.assert_allclose(np.arctan2(d[:, 1], d[:, 0]), np.arctan2(6.0 + 3.0, -(16.0 - 2.0)), atol=1e-6)
+
+
+def test_longer_arms_turn_larger_circles():
+    """kills mutants dropping ``arm`` from the arm circle or from the posed limb lengths: 10 %
+    longer arms turn a 10 % larger circle (same draw), and the posed upper arm and forearm are
+    27 x scale x arm and 25 x scale x arm px long."""
+    t_s = np.arange(1500) * DT_S
+    subj = dataclasses.replace(Subject.draw(0, 2), arm=1.0)
+    longer = dataclasses.replace(subj, arm=1.1)
+    c = np.array([-6.0, 4.0])  # the circle's centre, relative to the right shoulder
+    r0, _, _, _ = gesture_wrists(body.RIGHT_CW, t_s, subj, np.random.default_rng(3))
+    r1, _, _, _ = gesture_wrists(body.RIGHT_CW, t_s, longer, np.random.default_rng(3))
+    np.testing.assert_allclose(r1 - c, 1.1 * (r0 - c), rtol=1e-9)
+    _, pose = _pose(longer, [(body.RIGHT_CW, 0.5, 2.5)])
+    s = longer.scale
+    np.testing.assert_allclose(np.hypot(*(pose.elbow_r - pose.shoulder_r).T), 27.0 * s * 1.1, rtol=1e-9)
+    np.testing.assert_allclose(np.hypot(*(pose.wrist_r - pose.elbow_r).T), 25.0 * s * 1.1, rtol=1e-9)
+
+
+def test_subject_habits_in_documented_ranges():
+    """kills Subject.draw mutants outside the documented v4 ranges (docs/data.md): scale
+    1.0-1.5, neck 64 +- 14 px, arm 0.9-1.1, hand height -8..+6 px, waving elbow +-5 / -8..+6 px,
+    guitar hand +-5 / +-6 px — and spread over them (not a constant)."""
+    subs = [Subject.draw(0, i) for i in range(1, 200)]
+    a = lambda f: np.array([f(x) for x in subs])  # noqa: E731
+    for v, lo, hi in ((a(lambda x: x.scale), 1.0, 1.5), (a(lambda x: x.neck[0]), 50.0, 78.0),
+                      (a(lambda x: x.arm), 0.9, 1.1), (a(lambda x: x.hand_height), -8.0, 6.0),
+                      (a(lambda x: x.wave_elbow[0]), -5.0, 5.0), (a(lambda x: x.wave_elbow[1]), -8.0, 6.0),
+                      (a(lambda x: x.guitar_hand[0]), -5.0, 5.0), (a(lambda x: x.guitar_hand[1]), -6.0, 6.0)):
+        assert v.min() >= lo and v.max() <= hi
+        assert v.max() - v.min() > 0.8 * (hi - lo)  # uniform over the range: 199 draws nearly fill it
