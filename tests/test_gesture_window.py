@@ -38,16 +38,19 @@ def test_window_of_short_gesture_equals_that_of_a_6_s_gesture(cls):
     """kills pose_track mutants drawing the dip centre over the segment's own length when a
     span is given (the dip then lands inside a 2.2 s gesture's window, not in a 6 s one's).
     The window is [LEAD_S, LEAD_S + 1.5 s) from the motion start; a 2.2 s gesture's segment
-    (2.7 s with its lead-in) and a 6 s one's (6.5 s) must agree there to 0.1 px. (Not exactly:
-    an arm circle's turn count is matched to the rest angle at the gesture's end, which shifts
-    the blend inside a 6 s gesture's dip tail reaching the window's end by ~0.05 px.)"""
+    (2.7 s with its lead-in) and a 6 s one's (6.5 s) must agree there to 0.1 px. (Not exactly
+    for an arm circle: its turn count is matched to the rest angle at the gesture's end, which
+    shifts the blend inside a 6 s gesture's dip tail reaching the window's end by 2 pi k (1 - w)
+    x the reach: 0.08-0.32 px at the window's last millisecond for subjects 1-8 of generator v4
+    (v3's subject 3: ~0.05 px); circles are held to 0.4 px, a dip drawn over the short length
+    moves the wrists by pixels.)"""
     short_len = 2.2 + LEAD_S
     long_len = DEFAULT_GESTURE_S + LEAD_S
     long_ = _wrists(cls, long_len, None)
     short = _wrists(cls, short_len, [long_len])
     i0 = int(round((START_S + LEAD_S) / DT_S))
     i1 = int(round((START_S + LEAD_S + 1.5) / DT_S))
-    np.testing.assert_allclose(short[i0:i1], long_[i0:i1], atol=0.1)
+    np.testing.assert_allclose(short[i0:i1], long_[i0:i1], atol=0.4 if cls == LEFT_CW else 0.1)
 
 
 def test_without_spans_the_short_gesture_window_differs():
@@ -73,19 +76,24 @@ class _Captured(Exception):
     pass
 
 
-def _segments_of(monkeypatch, gesture_s: float) -> tuple[list, list | None]:
+def _captured(monkeypatch, gesture_s: float) -> dict:
     """The segments and dip spans :func:`recording` hands to ``pose_track`` (rendering skipped)."""
     from bench.data.gesture import release
 
     got = {}
 
-    def capture(subj, t_s, segments, rng, dip_spans_s=None):
-        got["segments"], got["spans"] = segments, dip_spans_s
+    def capture(subj, t_s, segments, rng, dip_spans_s=None, shifts_px=None):
+        got["segments"], got["spans"], got["shifts"], got["subj"] = segments, dip_spans_s, shifts_px, subj
         raise _Captured
 
     monkeypatch.setattr(release, "pose_track", capture)
     with pytest.raises(_Captured):
         release.recording(0, 4, "led", 1, gesture_s=gesture_s)
+    return got
+
+
+def _segments_of(monkeypatch, gesture_s: float) -> tuple[list, list | None]:
+    got = _captured(monkeypatch, gesture_s)
     return got["segments"], got["spans"]
 
 
@@ -99,3 +107,14 @@ def test_recording_draws_dips_over_the_6_s_lengths_of_the_same_draw(monkeypatch)
     assert [c for c, _, _ in short] == [c for c, _, _ in long_]
     np.testing.assert_allclose(spans, [b - a for _, a, b in long_], rtol=0, atol=1e-9)
     assert all(b - a < 3.0 for _, a, b in short)  # the short segments are short
+
+
+def test_recording_places_the_subject_alike_at_any_gesture_length(monkeypatch):
+    """kills release.recording mutants drawing the subject's placement (per-recording offset,
+    distance, per-gesture shifts) from the recording's main stream after the gesture lengths,
+    or not passing the shifts: a 2.2 s recording stands the subject where the 6 s one of the
+    same seed, subject and key does (generator v4, docs/data.md "Placement")."""
+    short, long_ = _captured(monkeypatch, 2.2), _captured(monkeypatch, DEFAULT_GESTURE_S)
+    assert short["shifts"] is not None and len(short["shifts"]) == 11
+    assert short["shifts"] == long_["shifts"]
+    assert short["subj"] == long_["subj"]

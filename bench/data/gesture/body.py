@@ -29,6 +29,15 @@ HAND_LEN = 7.0
 TORSO_R = 19.0
 ARM_R = (4.2, 3.4, 4.2)  # upper arm, forearm, hand half-widths
 CHEST = (0.0, 30.0)  # chest centre relative to the neck base
+# Where and how subjects stand and work (generator v4; docs/data.md "Per subject"):
+NECK_X_SPREAD = 14.0  # per subject: neck base +- this (px) horizontally about the centre
+NECK_Y_SPREAD = 8.0  # per subject: +- this (px) vertically
+HAND_HEIGHT = (-8.0, 6.0)  # per subject: height (px at scale 1, + = lower) of clap / roll / drums
+HAND_HEIGHT_TRIAL = 3.0  # per gesture: +- this (px at scale 1) about the subject's height
+CLAP_RISE = 0.2  # the clapping hands part on arcs about the elbows: rise (px) per px of gap
+ARM_LENGTH = (0.9, 1.1)  # per subject: arm length relative to the body (people's proportions)
+WAVE_ELBOW = (5.0, -8.0, 6.0)  # per subject: waving elbow +-5 px outward, -8..+6 px down (scale 1)
+GUITAR_HAND = (5.0, 6.0)  # per subject: the guitar's neck hand +-5 px outward, +-6 px down (scale 1)
 
 # Class indices (0..10, file class - 1), DVS128 Gesture order.
 HAND_CLAP, RIGHT_WAVE, LEFT_WAVE, RIGHT_CW, RIGHT_CCW, LEFT_CW, LEFT_CCW, ARM_ROLL, AIR_DRUMS, AIR_GUITAR, OTHER = range(11)
@@ -40,7 +49,12 @@ class Subject:
 
     ``scale``: distance to the camera (body size, 1 = reference); ``neck``: neck base (px);
     ``tempo``: multiplies every gesture frequency; ``amplitude``: multiplies gesture sizes;
-    ``idle_sway``: how much the idle arm moves along (px); ``sloppiness``: size of the slow
+    ``idle_sway``: how much the idle arm moves along (px); ``hand_height``: where in front of the
+    body this person claps, rolls and drums (px at scale 1 below the usual place; negative =
+    higher); ``arm``: arm length relative to the body (upper arm and forearm);
+    ``wave_elbow``: where this person holds the elbow of a waving arm, relative to the usual
+    place (px at scale 1; x outward, y down); ``guitar_hand``: the same for the hand holding the
+    guitar's neck; ``sloppiness``: size of the slow
     random wander added to the wrist paths (px); ``partial``: probability that a gesture is
     done partially (a pause or a smaller stretch in the middle); ``skin``, ``shirt``, ``sleeve``:
     relative reflectance of hands/forearms, torso and upper arms; ``lean``: head/torso sway (px).
@@ -59,18 +73,25 @@ class Subject:
     sleeve: float
     lean: float
     roll_tilt: float
+    hand_height: float = 0.0
+    arm: float = 1.0
+    wave_elbow: tuple[float, float] = (0.0, 0.0)
+    guitar_hand: tuple[float, float] = (0.0, 0.0)
 
     @classmethod
     def draw(cls, seed: int, index: int) -> "Subject":
         r = np.random.default_rng([seed, index, 0x5B1EC7])
-        scale = float(r.uniform(1.1, 1.5))  # the subjects fill the frame as in the release
+        # distance: the subjects fill the frame as in the release, nearer or farther (v4: from
+        # U(1.1, 1.5)); where they stand: v4 widened from +-9 / +-6 px
+        scale = float(r.uniform(1.0, 1.5))
         shirt = float(r.choice([0.12, 0.2, 0.35, 0.55, 0.8]) * r.uniform(0.85, 1.15))
         short_sleeves = r.random() < 0.4
         skin = float(r.uniform(0.45, 0.85))
         return cls(
             index=index,
             scale=scale,
-            neck=(float(64.0 + r.uniform(-9.0, 9.0)), float(NECK_Y - 12.0 + 12.0 * scale + r.uniform(-6.0, 6.0))),
+            neck=(float(64.0 + r.uniform(-NECK_X_SPREAD, NECK_X_SPREAD)),
+                  float(NECK_Y - 12.0 + 12.0 * scale + r.uniform(-NECK_Y_SPREAD, NECK_Y_SPREAD))),
             tempo=float(r.uniform(0.8, 1.25)),
             amplitude=float(r.uniform(0.8, 1.2)),
             idle_sway=float(r.uniform(0.0, 3.0)),
@@ -81,6 +102,11 @@ class Subject:
             sleeve=skin if short_sleeves else shirt,
             lean=float(r.uniform(0.3, 2.0)),
             roll_tilt=float(r.uniform(-0.25, 0.25)),
+            hand_height=float(r.uniform(*HAND_HEIGHT)),
+            arm=float(r.uniform(*ARM_LENGTH)),
+            wave_elbow=(float(r.uniform(-WAVE_ELBOW[0], WAVE_ELBOW[0])), float(r.uniform(*WAVE_ELBOW[1:]))),
+            guitar_hand=(float(r.uniform(-GUITAR_HAND[0], GUITAR_HAND[0])),
+                         float(r.uniform(-GUITAR_HAND[1], GUITAR_HAND[1]))),
         )
 
 
@@ -121,6 +147,12 @@ def ik_elbow(shoulder: np.ndarray, wrist: np.ndarray, a: float, b: float, outwar
     return (e1 if side > 0 else e2), wrist
 
 
+def wave_elbow(subj: Subject, o: float) -> np.ndarray:
+    """Where a waving arm's elbow is held, relative to its shoulder (px at scale 1): out to the
+    side (``o`` = -1 image left, +1 right) about shoulder height, moved by the subject's habit."""
+    return np.array([o * (16.0 + subj.wave_elbow[0]), 6.0 + subj.wave_elbow[1]])
+
+
 def _ease(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3 - 2 * x)
@@ -137,6 +169,8 @@ def gesture_wrists(cls: int, t_s: np.ndarray, subj: Subject, rng: np.random.Gene
     tempo = subj.tempo * rng.uniform(0.9, 1.1)
     amp = subj.amplitude * rng.uniform(0.88, 1.12)
     ph = rng.uniform(0.0, 1.0)
+    # where in front of the body this trial's two-handed work happens (clap, roll, drums)
+    hh = subj.hand_height + rng.uniform(-HAND_HEIGHT_TRIAL, HAND_HEIGHT_TRIAL)
     one = np.ones(K)
     zero = np.zeros(K)
     rest_r = np.stack([-6.0 * one, 48.0 * one], axis=1)
@@ -150,9 +184,10 @@ def gesture_wrists(cls: int, t_s: np.ndarray, subj: Subject, rng: np.random.Gene
         f = 2.2 * tempo
         s = 0.5 * (1 - np.cos(tw * (f * t_s + ph)))  # 0 = hands together, 1 = apart
         gap = 3.0 + 17.0 * amp * s
-        bob = 1.5 * np.sin(tw * (f * t_s + ph))
-        right = c_r + np.stack([-gap, 4.0 + bob], axis=1)
-        left = c_l + np.stack([gap, 4.0 + bob], axis=1)
+        # the hands part on arcs about the elbows (forearms turning outward): they rise a little
+        bob = 1.5 * np.sin(tw * (f * t_s + ph)) - CLAP_RISE * gap
+        right = c_r + np.stack([-gap, 4.0 + hh + bob], axis=1)
+        left = c_l + np.stack([gap, 4.0 + hh + bob], axis=1)
         return right, left, one, one
     if cls == ARM_ROLL:
         # forearms rolling around each other: the hands orbit a common centre half a turn apart;
@@ -163,17 +198,17 @@ def gesture_wrists(cls: int, t_s: np.ndarray, subj: Subject, rng: np.random.Gene
         tilt = subj.roll_tilt
         ox, oy = rx * np.cos(th), ry * np.sin(th)
         ox, oy = ox * math.cos(tilt) - oy * math.sin(tilt), ox * math.sin(tilt) + oy * math.cos(tilt)
-        right = c_r + np.stack([-9.0 + ox, 4.0 + oy], axis=1)
-        left = c_l + np.stack([9.0 - ox, 4.0 - oy], axis=1)
+        right = c_r + np.stack([-9.0 + ox, 4.0 + hh + oy], axis=1)
+        left = c_l + np.stack([9.0 - ox, 4.0 + hh - oy], axis=1)
         return right, left, one, one
     if cls in (RIGHT_WAVE, LEFT_WAVE):
         # forearm up, swinging side to side about the elbow
         o = -1.0 if cls == RIGHT_WAVE else 1.0
         f = 2.0 * tempo
         swing = 0.55 * amp * np.sin(tw * (f * t_s + ph))
-        elbow = np.array([o * 16.0, 6.0])
+        elbow = wave_elbow(subj, o)
         ang = o * 0.2 + swing
-        w = elbow + FOREARM * np.stack([np.sin(ang), -np.cos(ang)], axis=1)
+        w = elbow + FOREARM * subj.arm * np.stack([np.sin(ang), -np.cos(ang)], axis=1)
         return (w, rest_l, one, zero) if cls == RIGHT_WAVE else (rest_r, w, zero, one)
     if cls in (RIGHT_CW, RIGHT_CCW, LEFT_CW, LEFT_CCW):
         # the whole arm turning a big circle in the frontal plane
@@ -184,7 +219,7 @@ def gesture_wrists(cls: int, t_s: np.ndarray, subj: Subject, rng: np.random.Gene
         # the shoulder; the hand leaves the frame on the outside for the larger subjects
         f = 0.95 * tempo
         th = tw * ph + direction * tw * f * t_s
-        r = min(0.75 * amp, 0.85) * (UPPER_ARM + FOREARM)
+        r = min(0.75 * amp, 0.85) * (UPPER_ARM + FOREARM) * subj.arm
         w = np.array([o * 6.0, 4.0]) + r * np.stack([np.cos(th), np.sin(th)], axis=1)
         return (w, rest_l, one, zero) if right_arm else (rest_r, w, zero, one)
     if cls == AIR_DRUMS:
@@ -193,8 +228,8 @@ def gesture_wrists(cls: int, t_s: np.ndarray, subj: Subject, rng: np.random.Gene
         def stroke(p):
             x = np.mod(p, 1.0)
             return np.where(x < 0.35, (x / 0.35) ** 2, 1.0 - _ease((x - 0.35) / 0.65))
-        right = c_r + np.stack([-16.0 * one, 12.0 - 14.0 * amp * (1 - stroke(f * t_s + ph))], axis=1)
-        left = c_l + np.stack([16.0 * one, 12.0 - 14.0 * amp * (1 - stroke(f * t_s + ph + 0.5))], axis=1)
+        right = c_r + np.stack([-16.0 * one, 12.0 + hh - 14.0 * amp * (1 - stroke(f * t_s + ph))], axis=1)
+        left = c_l + np.stack([16.0 * one, 12.0 + hh - 14.0 * amp * (1 - stroke(f * t_s + ph + 0.5))], axis=1)
         return right, left, one, one
     if cls == AIR_GUITAR:
         # left hand holds the neck out to the side, fingers moving; right hand strums at the belly
@@ -202,7 +237,7 @@ def gesture_wrists(cls: int, t_s: np.ndarray, subj: Subject, rng: np.random.Gene
         strum = 7.0 * amp * np.sin(tw * (f * t_s + ph))
         right = c_r + np.stack([-4.0 + 0.3 * strum, 20.0 + strum], axis=1)
         fret = 1.5 * _smooth_noise(rng, t_s, 3.0, 2)
-        left = np.array([24.0, 8.0]) + fret
+        left = np.array([24.0 + subj.guitar_hand[0], 8.0 + subj.guitar_hand[1]]) + fret
         return right, left, one, one
     if cls == OTHER:
         # something else: slow, random reaching with one or both arms
@@ -218,6 +253,19 @@ def gesture_wrists(cls: int, t_s: np.ndarray, subj: Subject, rng: np.random.Gene
         al = one if which in (1, 2) else zero
         return wr, wl, ar, al
     raise ValueError(f"class {cls} not in 0..10")
+
+
+def body_shift(t_s: np.ndarray, segments: list[tuple[int, float, float]],
+               shifts_px: list[tuple[float, float]]) -> np.ndarray:
+    """(K, 2) offset (px) of the whole body at times ``t_s``: ``shifts_px[k]`` during segment k,
+    eased from one to the next over the pause between two segments (before the first: the first)."""
+    sh = np.asarray(shifts_px, dtype=np.float64).reshape(len(segments), 2)
+    off = np.tile(sh[0], (len(t_s), 1))
+    for k in range(1, len(segments)):
+        a, b = segments[k - 1][2], segments[k][1]
+        w = _ease((t_s - a) / max(b - a, 1e-6)) if b > a else (t_s >= b).astype(np.float64)
+        off += w[:, None] * (sh[k] - sh[k - 1])
+    return off
 
 
 def _angle(v: np.ndarray) -> np.ndarray:
@@ -246,7 +294,8 @@ class Pose:
 
 
 def pose_track(subj: Subject, t_s: np.ndarray, segments: list[tuple[int, float, float]],
-               rng: np.random.Generator, dip_spans_s: list[float] | None = None) -> Pose:
+               rng: np.random.Generator, dip_spans_s: list[float] | None = None,
+               shifts_px: list[tuple[float, float]] | None = None) -> Pose:
     """Joint tracks over a whole recording at times ``t_s`` (s).
 
     ``segments``: (class, start_s, end_s) of each gesture; outside them the arms rest (with
@@ -256,17 +305,26 @@ def pose_track(subj: Subject, t_s: np.ndarray, segments: list[tuple[int, float, 
     default the segment's own length. A recording of short gestures passes the lengths its
     gestures would have at the release's 6 s, so a dip falls at the same time from the
     gesture's start as in a 6 s gesture (mostly after the network's 1.5 s window) and the
-    start of a short gesture is drawn like that of a long one.
+    start of a short gesture is drawn like that of a long one. ``shifts_px``: per segment, where
+    the subject stands during it (px, added to the neck): between two gestures the body moves
+    from one place to the next over the pause (the subject shifts their weight or steps);
+    constant during a gesture; default no shifts.
     """
     K = len(t_s)
     s = subj.scale
+    if dip_spans_s is not None and len(dip_spans_s) != len(segments):
+        raise ValueError(f"{len(dip_spans_s)} dip spans for {len(segments)} segments")
+    if shifts_px is not None and len(shifts_px) != len(segments):
+        raise ValueError(f"{len(shifts_px)} shifts for {len(segments)} segments")
     sway = subj.lean * _smooth_noise(rng, t_s, 0.4, 2)
     neck = np.array(subj.neck) + sway * np.array([1.0, 0.4])
+    if shifts_px is not None and len(segments):
+        neck = neck + body_shift(t_s, segments, shifts_px)
     head = neck + np.array([0.0, -HEAD_UP * s]) + 0.8 * subj.lean * _smooth_noise(rng, t_s, 0.7, 2)
     hip = neck + np.array([0.0, 90.0 * s])
     sh_r = neck + np.array([-SHOULDER_HALF * s, SHOULDER_DROP * s])
     sh_l = neck + np.array([SHOULDER_HALF * s, SHOULDER_DROP * s])
-    A, B = UPPER_ARM * s, FOREARM * s
+    A, B = UPPER_ARM * s * subj.arm, FOREARM * s * subj.arm
     # rest pose (arms hanging), fidgeting with the idle sway
     w_r = sh_r + s * (np.tile([-6.0, 48.0], (K, 1)) + subj.idle_sway * _smooth_noise(rng, t_s, 0.8, 2))
     w_l = sh_l + s * (np.tile([6.0, 48.0], (K, 1)) + subj.idle_sway * _smooth_noise(rng, t_s, 0.8, 2))
@@ -277,8 +335,6 @@ def pose_track(subj: Subject, t_s: np.ndarray, segments: list[tuple[int, float, 
     ua_r, fa_r = _angle(e_r - sh_r), _angle(w_r - e_r)
     ua_l, fa_l = _angle(e_l - sh_l), _angle(w_l - e_l)
     wander = subj.sloppiness * _smooth_noise(rng, t_s, 1.5, 4)
-    if dip_spans_s is not None and len(dip_spans_s) != len(segments):
-        raise ValueError(f"{len(dip_spans_s)} dip spans for {len(segments)} segments")
     for k, (cls, a, b) in enumerate(segments):
         i0, i1 = np.searchsorted(t_s, [a, b])
         if i1 <= i0:
@@ -300,7 +356,7 @@ def pose_track(subj: Subject, t_s: np.ndarray, segments: list[tuple[int, float, 
             circle = cls in (RIGHT_CW, RIGHT_CCW, LEFT_CW, LEFT_CCW)
             eg, wg = ik_elbow(S[sl], wg, A, B, o, side=-o if circle else None)
             if wave:  # the waving forearm pivots about an elbow held out at shoulder height
-                eg = S[sl] + s * np.array([o * 16.0, 6.0])
+                eg = S[sl] + s * wave_elbow(subj, o)
             w = act * env
             top = int(np.argmax(w))  # fully in the gesture (w = 1): where the turn count may change
             for R, target in ((UA, eg - S[sl]), (FA, wg - eg)):

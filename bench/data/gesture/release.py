@@ -11,6 +11,7 @@ intensity every millisecond (:mod:`bench.data.gesture.render`) and seen by a DVS
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -28,7 +29,10 @@ from bench.data.labels import CLASS_NAMES, write_labels, write_trial_list
 from bench.data.synth import LIGHTINGS, check_out_dir, plan as _plan
 from bench.errors import UsageError
 
-GENERATOR_VERSION = 3  # 3: a partial gesture's dip falls where it would in a 6 s gesture
+# 3: a partial gesture's dip falls where it would in a 6 s gesture; 4: subjects stand at a new
+# place in each recording and shift between gestures, wider spread of place and distance,
+# a height per subject and gesture for the two-handed gestures in front of the body
+GENERATOR_VERSION = 4
 DEFAULT_PER_CLASS = 122  # the release: 122 recordings of 29 subjects, 1,342 samples
 DEFAULT_SUBJECTS = 29
 DEFAULT_GESTURE_S = 6.0
@@ -36,6 +40,33 @@ MIN_GESTURE_S, MAX_GESTURE_S = 1.6, 30.0
 DT_US = 1000  # render / pixel step
 BLOCK = 32  # steps rendered at once
 LEAD_S = 0.5  # the gesture's motion starts this long before its label
+# Placement (generator v4): each recording is a separate trial, the subject steps up anew
+SESSION_SHIFT_PX = (6.0, 4.0)  # per recording: neck moved U(-x, x), U(-y, y) px
+SESSION_SCALE = 0.07  # per recording: distance (scale) x U(1 - this, 1 + this)
+TRIAL_SHIFT_PX = (2.5, 1.5)  # per gesture: body offset N(0, sx), N(0, sy) px (weight shifts, a step)
+
+
+def placement(seed: int, subject: int, key: int, n_gestures: int) -> tuple[float, float, float, list[tuple[float, float]]]:
+    """Where the subject stands in recording ``key``: ``(dx, dy, scale_factor, shifts)``, the
+    recording's neck offset (px), distance factor and per-gesture body offsets (px).
+
+    Drawn from their own stream (seed, subject, key), so the rest of the recording (timeline,
+    motion, pixels) is drawn as it would be without them.
+    """
+    r = np.random.default_rng([seed, subject, key, 0x9A7E])
+    dx = float(r.uniform(-SESSION_SHIFT_PX[0], SESSION_SHIFT_PX[0]))
+    dy = float(r.uniform(-SESSION_SHIFT_PX[1], SESSION_SHIFT_PX[1]))
+    f = float(r.uniform(1.0 - SESSION_SCALE, 1.0 + SESSION_SCALE))
+    sh = r.normal(0.0, 1.0, size=(n_gestures, 2)) * np.array(TRIAL_SHIFT_PX)
+    return dx, dy, f, [(float(a), float(b)) for a, b in sh]
+
+
+def placed_subject(subj: Subject, dx: float, dy: float, f: float) -> Subject:
+    """``subj`` moved by (dx, dy) px and f times nearer (the neck's height follows the scale as
+    in :meth:`Subject.draw`)."""
+    s = subj.scale * f
+    x, y = subj.neck
+    return dataclasses.replace(subj, scale=s, neck=(x + dx, y + dy + 12.0 * (s - subj.scale)))
 
 
 def plan(per_class: int | None = None, subjects: int | None = None) -> dict:
@@ -57,7 +88,8 @@ def recording(seed: int, subject: int, lighting_name: str, key: int, *,
               ) -> tuple[np.ndarray, list[tuple[int, int, int]], dict]:
     """Events (EVENT_DTYPE, time-sorted), labels [(class 1..11, start_us, end_us)] and facts."""
     rng = np.random.default_rng([seed, subject, key, 0xD5128])
-    subj = Subject.draw(seed, subject)
+    dx, dy, f, shifts = placement(seed, subject, key, len(CLASS_NAMES))
+    subj = placed_subject(Subject.draw(seed, subject), dx, dy, f)
     light = lighting(lighting_name, rng)
     params = params or PixelParams()
     order = rng.permutation(len(CLASS_NAMES))
@@ -76,7 +108,8 @@ def recording(seed: int, subject: int, lighting_name: str, key: int, *,
     t_s = np.arange(K) * (DT_US * 1e-6)
     # the body starts each gesture LEAD_S before its label: the label starts once the gesture
     # is under way (the ramp from rest, <= 0.5 s, is over), as an annotator marks it
-    pose = pose_track(subj, t_s, [(c, a - LEAD_S, b) for c, a, b in segs], rng, dip_spans_s=spans)
+    pose = pose_track(subj, t_s, [(c, a - LEAD_S, b) for c, a, b in segs], rng, dip_spans_s=spans,
+                      shifts_px=shifts)
     bg = background(rng, (SENSOR[1], SENSOR[0]))
     sensor = Sensor(params, light, rng, (SENSOR[1], SENSOR[0]), DT_US)
     sensor.set_background(bg)
