@@ -33,6 +33,7 @@ import psutil
 from drivers.pechip import PEChip
 from firmware_iface import messages as msg
 from firmware_iface.framing import Frame, FrameDecoder, encode_frame
+from firmware_iface.sockio import tune_tcp
 from firmware_iface.spec import Opcode, PulseKind
 from firmware_iface.spikes import encode_upload
 
@@ -86,7 +87,7 @@ class Raw:
             host = socket.create_connection(("127.0.0.1", srv.getsockname()[1]))
             far, _ = srv.accept()
             srv.close()
-            for sock in (host, far):  # as the link's ends are set up (drivers/transport.tune_tcp)
+            for sock in (host, far):  # the raw baseline gets what the link's ends get
                 tune_tcp(sock)
             self._socks = (host, far)
             self.h_read, self.h_write = (lambda: host.recv(1 << 20)), host.sendall
@@ -144,13 +145,6 @@ class Raw:
             s.close()
         for fd in getattr(self, "_fds", ()):
             os.close(fd)
-
-
-def tune_tcp(sock: socket.socket) -> None:
-    """TCP_NODELAY and 4 MiB buffers: the raw baseline gets what the link's ends get."""
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-        sock.setsockopt(socket.SOL_SOCKET, opt, 4 * 1024 * 1024)
 
 
 def _write_all(fd: int, data: bytes) -> None:
