@@ -65,7 +65,13 @@ def test_readout_requests_leave_before_the_result_buffer_is_zero_filled(monkeypa
             log.append("alloc")
         return bytearray(n)
 
+    def send_parts(self, parts, on_events):
+        real_send_parts(self, parts, on_events)
+        log.append("written")  # the round's write loop is over (its drain reads came before)
+
     real_read, real_into = Direct.read, Direct.read_into
+    real_send_parts = bulkmode.BulkMode._send_parts
+    monkeypatch.setattr(bulkmode.BulkMode, "_send_parts", send_parts)
     monkeypatch.setattr(Direct, "send_some", send)
     monkeypatch.setattr(Direct, "read", lambda self, size: (log.append("read"), real_read(self, size))[1])
     monkeypatch.setattr(Direct, "read_into", lambda self, view: (log.append("read"), real_into(self, view))[1])
@@ -79,9 +85,14 @@ def test_readout_requests_leave_before_the_result_buffer_is_zero_filled(monkeypa
         chip.use_bulk = False
         assert np.array_equal(chip.read_array(), bulk_g)
     # the command's round (BULK_PUT of the request, COMMIT; its replies read), then the readout
-    # round's requests, then the result made -- before the first read of that round's replies
+    # round's requests, then the result made: as soon as the write loop is over, before the
+    # reply loop's first read -- or, when the board answered while the loop was still looking
+    # (its drain read a reply: CI saw that 1 run in ~30), at that reply
     i = log.index("alloc")
-    assert log.count("alloc") == 1 and log[:i].count("send") == 2 and log[i - 1] == "send" and log[i + 1] == "read", log
+    j = [k for k, e in enumerate(log) if e == "send"][1]
+    between = log[j + 1:i]
+    assert log.count("alloc") == 1 and j < i, log
+    assert between == ["written"] or "written" not in between, log
 
 
 def test_replies_taken_in_while_writing_still_land_in_place(monkeypatch):
