@@ -67,24 +67,34 @@ def decode_stage(payload: bytes) -> tuple[int, int, int, int, bytes]:
     return int(r["id"]), int(r["opcode"]), int(r["total"]), int(r["offset"]), bytes(payload[off:])
 
 
+# COMMIT and RESULT travel once per transfer, on the path where one end waits for the other:
+# ``struct``, not numpy records (tens of microseconds per call with cold caches, docs/BENCHMARKS.md
+# link4); a payload of the wrong size goes through ``unpack`` for the same error as ever.
+_COMMIT, _RESULT = record_struct("COMMIT"), record_struct("RESULT")
+
+
 def encode_commit(transfer: int, opcode: int, total: int) -> bytes:
-    return pack("COMMIT", id=transfer, opcode=opcode, total=total)
+    return _COMMIT.pack(transfer, opcode, 0, 0, total)
 
 
 def decode_commit(payload: bytes) -> tuple[int, int, int]:
-    r, off = unpack("COMMIT", payload)
-    expect_end(payload, off, "COMMIT")
-    return int(r["id"]), int(r["opcode"]), int(r["total"])
+    if len(payload) != _COMMIT.size:
+        _, off = unpack("COMMIT", payload)
+        expect_end(payload, off, "COMMIT")
+    tid, opcode, _, _, total = _COMMIT.unpack(payload)
+    return tid, opcode, total
 
 
 def encode_result(transfer: int, status: int, length: int, first: bytes) -> bytes:
-    return pack("RESULT", id=transfer, status=status, length=length) + first
+    return _RESULT.pack(transfer, status, 0, 0, length) + first
 
 
 def decode_result(payload: bytes) -> tuple[int, int, int, bytes]:
     """(id, status, length of the whole reply, first piece)."""
-    r, off = unpack("RESULT", payload)
-    return int(r["id"]), int(r["status"]), int(r["length"]), bytes(payload[off:])
+    if len(payload) < _RESULT.size:
+        unpack("RESULT", payload)
+    tid, status, _, _, length = _RESULT.unpack_from(payload)
+    return tid, status, length, bytes(payload[_RESULT.size:])
 
 
 def encode_fetch(transfer: int, offset: int, length: int) -> bytes:

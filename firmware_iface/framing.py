@@ -26,7 +26,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from cobs import cobs
 
@@ -96,6 +96,14 @@ def _body(frame: Frame) -> bytes:
         raise ValueError(f"payload of {len(frame.payload)} bytes exceeds MAX_PAYLOAD {MAX_PAYLOAD}")
     return HEADER.pack(frame.version, frame.opcode, frame.flags, frame.status, frame.seq & 0xFFFF, 0,
                        frame.session & 0xFFFFFFFF, frame.echo & 0xFFFFFFFF, len(frame.payload)) + frame.payload
+
+
+def _with_data(frame: Frame, data) -> Frame:
+    """``dataclasses.replace(frame, data=data)`` without its per-field introspection (on the
+    bulk path once per piece): the same fields, ``data`` set."""
+    new = object.__new__(Frame)
+    new.__dict__.update(frame.__dict__, data=data)
+    return new
 
 
 def frame_crc(frame: Frame) -> int:
@@ -174,6 +182,9 @@ class FrameDecoder:
         ``feed_events``: then it is handed out as a view of those bytes, uncopied)."""
         self._got = 0
         """Bytes of the raw block already in ``_sink``."""
+        self._crc_got = 0
+        """CRC-32 of those ``_got`` bytes, carried along as they arrive: each piece is checked
+        while it is still in the cache it was just received into, not re-read at the end."""
         self._last = self._now = 0.0
         self.errors = 0
         """Number of malformed frames (or garbage runs, or failed raw blocks) discarded so far."""
@@ -246,6 +257,7 @@ class FrameDecoder:
             data = bytes(self._sink[self._got:self._got + n])
             return self.feed_events(data, now)
         self._now = self._last = now
+        self._crc_got = crc32(self._sink[self._got:self._got + n], self._crc_got)
         self._got += n
         out: list[Frame | FrameError] = []
         self._parse(out, None)
@@ -259,7 +271,7 @@ class FrameDecoder:
         self._error(RawBlockError(frame, reason), out)
         self._buf[:0] = self._sink[:self._got] if self._sink is not None else b""
         self._buf += rest
-        self._sink, self._got = None, 0
+        self._sink, self._got, self._crc_got = None, 0, 0
         self._scan = 0
 
     def _parse(self, out: list, data: bytes | None) -> None:
@@ -280,6 +292,7 @@ class FrameDecoder:
                         self._sink = memoryview(bytearray(n))
                     take = min(len(buf) - start, n - self._got)
                     self._sink[self._got:self._got + take] = memoryview(buf)[start:start + take]
+                    self._crc_got = crc32(self._sink[self._got:self._got + take], self._crc_got)
                     self._got += take
                     start += take
                     got, block = self._got, self._sink
@@ -287,10 +300,10 @@ class FrameDecoder:
                 if got < n:
                     break
                 frame, _, crc = self._raw
-                if crc32(block) == crc:
+                if (self._crc_got if block is self._sink else crc32(block)) == crc:
                     self._raw = None
-                    out.append(replace(frame, data=block))  # handed over, not copied
-                    self._sink, self._got = None, 0
+                    out.append(_with_data(frame, block))  # handed over, not copied
+                    self._sink, self._got, self._crc_got = None, 0, 0
                     continue
                 rest = bytes(buf[start:] if self._sink is not None else buf[start - n:])  # a view: its bytes too
                 if data is None:
@@ -318,7 +331,7 @@ class FrameDecoder:
                         self._raw, self._last = (frame, *announced), self._now
                         sink = self.sink(frame, announced[0]) if self.sink is not None else None
                         self._sink = sink if sink is not None and len(sink) == announced[0] else None
-                        self._got = 0
+                        self._got = self._crc_got = 0
             start = scan = end + 1
         if data is None:
             del buf[:start]

@@ -10,12 +10,19 @@ its data:
 """
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 
-from firmware_iface.records import PayloadError, pack, unpack
+from firmware_iface.records import PayloadError, pack, record_struct, unpack
 from firmware_iface.spec import RECORDS, Encoding
 
 _SAMPLE = RECORDS["SAMPLE"]
+_UPLOAD = record_struct("UPLOAD")
+_SAMPLE_HEAD = struct.Struct("<B3xI")
+"""The SAMPLE record (encoding, 3 pad bytes, nbytes) as a struct: checked against its dtype below."""
+if (_SAMPLE_HEAD.size, _SAMPLE.fields["encoding"][1], _SAMPLE.fields["nbytes"][1]) != (_SAMPLE.itemsize, 0, 4):
+    raise ImportError("SAMPLE record layout changed: update spikes._SAMPLE_HEAD")
 MAX_ROWS_AER = 256
 
 
@@ -92,8 +99,10 @@ def decode_upload_packed(payload: bytes, max_bits: int = DECODE_MAX_BITS
 
     The header's sizes are checked before anything is allocated: every sample needs at least
     its SAMPLE record in the payload, and n x steps x rows must not exceed ``max_bits``."""
-    up, off = unpack("UPLOAD", payload)
-    n, steps, rows = int(up["n"]), int(up["steps"]), int(up["rows"])
+    if len(payload) < _UPLOAD.size:
+        unpack("UPLOAD", payload)  # raises the record's PayloadError
+    slot, n, steps, rows = _UPLOAD.unpack_from(payload)
+    off = _UPLOAD.size
     if rows == 0 or steps == 0 or rows > MAX_ROWS_AER:
         raise PayloadError(f"upload of {steps} steps x {rows} rows is not valid")
     if n * _SAMPLE.itemsize > len(payload) - off:
@@ -103,15 +112,20 @@ def decode_upload_packed(payload: bytes, max_bits: int = DECODE_MAX_BITS
     nbits = steps * rows
     dn = dense_nbytes(steps, rows)
     pad_mask = np.uint8((1 << (nbits % 8)) - 1) if nbits % 8 else np.uint8(0xFF)
-    dense_rec = np.dtype([("sample", _SAMPLE), ("data", "u1", (dn,))])
-    if n and len(payload) - off == n * dense_rec.itemsize:  # maybe all dense: one vectorised pass
-        rec = np.frombuffer(payload, dtype=dense_rec, count=n, offset=off)
-        if np.all(rec["sample"]["encoding"] == Encoding.DENSE) and np.all(rec["sample"]["nbytes"] == dn):
-            packed = rec["data"]  # a view of the payload: no copy when there are no pad bits
-            if nbits % 8:
+    stride = _SAMPLE_HEAD.size + dn
+    if n and len(payload) - off == n * stride:  # maybe all dense: headers compared as bytes
+        # One strided gather of the n sample headers and one memcmp against n copies of the
+        # dense header (pad bytes 0) -- a handful of C calls: this runs on the board once per
+        # upload, right after receiving it, where numpy's per-call cost (ufuncs, structured
+        # dtypes: tens of us each with cold caches) was most of the time.  A header that
+        # differs (pad bytes set, AER) takes the per-sample path below, which decides alike.
+        heads = np.ndarray((n,), np.dtype("V8"), payload, off, (stride,))
+        if heads.tobytes() == _SAMPLE_HEAD.pack(Encoding.DENSE, dn) * n:
+            packed = np.ndarray((n, dn), np.uint8, payload, off + _SAMPLE_HEAD.size, (stride, 1))
+            if nbits % 8:  # a view of the payload: no copy when there are no pad bits
                 packed = np.array(packed)
                 packed[:, -1] &= pad_mask
-            return int(up["slot"]), packed, steps, rows, np.zeros(n, np.uint8)
+            return slot, packed, steps, rows, np.zeros(n, np.uint8)
     packed = np.zeros((n, dn), dtype=np.uint8)
     encs = np.zeros(n, dtype=np.uint8)
     mv = memoryview(payload)
@@ -142,7 +156,7 @@ def decode_upload_packed(payload: bytes, max_bits: int = DECODE_MAX_BITS
         off += nb
     if off != len(payload):
         raise PayloadError(f"{len(payload) - off} unexpected trailing bytes after {n} samples")
-    return int(up["slot"]), packed, steps, rows, encs
+    return slot, packed, steps, rows, encs
 
 
 def decode_upload(payload: bytes, max_bits: int = DECODE_MAX_BITS) -> tuple[int, np.ndarray, np.ndarray]:

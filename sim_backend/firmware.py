@@ -20,6 +20,7 @@ session and retry rules of docs/protocol.md (protocol v2):
 from __future__ import annotations
 
 import bisect
+import collections
 import contextlib
 import json
 import operator
@@ -34,7 +35,7 @@ from firmware_iface.bulk import (Limits, board_raw_rule, bulk_header, bulk_unit,
                                  decode_fetch, decode_stage, encode_bulk, encode_limits, encode_result)
 from firmware_iface.framing import (FLAG_RESPONSE, MAX_WIRE_FRAME, PROTOCOL_VERSION, Frame, FrameDecoder,
                                     RawBlockError, VersionError, encode_frame)
-from firmware_iface.records import PayloadError, pack, records, unpack
+from firmware_iface.records import PayloadError, pack, record_struct, records, unpack
 from firmware_iface.spec import (FW_VERSION, MAX_PING, RECORDS, REGISTER_BY_ID, REGISTER_BY_NAME, REGISTERS,
                                  Capability, Opcode, PulseKind, ReadMode, Status)
 from firmware_iface.spec_text import MAX_STEPS, MAX_WAIT_NS
@@ -85,6 +86,8 @@ class CommandError(Exception):
         self.status = status
 
 
+_UPLOAD, _COUNT = record_struct("UPLOAD"), record_struct("COUNT")
+"""struct forms of the records on the bulk upload path (numpy's are tens of us per call there)."""
 SAMPLE_SLOTS = 65536
 MAX_PAYLOAD = 4 * 1024 * 1024
 # --- limits advertised in LIMITS (GET_LIMITS) and enforced before any work (issue 16) ---------
@@ -171,17 +174,20 @@ class _SampleMemory:
     """The board's sample memory: slot -> (packed bits, steps) of the input stored there.
 
     Kept per upload, not per slot: an UPLOAD_SPIKES of ``n`` samples is one entry (its packed
-    bitmaps, often a view of the request) plus three vectorised slices of per-slot arrays, so
-    storing it costs the same few numpy calls whatever ``n`` (it was ~1 us of Python per sample:
-    about a quarter of the board's time per MB of a bulk upload, docs/BENCHMARKS.md link3).  An
-    upload's bitmaps are released once all of its slots were replaced."""
+    bitmaps, often a view of the request) plus three slice assignments to per-slot lists, so
+    storing it costs the same few C-level list operations whatever ``n`` (it was ~1 us of
+    Python per sample: about a quarter of the board's time per MB of a bulk upload,
+    docs/BENCHMARKS.md link3).  Plain lists, not numpy arrays: each small numpy call costs tens
+    of microseconds with cold caches, and the board runs these right after a transfer
+    (docs/BENCHMARKS.md link4).  An upload's bitmaps are released once all of its slots were
+    replaced."""
 
     def __init__(self, slots: int) -> None:
-        self._upload = np.full(slots, -1, np.int64)
+        self._upload = [-1] * slots
         """Per slot: the upload holding its sample (-1: none)."""
-        self._row = np.zeros(slots, np.int64)
+        self._row = [0] * slots
         """Per slot: the sample's row in that upload's bitmaps."""
-        self._steps = np.zeros(slots, np.int64)
+        self._steps = [0] * slots
         """Per slot: the sample's steps (0: none)."""
         self._uploads: dict[int, list] = {}
         """upload id -> [bitmaps (n, nbytes) uint8, slots still holding one of its samples]."""
@@ -196,21 +202,24 @@ class _SampleMemory:
             i = operator.index(slot)  # an int, or a numpy integer (as a dict key would take)
         except TypeError:
             return False
-        return 0 <= i < len(self._upload) and bool(self._upload[i] >= 0)
+        return 0 <= i < len(self._upload) and self._upload[i] >= 0
 
     def __getitem__(self, slot: int) -> tuple[np.ndarray, int]:
         if slot not in self:
             raise KeyError(slot)
-        return self._uploads[int(self._upload[slot])][0][self._row[slot]], int(self._steps[slot])
+        slot = operator.index(slot)
+        return self._uploads[self._upload[slot]][0][self._row[slot]], self._steps[slot]
 
     def steps(self, slot: int, n: int) -> int:
         """Steps of the samples stored in slots ``slot``..``slot + n - 1`` together."""
-        return int(self._steps[slot:slot + n].sum())
+        return sum(self._steps[slot:slot + n])
 
     def missing(self, slot: int, n: int) -> int | None:
         """The first of slots ``slot``..``slot + n - 1`` holding no sample, or None."""
-        empty = np.flatnonzero(self._upload[slot:slot + n] < 0)
-        return slot + int(empty[0]) if empty.size else None
+        try:
+            return self._upload.index(-1, slot, slot + n) if n > 0 else None
+        except ValueError:
+            return None
 
     def store(self, slot: int, packed: np.ndarray, steps: int) -> None:
         """Store the ``len(packed)`` samples ``packed`` (one row each) in slots from ``slot``."""
@@ -218,25 +227,23 @@ class _SampleMemory:
         if not n:
             return
         old = self._upload[slot:slot + n]
-        held = old[old >= 0]
-        self._count += n - held.size
-        if held.size:
-            lo, hi = int(held.min()), int(held.max())
-            if lo == hi:  # the usual case: the slots of one earlier upload (no sort needed)
-                ids, counts = [lo], [int(held.size)]
-            else:
-                u, c = np.unique(held, return_counts=True)
-                ids, counts = u.tolist(), c.tolist()
-            for uid, c in zip(ids, counts):
-                entry = self._uploads[uid]
-                entry[1] -= c
-                if not entry[1]:
-                    del self._uploads[uid]
+        ids = set(old)
+        if len(ids) == 1:  # the usual case: the slots of one earlier upload, or all empty
+            held = {} if -1 in ids else {ids.pop(): n}
+        else:
+            held = collections.Counter(old)
+            held.pop(-1, None)
+        self._count += n - sum(held.values())
+        for uid, c in held.items():
+            entry = self._uploads[uid]
+            entry[1] -= c
+            if not entry[1]:
+                del self._uploads[uid]
         uid, self._next = self._next, self._next + 1
         self._uploads[uid] = [packed, n]
-        old[:] = uid
-        self._row[slot:slot + n] = np.arange(n)
-        self._steps[slot:slot + n] = steps
+        self._upload[slot:slot + n] = [uid] * n
+        self._row[slot:slot + n] = range(n)
+        self._steps[slot:slot + n] = [steps] * n
 
 
 class VirtualFirmware:
@@ -661,7 +668,7 @@ class VirtualFirmware:
         if len(data) != h.nbytes:  # the frame's BULK record did not parse as one when it arrived
             raise CommandError(Status.BAD_PAYLOAD, f"BULK_PUT announced {h.nbytes} raw bytes, {len(data)} arrived")
         self._check_piece(h.id, h.opcode, h.total, h.offset, h.nbytes)
-        return pack("COUNT", count=self._put(h.id, h.opcode, h.total, h.offset, data))
+        return _COUNT.pack(self._put(h.id, h.opcode, h.total, h.offset, data))
 
     def _bulk_get(self, p: bytes) -> bytes:
         tid, offset, length = decode_fetch(p)
@@ -783,8 +790,9 @@ class VirtualFirmware:
 
     def _upload(self, p: bytes) -> bytes:
         # The header's sizes are checked before anything is decoded or allocated.
-        up, _ = unpack("UPLOAD", p)
-        slot, n, steps, rows = int(up["slot"]), int(up["n"]), int(up["steps"]), int(up["rows"])
+        if len(p) < _UPLOAD.size:
+            unpack("UPLOAD", p)  # raises the record's PayloadError
+        slot, n, steps, rows = _UPLOAD.unpack_from(p)
         if steps > MAX_STEPS:
             raise CommandError(Status.OUT_OF_RANGE, f"upload has {steps} steps, the board runs at most {MAX_STEPS}")
         if rows != self.chip.rows:
@@ -804,7 +812,7 @@ class VirtualFirmware:
             [s for s in self.outputs if slot <= s < slot + n]
         for s in list(stale):  # their results are stale
             del self.outputs[s]
-        return pack("COUNT", count=n)
+        return _COUNT.pack(n)
 
     def _input(self, s: int) -> np.ndarray:
         packed, steps = self.inputs[s]

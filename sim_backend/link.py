@@ -72,7 +72,7 @@ class LinkModel:
 
     @property
     def faulty(self) -> bool:
-        return any(getattr(self, name) for name in _FAULTS)
+        return any(map(self.__dict__.__getitem__, _FAULTS))  # asked per read: no Python loop
 
     def transfer_s(self, nbytes: int) -> float:
         """Seconds ``nbytes`` take on the wire (8N1: 10 bits per byte)."""

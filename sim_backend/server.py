@@ -17,6 +17,7 @@ import argparse
 import gc
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -104,7 +105,14 @@ def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple
                 send = conn.sendmsg if hasattr(conn, "sendmsg") else (lambda views, c=conn: c.send(views[0]))
                 with conn:
                     peek = False
+                    held: list = []  # replies not written yet: more of the burst is waiting
                     while not stop.is_set():
+                        if held and not select.select([conn], [], [], 0)[0]:
+                            try:  # the burst is over: its replies in one write
+                                _write_parts(send, held, stop)
+                            except OSError:
+                                break
+                            held = []
                         target = in_place()
                         try:  # a raw block's bytes straight into their place; else what is there
                             got = conn.recv_into(target) if target is not None else \
@@ -121,11 +129,10 @@ def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple
                             out, peek = pump.received(got), True
                         else:
                             out, peek = pump.exchange(got), len(got) < PEEK
-                        if out:
-                            try:
-                                _write_parts(send, out, stop)
-                            except OSError:
-                                break
+                        if isinstance(out, (bytes, bytearray, memoryview)):
+                            held.append(out)
+                        else:
+                            held += out
 
     t = threading.Thread(target=loop, name="sim-tcp", daemon=True)
     t.start()
