@@ -27,12 +27,14 @@ from firmware_iface.records import PayloadError
 from firmware_iface.sockio import drop_sent
 from firmware_iface.spec import Opcode, Status
 
-PIECE_MAX = 1024 * 1024
+PIECE_MAX = 2 * 1024 * 1024
 """Largest piece of a round (bytes): big enough that per-piece work (a frame, a reply, a
 handler call and a few system calls on either end) is small next to the copy -- at 256 KiB it
 was not: 1 MiB pieces cut the board's CPU per MB of a socket:// upload by a third
-(docs/BENCHMARKS.md, link2) -- and small enough that a link losing pieces gets back to it in a
-few clean rounds (a lossy round quarters the next transfer's piece size, a clean one doubles it)."""
+(docs/BENCHMARKS.md, link2), and once the board held a burst's replies for one write, 2 MiB
+read back 1.4-2.9 MB faster than 1 MiB and uploaded as fast (link4) -- and small enough that
+a link losing pieces gets back to it in a few clean rounds (a lossy round quarters the next
+transfer's piece size, a clean one doubles it)."""
 PIECE_MIN = 1024
 """Smallest piece a failed one is split into (bytes): LIMITS.max_chunk of the STAGE path."""
 SPLIT = 4

@@ -331,7 +331,7 @@ class FrameDecoder:
                         self._raw, self._last = (frame, *announced), self._now
                         sink = self.sink(frame, announced[0]) if self.sink is not None else None
                         self._sink = sink if sink is not None and len(sink) == announced[0] else None
-                        self._got = self._crc_got = 0
+                        self._got = 0
             start = scan = end + 1
         if data is None:
             del buf[:start]

@@ -402,7 +402,7 @@ BULK_MODE = f"""\
   bad runs found in the dropped block (the burst rule of the Link layer). A frame whose own CRC
   fails announces nothing: its raw bytes are hunted as garbage (one BAD_FRAME).
 - **Upload**: the host sends the request of a transfer as BULK_PUT pieces (any split; the
-  virtual board's host uses up to 1 MiB), all of them back to back, then the transfer's COMMIT
+  virtual board's host uses up to 2 MiB), all of them back to back, then the transfer's COMMIT
   (sequenced, a new seq each round) in the same burst. The board answers every request in
   the order received, so when the COMMIT reply arrives every piece has been answered or was
   lost, and the COMMIT ran only if every byte was staged: RESULT as for bounded frames; when
