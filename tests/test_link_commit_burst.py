@@ -55,7 +55,8 @@ def test_board_answers_a_burst_commit_not_ready_then_runs_it_when_complete():
     assert (rid, status, length) == (tid, Status.OK, 120) and got[1]["payload"][REF_RESULT.size:] == PAYLOAD
 
 
-SPIKES = np.random.default_rng(23).random((300, 300, 128)) < 0.05  # 1.4 MB: two 1 MiB pieces
+SPIKES = np.random.default_rng(23).random((300, 300, 128)) < 0.05  # 1.4 MB: two 1 MiB pieces (PIECE below)
+PIECE = 1 << 20
 
 
 def test_a_clean_upload_is_one_round_trip_closed_by_its_commit():
@@ -89,6 +90,7 @@ def test_a_piece_lost_in_the_burst_is_resent_with_a_new_commit(monkeypatch):
     monkeypatch.setattr(bulkmode._Put, "unit", unit)
     with PEChip("pesim://?seed=3&fidelity=ideal") as chip:
         chip.info(), chip.board_limits()
+        chip.bulk_piece = PIECE
         fw = chip._port.firmware
         executed = fw.executed
         chip.upload_spikes(SPIKES)
