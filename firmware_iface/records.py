@@ -15,7 +15,18 @@ class PayloadError(ValueError):
 
 
 def pack(name: str, **fields: Any) -> bytes:
-    """One record as bytes; fields not given are zero."""
+    """One record as bytes; fields not given are zero.
+
+    Integer records given Python ints in range go through ``struct`` (the same bytes; a few
+    hundred ns, where numpy's record path costs tens of microseconds with cold caches -- once
+    per frame on the link, docs/BENCHMARKS.md link4); anything else through numpy, which also
+    makes every error what it always was."""
+    fast = _int_struct(name)
+    if fast is not None and all(type(v) is int for v in fields.values()) and fields.keys() <= fast[1]:
+        try:
+            return fast[0].pack(*[fields.get(f, 0) for f in RECORDS[name].names])
+        except struct.error:  # out of range: numpy's error (or its conversion), as ever
+            pass
     rec = np.zeros(1, dtype=RECORDS[name])
     for k, v in fields.items():
         rec[k] = v
@@ -69,6 +80,15 @@ def record_struct(name: str) -> struct.Struct:
     if s.size != dt.itemsize:
         raise ValueError(f"record {name} is not packed scalars")
     return s
+
+
+@functools.cache
+def _int_struct(name: str) -> tuple[struct.Struct, frozenset[str]] | None:
+    """(struct, field names) of a record of integer scalars only; None for any other record."""
+    dt = RECORDS[name]
+    if any(dt.fields[f][0].kind not in "ui" or dt.fields[f][0].shape for f in dt.names):
+        return None
+    return record_struct(name), frozenset(dt.names)
 
 
 def unpack_exact(name: str, payload: bytes | memoryview) -> tuple:
