@@ -124,3 +124,57 @@ def test_simulated_smu_writes_each_reply_in_one_send(model, queries):
         assert data.endswith(b"\n") and data.count(b"\n") == 1 and len(data) > 1
     code = re.split(rb"[,\t]", conn.sent[1].strip())[0]
     assert float(code) == 0, conn.sent[1]      # the set command between the queries was accepted
+
+
+def _wait_until_blocked_in_accept_loop(srv) -> None:
+    """Until the server thread sits in its selector (so stop/kill must wake it: a thread that
+    has not reached it yet would see the stop flag by itself)."""
+    import sys
+    import time
+
+    for _ in range(5000):
+        frame = sys._current_frames().get(srv._thread.ident)
+        names = []
+        while frame is not None:
+            names.append(frame.f_code.co_name)
+            frame = frame.f_back
+        if "_accept_loop" in names and "select" in names:
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"server thread never blocked in its accept loop: {names}")
+
+
+@pytest.mark.parametrize("connected", [False, True])
+def test_stop_ends_the_accept_loop_at_once_and_leaves_no_descriptor(connected):
+    """kills InstrumentServer.stop/_serve mutants: no wake-up of the accept loop (it blocks in
+    its selector with no timeout, so the thread would outlive stop()'s join), wake-up sockets
+    left open after the thread ended.  Idle and with a controller connected."""
+    srv = make_server("2450", StubWorld(), {1: "VDDA"}).start()
+    client = None
+    if connected:
+        client = socket.create_connection((srv.host, srv.port), timeout=2)
+        client.sendall(b"*IDN?\n")
+        assert client.recv(200).endswith(b"\n")
+    else:
+        _wait_until_blocked_in_accept_loop(srv)
+    srv.stop()
+    try:
+        assert not srv._thread.is_alive()
+        assert srv._wake_r.fileno() == -1 and srv._wake_w.fileno() == -1
+    finally:
+        if client is not None:
+            client.close()
+
+
+def test_kill_ends_the_accept_loop_and_a_never_started_server_closes_its_sockets():
+    """kills the mutants that leave kill() without a wake-up (the thread never ends) or leak
+    the wake-up sockets of a server that was made but never started."""
+    srv = make_server("B2901A", StubWorld(), {1: "VDDD"}).start()
+    _wait_until_blocked_in_accept_loop(srv)
+    srv.kill()
+    srv._thread.join(timeout=5)
+    assert not srv._thread.is_alive()
+    assert srv._wake_r.fileno() == -1 and srv._wake_w.fileno() == -1
+    idle = make_server("2601B", StubWorld(), {1: "VDDIO"})
+    idle.stop()
+    assert idle._wake_r.fileno() == -1 and idle._wake_w.fileno() == -1
