@@ -18,7 +18,9 @@ pyvisa and pyvisa-py exactly as a campaign point reaches them.  Measured in one 
 * ``count``: the reading-count query that completes an N-point buffered trace (N = 57,070,
   the 1x point of campaigns/time_scaling.toml; 20,000 with --quick), on a simulator with the
   vectorised ``SimWorld.mean_currents_a`` and on a second simulator process where it is
-  hidden (the channel's per-window fallback, the behaviour before the fix).
+  hidden (the channel's per-window fallback, the behaviour before the fix);
+* ``stop``: ``serve_instruments``' stop function, three idle SMU servers, in this process
+  (every simulated bench pays it at shutdown; was up to 0.2 s per SMU, a polling accept).
 """
 from __future__ import annotations
 
@@ -174,11 +176,20 @@ def main() -> int:
                 res[d["model"]]["count_scalar_s"] = _count(d, n_points, reps)
         finally:
             _stop_sim(proc)
+    from sim_backend.instruments import StubWorld, serve_instruments
+
+    stops = []
+    for _ in range(reps):
+        _, stop = serve_instruments(StubWorld())
+        time.sleep(0.02)                       # the accept loops are waiting
+        t = time.perf_counter()
+        stop()
+        stops.append(time.perf_counter() - t)
     for r in res.values():
         base = r["raw_rtt_s"]
         for k in ("raw_exchange", "idn", "exchange", "exchange_nagle", "count", "count_scalar"):
             r[f"{k}_over_raw_rtt"] = r[f"{k}_s"] / base
-    out = {"trace_points": n_points, "models": res}
+    out = {"trace_points": n_points, "models": res, "stop_three_servers_s": statistics.median(stops)}
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -194,6 +205,7 @@ def main() -> int:
     print("absolute (ms): " + "; ".join(
         f"{m} set+err {r['exchange_s'] * 1e3:.3f} (Nagle on {r['exchange_nagle_s'] * 1e3:.1f}), count "
         f"{r['count_s'] * 1e3:.1f} (per-window {r['count_scalar_s'] * 1e3:.1f})" for m, r in res.items()))
+    print(f"stop of three idle SMU servers: {out['stop_three_servers_s'] * 1e3:.2f} ms")
     return 0
 
 
