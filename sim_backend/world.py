@@ -131,6 +131,55 @@ class SimWorld:
                 return float(self._idle[k])
             return self._charge(k, t0_s, t1_s) / (t1_s - t0_s)
 
+    def mean_currents_a(self, rail: str, t0_s: np.ndarray, t1_s: np.ndarray) -> np.ndarray:
+        """:meth:`mean_current_a` over many windows ``[t0_s[k], t1_s[k])`` at once (A).
+
+        A simulated SMU's buffered trace asks for one window per point (57,000 points for a
+        run of a few seconds at 200 us per point): one call per window cost ~3.5 us each,
+        ~0.2 s per trace, inside one instrument query.  Same charge as :meth:`_charge`, in
+        closed form: the excess charge drawn before chip time t is
+        ``E(t) = cum[i] + (cur[i] - idle) * clip(t - t0[i], 0, t1[i] - t0[i])`` with i the
+        last segment starting at or before t (0 before the first), and a window draws
+        ``idle * (b - a) + E(b) - E(a)`` (the ``cum`` terms subtracted first).  An empty
+        window (``b <= a``) gives the current at ``a``, as :meth:`mean_current_a` does.
+        """
+        if rail not in self.rails:
+            raise KeyError(f"unknown rail {rail!r}; rails are {list(self.rails)}")
+        a = np.asarray(t0_s, dtype=np.float64)
+        b = np.asarray(t1_s, dtype=np.float64)
+        with self.lock:
+            k = self._names.index(rail)
+            idle = float(self._idle[k])
+            n = len(self._t0)
+            if n == 0:
+                return np.full(np.broadcast(a, b).shape, idle)
+            s0 = np.asarray(self._t0, dtype=np.float64)
+            s1 = np.asarray(self._t1, dtype=np.float64)
+            rate = np.fromiter((c[k] for c in self._cur), dtype=np.float64, count=n) - idle
+            cum = np.fromiter((c[k] for c in self._cum[:n]), dtype=np.float64, count=n)
+
+        def locate(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """(index of the last segment starting at or before t, 0 before the first; excess
+            charge drawn in that segment before t -- 0 before the first, as cum[0] is)."""
+            j = np.maximum(np.searchsorted(s0, t, side="right") - 1, 0)
+            return j, rate[j] * np.clip(t - s0[j], 0.0, s1[j] - s0[j])
+
+        ja, pa = locate(a)
+        jb, pb = locate(b)
+        # whole segments between the two (exactly 0 when both ends lie in one segment), then
+        # the parts before b and before a in their own segments: no cancellation against the
+        # charge of the whole history
+        excess = (cum[jb] - cum[ja]) + pb - pa
+        width = b - a
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = idle + excess / width
+        if np.any(width <= 0):
+            i = np.searchsorted(s0, a, side="right") - 1
+            j = np.maximum(i, 0)
+            inside = (i >= 0) & (s1[j] > a)
+            mean = np.where(width > 0, mean, np.where(inside, idle + rate[j], idle))
+        return mean
+
     def energy_j(self, rail: str | None = None, t0: float | None = None, t1: float | None = None) -> float:
         """Energy (J) from the chip's own counters: all rails or one; whole history or a window."""
         with self.lock:

@@ -14,7 +14,7 @@ DEFAULT_S = 0.5
 SLOWEST_S: dict[str, float] = {
     "tests/test_train_accuracy.py::test_training_from_scratch_reaches_95_percent": 50,  # stops at the bar (suite2)
     "tests/test_gesture_set.py::test_cli_realistic_default_is_byte_identical_to_the_library": 97,
-    "tests/test_campaign_run.py::test_shipped_time_scaling_with_power_runs": 94,
+    "tests/test_campaign_run.py::test_shipped_time_scaling_with_power_runs": 60,  # was 94; smu: -40 % sequential
     "tests/test_gesture_set.py::test_release_layout_and_split": 68,
     "tests/test_campaign_resume.py::test_sigkill_with_local_dask_workers_then_resume": 69,
     "tests/test_fuzz_firmware.py::test_fuzz_frames_bounded_memory_no_internal_no_hang[20000]": 40,

@@ -2,7 +2,8 @@
 
 Models: Keithley 2450 (SCPI), Keysight B2900 series (SCPI, 1-2 channels), Keithley 2600B
 series (TSP, ``smua``/``smub``).  Opened through pyvisa's pure-Python backend (``@py``);
-resources such as ``TCPIP0::127.0.0.1::5025::SOCKET`` get ``"\\n"`` terminations.
+resources such as ``TCPIP0::127.0.0.1::5025::SOCKET`` get ``"\\n"`` terminations and Nagle's
+algorithm off (VISA's ``VI_ATTR_TCPIP_NODELAY`` default, which pyvisa-py does not apply).
 
 Typical use (the station file names resource, model, rail and per-rail limits)::
 

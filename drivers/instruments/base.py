@@ -85,6 +85,7 @@ class VisaAdapter(Adapter):
             raise InstrumentError(f"{resource}: cannot open instrument ({_visa_reason(exc)})") from None
         except (ValueError, pyvisa.errors.Error) as exc:
             raise InstrumentError(f"{resource}: unknown or unsupported VISA resource ({exc})") from None
+        self._set_nodelay()
         if getattr(self._res, "chunk_size", None) is not None:
             self._res.chunk_size = 1 << 20
         # pyvisa-py's socket sessions read 4 KiB per select() by default; bulk buffer reads
@@ -95,6 +96,33 @@ class VisaAdapter(Adapter):
                 session.max_recv_size = 1 << 16
         except Exception:  # noqa: BLE001 - another backend: keep its defaults
             pass
+
+    def _set_nodelay(self) -> None:
+        """Nagle's algorithm off on a raw TCP socket resource (``VI_ATTR_TCPIP_NODELAY``).
+
+        VISA's default for this attribute is VI_TRUE (VPP-4.3, VI_ATTR_TCPIP_NODELAY; NI-VISA
+        and Keysight IO Libraries honour it), but pyvisa-py 0.8 leaves the socket at the OS
+        default (Nagle on) and rejects setting the attribute (UnknownAttribute).  With Nagle
+        on, the second of two back-to-back writes (``:SOUR:VOLT 1.2`` then ``:SYST:ERR?``)
+        waits in the kernel until the instrument ACKs the first -- which the instrument's
+        stack delays by 40-200 ms, because a set command has no reply to carry the ACK.
+        Every write-then-query exchange then costs a delayed-ACK timeout (measured: 41-44 ms
+        per query on Linux loopback, docs/BENCHMARKS.md "simulated SMU query latency").
+        Each message is one ``send`` (pyvisa writes a message with its termination at once),
+        so with Nagle off every command leaves at once as one segment.
+        """
+        import socket
+
+        from pyvisa import constants
+
+        try:
+            self._res.set_visa_attribute(constants.ResourceAttribute.tcpip_nodelay, constants.VisaBoolean.true)
+        except Exception:  # noqa: BLE001 - pyvisa-py: UnknownAttribute; GPIB/USB/serial: not applicable
+            pass
+        sock = self._socket()
+        if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6) \
+                and sock.type == socket.SOCK_STREAM:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _socket(self) -> Any:
         try:

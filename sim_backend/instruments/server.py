@@ -4,10 +4,17 @@ One connection owner at a time: the server thread accepts a client and serves it
 disconnects; another client waits in the listen backlog meanwhile (like a real instrument
 socket that only one controller may own).  A command handler returns the reply line, or
 ``None`` for no reply.
+
+Latency: the accepted connection has Nagle's algorithm off and each reply line goes out in
+one ``send`` (so it is one segment, never held for the controller's delayed ACK); the accept
+loop waits in ``select`` on the listening socket and a wake-up socket, so :meth:`stop` ends
+the thread at once (a polling accept with a timeout cost up to that timeout per instrument
+at every simulator shutdown).
 """
 from __future__ import annotations
 
 import re
+import selectors
 import socket
 import struct
 import threading
@@ -48,7 +55,8 @@ class InstrumentServer:
         self.errors = ErrorQueue()
         self.lock = threading.RLock()
         self._sock = socket.create_server((host, port))
-        self._sock.settimeout(0.2)
+        self._sock.setblocking(False)
+        self._wake_r, self._wake_w = socket.socketpair()
         self.host, self.port = self._sock.getsockname()[:2]
         self._stop = threading.Event()
         self._conn: socket.socket | None = None
@@ -64,9 +72,17 @@ class InstrumentServer:
         self._thread.start()
         return self
 
+    def _wake(self) -> None:
+        """Wake the accept loop (it sees ``_stop`` and returns)."""
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+
     def stop(self) -> None:
         """Orderly stop (closes the active connection and the listening socket)."""
         self._stop.set()
+        self._wake()
         self._drop(abort=False)
         try:
             self._sock.close()
@@ -74,10 +90,20 @@ class InstrumentServer:
             pass
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
+        if self._thread.ident is None:          # never started: nobody else closes these
+            self._close_wake()
+
+    def _close_wake(self) -> None:
+        for s in (self._wake_r, self._wake_w):
+            try:
+                s.close()
+            except OSError:
+                pass
 
     def kill(self) -> None:
         """Die like a crashed process: reset the connection, stop listening."""
         self._stop.set()
+        self._wake()
         self._drop(abort=True)
         try:
             self._sock.close()
@@ -101,13 +127,29 @@ class InstrumentServer:
 
     # ---- serving ---------------------------------------------------------------------
     def _serve(self) -> None:
+        sel = selectors.DefaultSelector()
+        try:
+            sel.register(self._sock, selectors.EVENT_READ)
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            self._accept_loop(sel)
+        except (OSError, ValueError):           # a socket closed under us: stopping
+            return
+        finally:
+            sel.close()
+            self._close_wake()
+
+    def _accept_loop(self, sel: selectors.BaseSelector) -> None:
         while not self._stop.is_set():
+            ready = {key.fileobj for key, _ in sel.select()}
+            if self._stop.is_set() or self._sock not in ready:
+                continue
             try:
                 conn, _ = self._sock.accept()
-            except (TimeoutError, socket.timeout):
-                continue
+            except (BlockingIOError, InterruptedError):
+                continue                        # the client gave up before it was accepted
             except OSError:
                 return
+            conn.setblocking(True)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._conn = conn
             self.connections += 1
