@@ -85,7 +85,10 @@ and the first bytes of its block, so that the rest of the block is received in p
 
 
 def serve_tcp(pump: _Pump, host: str, port: int, stop: threading.Event) -> tuple[str, threading.Thread]:
-    """Serve the board on TCP; one client at a time (one owner per link)."""
+    """Serve the board on TCP; one client at a time (one owner per link).  The replies to a
+    burst of requests are held while more of the burst is already waiting in the socket and
+    go out together once it is drained: one write (one wake-up of the host) per bulk round,
+    not one per piece (docs/decisions/0016, link4)."""
     srv = socket.create_server((host, port))
     srv.settimeout(0.2)
     in_place = getattr(pump, "target", lambda: None)  # a pump that only exchanges: no in-place reads
