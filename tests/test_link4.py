@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import struct
 import threading
-import time
 import zlib
 
 import numpy as np
@@ -79,6 +78,7 @@ def test_a_bursts_replies_leave_the_board_in_one_write(monkeypatch):
     handled): an upload round of five BULK_PUT pieces and its COMMIT, all waiting in the
     board's socket, is answered by one write carrying the six replies -- and the upload
     arrives intact (the board's sample memory holds it bit for bit)."""
+    from drivers import bulkmode
     from drivers.pechip import PEChip
     from sim_backend import server
     from sim_backend.board import make_board
@@ -107,11 +107,19 @@ def test_a_bursts_replies_leave_the_board_in_one_write(monkeypatch):
                 except Exception as exc:  # noqa: BLE001 - reported by the assertion below
                     errors.append(exc)
 
+            written = threading.Event()
+            real_send = bulkmode.BulkMode._send_parts
+
+            def send_parts(self, parts, on_events):
+                real_send(self, parts, on_events)
+                written.set()  # the round's write loop is over: every byte is in the socket
+
+            monkeypatch.setattr(bulkmode.BulkMode, "_send_parts", send_parts)
             with pump.guard:  # the board stops at the round's first bytes until all of it is there
                 writes.clear()
                 host = threading.Thread(target=upload)
                 host.start()
-                time.sleep(0.3)
+                assert written.wait(10)
             host.join(10)
             assert not errors and not host.is_alive()
             assert writes == [6], writes  # five COUNT replies and the COMMIT's RESULT, together
