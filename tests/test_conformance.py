@@ -258,10 +258,17 @@ VARIANTS = {
 
 
 # Why the named check fails, where the variant's fault allows only one reason.
-FAILS_BECAUSE = {"busy-never-cleared": "still BUSY at the job's deadline"}
+FAILS_BECAUSE = {"busy-never-cleared": "still BUSY at the job's deadline",
+                 "no-echo": "no reply echoing the request",
+                 "wrong-crc-long-frames": "reply frame(s) failed the CRC/COBS/length checks"}
 # A board that never ends a job makes every job-waiting check (~20) wait out its deadline: at the
 # spec's deadlines (duration + 1 s of slack, RUN 2 s) that is ~25 s of idling, at 1/20 of them ~1.5 s.
-DEADLINE_SCALE = {"busy-never-cleared": 0.05}
+# wrong-crc-long-frames loses the long replies of busy/2 and busy/3 (1.6 s each); its named check
+# waits for no job.  Variants whose named check waits for a job keep the spec's deadlines.
+DEADLINE_SCALE = {"busy-never-cleared": 0.05, "wrong-crc-long-frames": 0.05}
+# Reply deadline of short commands (Context.timeout_s): no-echo's 76 checks each wait it out once
+# (nothing ever echoes); its named check fails on that whatever the deadline.
+TIMEOUT_S = {"no-echo": 0.04}
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
@@ -270,11 +277,12 @@ def test_broken_variant_fails_its_named_check(name):
     busy-never-cleared kills the [busy] check "a BUSY job ends within its deadline" passing, or
     skipping, a board that stays BUSY (and any check erroring instead of failing on it); it runs
     at DEADLINE_SCALE, the check's own deadline shortened (Context.deadline_scale; boards are
-    checked at the spec's deadlines, 1.0)."""
+    checked at the spec's deadlines, 1.0).  FAILS_BECAUSE pins the reason where only one is right
+    (a named check failing on a time-out instead would hide a broken check)."""
     cls, named = VARIANTS[name]
-    scale = DEADLINE_SCALE.get(name, 1.0)
+    scale, timeout_s = DEADLINE_SCALE.get(name, 1.0), TIMEOUT_S.get(name, 0.1)
     with tcp_board(variant(cls)) as url:
-        ctx = lambda: C.Context(url, LIMITS, SANDBOX, timeout_s=0.1, deadline_scale=scale)  # noqa: E731
+        ctx = lambda: C.Context(url, LIMITS, SANDBOX, timeout_s=timeout_s, deadline_scale=scale)  # noqa: E731
         out = {o.check.id: o for o in C.run(C.CHECKS, ctx)}
     assert out[named].outcome == "fail", (named, out[named].outcome, out[named].message)
     assert FAILS_BECAUSE.get(name, "") in out[named].message, out[named].message
