@@ -67,7 +67,7 @@ def test_follows_a_run_written_by_another_process(tmp_path):
         while not tr.exists() and view.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert tr.exists(), "the viewer never opened its window"
-        w = writer("program", f, "--units", "12", "--sleep", "0.6")
+        w = writer("program", f, "--units", "12", "--sleep", "0.3")  # 3.6 s: 11 counts between 0 and 3072
         assert w.wait(timeout=60) == 0
         out, err = view.communicate(timeout=60)
     finally:
