@@ -5,7 +5,9 @@ scheduling), so that no worker is left alone with a two-minute test at the end o
 Figures: a fresh-clone ``bash .ci/run`` of main 49ed944 with ``--durations=60``, 2 cores,
 load 3-8 (wall seconds per test, setup included; only their order matters).  A test missing
 here (renamed, new) is scheduled as a short one: DEFAULT_S.  Re-measure with
-``PYTEST_ADDOPTS=--durations=60 bash .ci/run`` when the slowest tests change.
+``PYTEST_ADDOPTS=--durations=60 bash .ci/run`` when the slowest tests change.  Entries marked
+suite3: that test's own ``--durations`` after its change (docs/BENCHMARKS.md, "Issue 17 — suite
+wall time, third pass").
 """
 from __future__ import annotations
 
@@ -22,26 +24,26 @@ SLOWEST_S: dict[str, float] = {
     "tests/test_campaign_workers.py::test_one_two_and_separate_cluster_give_identical_tables": 32,
     "tests/test_campaign_resume.py::test_ctrl_c_to_the_process_group_with_local_workers": 31,
     "tests/test_view.py::test_viewer_killed_mid_run_changes_nothing": 28,
-    "tests/test_conformance.py::test_broken_variant_fails_its_named_check[busy-never-cleared]": 27,
+    "tests/test_conformance.py::test_broken_variant_fails_its_named_check[busy-never-cleared]": 5,  # was 27; suite3: deadline_scale
     "tests/test_demo.py::test_report_figures_show_what_they_say": 23,
     "tests/test_demo.py::test_json_keys": 22,
     "tests/test_die.py::test_default_station_program_then_read_and_reset": 19,
     "tests/test_finetune.py::test_finetuning_repairs_a_perturbed_chip_layer_reprogramming_only_changed_cells": 17,
     "tests/test_die.py::test_sigkill_mid_command_leaves_before_or_after": 16,
-    "tests/test_view.py::test_replay_plays_at_k_times_the_recorded_pace": 15,
+    "tests/test_view.py::test_replay_plays_at_k_times_the_recorded_pace": 7,  # was 15; suite3: 4 s recording
     "tests/test_die.py::test_sim_die_new_use_info": 13,
     "tests/test_die.py::test_default_station_refused_while_its_die_is_served": 13,
     "tests/test_campaign_resume.py::test_sigkill_at_random_moments_then_resume_gives_every_point_once": 19,
     "tests/test_campaign_resume.py::test_sigint_sigterm_stop_cleanly_and_resume[15-143]": 12,
-    "tests/test_view.py::test_follows_a_run_written_by_another_process": 11,
-    "tests/test_physics_crossbar.py::test_chip_noise_output_statistics_match_per_cell_simulation": 11,
+    "tests/test_view.py::test_follows_a_run_written_by_another_process": 5,  # was 11; suite3: 0.3 s commits
+    "tests/test_physics_crossbar.py::test_chip_noise_output_statistics_match_per_cell_simulation": 3,  # was 11 (suite3)
     "tests/test_campaign_resume.py::test_sigint_sigterm_stop_cleanly_and_resume[2-130]": 10,
     "tests/test_die.py::test_sigkill_during_saves_leaves_one_whole_die": 10,
     "tests/test_die.py::test_second_simulator_on_one_die_is_refused": 10,
     "tests/test_energy_gesture.py::test_reference_workload_constants_match_the_gesture_layer": 9,
     "tests/test_link_faults.py::test_10000_commands_on_a_faulty_link_match_a_clean_link": 9,
     "tests/test_die.py::test_pulse_counts_accumulate_across_sessions": 8,
-    "tests/test_conformance.py::test_broken_variant_fails_its_named_check[no-echo]": 8,
+    "tests/test_conformance.py::test_broken_variant_fails_its_named_check[no-echo]": 3,  # was 8 (suite3)
     "tests/test_finetune.py::test_worst_corner_is_reported": 7,
     "tests/test_resume_wear.py::test_resume_after_kill_mid_batch_pulses_no_cell_within_tolerance": 7,
     "tests/test_synth.py::test_time_collapsed_classifiers_stay_below_70_percent": 7,
@@ -54,7 +56,7 @@ SLOWEST_S: dict[str, float] = {
     "tests/test_campaign_station.py::test_cluster_without_the_station_resource_is_refused": 6,
     "tests/test_conformance.py::test_cli_passes_over_real_transports[socket]": 6,
     "tests/test_conformance.py::test_cli_passes_over_real_transports[pty]": 5,
-    "tests/test_conformance.py::test_broken_variant_fails_its_named_check[wrong-crc-long-frames]": 5,
+    "tests/test_conformance.py::test_broken_variant_fails_its_named_check[wrong-crc-long-frames]": 3,  # was 5 (suite3)
     "tests/test_view.py::test_at_commit_shows_the_file_as_it_was": 5,
     "tests/test_link_directions.py::test_10000_commands_with_stalls_and_duplicates_match_a_clean_link": 5,
     "tests/test_campaign_station.py::test_points_run_on_the_station": 5,

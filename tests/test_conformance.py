@@ -74,6 +74,29 @@ def test_virtual_firmware_passes_with_busy_acknowledgements():
         assert out[cid].outcome == "pass", cid
 
 
+class SlowWriteVerify(VirtualFirmware):
+    """A conforming board whose WRITE_VERIFY takes JOB_S longer (acknowledged BUSY meanwhile)."""
+
+    JOB_S = 0.5
+
+    def _write_verify(self, p):
+        time.sleep(self.JOB_S)
+        return super()._write_verify(p)
+
+
+def test_busy_checks_wait_the_spec_deadline_by_default():
+    """Kills Context.deadline_scale's default lowered below the spec's deadlines (or RawLink /
+    busy.py scaling a default context): a board whose 192-cell WRITE_VERIFY takes 0.5 s, well
+    inside the spec's deadline for it (192 x (40 + 2) x (1 us + 4 x 2 us) + 1 s = 1.07 s,
+    docs/protocol.md [busy]), passes [busy] with the context the CLI builds (no deadline_scale)."""
+    fw = variant(SlowWriteVerify)
+    fw.ack_s = 0.0
+    with tcp_board(fw) as url:
+        out = run_suite(url, ["busy"])
+    assert_all_pass(out)
+    assert out["busy/2"].outcome == "pass" and out["busy/2"].duration_s > SlowWriteVerify.JOB_S
+
+
 def test_virtual_firmware_passes_in_process_typical_chip():
     assert_all_pass(run_suite("pesim://?seed=3&fidelity=typical"), ALWAYS_SKIPPED | NEEDS_BUSY | NEEDS_NOISE_FREE_CHIP)
 
@@ -234,13 +257,34 @@ VARIANTS = {
 }
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "busy-never-cleared" else n
-                                  for n in sorted(VARIANTS)])  # BUSY forever: every job waits out its deadline
+# Why the named check fails, where the variant's fault allows only one reason.
+FAILS_BECAUSE = {"busy-never-cleared": "still BUSY at the job's deadline",
+                 "no-echo": "no reply echoing the request",
+                 "wrong-crc-long-frames": "reply frame(s) failed the CRC/COBS/length checks"}
+# A board that never ends a job makes every job-waiting check (~20) wait out its deadline: at the
+# spec's deadlines (duration + 1 s of slack, RUN 2 s) that is ~25 s of idling, at 1/20 of them ~1.5 s.
+# wrong-crc-long-frames loses the long replies of busy/2 and busy/3 (1.6 s each); its named check
+# waits for no job.  Variants whose named check waits for a job keep the spec's deadlines.
+DEADLINE_SCALE = {"busy-never-cleared": 0.05, "wrong-crc-long-frames": 0.05}
+# Reply deadline of short commands (Context.timeout_s): no-echo's 76 checks each wait it out once
+# (nothing ever echoes); its named check fails on that whatever the deadline.
+TIMEOUT_S = {"no-echo": 0.04}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_broken_variant_fails_its_named_check(name):
+    """Each broken firmware variant fails the check that names its fault, and no check crashes.
+    busy-never-cleared kills the [busy] check "a BUSY job ends within its deadline" passing, or
+    skipping, a board that stays BUSY (and any check erroring instead of failing on it); it runs
+    at DEADLINE_SCALE, the check's own deadline shortened (Context.deadline_scale; boards are
+    checked at the spec's deadlines, 1.0).  FAILS_BECAUSE pins the reason where only one is right
+    (a named check failing on a time-out instead would hide a broken check)."""
     cls, named = VARIANTS[name]
+    scale, timeout_s = DEADLINE_SCALE.get(name, 1.0), TIMEOUT_S.get(name, 0.1)
     with tcp_board(variant(cls)) as url:
-        ctx = lambda: C.Context(url, LIMITS, SANDBOX, timeout_s=0.1)  # noqa: E731
+        ctx = lambda: C.Context(url, LIMITS, SANDBOX, timeout_s=timeout_s, deadline_scale=scale)  # noqa: E731
         out = {o.check.id: o for o in C.run(C.CHECKS, ctx)}
     assert out[named].outcome == "fail", (named, out[named].outcome, out[named].message)
+    assert FAILS_BECAUSE.get(name, "") in out[named].message, out[named].message
     crashed = {k: o.message for k, o in out.items() if o.outcome == "error"}
     assert not crashed

@@ -45,7 +45,11 @@ def test_aggregated_noise_matches_per_cell_model():
 
 
 def test_chip_noise_output_statistics_match_per_cell_simulation():
-    """End to end: output spike counts of the fused kernel vs a per-cell noisy simulation."""
+    """End to end: output spike counts of the fused kernel vs a per-cell noisy simulation.
+
+    The per-cell reference runs one sample at a time on one generator: the same normal draws
+    in the same order as one call on all 48 samples (C order, sample-major), so the same z,
+    without the 48 x 300 x 128 x 24 temporaries (1.3 GB peak, 8-9 s of CPU -> 0.7 s)."""
     from sim_backend.physics.neuron import srm_forward
 
     rng = np.random.default_rng(3)
@@ -55,7 +59,8 @@ def test_chip_noise_output_statistics_match_per_cell_simulation():
     wd = (g[:, 0::2] - g[:, 1::2]) / gu
     var = ((rel * g[:, 0::2]) ** 2 + (rel * g[:, 1::2]) ** 2) / gu ** 2
     s_agg, _, _ = fastpath.layer_forward(spikes, wd, var, 4242, np.zeros(12))
-    z_cell = crossbar.per_cell_noisy_input(spikes, g, rel, gu, 0.2, np.random.default_rng(4))
+    rng_cell = np.random.default_rng(4)
+    z_cell = np.stack([crossbar.per_cell_noisy_input(s, g, rel, gu, 0.2, rng_cell) for s in spikes])
     s_cell = srm_forward(z_cell).astype(bool)
     s_clean = srm_forward(spikes @ wd).astype(bool)
     n_agg, n_cell = s_agg.sum(), s_cell.sum()

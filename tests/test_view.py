@@ -67,7 +67,7 @@ def test_follows_a_run_written_by_another_process(tmp_path):
         while not tr.exists() and view.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert tr.exists(), "the viewer never opened its window"
-        w = writer("program", f, "--units", "12", "--sleep", "0.6")
+        w = writer("program", f, "--units", "12", "--sleep", "0.3")  # 3.6 s: 11 counts between 0 and 3072
         assert w.wait(timeout=60) == 0
         out, err = view.communicate(timeout=60)
     finally:
@@ -293,9 +293,15 @@ def test_screenshot_campaign_grid_colours(tmp_path):
         assert np.abs(c[i] - want[s]).max() < 20, (i, s, c[i])
 
 
+REPLAY_UNITS, REPLAY_UNIT_S = 8, 0.5
+"""The recording replayed: 8 commits 0.5 s apart (4 s; was 8 x 1.0 s, all of it idle wait)."""
+
+
 def test_replay_plays_at_k_times_the_recorded_pace(tmp_path):
+    """Kills replay ignoring --speed's pacing (everything at once) or applying it twice (4x):
+    the last commit may not show before 0.8 x recorded / k."""
     f, tr = tmp_path / "run.h5", tmp_path / "trace.jsonl"
-    w = writer("program", f, "--units", "8", "--sleep", "1.0")
+    w = writer("program", f, "--units", str(REPLAY_UNITS), "--sleep", str(REPLAY_UNIT_S))
     assert w.wait(timeout=60) == 0
     t0 = time.monotonic()
     r = run("view", str(f), "--replay", "--speed", "2", "--until-done", "--interval-s", "0.05",
@@ -306,9 +312,10 @@ def test_replay_plays_at_k_times_the_recorded_pace(tmp_path):
     assert done == sorted(done) and done[-1] == 3072
     assert len(set(done)) >= 4
     t_done = [ln["t"] for ln in trace_lines(tr) if ln["counts"].get("program", {}).get("done") == 3072][0]
-    # 8 x 1.0 s recorded, played at 2x: not before ~4 s (the upper bound only guards a hang:
+    # 8 x 0.5 s recorded, played at 2x: not before ~2 s (the upper bound only guards a hang:
     # a loaded machine delays a viewer at nice 10)
-    assert 8.0 / 2 * 0.8 < t_done < 8.0 / 2 + 20.0, (t_done, wall)
+    recorded_s = REPLAY_UNITS * REPLAY_UNIT_S
+    assert recorded_s / 2 * 0.8 < t_done < recorded_s / 2 + 20.0, (t_done, wall)
 
 
 # --- bad input ---------------------------------------------------------------------------------------

@@ -40,9 +40,13 @@ def test_a_grouped_module_fixture_is_built_once_on_one_worker(tmp_path: Path) ->
             assert shared == os.environ["PYTEST_XDIST_WORKER"]
     """))
     log = tmp_path / "builds.txt"
-    env = dict(os.environ, BUILD_LOG=str(log), PYTHONPATH=str(ROOT), PYTEST_ADDOPTS="")
+    # Only xdist is loaded (no plugin autoload): the installed hypothesis and timeout plugins
+    # tripled the three processes' start-up CPU (4.5 s -> 1.2 s, tests/_slowest.py) while the
+    # suite's two workers hold both cores; neither touches node ids or scheduling.
+    env = dict(os.environ, BUILD_LOG=str(log), PYTHONPATH=str(ROOT), PYTEST_ADDOPTS="",
+               PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     res = subprocess.run(
-        [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "--no-loadscope-reorder",
+        [sys.executable, "-m", "pytest", "-p", "xdist", "-n", "2", "--dist", "loadgroup", "--no-loadscope-reorder",
          "-v", "-p", "no:cacheprovider", "-o", "addopts=", "-c", os.devnull,
          "--rootdir", str(tmp_path), str(tmp_path / "test_grouped.py")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)

@@ -24,7 +24,8 @@ def _long_job(ctx, link):
     levels = np.linspace(10e-6, 60e-6, 6)
     targets = levels[np.arange(rows.size) % levels.size]
     data, crc = link.frame(Opcode.WRITE_VERIFY, msg.encode_write_verify(sched, rows, cols, targets))
-    deadline = rows.size * (sched.max_pulses + 2) * (sched.width_s + sched.read_averages * READ_TIME_S) + SLACK_S
+    deadline = ctx.deadline_scale * (rows.size * (sched.max_pulses + 2)
+                                     * (sched.width_s + sched.read_averages * READ_TIME_S) + SLACK_S)
     return data, crc, deadline, link.exchange(data, crc, timeout_s=deadline + ACK_S)
 
 
@@ -87,7 +88,7 @@ def wait_deadline(ctx):
     r = link.exchange(data, crc, timeout_s=ACK_S + 1.0)
     dt = time.monotonic() - t0
     expect(dt <= ACK_S, "first reply to WAIT too late", f"<= {ACK_S} s", f"{dt:.3f} s")
-    t_end = time.monotonic() + 1e-3 + SLACK_S
+    t_end = time.monotonic() + ctx.deadline_scale * (1e-3 + SLACK_S)
     while r.status == Status.BUSY and time.monotonic() < t_end:
         time.sleep(0.02)
         if ctx.status(link)["state"] == 0:

@@ -72,9 +72,10 @@ def wire(body: bytes, *, crc: int | None = None) -> bytes:
 class RawLink:
     """One connection to the board (opened fresh for every check)."""
 
-    def __init__(self, url: str, timeout_s: float = 2.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 2.0, deadline_scale: float = 1.0) -> None:
         self.url = url
         self.timeout_s = timeout_s
+        self.deadline_scale = deadline_scale
         self.port = open_link(url, timeout_s=0.02)
         self._fd: int | None = None
         if not getattr(self.port, "synchronous", False):
@@ -169,8 +170,13 @@ class RawLink:
         data, crc = self.frame(opcode, payload, seq=seq, session=session)
         if timeout_s is None and opcode in (Opcode.WRITE_VERIFY, Opcode.RUN, Opcode.WAIT):
             # the job's normative deadline (RUN: what the checks' small runs need)
-            timeout_s = max(self.timeout_s, job_deadline_s(opcode, payload, run_chip_s=1.0))
+            timeout_s = max(self.timeout_s, self.job_deadline(opcode, payload, run_chip_s=1.0))
         return self.follow(data, crc, self.exchange(data, crc, timeout_s), timeout_s)
+
+    def job_deadline(self, opcode: int, payload: bytes, run_chip_s: float = 0.0) -> float:
+        """The deadline (s) of a job's final reply: the spec's ``job_deadline_s`` (docs/protocol.md
+        [busy]) times ``deadline_scale`` (1.0, the spec's own deadline, unless a test shortens it)."""
+        return self.deadline_scale * job_deadline_s(opcode, payload, run_chip_s=run_chip_s)
 
     def follow(self, data: bytes, crc: int, reply: Reply, timeout_s: float | None = None) -> Reply:
         """BUSY: poll STATUS with back-off until idle, then resend the identical frame; bounded

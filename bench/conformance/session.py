@@ -6,7 +6,6 @@ import numpy as np
 
 from bench.conformance.core import check, expect, expect_status
 from bench.conformance.rawlink import Reply
-from firmware_iface.spec_text import job_deadline_s
 from firmware_iface import messages as msg
 from firmware_iface.spec import REGISTER_BY_NAME, Opcode, Status
 from firmware_iface.write_verify import PulseSchedule
@@ -190,7 +189,7 @@ def duplicated_write_verify(ctx):
                           width_s=s.width_s, v_read_v=s.v_read_v, tolerance_s=2.5e-6, max_pulses=60)
     payload = msg.encode_write_verify(sched, rows, cols, np.full(4, 30e-6))
     data, crc = link.frame(Opcode.WRITE_VERIFY, payload)
-    _twice_acts_once(ctx, link, data, crc, job_deadline_s(Opcode.WRITE_VERIFY, payload), "WRITE_VERIFY")
+    _twice_acts_once(ctx, link, data, crc, link.job_deadline(Opcode.WRITE_VERIFY, payload), "WRITE_VERIFY")
 
 
 def _twice_acts_once(ctx, link, data: bytes, crc: int, timeout_s: float, what: str) -> None:
@@ -220,4 +219,4 @@ def duplicated_run(ctx):
     spikes[:, ::5, ::7] = True
     link.ok(Opcode.UPLOAD_SPIKES, encode_upload(spikes, slot=0))
     data, crc = link.frame(Opcode.RUN, msg.encode_run(0, 2))
-    _twice_acts_once(ctx, link, data, crc, job_deadline_s(Opcode.RUN, b"", run_chip_s=1.0), "RUN")
+    _twice_acts_once(ctx, link, data, crc, link.job_deadline(Opcode.RUN, b"", run_chip_s=1.0), "RUN")
