@@ -44,6 +44,7 @@ SLOWEST_S: dict[str, float] = {
     "tests/test_link_faults.py::test_10000_commands_on_a_faulty_link_match_a_clean_link": 9,
     "tests/test_die.py::test_pulse_counts_accumulate_across_sessions": 8,
     "tests/test_conformance.py::test_broken_variant_fails_its_named_check[no-echo]": 3,  # was 8 (suite3)
+    "tests/test_conformance.py::test_busy_checks_wait_the_spec_deadline_by_default": 2,  # new (suite3)
     "tests/test_finetune.py::test_worst_corner_is_reported": 7,
     "tests/test_resume_wear.py::test_resume_after_kill_mid_batch_pulses_no_cell_within_tolerance": 7,
     "tests/test_synth.py::test_time_collapsed_classifiers_stay_below_70_percent": 7,

@@ -188,6 +188,27 @@ class NoEcho(VirtualFirmware):
                                   session=req.session, echo=0))
 
 
+class NoEchoOnPing(NoEcho):
+    """Only PING replies lack the echo (HELLO and RESET are bound, so a check gets that far)."""
+
+    def _reply(self, req, status, payload=b""):
+        if req.opcode != Opcode.PING:
+            return VirtualFirmware._reply(self, req, status, payload)
+        return super()._reply(req, status, payload)
+
+
+def test_reply_without_echo_fails_the_binding_check_on_the_echo():
+    """Kills framing/1 ("every reply ... echoes the request's CRC-32") no longer comparing the echo.
+    The no-echo variant cannot: its HELLO already goes unanswered, so framing/1 fails in the
+    link's own reply matching before its comparison runs.  Here only PING's reply lacks the
+    echo; framing/1 must fail with the reply differing from the request in the echo alone."""
+    with tcp_board(variant(NoEchoOnPing)) as url:
+        o = run_suite(url, ["framing/1"])["framing/1"]
+    assert o.outcome == "fail", (o.outcome, o.message)
+    want, got = o.expected, o.actual   # (opcode, seq, session, flags bit 0, echo, payload)
+    assert [i for i in range(len(want)) if want[i] != got[i]] == [4] and got[4] == 0, (want, got)
+
+
 class _ExclusiveJob(WriteVerifyJob):
     def _init(self, targets_ns, schedule):
         super()._init(targets_ns, schedule)
