@@ -8,6 +8,7 @@ from sim_backend.chip import VirtualChip
 from sim_backend.physics import energy
 from sim_backend.physics.params import COMPONENT_RAIL, RAILS
 from sim_backend.world import SimWorld
+from tests.busy_world import busy_world
 
 
 @pytest.fixture(scope="module")
@@ -168,17 +169,8 @@ def test_world_thread_safety_smoke():
 
 
 def test_world_window_charge_matches_brute_force():
-    world = SimWorld(chip_seed=2, fidelity="typical")
-    rng = np.random.default_rng(3)
-    spikes = rng.random((2, 300, 128)) < 0.05
-    for i in range(30):
-        if i % 3 == 0:
-            world.chip.run(spikes)
-        elif i % 3 == 1:
-            world.chip.read(np.arange(5), np.arange(5), 0.2, 2)
-        else:
-            world.chip.pulse([1, -1], [1, 2], [3, 4], [2.0, 0.0], [1.8, 3.0], [0.0, 2.0], [1e-6, 1e-6])
-        world.advance_to(world.clock_s() + rng.uniform(0, 5e-5))
+    world = busy_world(3, events=30)
+    rng = np.random.default_rng(4)  # the windows
     segs = list(zip(world._t0, world._t1, world._cur))
     idle = world._idle
     t_end = world.clock_s()

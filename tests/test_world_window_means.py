@@ -12,23 +12,7 @@ import pytest
 
 from sim_backend.instruments.channel import SimChannel
 from sim_backend.world import SimWorld
-
-
-def _busy_world(seed: int, start_s: float = 0.0) -> SimWorld:
-    world = SimWorld(chip_seed=2, fidelity="typical")
-    if start_s:
-        world.advance_to(start_s)
-    rng = np.random.default_rng(seed)
-    spikes = rng.random((2, 300, 128)) < 0.05
-    for i in range(24):
-        if i % 3 == 0:
-            world.chip.run(spikes)
-        elif i % 3 == 1:
-            world.chip.read(np.arange(5), np.arange(5), 0.2, 2)
-        else:
-            world.chip.pulse([1, -1], [1, 2], [3, 4], [2.0, 0.0], [1.8, 3.0], [0.0, 2.0], [1e-6, 1e-6])
-        world.advance_to(world.clock_s() + rng.uniform(0, 5e-5))
-    return world
+from tests.busy_world import busy_world
 
 
 def _brute_mean(world: SimWorld, k: int, a: float, b: float) -> float:
@@ -48,7 +32,7 @@ def test_vectorised_windows_match_brute_force_segment_sums(start_s):
     segment, idle added twice): random windows over the whole timeline, before the first and
     after the last segment, inside single segments and across many, on a fresh clock and on a
     die whose clock reads 1e5 s."""
-    world = _busy_world(3, start_s)
+    world = busy_world(3, start_s=start_s)
     rng = np.random.default_rng(4)
     t_begin, t_end = world._t0[0], world.clock_s()
     span = t_end - t_begin
@@ -69,7 +53,7 @@ def test_vectorised_windows_match_brute_force_segment_sums(start_s):
 def test_empty_window_gives_the_current_at_its_start_and_unknown_rail_is_refused():
     """kills the mutant that divides an empty window by its width (nan/inf) instead of giving
     the instantaneous current, like the scalar mean_current_a."""
-    world = _busy_world(5)
+    world = busy_world(5)
     s0, s1, cur = world._t0[3], world._t1[3], world._cur[3]
     mid = 0.5 * (s0 + s1)
     after = world.clock_s() + 1.0
@@ -93,7 +77,7 @@ def test_a_simulated_smu_trace_asks_the_world_once_not_once_per_point():
     """kills the removal of SimWorld.mean_currents_a (the channel then falls back to one
     ``mean_current_a`` per point, ~3.5 us each: ~0.2 s per 57,000-point trace inside one
     instrument query), and checks the trace's points are the brute-force window means."""
-    world = _busy_world(6)
+    world = busy_world(6)
     calls = {"scalar": 0}
     scalar = world.mean_current_a
 
