@@ -55,13 +55,18 @@ def _board_ns(pid: int) -> int:
     return total
 
 
+def _variant(v: str) -> tuple[str, int]:
+    """``TREE[:PIECE]`` -> (tree, largest bulk piece in bytes)."""
+    tree, _, piece = v.rpartition(":")
+    return (tree, int(piece)) if tree and piece.isdigit() else (v, bulkmode.PIECE_MAX)
+
+
 def run(variants: list[str], reps: int, n_up: int, n_read: int) -> dict:
     procs: list[subprocess.Popen] = []
     chips: list[bl.TimedChip] = []
     raw = bl.Raw("socket")
     keys = ("up_s", "up_raw_s", "up_cpu_s", "rd_s", "rd_raw_s", "rd_cpu_s")
-    trees = [v.rpartition(":")[0] if v.rpartition(":")[2].isdigit() else v for v in variants]
-    pieces = [int(v.rpartition(":")[2]) if v.rpartition(":")[2].isdigit() else bulkmode.PIECE_MAX for v in variants]
+    trees, pieces = zip(*map(_variant, variants))
     rows = [{k: [] for k in keys} for _ in variants]
     try:
         for tree in trees:
@@ -90,11 +95,11 @@ def run(variants: list[str], reps: int, n_up: int, n_read: int) -> dict:
                 row["up_s"].append(time.perf_counter() - t0)
                 row["up_cpu_s"].append((_board_ns(pid) - c0) * 1e-9)
                 row["rd_raw_s"].append(raw.readout(rd_blob))
+                chip.bulk_piece = pieces[i]  # a clean upload doubled it (up to PIECE_MAX)
                 chip.get_s, c0 = 0.0, _board_ns(pid)
                 chip.call(Opcode.READ_OUTPUT, read_req, reply_bytes=cap)
                 row["rd_s"].append(chip.get_s)
                 row["rd_cpu_s"].append((_board_ns(pid) - c0) * 1e-9)  # the whole command's
-                chip.bulk_piece = piece
     finally:
         for chip in chips:
             chip.__exit__(None, None, None)
@@ -125,7 +130,7 @@ def main() -> int:
     ap.add_argument("--full", action="store_true", help="bench_link's full sizes (1000 / 200 samples)")
     a = ap.parse_args()
     for v in a.variants:
-        tree = v.rpartition(":")[0] if v.rpartition(":")[2].isdigit() else v
+        tree, _ = _variant(v)
         if not (Path(tree) / "sim_backend").is_dir():
             print(f"bench_link_ab: error: {tree}: no sim_backend/ there (variant {v!r})", file=sys.stderr)
             return 2
