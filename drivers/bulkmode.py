@@ -32,9 +32,9 @@ PIECE_MAX = 2 * 1024 * 1024
 handler call and a few system calls on either end) is small next to the copy -- at 256 KiB it
 was not: 1 MiB pieces cut the board's CPU per MB of a socket:// upload by a third
 (docs/BENCHMARKS.md, link2); 2 MiB uploads as fast as 1 MiB and reads back as fast or a little
-faster with fewer frames (link4) -- and small enough that
-a link losing pieces gets back to it in a few clean rounds (a lossy round quarters the next
-transfer's piece size, a clean one doubles it)."""
+faster with fewer frames (link4) -- and small enough that a link losing pieces gets back to it
+in a few clean rounds (a lossy round quarters the next transfer's piece size, a clean one
+doubles it)."""
 PIECE_MIN = 1024
 """Smallest piece a failed one is split into (bytes): LIMITS.max_chunk of the STAGE path."""
 SPLIT = 4
